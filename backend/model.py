@@ -1,0 +1,151 @@
+"""PaletteNet (Cho et al. 2017): Feature Encoder, Recoloring Decoder, conditional Discriminator.
+
+Shapes, for an input of H x W (padded internally to a multiple of 16, at least 32):
+
+    Feature Encoder (image LAB, 3 channels, in the network range of backend.color)
+      conv3x3 3->64, IN, LeakyReLU, max-pool   c4:  64 x H/2
+      residual stage, stride 2                 c3: 128 x H/4
+      residual stage, stride 2                 c2: 256 x H/8
+      residual stage, stride 2                 c1: 512 x H/16
+    Recoloring Decoder (P = target palette, 18 numbers tiled over the feature map)
+      [P, c1]     530 -> 256, upsample         d1: 256 x H/8
+      [c2, d1]    512 -> 128, upsample         d2: 128 x H/4
+      [P, c3, d2] 274 ->  64, upsample         d3:  64 x H/2
+      [P, c4, d3] 146 ->  64, upsample         d4:  64 x H
+      [L, d4]      65 ->   2, tanh             ab in the network range
+    Discriminator (LAB image + tiled palette, 21 channels) -> a grid of real/fake logits.
+
+Upsampling is bilinear resize followed by convolution (no transposed convolutions, which
+leave checkerboard artefacts), and the discriminator's last layer has no normalisation.
+"""
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+ARCH_VERSION = 1
+PALETTE_NUMBERS = 18  # six LAB colours
+
+
+def conv_block(cin, cout, stride=1):
+    return nn.Sequential(
+        nn.Conv2d(cin, cout, 3, stride, 1),
+        nn.InstanceNorm2d(cout, affine=True),
+        nn.LeakyReLU(0.2),
+    )
+
+
+class ResidualBlock(nn.Module):
+    """conv-IN-LeakyReLU-conv-IN, plus a 1x1 stride-2 projection on the shortcut."""
+
+    def __init__(self, cin, cout):
+        super().__init__()
+        self.body = nn.Sequential(
+            conv_block(cin, cout, stride=2),
+            nn.Conv2d(cout, cout, 3, 1, 1),
+            nn.InstanceNorm2d(cout, affine=True),
+        )
+        self.shortcut = nn.Conv2d(cin, cout, 1, stride=2)
+
+    def forward(self, x):
+        return F.leaky_relu(self.body(x) + self.shortcut(x), 0.2)
+
+
+class FeatureEncoder(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Sequential(conv_block(3, 64), nn.MaxPool2d(2))
+        self.stage3 = ResidualBlock(64, 128)
+        self.stage2 = ResidualBlock(128, 256)
+        self.stage1 = ResidualBlock(256, 512)
+
+    def forward(self, lab):
+        c4 = self.stem(lab)
+        c3 = self.stage3(c4)
+        c2 = self.stage2(c3)
+        c1 = self.stage1(c2)
+        return c1, c2, c3, c4
+
+
+class UpBlock(nn.Module):
+    """Two 3x3 conv blocks at this level, then a bilinear doubling of the resolution."""
+
+    def __init__(self, cin, cout):
+        super().__init__()
+        self.convs = nn.Sequential(conv_block(cin, cout), conv_block(cout, cout))
+
+    def forward(self, x):
+        return F.interpolate(self.convs(x), scale_factor=2, mode="bilinear", align_corners=False)
+
+
+def tile(palette, like):
+    """(B, 18) palette -> (B, 18, h, w) matching the spatial size of `like`."""
+    return palette[:, :, None, None].expand(-1, -1, like.shape[2], like.shape[3])
+
+
+class RecoloringDecoder(nn.Module):
+    def __init__(self):
+        super().__init__()
+        p = PALETTE_NUMBERS
+        self.up1 = UpBlock(p + 512, 256)
+        self.up2 = UpBlock(256 + 256, 128)
+        self.up3 = UpBlock(p + 128 + 128, 64)
+        self.up4 = UpBlock(p + 64 + 64, 64)
+        self.to_ab = nn.Conv2d(1 + 64, 2, 3, 1, 1)
+
+    def forward(self, features, palette, lightness):
+        c1, c2, c3, c4 = features
+        d1 = self.up1(torch.cat([tile(palette, c1), c1], 1))
+        d2 = self.up2(torch.cat([c2, d1], 1))
+        d3 = self.up3(torch.cat([tile(palette, c3), c3, d2], 1))
+        d4 = self.up4(torch.cat([tile(palette, c4), c4, d3], 1))
+        return torch.tanh(self.to_ab(torch.cat([lightness, d4], 1)))
+
+
+class PaletteNet(nn.Module):
+    """LAB image (B, 3, H, W) and palette (B, 18), both in the network range -> ab (B, 2, H, W).
+
+    The caller combines the predicted ab with the source L; any H and W work.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.encoder = FeatureEncoder()
+        self.decoder = RecoloringDecoder()
+
+    def forward(self, lab, palette):
+        height, width = lab.shape[2:]
+        # A multiple of 16, and at least 32 so the deepest level keeps more than one pixel
+        # for instance norm.
+        pad_h, pad_w = max((-height) % 16, 32 - height), max((-width) % 16, 32 - width)
+        if pad_h or pad_w:
+            # Reflection keeps the image statistics that instance norm sees; it needs the pad
+            # to be smaller than the image, so tiny inputs fall back to edge replication.
+            mode = "reflect" if pad_h < height and pad_w < width else "replicate"
+            lab = F.pad(lab, (0, pad_w, 0, pad_h), mode=mode)
+        ab = self.decoder(self.encoder(lab), palette, lab[:, :1])
+        return ab[:, :, :height, :width]
+
+
+class Discriminator(nn.Module):
+    """Conditional PatchGAN: is this LAB image a real photo with this palette?"""
+
+    def __init__(self):
+        super().__init__()
+
+        def down(cin, cout, norm=True):
+            layers = [nn.Conv2d(cin, cout, 4, 2, 1)]
+            if norm:
+                layers.append(nn.InstanceNorm2d(cout, affine=True))
+            return layers + [nn.LeakyReLU(0.2)]
+
+        self.net = nn.Sequential(
+            *down(3 + PALETTE_NUMBERS, 64, norm=False),
+            *down(64, 128),
+            *down(128, 256),
+            *down(256, 512),
+            nn.Conv2d(512, 1, 3, 1, 1),  # logits: no norm here, or they would be forced to 0
+        )
+
+    def forward(self, lab, palette):
+        return self.net(torch.cat([lab, tile(palette, lab)], 1))

@@ -1,0 +1,195 @@
+"""Palettes: hex parsing, extraction from an image, and the canonical six-colour form.
+
+Extraction follows Chang et al. 2015 ("Palette-based Photo Recoloring"): the image is reduced
+to a 16x16x16 RGB histogram, the bins' mean colours are clustered by weighted k-means in LAB,
+seeded greedily at the densest bins. Working on at most 4096 bins keeps it fast and
+deterministic at any image size.
+"""
+
+import re
+
+import numpy as np
+import torch
+
+from backend.color import lab_to_rgb, rgb_to_lab
+
+MODEL_PALETTE_SIZE = 6
+MAX_USER_PALETTE_SIZE = 12
+
+_HEX = re.compile(r"#?([0-9a-fA-F]{3}|[0-9a-fA-F]{6})")
+
+
+class PaletteError(ValueError):
+    """A palette the user gave cannot be used; the message names the bad entry."""
+
+
+# --- hex -------------------------------------------------------------------------------
+def parse_hex(text: str) -> np.ndarray:
+    """'#rgb' or '#rrggbb' (case-insensitive, '#' optional) -> RGB floats in 0..1."""
+    match = _HEX.fullmatch(text.strip()) if isinstance(text, str) else None
+    if match is None:
+        raise PaletteError(f"{text!r} is not a colour: use #rgb or #rrggbb hex")
+    digits = match.group(1)
+    if len(digits) == 3:
+        digits = "".join(d * 2 for d in digits)
+    return np.array([int(digits[i : i + 2], 16) for i in (0, 2, 4)], dtype=np.float64) / 255
+
+
+def parse_palette(entries) -> np.ndarray:
+    """A list of hex strings (or one comma-separated string) -> (n, 3) RGB in 0..1."""
+    if isinstance(entries, str):
+        entries = [e for e in entries.split(",") if e.strip()]
+    entries = list(entries)
+    if not 1 <= len(entries) <= MAX_USER_PALETTE_SIZE:
+        raise PaletteError(
+            f"a palette needs 1 to {MAX_USER_PALETTE_SIZE} colours, got {len(entries)}"
+        )
+    colours = []
+    for i, entry in enumerate(entries):
+        try:
+            colours.append(parse_hex(entry))
+        except PaletteError as error:
+            raise PaletteError(f"palette entry {i + 1}: {error}") from None
+    return np.stack(colours)
+
+
+def to_hex(rgb) -> str:
+    values = np.clip(np.round(np.asarray(rgb, dtype=np.float64) * 255), 0, 255).astype(int)
+    return "#{:02x}{:02x}{:02x}".format(*values)
+
+
+def rgb_to_lab_np(rgb) -> np.ndarray:
+    return rgb_to_lab(torch.as_tensor(np.asarray(rgb), dtype=torch.float64)).numpy()
+
+
+def lab_to_rgb_np(lab) -> np.ndarray:
+    return lab_to_rgb(torch.as_tensor(np.asarray(lab), dtype=torch.float64)).numpy()
+
+
+# --- extraction --------------------------------------------------------------------------
+HISTOGRAM_BINS = 16  # per RGB channel, as in Chang et al.
+SEED_FALLOFF = 80.0  # LAB distance over which a chosen seed suppresses its neighbours
+KMEANS_ITERATIONS = 20
+HISTOGRAM_SAMPLE = 2_000_000
+
+
+def colour_histogram(rgb8: np.ndarray, alpha: np.ndarray | None = None):
+    """uint8 RGB pixels -> (mean LAB colour, pixel count) of each non-empty histogram bin.
+
+    Fully transparent pixels (alpha == 0) are not counted. Above HISTOGRAM_SAMPLE pixels an
+    evenly strided sample is counted instead: the palette of a 24-megapixel layer does not
+    change, and extraction stays well under a second.
+    """
+    pixels = rgb8.reshape(-1, 3)
+    stride = max(1, -(-len(pixels) // HISTOGRAM_SAMPLE))
+    pixels = pixels[::stride]
+    if alpha is not None:
+        pixels = pixels[alpha.reshape(-1)[::stride] > 0]
+    shift = 8 - int(np.log2(HISTOGRAM_BINS))
+    bits = int(np.log2(HISTOGRAM_BINS))
+    quantised = pixels >> shift
+    index = (
+        (quantised[:, 0].astype(np.uint16) << (2 * bits))
+        | (quantised[:, 1].astype(np.uint16) << bits)
+        | quantised[:, 2]
+    )
+    nbins = HISTOGRAM_BINS**3
+    counts = np.bincount(index, minlength=nbins)
+    sums = np.stack(
+        [np.bincount(index, weights=pixels[:, c], minlength=nbins) for c in range(3)], axis=1
+    )
+    filled = counts > 0
+    mean_rgb = sums[filled] / counts[filled, None] / 255
+    return rgb_to_lab_np(mean_rgb), counts[filled].astype(np.float64)
+
+
+def weighted_kmeans(points, weights, k, *, fixed=None, iterations=KMEANS_ITERATIONS):
+    """Weighted k-means with greedy density seeding; deterministic.
+
+    `fixed` centres (e.g. Chang's black anchor) take part in the assignment but never move
+    and are not returned. Returns (centres (k, 3), weight of each centre).
+    """
+    fixed = np.zeros((0, 3)) if fixed is None else np.asarray(fixed, dtype=np.float64)
+    k = min(k, len(points))
+    density = weights.astype(np.float64).copy()
+    for centre in fixed:
+        density *= 1 - np.exp(-np.sum((points - centre) ** 2, axis=1) / SEED_FALLOFF**2)
+    seeds = []
+    for _ in range(k):
+        best = int(np.argmax(density))
+        seeds.append(points[best])
+        density *= 1 - np.exp(-np.sum((points - points[best]) ** 2, axis=1) / SEED_FALLOFF**2)
+    centres = np.array(seeds, dtype=np.float64)
+    for _ in range(iterations):
+        everything = np.concatenate([fixed, centres])
+        distance = ((points[:, None, :] - everything[None]) ** 2).sum(-1)
+        label = np.argmin(distance, axis=1) - len(fixed)
+        moved = centres.copy()
+        for i in range(k):
+            member = label == i
+            if weights[member].sum() > 0:
+                moved[i] = np.average(points[member], axis=0, weights=weights[member])
+        if np.allclose(moved, centres, atol=1e-6):
+            break
+        centres = moved
+    everything = np.concatenate([fixed, centres])
+    label = np.argmin(((points[:, None, :] - everything[None]) ** 2).sum(-1), axis=1) - len(fixed)
+    shares = np.array([weights[label == i].sum() for i in range(k)])
+    return centres, shares
+
+
+def extract_palette(rgb8: np.ndarray, k: int = MODEL_PALETTE_SIZE, alpha=None, black_anchor=False):
+    """Dominant colours of a uint8 RGB image (H, W, 3).
+
+    Returns (LAB colours (k, 3) sorted by lightness, pixel share of each, summing to 1).
+    Images with fewer distinct colours than k give repeated colours, so the shape is fixed.
+    """
+    if not 1 <= k <= MAX_USER_PALETTE_SIZE:
+        raise PaletteError(f"k must be between 1 and {MAX_USER_PALETTE_SIZE}, got {k}")
+    bins, counts = colour_histogram(rgb8, alpha)
+    if len(bins) == 0:
+        raise PaletteError("the image has no visible pixels to take a palette from")
+    fixed = np.array([[0.0, 0.0, 0.0]]) if black_anchor else None
+    centres, shares = weighted_kmeans(bins, counts, k, fixed=fixed)
+    if len(centres) < k:  # fewer bins than colours asked for
+        repeat = np.resize(np.arange(len(centres)), k)
+        centres, shares = centres[repeat], shares[repeat] / np.bincount(repeat)[repeat]
+    shares = shares / max(shares.sum(), 1e-12)
+    order = canonical_order(centres)
+    return centres[order], shares[order]
+
+
+# --- the model's six-colour form ---------------------------------------------------------
+def canonical_order(lab) -> np.ndarray:
+    """Dark to light; ties broken by a then b, so any permutation sorts the same way."""
+    lab = np.asarray(lab)
+    return np.lexsort((lab[:, 2], lab[:, 1], lab[:, 0]))
+
+
+def to_model_palette(lab, weights=None) -> np.ndarray:
+    """Any palette of 1..12 LAB colours -> the (6, 3) palette the network takes.
+
+    The colours are sorted dark to light. Fewer than six are repeated (evenly, never
+    inventing colours the user did not pick); more than six are reduced by repeatedly
+    merging the two closest colours into their weighted mean. The result depends only on
+    the set of colours, not on the order the user gave them in.
+    """
+    lab = np.asarray(lab, dtype=np.float64).reshape(-1, 3)
+    n = len(lab)
+    if not 1 <= n <= MAX_USER_PALETTE_SIZE:
+        raise PaletteError(f"a palette needs 1 to {MAX_USER_PALETTE_SIZE} colours, got {n}")
+    weights = np.ones(n) if weights is None else np.asarray(weights, dtype=np.float64)
+    order = canonical_order(lab)
+    lab, weights = lab[order], weights[order]
+    while len(lab) > MODEL_PALETTE_SIZE:
+        distance = ((lab[:, None] - lab[None]) ** 2).sum(-1)
+        distance[np.tril_indices(len(lab))] = np.inf
+        i, j = np.unravel_index(np.argmin(distance), distance.shape)
+        merged = (lab[i] * weights[i] + lab[j] * weights[j]) / (weights[i] + weights[j])
+        lab[i], weights[i] = merged, weights[i] + weights[j]
+        lab, weights = np.delete(lab, j, axis=0), np.delete(weights, j)
+        order = canonical_order(lab)
+        lab, weights = lab[order], weights[order]
+    if len(lab) < MODEL_PALETTE_SIZE:
+        lab = lab[np.round(np.linspace(0, len(lab) - 1, MODEL_PALETTE_SIZE)).astype(int)]
+    return lab
