@@ -1,0 +1,1 @@
+"""Recolor with Palette: data preparation, training and the quality benchmark."""

@@ -1,0 +1,32 @@
+"""python -m training {prepare,train,evaluate} ... (see each module's docstring)."""
+
+import argparse
+import importlib
+import sys
+
+COMMANDS = {
+    "prepare": ("training.prepare", "build a training dataset from a folder of photos"),
+    "train": ("training.train", "train PaletteNet (phase 1: Euclidean, phase 2: adversarial)"),
+    "evaluate": ("training.evaluate", "quality benchmark of recolouring methods"),
+}
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m training")
+    commands = parser.add_subparsers(dest="command", required=True)
+    for name, (module_name, help_text) in COMMANDS.items():
+        module = importlib.import_module(module_name)
+        sub = commands.add_parser(name, help=help_text, description=module.__doc__,
+                                  formatter_class=argparse.RawDescriptionHelpFormatter)
+        module.add_arguments(sub)
+        sub.set_defaults(run=module.run)
+    args = parser.parse_args(argv)
+    try:
+        return args.run(args)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,100 @@
+"""How training pairs and benchmark ground truth are made from one photo and its palette.
+
+Two kinds of variant, both keeping the photo's own lightness:
+- hue shift (the seed project's recipe): RGB -> HSV, rotate the hue, -> RGB -> LAB, then the
+  ORIGINAL L is put back; the palette is shifted the same way and keeps its own L.
+- local edit: one or two palette colours move (hue and chroma) and only the pixels that
+  belong to them follow, through soft, feathered membership masks. Artists mostly change one
+  or two colours of a palette; global shifts alone do not teach that.
+"""
+
+import numpy as np
+from scipy.ndimage import gaussian_filter
+from skimage.color import hsv2rgb, rgb2hsv
+
+from backend.palette import lab_to_rgb_np, rgb_to_lab_np
+
+MEMBERSHIP_SIGMA = 6.0  # LAB units: how softly a pixel belongs to its nearest palette colours
+FEATHER_PIXELS = 1.0  # spatial blur of the membership masks, so edits have no hard seams
+
+
+def hue_shift_rgb(rgb: np.ndarray, turns: float) -> np.ndarray:
+    """Rotate the HSV hue of RGB colours (..., 3) in 0..1 by `turns` (1 = 360 degrees)."""
+    hsv = rgb2hsv(np.asarray(rgb, dtype=np.float64).reshape(-1, 1, 3))
+    hsv[..., 0] = (hsv[..., 0] + turns) % 1.0
+    return hsv2rgb(hsv).reshape(np.shape(rgb))
+
+
+def hue_shift(lab: np.ndarray, palette_lab: np.ndarray, turns: float):
+    """Hue-shifted LAB image and palette, each keeping its own original L."""
+    def shift(colours):
+        shifted = rgb_to_lab_np(hue_shift_rgb(lab_to_rgb_np(colours), turns))
+        shifted[..., 0] = colours[..., 0]
+        return shifted
+
+    return shift(lab), shift(palette_lab)
+
+
+def membership(lab: np.ndarray, palette_lab: np.ndarray) -> np.ndarray:
+    """Soft assignment (H, W, k) of every pixel to the palette colours, summing to 1.
+
+    A softmax of -distance^2 with a narrow width: pixels clearly nearest one colour belong to
+    it alone, pixels between two colours are shared, then the masks are feathered spatially.
+    """
+    distance2 = ((lab[..., None, :] - palette_lab) ** 2).sum(-1)
+    logits = -(distance2 - distance2.min(-1, keepdims=True)) / (2 * MEMBERSHIP_SIGMA**2)
+    weights = np.exp(logits)
+    weights /= weights.sum(-1, keepdims=True)
+    if FEATHER_PIXELS > 0 and lab.ndim == 3:
+        weights = gaussian_filter(weights, sigma=(FEATHER_PIXELS, FEATHER_PIXELS, 0))
+    return weights
+
+
+def rotate_ab(lab: np.ndarray, turns: float, chroma_scale: float) -> np.ndarray:
+    angle = 2 * np.pi * turns
+    cos, sin = np.cos(angle), np.sin(angle)
+    a, b = lab[..., 1], lab[..., 2]
+    out = lab.copy()
+    out[..., 1] = chroma_scale * (cos * a - sin * b)
+    out[..., 2] = chroma_scale * (sin * a + cos * b)
+    return out
+
+
+def keep_displayable(lab: np.ndarray, lightness: np.ndarray) -> np.ndarray:
+    """Clip to the sRGB gamut and put the given L back (the seed's 'original L' rule)."""
+    out = rgb_to_lab_np(lab_to_rgb_np(lab))
+    out[..., 0] = lightness
+    return out
+
+
+def local_edit(lab, palette_lab, edits):
+    """Move some palette colours and the pixels that belong to them.
+
+    `edits` maps palette index -> (hue turns, chroma scale). Returns the edited LAB image,
+    the edited palette (each keeping its L) and the edit mask (H, W) in 0..1.
+    """
+    weights = membership(lab, palette_lab)
+    out, new_palette = lab.copy(), palette_lab.copy()
+    mask = np.zeros(lab.shape[:-1])
+    for index, (turns, chroma_scale) in edits.items():
+        w = weights[..., index]
+        out += w[..., None] * (rotate_ab(lab, turns, chroma_scale) - lab)
+        new_palette[index] = rotate_ab(palette_lab[index], turns, chroma_scale)
+        mask += w
+    out = keep_displayable(out, lab[..., 0])
+    new_palette = keep_displayable(new_palette, palette_lab[:, 0])
+    return out, new_palette, np.clip(mask, 0, 1)
+
+
+def random_edits(palette_lab, rng: np.random.Generator) -> dict:
+    """One or two palette colours, each with a hue turn of 30..180 degrees either way and a
+    chroma change of 0.6..1.5x. Near-grey colours get a chroma boost so the edit is visible."""
+    count = int(rng.integers(1, 3))
+    chosen = rng.choice(len(palette_lab), size=count, replace=False)
+    edits = {}
+    for index in sorted(int(i) for i in chosen):
+        turns = rng.uniform(30, 180) / 360 * rng.choice([-1, 1])
+        chroma = float(np.hypot(*palette_lab[index, 1:]))
+        scale = rng.uniform(0.6, 1.5) if chroma > 15 else rng.uniform(1.5, 3.0)
+        edits[index] = (float(turns), float(scale))
+    return edits
