@@ -20,8 +20,10 @@ class WeightsError(RuntimeError):
 
 def save_weights(model: PaletteNet, path, training: dict | None = None, half=False):
     """Write the model's weights; `training` summarises data, command, steps and metrics."""
-    state = {k: (v.half() if half and v.is_floating_point() else v) for k, v in
-             model.state_dict().items()}
+    state = {
+        k: (v.half() if half and v.is_floating_point() else v)
+        for k, v in model.state_dict().items()
+    }
     record = {
         "format": FILE_FORMAT,
         "arch_version": ARCH_VERSION,

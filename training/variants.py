@@ -27,6 +27,7 @@ def hue_shift_rgb(rgb: np.ndarray, turns: float) -> np.ndarray:
 
 def hue_shift(lab: np.ndarray, palette_lab: np.ndarray, turns: float):
     """Hue-shifted LAB image and palette, each keeping its own original L."""
+
     def shift(colours):
         shifted = rgb_to_lab_np(hue_shift_rgb(lab_to_rgb_np(colours), turns))
         shifted[..., 0] = colours[..., 0]

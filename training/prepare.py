@@ -1,0 +1,267 @@
+"""Build a training dataset from a folder of photos.
+
+    python -m training prepare --images DIR --out DIR [--variants 18] [--local-variants 6]
+                               [--size 432x288] [--layout plain|design-seeds]
+                               [--groups SOURCES.tsv --group-column package]
+
+Every photo is resized to cover --size and centre-cropped (portrait photos are turned to
+landscape first, which changes nothing about their colours). Its palette comes from the
+attached strip (--layout design-seeds) or from palette extraction. Then it gets
+--variants hue-shift variants (evenly spaced, the first is the photo itself) and
+--local-variants local palette edits (see training/variants.py); which kinds training uses,
+and how often, is a training option.
+
+The photos are split into train/validation/test by SOURCE GROUP, so variants of one photo
+(and, with --groups, photos of one source package) never land in two splits. The split is
+written to split.json and is reproducible from --seed.
+
+Output (a handful of files, memory-mappable):
+    meta.json        sizes, variant kinds, counts, arguments
+    split.json       which photo is in which split, and its group
+    SPLIT/rgb.npy    (P, H, W, 3) uint8   the photos (their L is the L of every variant)
+    SPLIT/ab.npy     (P, V, H, W, 2) int8 the a and b channels of every variant
+    SPLIT/palettes.npy (P, V, 6, 3) float32 LAB palette of every variant
+    SPLIT/names.json the photo file names, in order
+"""
+
+import csv
+import json
+import sys
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from backend.palette import extract_palette, rgb_to_lab_np, to_model_palette
+from training.variants import hue_shift, local_edit, random_edits
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp"}
+SPLITS = ("train", "validation", "test")
+KIND_ORIGINAL, KIND_HUE, KIND_LOCAL = "original", "hue", "local"
+
+
+def add_arguments(parser):
+    parser.add_argument("--images", required=True, type=Path, help="folder of photos")
+    parser.add_argument("--out", required=True, type=Path, help="dataset folder to write")
+    parser.add_argument(
+        "--variants",
+        type=int,
+        default=18,
+        help="hue-shift variants per photo, including the photo itself",
+    )
+    parser.add_argument(
+        "--local-variants", type=int, default=6, help="local palette-edit variants per photo"
+    )
+    parser.add_argument("--size", default="432x288", help="WxH of the stored photos")
+    parser.add_argument(
+        "--layout",
+        choices=["plain", "design-seeds"],
+        default="plain",
+        help="design-seeds: each photo has its six-colour palette strip attached",
+    )
+    parser.add_argument(
+        "--split",
+        default="0.8,0.1,0.1",
+        help="train,validation,test fractions of the source groups",
+    )
+    parser.add_argument(
+        "--groups",
+        type=Path,
+        help="TSV naming each photo's source group (column 'file' + --group-column)",
+    )
+    parser.add_argument("--group-column", default="package")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--workers", type=int, default=0, help="processes (0: one per core)")
+
+
+def parse_size(text):
+    try:
+        width, height = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise SystemExit(f"--size must look like 432x288, got {text!r}") from None
+    if width < 32 or height < 32:
+        raise SystemExit(f"--size must be at least 32x32, got {text!r}")
+    return width, height
+
+
+def load_photo(path: Path, layout: str):
+    """-> (uint8 RGB photo, palette as LAB or None); raises for unreadable files."""
+    with Image.open(path) as image:
+        rgb8 = np.asarray(image.convert("RGB"))
+    if layout == "design-seeds":
+        from training.design_seeds import split_design_seeds
+
+        rgb8, palette_rgb = split_design_seeds(rgb8)
+        return rgb8, rgb_to_lab_np(palette_rgb)
+    return rgb8, None
+
+
+def fit(rgb8: np.ndarray, width: int, height: int) -> np.ndarray:
+    """Turn to the target's orientation, scale to cover it, centre-crop."""
+    if (rgb8.shape[0] > rgb8.shape[1]) != (height > width):
+        rgb8 = np.ascontiguousarray(np.rot90(rgb8))
+    h, w = rgb8.shape[:2]
+    scale = max(width / w, height / h)
+    size = (max(width, round(w * scale)), max(height, round(h * scale)))
+    resized = np.asarray(Image.fromarray(rgb8).resize(size, Image.Resampling.LANCZOS))
+    top, left = (size[1] - height) // 2, (size[0] - width) // 2
+    return resized[top : top + height, left : left + width]
+
+
+def make_variants(rgb8, palette_lab, hue_variants, local_variants, rng):
+    """-> ab (V, H, W, 2) int8, palettes (V, 6, 3) LAB."""
+    lab = rgb_to_lab_np(rgb8 / 255.0)
+    abs_, palettes = [], []
+    for i in range(hue_variants):
+        shifted, shifted_palette = (
+            hue_shift(lab, palette_lab, i / hue_variants) if i else (lab, palette_lab)
+        )
+        abs_.append(shifted[..., 1:])
+        palettes.append(shifted_palette)
+    for _ in range(local_variants):
+        edited, edited_palette, _mask = local_edit(lab, palette_lab, random_edits(palette_lab, rng))
+        abs_.append(edited[..., 1:])
+        palettes.append(edited_palette)
+    ab = np.clip(np.round(np.stack(abs_)), -127, 127).astype(np.int8)
+    return ab, np.stack(palettes).astype(np.float32)
+
+
+def prepare_one(job):
+    """One photo -> its stored arrays, or a warning string (run in a worker process)."""
+    path, layout, width, height, hue_variants, local_variants, seed = job
+    try:
+        rgb8, palette_lab = load_photo(path, layout)
+    except (OSError, UnidentifiedImageError, ValueError) as error:
+        return f"skipping {path.name}: {error}"
+    rgb8 = fit(rgb8, width, height)
+    if palette_lab is None:
+        palette_lab, _shares = extract_palette(rgb8)
+    palette_lab = to_model_palette(palette_lab)
+    # Seeded by the file name, so a photo's variants do not depend on what else is in the folder.
+    rng = np.random.default_rng([seed, *path.name.encode()])
+    ab, palettes = make_variants(rgb8, palette_lab, hue_variants, local_variants, rng)
+    return rgb8, ab, palettes
+
+
+def read_groups(tsv: Path | None, column: str, names):
+    if tsv is None:
+        return {name: name for name in names}
+    with open(tsv, newline="") as file:
+        rows = list(csv.DictReader(file, delimiter="\t"))
+    if not rows or column not in rows[0] or "file" not in rows[0]:
+        raise SystemExit(f"{tsv} needs the columns 'file' and {column!r}")
+    table = {row["file"]: row[column] for row in rows}
+    missing = [n for n in names if n not in table]
+    if missing:
+        raise SystemExit(f"{tsv} names no group for {len(missing)} photos, e.g. {missing[0]}")
+    return {name: table[name] for name in names}
+
+
+def split_by_group(groups: dict, fractions, seed: int) -> dict:
+    """Assign whole groups to splits; every split gets at least one group when possible."""
+    unique = sorted(set(groups.values()))
+    np.random.default_rng(seed).shuffle(unique)
+    counts = np.floor(np.array(fractions) / sum(fractions) * len(unique)).astype(int)
+    counts[0] += len(unique) - counts.sum()
+    for i in (1, 2):  # validation and test are never left empty while train can spare a group
+        if counts[i] == 0 and fractions[i] > 0 and counts[0] > 1:
+            counts[i], counts[0] = 1, counts[0] - 1
+    edges = np.cumsum(counts)
+    split_of_group = {
+        g: SPLITS[int(np.searchsorted(edges, i, side="right"))] for i, g in enumerate(unique)
+    }
+    return {name: split_of_group[group] for name, group in groups.items()}
+
+
+def run(args):
+    width, height = parse_size(args.size)
+    if args.variants < 1 or args.local_variants < 0:
+        raise SystemExit("--variants must be at least 1 and --local-variants at least 0")
+    fractions = [float(v) for v in args.split.split(",")]
+    if len(fractions) != 3 or min(fractions) < 0 or fractions[0] <= 0:
+        raise SystemExit("--split takes three fractions: train,validation,test")
+    paths = sorted(p for p in args.images.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not paths:
+        raise SystemExit(f"no JPEG, PNG or WebP photos in {args.images}")
+
+    from tqdm import tqdm
+
+    jobs = [
+        (p, args.layout, width, height, args.variants, args.local_variants, args.seed)
+        for p in paths
+    ]
+    workers = args.workers or None
+    results = {}
+    with ProcessPoolExecutor(workers) as pool:
+        for path, result in tqdm(
+            zip(paths, pool.map(prepare_one, jobs, chunksize=2)),
+            total=len(paths),
+            desc="preparing",
+            unit="photo",
+        ):
+            if isinstance(result, str):
+                tqdm.write(f"warning: {result}", file=sys.stderr)
+            else:
+                results[path.name] = result
+    if not results:
+        raise SystemExit("no readable photos")
+
+    names = sorted(results)
+    groups = read_groups(args.groups, args.group_column, names)
+    split_of = split_by_group(groups, fractions, args.seed)
+    args.out.mkdir(parents=True, exist_ok=True)
+    kinds = [KIND_ORIGINAL] + [KIND_HUE] * (args.variants - 1) + [KIND_LOCAL] * args.local_variants
+    counts = {}
+    for split in SPLITS:
+        members = [n for n in names if split_of[n] == split]
+        counts[split] = len(members)
+        folder = args.out / split
+        folder.mkdir(exist_ok=True)
+        shape = (len(members), height, width)
+        arrays = {
+            "rgb": np.zeros((*shape, 3), np.uint8),
+            "ab": np.zeros((len(members), len(kinds), height, width, 2), np.int8),
+            "palettes": np.zeros((len(members), len(kinds), 6, 3), np.float32),
+        }
+        for i, name in enumerate(members):
+            for key, value in zip(("rgb", "ab", "palettes"), results[name]):
+                arrays[key][i] = value
+        for key, value in arrays.items():
+            np.save(folder / f"{key}.npy", value)
+        (folder / "names.json").write_text(json.dumps(members, indent=1))
+
+    (args.out / "split.json").write_text(
+        json.dumps(
+            {
+                "seed": args.seed,
+                "fractions": fractions,
+                "group_by": str(args.groups or "photo"),
+                "group_column": args.group_column,
+                "splits": {s: [n for n in names if split_of[n] == s] for s in SPLITS},
+                "groups": groups,
+            },
+            indent=1,
+        )
+    )
+    (args.out / "meta.json").write_text(
+        json.dumps(
+            {
+                "format": "palettenet-dataset/1",
+                "images": str(args.images.resolve()),
+                "width": width,
+                "height": height,
+                "kinds": kinds,
+                "layout": args.layout,
+                "counts": counts,
+                "seed": args.seed,
+            },
+            indent=1,
+        )
+    )
+    print(
+        f"wrote {args.out}: "
+        + ", ".join(f"{counts[s]} {s}" for s in SPLITS)
+        + f" photos, {len(kinds)} variants each, {width}x{height}"
+    )
+    return 0

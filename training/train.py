@@ -1,0 +1,401 @@
+"""Train PaletteNet.
+
+    python -m training train --phase 1 --data DATASET --out RUN [--steps N] [--batch 12]
+    python -m training train --phase 2 --init RUN/weights.pt --data DATASET --out RUN2 ...
+    python -m training train ... --resume          continue RUN exactly where it stopped
+    torchrun --nproc_per_node 2 -m training train ...   (DistributedDataParallel)
+
+Phase 1 trains the Feature Encoder and Recoloring Decoder with the Euclidean (MSE) loss on
+ab. Phase 2 adds the conditional discriminator: the generator's loss is
+--l2-weight * MSE + --adv-weight * adversarial, optionally with the encoder frozen. The
+discriminator sees real pairs (ground-truth photo, its palette) and three kinds of fake:
+(output, target palette), (output, source palette) and (input photo, target palette), so it
+learns whether image and palette belong together, not just whether an image looks real.
+
+The run folder holds checkpoint.pt (everything needed to resume), weights.pt (the model with
+its metadata record, as the daemon loads it), metrics.csv, and samples/ (PNG grids of
+source | target palette | output | ground truth on validation photos).
+"""
+
+import csv
+import hashlib
+import json
+import math
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from PIL import Image
+from torch.nn.parallel import DistributedDataParallel
+
+from backend.color import lab_to_rgb, net_to_lab
+from backend.model import Discriminator, PaletteNet
+from backend.weights import WeightsError, load_weights, save_weights
+from training.dataset import PairDataset, parse_mix, training_batch
+
+METRIC_FIELDS = [
+    "step",
+    "phase",
+    "loss_l2",
+    "loss_adv",
+    "loss_d",
+    "val_l2",
+    "images_per_s",
+    "seconds",
+]
+
+
+def add_arguments(parser):
+    parser.add_argument("--phase", type=int, choices=[1, 2], required=True)
+    parser.add_argument("--data", type=Path, required=True, help="folder from 'prepare'")
+    parser.add_argument("--out", type=Path, required=True, help="run folder")
+    parser.add_argument("--init", type=Path, help="phase 2: start from these weights")
+    parser.add_argument("--resume", action="store_true", help="continue the run in --out")
+    parser.add_argument("--steps", type=int, default=20000)
+    parser.add_argument("--batch", type=int, default=12, help="per process")
+    parser.add_argument("--size", type=int, default=256, help="training crop side, pixels")
+    parser.add_argument("--lr", type=float, default=2e-4)
+    parser.add_argument("--betas", type=float, nargs=2, default=(0.5, 0.999))
+    parser.add_argument(
+        "--mix",
+        default="hue=0.7,local=0.3",
+        help="how often each variant kind is drawn, e.g. hue=1 or hue=1,local=1",
+    )
+    parser.add_argument("--l2-weight", type=float, default=10.0, help="phase 2")
+    parser.add_argument("--adv-weight", type=float, default=1.0, help="phase 2")
+    parser.add_argument("--freeze-encoder", action="store_true", help="phase 2")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
+    parser.add_argument("--val-every", type=int, default=250)
+    parser.add_argument("--sample-every", type=int, default=500)
+    parser.add_argument("--checkpoint-every", type=int, default=250)
+    parser.add_argument("--val-pairs", type=int, default=2, help="validation pairs per photo")
+    parser.add_argument("--threads", type=int, default=0, help="CPU threads (0: torch default)")
+
+
+# --- set-up -----------------------------------------------------------------------------
+def distributed_setup(device_name):
+    """-> (rank, world size, device). Launched by torchrun when WORLD_SIZE is set."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    if device_name == "auto":
+        device_name = "cuda" if torch.cuda.is_available() else "cpu"
+    device = torch.device(device_name)
+    if device.type == "cuda" and world > 1:
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        torch.cuda.set_device(device)
+    if world > 1:
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return rank, world, device
+
+
+def unwrap(module):
+    return module.module if isinstance(module, DistributedDataParallel) else module
+
+
+def load_init(path: Path) -> dict:
+    """Phase 2's starting point: a weights.pt, or a phase-1 run's checkpoint.pt."""
+    record = torch.load(path, map_location="cpu", weights_only=True)
+    if isinstance(record, dict) and "generator" in record:
+        return record["generator"]
+    try:
+        return load_weights(path).state_dict()
+    except WeightsError as error:
+        raise SystemExit(str(error)) from None
+
+
+# --- losses -----------------------------------------------------------------------------
+def generator_step(model, disc, batch, args, autocast):
+    with autocast():
+        ab = model(batch["source"], batch["target_palette"])
+        loss_l2 = F.mse_loss(ab.float(), batch["target_ab"])
+        loss_adv = torch.zeros((), device=ab.device)
+        if disc is not None:
+            fake = torch.cat([batch["source"][:, :1], ab], 1)
+            logits = disc(fake, batch["target_palette"]).float()
+            loss_adv = F.binary_cross_entropy_with_logits(logits, torch.ones_like(logits))
+    total = loss_l2 if disc is None else args.l2_weight * loss_l2 + args.adv_weight * loss_adv
+    return total, loss_l2, loss_adv, ab.detach()
+
+
+def discriminator_loss(disc, batch, ab, autocast):
+    """Real: (ground truth, its palette). Fake: (output, target palette), (output, source
+    palette), (input, target palette). One forward pass over all four, as DDP expects."""
+    lightness = batch["source"][:, :1]
+    real = torch.cat([lightness, batch["target_ab"]], 1)
+    fake = torch.cat([lightness, ab], 1)
+    images = torch.cat([real, fake, fake, batch["source"]])
+    palettes = torch.cat(
+        [
+            batch["target_palette"],
+            batch["target_palette"],
+            batch["source_palette"],
+            batch["target_palette"],
+        ]
+    )
+    with autocast():
+        logits = disc(images, palettes).float()
+    real_logits, *fake_logits = logits.chunk(4)
+    loss_real = F.binary_cross_entropy_with_logits(real_logits, torch.ones_like(real_logits))
+    loss_fake = (
+        sum(F.binary_cross_entropy_with_logits(f, torch.zeros_like(f)) for f in fake_logits) / 3
+    )
+    return loss_real + loss_fake
+
+
+# --- validation and samples ----------------------------------------------------------------
+@torch.no_grad()
+def validate(model, batches, device):
+    model.eval()
+    total, count = 0.0, 0
+    for batch in batches:
+        ab = model(batch["source"].to(device), batch["target_palette"].to(device))
+        total += F.mse_loss(ab.float(), batch["target_ab"].to(device), reduction="sum").item()
+        count += batch["target_ab"].numel()
+    model.train()
+    return total / max(count, 1)
+
+
+def to_rgb8(net_lab):
+    """(3, H, W) network-range LAB -> uint8 RGB (H, W, 3)."""
+    rgb = lab_to_rgb(net_to_lab(net_lab.permute(1, 2, 0).float().cpu()))
+    return (rgb.numpy() * 255).round().astype(np.uint8)
+
+
+@torch.no_grad()
+def save_samples(model, batch, device, path: Path):
+    """Rows of: source | target palette swatches | output | ground truth."""
+    model.eval()
+    ab = model(batch["source"].to(device), batch["target_palette"].to(device)).cpu()
+    model.train()
+    rows = []
+    for k in range(min(4, len(ab))):
+        source = batch["source"][k]
+        height, width = source.shape[1:]
+        palette = batch["target_palette"][k].reshape(6, 3)
+        band = height // 6 + 1
+        swatches = palette[:, :, None, None].expand(6, 3, band, width // 3)
+        swatches = torch.cat(list(swatches), 1)[:, :height]
+        rows.append(
+            np.concatenate(
+                [
+                    to_rgb8(source),
+                    to_rgb8(swatches),
+                    to_rgb8(torch.cat([source[:1], ab[k]])),
+                    to_rgb8(torch.cat([source[:1], batch["target_ab"][k]])),
+                ],
+                axis=1,
+            )
+        )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.concatenate(rows, axis=0)).save(path)
+
+
+# --- checkpoints ----------------------------------------------------------------------------
+def save_checkpoint(path: Path, step, model, disc, opt_g, opt_d, args):
+    state = {
+        "step": step,
+        "phase": args.phase,
+        "args": vars(args) | {"out": str(args.out)},
+        "generator": unwrap(model).state_dict(),
+        "opt_g": opt_g.state_dict(),
+        "discriminator": unwrap(disc).state_dict() if disc is not None else None,
+        "opt_d": opt_d.state_dict() if opt_d is not None else None,
+    }
+    temporary = path.with_suffix(".tmp")
+    torch.save(state, temporary)
+    temporary.replace(path)
+
+
+def training_summary(args, step, val_l2):
+    meta = json.loads((args.data / "meta.json").read_text())
+    return {
+        "phase": args.phase,
+        "steps": step,
+        "batch": args.batch,
+        "size": args.size,
+        "mix": args.mix,
+        "lr": args.lr,
+        "seed": args.seed,
+        "val_l2": val_l2,
+        "data": {k: meta[k] for k in ("images", "width", "height", "counts", "layout")},
+        "command": " ".join(sys.argv),
+    }
+
+
+def state_digest(model) -> str:
+    digest = hashlib.sha256()
+    for name, tensor in sorted(unwrap(model).state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
+# --- the loop ----------------------------------------------------------------------------
+def run(args):
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.phase == 2 and args.init is None and not args.resume:
+        raise SystemExit("phase 2 starts from phase-1 weights: give --init FILE")
+    rank, world, device = distributed_setup(args.device)
+    is_main = rank == 0
+    try:
+        mix = parse_mix(args.mix)
+        train_set = PairDataset(args.data, "train", mix)
+        val_set = PairDataset(args.data, "validation", mix)
+    except (OSError, ValueError, KeyError) as error:
+        raise SystemExit(f"cannot read the dataset in {args.data}: {error}") from None
+    if len(train_set) == 0:
+        raise SystemExit(f"{args.data} has no training photos")
+    val_pairs = val_set.fixed_pairs(args.val_pairs) if len(val_set) else []
+    val_batches = [
+        val_set.make(val_pairs[k : k + 8], args.size) for k in range(0, len(val_pairs), 8)
+    ]
+
+    use_cuda = device.type == "cuda"
+    memory_format = torch.channels_last if use_cuda else torch.contiguous_format
+
+    def autocast():  # mixed precision on CUDA only: CPU training stays float32 and exact
+        return torch.autocast("cuda", dtype=torch.bfloat16, enabled=use_cuda)
+
+    torch.manual_seed(args.seed)
+    model = PaletteNet()
+    disc = Discriminator() if args.phase == 2 else None
+    checkpoint_path = args.out / "checkpoint.pt"
+    start = 0
+    resume_state = None
+    if args.resume:
+        if not checkpoint_path.exists():
+            raise SystemExit(f"--resume: no checkpoint in {args.out}")
+        resume_state = torch.load(checkpoint_path, map_location="cpu", weights_only=True)
+        if resume_state["phase"] != args.phase:
+            raise SystemExit(
+                f"{checkpoint_path} is phase {resume_state['phase']}, not {args.phase}"
+            )
+        model.load_state_dict(resume_state["generator"])
+        if disc is not None:
+            disc.load_state_dict(resume_state["discriminator"])
+        start = resume_state["step"]
+    elif args.init is not None:
+        model.load_state_dict(load_init(args.init))
+    if args.freeze_encoder:
+        model.encoder.requires_grad_(False)
+
+    model.to(device, memory_format=memory_format)
+    if disc is not None:
+        disc.to(device, memory_format=memory_format)
+    if world > 1:
+        model = DistributedDataParallel(model)
+        disc = DistributedDataParallel(disc) if disc is not None else None
+    opt_g = torch.optim.Adam(
+        [p for p in model.parameters() if p.requires_grad], lr=args.lr, betas=tuple(args.betas)
+    )
+    opt_d = (
+        torch.optim.Adam(disc.parameters(), lr=args.lr, betas=tuple(args.betas))
+        if disc is not None
+        else None
+    )
+    if resume_state is not None:
+        opt_g.load_state_dict(resume_state["opt_g"])
+        if opt_d is not None:
+            opt_d.load_state_dict(resume_state["opt_d"])
+
+    if is_main:
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / "args.json").write_text(json.dumps(vars(args), default=str, indent=1))
+        metrics_file = open_metrics(args.out / "metrics.csv", start)
+        writer = csv.DictWriter(metrics_file, METRIC_FIELDS)
+
+    from tqdm import tqdm
+
+    progress = tqdm(
+        range(start, args.steps),
+        initial=start,
+        total=args.steps,
+        desc=f"phase {args.phase}",
+        unit="step",
+        disable=not is_main,
+    )
+    speed, val_l2, began = None, math.nan, time.time()
+    for step in progress:
+        tick = time.perf_counter()
+        batch = training_batch(
+            train_set, step, seed=args.seed, rank=rank, batch=args.batch, size=args.size
+        )
+        batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+        batch["source"] = batch["source"].contiguous(memory_format=memory_format)
+
+        total, loss_l2, loss_adv, ab = generator_step(model, disc, batch, args, autocast)
+        opt_g.zero_grad(set_to_none=True)
+        total.backward()
+        opt_g.step()
+        loss_d = torch.zeros(())
+        if disc is not None:
+            loss_d = discriminator_loss(disc, batch, ab, autocast)
+            opt_d.zero_grad(set_to_none=True)
+            loss_d.backward()
+            opt_d.step()
+
+        done = step + 1
+        rate = args.batch * world / (time.perf_counter() - tick)
+        speed = rate if speed is None else 0.9 * speed + 0.1 * rate
+        progress.set_postfix(l2=f"{loss_l2.item():.4f}", img_s=f"{speed:.1f}")
+        validate_now = done % args.val_every == 0 or done == args.steps
+        if is_main and validate_now and val_batches:
+            val_l2 = validate(unwrap(model), val_batches, device)
+            progress.write(f"step {done}: validation l2 {val_l2:.5f}")
+        if is_main and (done % args.sample_every == 0 or done == args.steps) and val_batches:
+            save_samples(
+                unwrap(model), val_batches[0], device, args.out / "samples" / f"step_{done:06d}.png"
+            )
+        if is_main:
+            writer.writerow(
+                {
+                    "step": done,
+                    "phase": args.phase,
+                    "loss_l2": f"{loss_l2.item():.6f}",
+                    "loss_adv": f"{loss_adv.item():.6f}",
+                    "loss_d": f"{loss_d.item():.6f}",
+                    "val_l2": f"{val_l2:.6f}" if validate_now and val_batches else "",
+                    "images_per_s": f"{speed:.2f}",
+                    "seconds": f"{time.time() - began:.1f}",
+                }
+            )
+            metrics_file.flush()
+            if done % args.checkpoint_every == 0 or done == args.steps:
+                save_checkpoint(checkpoint_path, done, model, disc, opt_g, opt_d, args)
+                save_weights(
+                    unwrap(model), args.out / "weights.pt", training_summary(args, done, val_l2)
+                )
+    progress.close()
+
+    if world > 1:
+        # Every rank must end with the same weights; the test compares these files.
+        (args.out / f"rank{rank}.sha256").write_text(state_digest(model))
+        dist.barrier()
+        dist.destroy_process_group()
+    if is_main:
+        metrics_file.close()
+        print(
+            f"done: {args.out / 'weights.pt'} after {args.steps} steps"
+            + (f", validation l2 {val_l2:.5f}" if not math.isnan(val_l2) else "")
+        )
+    return 0
+
+
+def open_metrics(path: Path, start: int):
+    """Append to metrics.csv, first dropping rows past `start` (a resumed run redoes them)."""
+    rows = []
+    if start > 0 and path.exists():
+        with open(path, newline="") as file:
+            rows = [r for r in csv.DictReader(file) if int(r["step"]) <= start]
+    file = open(path, "w", newline="")
+    writer = csv.DictWriter(file, METRIC_FIELDS)
+    writer.writeheader()
+    writer.writerows(rows)
+    return file
