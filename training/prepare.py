@@ -71,6 +71,14 @@ def add_arguments(parser):
         help="TSV naming each photo's source group (column 'file' + --group-column)",
     )
     parser.add_argument("--group-column", default="package")
+    parser.add_argument(
+        "--validation-groups",
+        default="",
+        help="comma-separated group-name prefixes to put in validation",
+    )
+    parser.add_argument(
+        "--test-groups", default="", help="comma-separated group-name prefixes to put in test"
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--workers", type=int, default=0, help="processes (0: one per core)")
 
@@ -158,8 +166,24 @@ def read_groups(tsv: Path | None, column: str, names):
     return {name: table[name] for name in names}
 
 
-def split_by_group(groups: dict, fractions, seed: int) -> dict:
-    """Assign whole groups to splits; every split gets at least one group when possible."""
+def split_by_group(groups: dict, fractions, seed: int, chosen=None) -> dict:
+    """Assign whole groups to splits; every split gets at least one group when possible.
+
+    `chosen` maps a split to group-name prefixes that go there; the other groups are split
+    at random by `fractions`.
+    """
+    chosen = chosen or {}
+    fixed = {}
+    for split, prefixes in chosen.items():
+        for prefix in prefixes:
+            matches = {g for g in groups.values() if g.startswith(prefix)}
+            if not matches:
+                raise SystemExit(f"no source group starts with {prefix!r}")
+            fixed.update(dict.fromkeys(matches, split))
+    if fixed:
+        rest = {n: g for n, g in groups.items() if g not in fixed}
+        assigned = split_by_group(rest, [1, 0, 0], seed) if rest else {}
+        return {n: assigned.get(n) or fixed[g] for n, g in groups.items()}
     unique = sorted(set(groups.values()))
     np.random.default_rng(seed).shuffle(unique)
     counts = np.floor(np.array(fractions) / sum(fractions) * len(unique)).astype(int)
@@ -209,7 +233,11 @@ def run(args):
 
     names = sorted(results)
     groups = read_groups(args.groups, args.group_column, names)
-    split_of = split_by_group(groups, fractions, args.seed)
+    chosen = {
+        s: [p for p in text.split(",") if p.strip()]
+        for s, text in (("validation", args.validation_groups), ("test", args.test_groups))
+    }
+    split_of = split_by_group(groups, fractions, args.seed, {s: p for s, p in chosen.items() if p})
     args.out.mkdir(parents=True, exist_ok=True)
     kinds = [KIND_ORIGINAL] + [KIND_HUE] * (args.variants - 1) + [KIND_LOCAL] * args.local_variants
     counts = {}

@@ -201,7 +201,7 @@ def save_checkpoint(path: Path, step, model, disc, opt_g, opt_d, args):
     state = {
         "step": step,
         "phase": args.phase,
-        "args": vars(args) | {"out": str(args.out)},
+        "args": json.loads(json.dumps(vars(args), default=str)),
         "generator": unwrap(model).state_dict(),
         "opt_g": opt_g.state_dict(),
         "discriminator": unwrap(disc).state_dict() if disc is not None else None,

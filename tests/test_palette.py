@@ -1,0 +1,114 @@
+import itertools
+import time
+
+import numpy as np
+import pytest
+
+from backend.palette import (
+    PaletteError,
+    extract_palette,
+    lab_to_rgb_np,
+    parse_hex,
+    parse_palette,
+    rgb_to_lab_np,
+    to_hex,
+    to_model_palette,
+)
+
+KNOWN = np.array(
+    [[200, 30, 40], [20, 160, 60], [30, 40, 200], [240, 230, 210], [40, 30, 20], [250, 180, 0]],
+    dtype=np.uint8,
+)
+
+
+def patch_image(colours, shares, size=120, noise=0.0, seed=0):
+    """Stripes of the given colours with the given pixel shares (plus optional noise)."""
+    counts = np.round(np.array(shares) / sum(shares) * size * size).astype(int)
+    pixels = np.repeat(np.asarray(colours, dtype=np.float64), counts, axis=0)
+    pixels = np.resize(pixels, (size * size, 3))
+    pixels += np.random.default_rng(seed).normal(0, noise, pixels.shape)
+    return np.clip(pixels, 0, 255).round().astype(np.uint8).reshape(size, size, 3)
+
+
+def test_hex_forms_and_errors_name_the_entry():
+    assert np.allclose(parse_hex("#FFF"), [1, 1, 1])
+    assert np.allclose(parse_hex("#ff8000"), [1, 128 / 255, 0])
+    assert to_hex(parse_hex("#aB12cD")) == "#ab12cd"
+    for bad in ["#ff", "#gggggg", "red", "#12345", "", "#1234567"]:
+        with pytest.raises(PaletteError):
+            parse_hex(bad)
+    with pytest.raises(PaletteError, match="entry 2.*#zz0000"):
+        parse_palette(["#000", "#zz0000"])
+    with pytest.raises(PaletteError, match="1 to 12"):
+        parse_palette([])
+    with pytest.raises(PaletteError, match="1 to 12"):
+        parse_palette(["#000"] * 13)
+    assert parse_palette("#000, #fff").shape == (2, 3)
+
+
+def test_extraction_finds_known_colours_and_shares():
+    shares = [0.3, 0.2, 0.15, 0.15, 0.1, 0.1]
+    palette, found_shares = extract_palette(patch_image(KNOWN, shares, noise=2.0))
+    truth = rgb_to_lab_np(KNOWN / 255)
+    # every known colour is found, within a few delta E
+    distance = np.linalg.norm(palette[:, None] - truth[None], axis=-1)
+    assert distance.min(axis=0).max() < 3
+    # shares come back with the colours they belong to
+    nearest = distance.argmin(axis=0)
+    assert np.allclose(found_shares[nearest], shares, atol=0.02)
+    assert np.all(np.diff(palette[:, 0]) >= 0)  # dark to light
+
+
+def test_extraction_ignores_transparent_pixels_and_is_deterministic():
+    image = patch_image(KNOWN[:2], [0.5, 0.5])
+    alpha = np.full(image.shape[:2], 255, np.uint8)
+    alpha[: image.shape[0] // 2] = 0  # hide the first colour entirely
+    palette, _ = extract_palette(image, k=1, alpha=alpha)
+    visible = image[image.shape[0] // 2 :].reshape(-1, 3)[0]
+    assert np.linalg.norm(palette[0] - rgb_to_lab_np(visible / 255)) < 2
+    first = extract_palette(patch_image(KNOWN, [1] * 6, noise=5))
+    again = extract_palette(patch_image(KNOWN, [1] * 6, noise=5))
+    assert np.array_equal(first[0], again[0])
+
+
+def test_extraction_of_a_flat_image_repeats_its_colour():
+    palette, shares = extract_palette(np.full((10, 10, 3), 90, np.uint8), k=6)
+    assert palette.shape == (6, 3) and np.allclose(palette, palette[0])
+    assert np.isclose(shares.sum(), 1)
+
+
+def test_extraction_rejects_images_with_nothing_visible():
+    with pytest.raises(PaletteError, match="no visible"):
+        extract_palette(np.zeros((4, 4, 3), np.uint8), alpha=np.zeros((4, 4), np.uint8))
+
+
+def test_extraction_is_fast_at_24_megapixels():
+    image = np.random.default_rng(0).integers(0, 256, (4000, 6000, 3), dtype=np.uint8)
+    alpha = np.full((4000, 6000), 255, np.uint8)
+    extract_palette(image[:100, :100])  # warm-up outside the timing
+    began = time.perf_counter()
+    extract_palette(image, alpha=alpha)
+    assert time.perf_counter() - began < 1.0
+
+
+@pytest.mark.parametrize("n", [1, 2, 5, 6, 7, 12])
+def test_model_palette_has_six_colours_from_the_users_palette(n):
+    lab = rgb_to_lab_np(np.random.default_rng(n).random((n, 3)))
+    six = to_model_palette(lab)
+    assert six.shape == (6, 3)
+    assert np.all(np.diff(six[:, 0]) >= 0)
+    if n <= 6:  # only the user's own colours, each of them at least once
+        distance = np.linalg.norm(six[:, None] - lab[None], axis=-1)
+        assert distance.min(axis=1).max() < 1e-9 and distance.min(axis=0).max() < 1e-9
+
+
+def test_model_palette_ignores_the_order_colours_are_given_in():
+    lab = rgb_to_lab_np(np.random.default_rng(3).random((7, 3)))
+    expected = to_model_palette(lab)
+    for permutation in itertools.islice(itertools.permutations(range(7)), 0, 5040, 97):
+        assert np.allclose(to_model_palette(lab[list(permutation)]), expected)
+
+
+def test_lab_helpers_round_trip():
+    rgb = np.random.default_rng(0).random((50, 3))
+    assert np.allclose(lab_to_rgb_np(rgb_to_lab_np(rgb)), rgb, atol=1e-6)

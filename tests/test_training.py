@@ -1,0 +1,147 @@
+import argparse
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from backend.model import PaletteNet
+from backend.weights import load_weights
+from tests.test_data import dataset  # noqa: F401  (the prepared tiny dataset fixture)
+from training import train
+from training.dataset import PairDataset, parse_mix, training_batch
+
+
+def train_args(data, out, *extra):
+    parser = argparse.ArgumentParser()
+    train.add_arguments(parser)
+    return parser.parse_args(
+        [
+            "--data",
+            str(data),
+            "--out",
+            str(out),
+            "--batch",
+            "2",
+            "--size",
+            "32",
+            "--val-every",
+            "2",
+            "--sample-every",
+            "2",
+            "--threads",
+            "1",
+            *extra,
+        ]
+    )
+
+
+def test_phase_one_overfits_one_batch(dataset):  # noqa: F811
+    torch.manual_seed(0)
+    batch = training_batch(
+        PairDataset(dataset, "train", parse_mix("hue=1")), 0, seed=0, rank=0, batch=2, size=32
+    )
+    model = PaletteNet()
+    optimiser = torch.optim.Adam(model.parameters(), lr=1e-3, betas=(0.5, 0.999))
+    losses = []
+    for _ in range(120):
+        loss = F.mse_loss(model(batch["source"], batch["target_palette"]), batch["target_ab"])
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+        losses.append(loss.item())
+    assert min(losses[-10:]) < losses[0] / 10
+
+
+def test_resume_continues_exactly(dataset, tmp_path):  # noqa: F811
+    assert (
+        train.run(train_args(dataset, tmp_path / "straight", "--phase", "1", "--steps", "4")) == 0
+    )
+    assert train.run(train_args(dataset, tmp_path / "split", "--phase", "1", "--steps", "2")) == 0
+    assert (
+        train.run(
+            train_args(dataset, tmp_path / "split", "--phase", "1", "--steps", "4", "--resume")
+        )
+        == 0
+    )
+    straight = load_weights(tmp_path / "straight" / "weights.pt").state_dict()
+    resumed = load_weights(tmp_path / "split" / "weights.pt").state_dict()
+    assert all(torch.equal(straight[k], resumed[k]) for k in straight)
+    rows = (tmp_path / "split" / "metrics.csv").read_text().splitlines()
+    assert [r.split(",")[0] for r in rows] == ["step", "1", "2", "3", "4"]
+    assert list((tmp_path / "split" / "samples").glob("step_*.png"))
+
+
+def test_phase_two_trains_the_decoder_with_the_encoder_frozen(dataset, tmp_path):  # noqa: F811
+    assert train.run(train_args(dataset, tmp_path / "one", "--phase", "1", "--steps", "1")) == 0
+    start = load_weights(tmp_path / "one" / "weights.pt").state_dict()
+    assert (
+        train.run(
+            train_args(
+                dataset,
+                tmp_path / "two",
+                "--phase",
+                "2",
+                "--steps",
+                "2",
+                "--init",
+                str(tmp_path / "one" / "weights.pt"),
+                "--freeze-encoder",
+            )
+        )
+        == 0
+    )
+    end = load_weights(tmp_path / "two" / "weights.pt").state_dict()
+    changed = {k for k in start if not torch.equal(start[k], end[k])}
+    assert changed and all(k.startswith("decoder.") for k in changed)
+    metrics = (tmp_path / "two" / "metrics.csv").read_text().splitlines()
+    assert float(metrics[-1].split(",")[4]) > 0  # the discriminator loss was computed
+
+
+def test_phase_two_needs_phase_one_weights(dataset, tmp_path):  # noqa: F811
+    with pytest.raises(SystemExit, match="--init"):
+        train.run(train_args(dataset, tmp_path, "--phase", "2", "--steps", "1"))
+
+
+def test_two_process_ddp_ends_with_identical_weights(dataset, tmp_path):  # noqa: F811
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        "2",
+        "--master_port",
+        "29517",
+        "-m",
+        "training",
+        "train",
+        "--phase",
+        "1",
+        "--data",
+        str(dataset),
+        "--out",
+        str(tmp_path),
+        "--steps",
+        "2",
+        "--batch",
+        "1",
+        "--size",
+        "32",
+        "--threads",
+        "1",
+        "--device",
+        "cpu",
+    ]
+    result = subprocess.run(
+        command,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=os.environ | {"OMP_NUM_THREADS": "1"},
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    digests = [(tmp_path / f"rank{r}.sha256").read_text() for r in (0, 1)]
+    assert digests[0] == digests[1]
+    assert (tmp_path / "weights.pt").exists()
