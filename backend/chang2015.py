@@ -17,8 +17,9 @@ trilinear interpolation: the cost per pixel does not depend on the palette, and 
 One addition to the paper: the transfer has kinks (the clamped RBF weights, the gamut-aware
 moves), which a 12-cell lattice smooths by up to about 5 dE exactly at the palette colours.
 The lattice values around each source palette colour are therefore nudged so the palette
-colours land on their targets (_pin_palette); against the benchmark's ground truth this is
-more accurate than both the plain lattice and the exact per-pixel transfer. Elsewhere the
+colours land on their targets (_pin_palette). On the benchmark's B1 and inside its B2 edits
+this is more accurate than both the plain lattice and the exact per-pixel transfer (outside
+the edits it costs about 0.3 dE against the exact transfer; docs/BENCHMARK.md). Elsewhere the
 lattice differs from the exact transfer (recolor_chang2015_direct) by under 1 dE on average
 for moderate edits (hue turns up to about 20 degrees), but by 1 to 3 CIEDE2000 (1.5 to 4
 CIE76) on average for the benchmark's large edits, where the clamped weights vary fastest.
@@ -131,7 +132,7 @@ def _boundary(origin, direction, low, high) -> np.ndarray:
     """Where the rays origin + s * direction leave the gamut, s in [low, high].
 
     Bisection, vectorised over rays; origin + low * direction must be inside the gamut and
-    origin + high * direction outside (rays whose start is outside end at their start)."""
+    origin + high * direction outside (a ray outside all along ends at its start)."""
     low, high = np.array(low, dtype=np.float64), np.array(high, dtype=np.float64)
     for _ in range(BISECTION_STEPS):
         middle = (low + high) / 2
@@ -231,8 +232,8 @@ def transfer_colours(lab, source_lab, target_lab) -> np.ndarray:
 # --- lattice ------------------------------------------------------------------------------
 def _corners(position: np.ndarray, size: int):
     """The 8 lattice corners of each point (positions (N, 3) in lattice units 0..size-1):
-    yields (flat corner index (N,), trilinear weight (N,)) corner by corner, which keeps the
-    temporaries of a chunk small."""
+    yields (flat corner index (N,), trilinear weight (N,)) corner by corner. The same
+    interpolation as grid_sample in apply_lattice, written out for _pin_palette."""
     cell = np.minimum(position.astype(np.int32), size - 2)  # the last point has no cell
     fraction = position - cell
     base = (cell[:, 0] * size + cell[:, 1]) * size + cell[:, 2]

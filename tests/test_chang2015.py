@@ -1,0 +1,206 @@
+"""Chang et al. 2015 palette recolouring (backend.chang2015)."""
+
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+from skimage import data
+from skimage.color import deltaE_ciede2000
+from skimage.transform import resize
+
+from backend.chang2015 import (
+    build_lattice,
+    chang_palette,
+    in_gamut,
+    rbf_weights,
+    recolor_chang2015,
+    recolor_chang2015_direct,
+    transfer_colours,
+    transfer_luminance,
+)
+from backend.palette import extract_palette, lab_to_rgb_np, rgb_to_lab_np
+from training.variants import rotate_ab
+
+
+def small_photo(name: str, long_side: int = 128) -> np.ndarray:
+    image = getattr(data, name)()
+    scale = long_side / max(image.shape[:2])
+    shape = (round(image.shape[0] * scale), round(image.shape[1] * scale))
+    return np.round(resize(image, shape, anti_aliasing=True) * 255).astype(np.uint8)
+
+
+def delta_e76(rgb1, rgb2) -> np.ndarray:
+    return np.linalg.norm(rgb_to_lab_np(rgb1) - rgb_to_lab_np(rgb2), axis=-1)
+
+
+def displayable(lab) -> np.ndarray:
+    """Reduce chroma until every colour is in the sRGB gamut (L and hue kept)."""
+    lab = np.array(lab, dtype=np.float64)
+    for _ in range(100):
+        outside = ~in_gamut(lab)
+        if not outside.any():
+            return lab
+        lab[outside, 1:] *= 0.97
+    raise AssertionError("could not bring the palette into the gamut")
+
+
+def random_palette(rng, k) -> np.ndarray:
+    """k chromatic sRGB colours with distinct lightness, as LAB sorted by L."""
+    lab = rgb_to_lab_np(rng.uniform(0.1, 0.9, (k, 3)))
+    lab[:, 0] = np.sort(rng.choice(np.arange(15, 90, 5), size=k, replace=False))
+    return displayable(lab)
+
+
+def moved(palette, rng) -> np.ndarray:
+    """Each colour moved: hue turned by 10..40 degrees either way, chroma x0.8..1.1, lightness
+    +-3 (the lightness order kept)."""
+    target = palette.copy()
+    for i in range(len(palette)):
+        turns = rng.uniform(10, 40) / 360 * rng.choice([-1, 1])
+        target[i] = rotate_ab(palette[i], turns, rng.uniform(0.8, 1.1))
+    target[:, 0] += rng.uniform(-2, 2, len(palette))
+    return displayable(target)
+
+
+def swatches(palette_lab, block: int = 8) -> np.ndarray:
+    """A synthetic image: one block x block square per palette colour, side by side."""
+    rgb = lab_to_rgb_np(palette_lab)
+    return np.repeat(np.repeat(rgb[None], block, axis=0), block, axis=1)
+
+
+@pytest.mark.parametrize("name", ["astronaut", "coffee", "chelsea"])
+def test_identity_palette_leaves_photo_unchanged(name):
+    photo = small_photo(name)
+    palette, _ = extract_palette(photo, 6)
+    out = recolor_chang2015(photo, palette, palette)
+    assert out.shape == photo.shape and out.dtype == np.float32
+    assert delta_e76(out, photo / 255).max() < 0.5
+
+
+@pytest.mark.parametrize("k", [1, 2, 6, 12])
+def test_moved_palette_colours_reach_their_targets(k):
+    rng = np.random.default_rng(k)
+    source = random_palette(rng, k)
+    target = moved(source, rng)
+    image = swatches(source)
+    out = recolor_chang2015(image, source, target)
+    centres = out[4, 4::8]  # the middle pixel of every swatch
+    error = np.linalg.norm(rgb_to_lab_np(centres) - target, axis=-1)
+    assert error.max() < 2.0, error
+    # The exact transfer interpolates the palette too (the lattice is then pinned to it).
+    assert np.abs(transfer_colours(source, source, target) - target).max() < 1e-6
+
+
+def test_palette_of_a_real_photo_moves_to_targets():
+    photo = small_photo("coffee")
+    source, _ = chang_palette(photo, 6)
+    target = moved(source, np.random.default_rng(0))
+    out = recolor_chang2015(swatches(source), source, target)
+    error = np.linalg.norm(rgb_to_lab_np(out[4, 4::8]) - target, axis=-1)
+    assert error.max() < 2.0, error
+
+
+def test_luminance_transfer_is_monotone():
+    rng = np.random.default_rng(3)
+    lightness = np.linspace(0, 100, 2001)
+    for _ in range(200):
+        k = int(rng.integers(1, 13))
+        source = rng.uniform([0, -60, -60], [100, 60, 60], (k, 3))
+        target = rng.uniform([0, -60, -60], [100, 60, 60], (k, 3))  # any order at all
+        curve = transfer_luminance(lightness, source, target)
+        assert np.all(np.diff(curve) >= -1e-12)
+        assert curve.min() >= 0 and curve.max() <= 100
+    # When the target keeps the palette's lightness order the curve passes through it.
+    source = np.array([[20.0, 0, 0], [50, 0, 0], [80, 0, 0]])
+    target = np.array([[30.0, 0, 0], [45, 0, 0], [90, 0, 0]])
+    np.testing.assert_allclose(transfer_luminance(source[:, 0], source, target), target[:, 0])
+    np.testing.assert_allclose(transfer_luminance([0, 100], source, target), [0, 100])
+
+
+def test_rbf_weights_interpolate_and_are_a_partition_of_unity():
+    rng = np.random.default_rng(5)
+    source = random_palette(rng, 6)
+    np.testing.assert_allclose(rbf_weights(source, source), np.eye(6), atol=1e-8)
+    colours = rng.uniform([0, -80, -80], [100, 80, 80], (1000, 3))
+    weights = rbf_weights(colours, source)
+    assert np.all(weights >= 0)
+    np.testing.assert_allclose(weights.sum(1), 1)
+    # Repeated palette colours (a flat image gives them) must not break the weights.
+    repeated = np.repeat(source[:3], 2, axis=0)
+    assert np.isfinite(rbf_weights(colours, repeated)).all()
+
+
+@pytest.mark.parametrize("name", ["astronaut", "chelsea"])
+def test_lattice_matches_direct_evaluation(name):
+    """The 13^3 lattice approximates the exact per-pixel transfer. For a moderate edit the
+    mean difference stays under 1 dE (CIEDE2000); large edits give more (see the module)."""
+    photo = small_photo(name)
+    palette, _ = extract_palette(photo, 6)
+    target = displayable(rotate_ab(palette, 0.05, 0.9))
+    lattice = recolor_chang2015(photo, palette, target)
+    direct = recolor_chang2015_direct(photo, palette, target)
+    difference = deltaE_ciede2000(rgb_to_lab_np(lattice), rgb_to_lab_np(direct))
+    assert difference.mean() < 1.0
+    assert np.percentile(difference, 95) < 3.0
+
+
+def test_lattice_output_range_and_float_input():
+    rng = np.random.default_rng(2)
+    source = random_palette(rng, 5)
+    target = displayable(rotate_ab(source, 0.3, 1.4))
+    lattice = build_lattice(source, target)
+    assert lattice.shape == (13, 13, 13, 3)
+    photo = small_photo("astronaut", 64)
+    from_uint8 = recolor_chang2015(photo, source, target)
+    from_float = recolor_chang2015(photo / 255, source, target)
+    assert from_uint8.min() >= 0 and from_uint8.max() <= 1
+    np.testing.assert_allclose(from_uint8, from_float, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("image", "source", "target", "message"),
+    [
+        (np.zeros((4, 4)), np.zeros((3, 3)), np.zeros((3, 3)), "(H, W, 3)"),
+        (np.zeros((4, 4, 4)), np.zeros((3, 3)), np.zeros((3, 3)), "(H, W, 3)"),
+        (np.zeros((4, 4, 3)), np.zeros((3, 2)), np.zeros((3, 3)), "source palette"),
+        (np.zeros((4, 4, 3)), np.zeros((3, 3)), np.zeros((4, 3)), "correspond"),
+        (np.zeros((4, 4, 3)), np.zeros((13, 3)), np.zeros((13, 3)), "1 to 12"),
+        (np.zeros((4, 4, 3)), np.zeros((0, 3)), np.zeros((0, 3)), "1 to 12"),
+        (np.zeros((4, 4, 3)), np.full((2, 3), np.nan), np.zeros((2, 3)), "NaN"),
+        (np.zeros((4, 4, 3), dtype=np.int8), np.zeros((2, 3)), np.zeros((2, 3)), "unsigned"),
+    ],
+)
+def test_bad_inputs_are_refused_with_a_message(image, source, target, message):
+    with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        recolor_chang2015(image, source, target)
+
+
+def test_24_megapixels_in_bounded_memory():
+    """A 6000 x 4000 layer: peak memory beyond the input and the float32 output stays far
+    below what whole-image temporaries would need (several GB)."""
+    script = textwrap.dedent(
+        """
+        import resource, numpy as np
+        from backend.chang2015 import recolor_chang2015
+        from training.variants import rotate_ab
+        image = np.empty((4000, 6000, 3), dtype=np.uint8)  # smooth ramps over the cube
+        image[..., 0] = np.linspace(0, 255, 6000).astype(np.uint8)[None, :]
+        image[..., 1] = np.linspace(0, 255, 4000).astype(np.uint8)[:, None]
+        image[..., 2] = np.linspace(255, 0, 6000).astype(np.uint8)[None, :]
+        palette = np.array([[30.0, 20, -30], [55, -30, 40], [75, 10, 20]])
+        target = rotate_ab(palette, 0.1, 0.9)
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+        out = recolor_chang2015(image, palette, target)
+        after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+        assert out.shape == (4000, 6000, 3), out.shape
+        print(after - before - out.nbytes)
+        """
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stderr
+    extra = int(result.stdout.split()[-1])
+    assert extra < 1.5e9, f"{extra / 1e9:.2f} GB beyond the output"
