@@ -4,6 +4,7 @@ import sys
 
 import numpy as np
 import pytest
+from PIL import Image
 from scipy.ndimage import binary_dilation
 from scipy.optimize import linear_sum_assignment
 
@@ -127,3 +128,34 @@ def test_mix_option_is_validated():
     assert parse_mix("hue=3,local=1") == {"hue": 0.75, "local": 0.25}
     with pytest.raises(ValueError, match="unknown variant kind"):
         parse_mix("hue=1,stripes=1")
+
+
+def test_prepare_design_seeds_layout_reads_the_attached_strip(tmp_path):
+    from tests.test_design_seeds import _compose, _photo
+
+    colours = np.array(
+        [
+            [20, 30, 60],
+            [200, 40, 40],
+            [240, 200, 60],
+            [90, 160, 80],
+            [230, 230, 240],
+            [120, 80, 160],
+        ],
+        dtype=np.uint8,
+    )
+    images = tmp_path / "images"
+    images.mkdir()
+    for name in ("astronaut", "coffee", "chelsea"):
+        Image.fromarray(_compose(_photo(name, 120, 160), colours)).save(images / f"{name}.png")
+    out = tmp_path / "ds"
+    result = prepare(images, out, "--layout", "design-seeds", "--split", "1,1,1")
+    assert result.returncode == 0, result.stderr
+    expected = np.sort(rgb_to_lab_np(colours / 255.0)[:, 0])
+    for split in ("train", "validation", "test"):
+        palettes = np.load(out / split / "palettes.npy")
+        original = palettes[:, 0]  # variant 0 is the photo itself, with the strip's palette
+        assert np.allclose(original[..., 0], expected, atol=1.0)
+        rgb = np.load(out / split / "rgb.npy")
+        # the stored photo is the photo alone: no white gap column at its right edge
+        assert rgb[:, :, -1].mean() < 240
