@@ -252,7 +252,11 @@ def evaluate(paths, methods: dict, size=512, designer_palettes=None, seed=0, pro
     designer_palettes = designer_palettes or []
     results = {(task, name): [] for task in TASKS for name in methods}
     for path in tqdm(paths, desc="evaluate", unit="photo", file=sys.stderr, disable=not progress):
-        rgb = load_photo(path, size)
+        try:
+            rgb = load_photo(path, size)
+        except (OSError, ValueError) as error:  # PIL's UnidentifiedImageError is an OSError
+            tqdm.write(f"warning: skipping {path.name}: {error}", file=sys.stderr)
+            continue
         lab = rgb_to_lab_np(rgb)
         palette, _ = extract_palette(to_uint8(rgb), MODEL_PALETTE_SIZE)
         cases = {
