@@ -1,113 +1,262 @@
 """palettenet: the command-line tool.
 
-palettenet recolor IN -p "#hex,#hex,..." -o OUT [--method palettenet|chang2015]
-palettenet palette IN [-k 6]
-palettenet info
+palettenet recolor IN -p "#hex,#hex,..." -o OUT [--method palettenet|chang2015] [--server URL]
+palettenet palette IN [-k 6] [--server URL]
+palettenet info [--server URL]
+palettenet serve [--bind tcp://127.0.0.1:5555 | --connect BROKER] [--device auto|cpu|cuda]
+palettenet broker --frontend ADDRESS --backend ADDRESS
+palettenet keys DIR [--name NAME]
+palettenet bench [--sizes 0.1,1,12,24] [--device auto|cpu|cuda]
+
+recolor, palette and info run in this process by default, and through a daemon with
+--server; both ways build the same palettenet/1 request and run the same engine, so the
+pixels are identical.
 """
 
 import argparse
+import signal
 import sys
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 from backend import __version__
-from backend.palette import (
-    PaletteError,
-    extract_palette,
-    lab_to_rgb_np,
-    parse_palette,
-    rgb_to_lab_np,
-    to_hex,
-)
-from backend.weights import WeightsError, load_weights, read_metadata
+from backend.protocol import DEFAULT_MAX_PIXELS, decode_reply, encode_request
+from backend.security import ClientKeys, SecurityError, ServerKeys, check_bind, create_keys
 
 DEFAULT_WEIGHTS = Path(__file__).parent / "data" / "palettenet.pt"
+DEFAULT_ADDRESS = "tcp://127.0.0.1:5555"
 
 
-def read_image(path: Path):
-    """-> (float RGB (H, W, 3) in 0..1, alpha uint8 or None)."""
+# --- talking to an engine, here or in a daemon ----------------------------------------------
+def client_keys(args) -> ClientKeys | None:
+    if args.curve_server_key is None:
+        return None
+    if args.curve_secret is None:
+        raise SystemExit("--curve-server-key needs --curve-secret (this client's secret key)")
+    return ClientKeys(args.curve_server_key, args.curve_secret)
+
+
+def server_keys(args) -> ServerKeys | None:
+    if args.curve_clients is None:
+        return None
+    if args.curve_secret is None:
+        raise SystemExit("--curve-clients needs --curve-secret (this server's secret key)")
+    return ServerKeys(args.curve_secret, args.curve_clients)
+
+
+def call(args, header: dict, pixels=None, mask=None, load_model=True) -> tuple[dict, list]:
+    """One palettenet/1 request, through the daemon at args.server or in this process."""
+    if args.server:
+        from backend.client import Client
+
+        try:
+            with Client(args.server, args.timeout, client_keys(args)) as client:
+                return client.request(header, pixels, mask)
+        except (TimeoutError, SecurityError) as error:
+            raise SystemExit(str(error)) from None
+    from backend.engine import Engine
+
+    engine = Engine(args.weights or DEFAULT_WEIGHTS, args.device, load_model=load_model)
+    return decode_reply(engine.handle(encode_request(header, pixels, mask), DEFAULT_MAX_PIXELS))
+
+
+def checked(reply: dict) -> dict:
+    if not reply.get("ok"):
+        error = reply.get("error", {})
+        raise SystemExit(f"error ({error.get('code')}): {error.get('message')}")
+    return reply
+
+
+def read_picture(path: Path):
+    from backend.imagefile import read_image
+
     try:
-        with Image.open(path) as image:
-            image.load()
-            alpha = np.asarray(image.getchannel("A")) if "A" in image.getbands() else None
-            rgb = np.asarray(image.convert("RGB"), dtype=np.float32) / 255
+        return read_image(path)
     except (OSError, ValueError) as error:
         raise SystemExit(f"cannot read {path}: {error}") from None
-    return rgb, alpha
 
 
-def write_image(path: Path, rgb, alpha):
-    rgb8 = np.clip(np.round(rgb * 255), 0, 255).astype(np.uint8)
-    image = Image.fromarray(rgb8)
-    if alpha is not None:
-        image.putalpha(Image.fromarray(alpha))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    image.save(path)
+def layer_header(op: str, path: Path, picture) -> dict:
+    height, width = picture.pixels.shape[:2]
+    return {"op": op, "id": path.name, "width": width, "height": height,
+            "pixel_format": picture.pixel_format}  # fmt: skip
 
 
-def model_from(weights: Path | None):
-    path = weights or DEFAULT_WEIGHTS
-    try:
-        import torch
+def read_mask(path: Path | None, picture) -> np.ndarray | None:
+    if path is None:
+        return None
+    from PIL import Image
 
-        return load_weights(path, "cuda" if torch.cuda.is_available() else "cpu")
-    except WeightsError as error:
-        hint = "" if weights else " (no default model is installed: pass --weights FILE)"
-        raise SystemExit(f"{error}{hint}") from None
+    with Image.open(path) as image:
+        mask = np.asarray(image.convert("L"))
+    if mask.shape != picture.pixels.shape[:2]:
+        raise SystemExit(f"--mask {path} is {mask.shape[1]} x {mask.shape[0]}, the image is not")
+    return mask
 
 
+def palette_list(text: str) -> list[str]:
+    return [entry.strip() for entry in text.split(",") if entry.strip()]
+
+
+# --- commands -------------------------------------------------------------------------------
 def cmd_recolor(args):
-    rgb, alpha = read_image(args.input)
-    try:
-        target = rgb_to_lab_np(parse_palette(args.palette))
-        source = rgb_to_lab_np(parse_palette(args.source_palette)) if args.source_palette else None
-    except PaletteError as error:
-        raise SystemExit(f"bad palette: {error}") from None
-    if args.method == "chang2015":
-        from backend.chang2015 import recolor_chang2015
+    from backend.imagefile import Picture, write_image
 
-        if source is None:
-            rgb8 = (rgb * 255).round().astype(np.uint8)
-            source, _ = extract_palette(rgb8, k=len(target), alpha=alpha)
-        if len(source) != len(target):
-            raise SystemExit("--source-palette must have as many colours as --palette")
-        out = recolor_chang2015(rgb, source, target)
-    else:
-        from backend.recolor import recolor_rgb
-
-        out = recolor_rgb(model_from(args.weights), rgb, target)
-    write_image(args.output, out, alpha)
+    picture = read_picture(args.input)
+    header = layer_header("recolor", args.input, picture)
+    header.update(method=args.method, palette=palette_list(args.palette))
+    if args.source_palette:
+        header["source_palette"] = palette_list(args.source_palette)
+    mask = read_mask(args.mask, picture)
+    reply, frames = call(args, header, picture.pixels, mask, load_model=args.method == "palettenet")
+    checked(reply)
+    out = np.frombuffer(frames[0], picture.pixels.dtype).reshape(picture.pixels.shape)
+    write_image(args.output, Picture(out, picture.pixel_format, picture.has_alpha))
     print(f"wrote {args.output}")
 
 
 def cmd_palette(args):
-    rgb, alpha = read_image(args.input)
-    try:
-        lab, shares = extract_palette((rgb * 255).round().astype(np.uint8), k=args.k, alpha=alpha)
-    except PaletteError as error:
-        raise SystemExit(str(error)) from None
-    for colour, share in zip(lab_to_rgb_np(lab), shares):
-        print(f"{to_hex(colour)}  {share:6.1%}")
+    picture = read_picture(args.input)
+    header = layer_header("palette", args.input, picture)
+    header["options"] = {"k": args.k}
+    reply, _ = call(args, header, picture.pixels, load_model=False)
+    checked(reply)
+    for colour, share in zip(reply["palette"], reply["weights"]):
+        print(f"{colour}  {share:6.1%}")
 
 
 def cmd_info(args):
-    print(f"palettenet {__version__}")
-    path = args.weights or DEFAULT_WEIGHTS
-    try:
-        meta = read_metadata(path)
-        print(f"model: {path} (architecture {meta['arch_version']})")
-        for key, value in meta.get("training", {}).items():
+    reply, _ = call(args, {"op": "info"})
+    info = checked(reply)
+    print(f"palettenet {info['version']} ({info['protocol']})")
+    if args.server:
+        print(f"server: {args.server}, {info['workers']} worker(s), limits {info['limits']}")
+    print(f"device: {info['device']} ({info['precision']})")
+    metadata = info["model_metadata"]
+    if info["model"] == "none":
+        print(f"model: none ({metadata['error']})")
+    else:
+        print(f"model: {metadata['file']} (architecture {metadata['arch_version']})")
+        for key, value in metadata.get("training", {}).items():
             print(f"  {key}: {value}")
-    except WeightsError as error:
-        print(f"model: none ({error})")
+    print(f"methods: {', '.join(info['methods'])}")
+
+
+def stop_on_signals(server) -> None:
+    """SIGINT and SIGTERM ask the server to finish its work and stop; a second one of
+    either ends the process at once."""
+
+    def handler(signum, frame):
+        print(f"{signal.Signals(signum).name}: finishing work in progress", flush=True)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        server.stop()
+
+    signal.signal(signal.SIGINT, handler)
+    signal.signal(signal.SIGTERM, handler)
+
+
+def cmd_serve(args):
+    from backend.daemon import Daemon, Settings
+    from backend.engine import Engine
+
+    settings = Settings(
+        bind=args.bind,
+        connect=args.connect,
+        max_pixels=args.max_pixels,
+        workers=args.workers,
+        max_batch=args.max_batch,
+        max_queue=args.max_queue,
+        server_keys=server_keys(args),
+        client_keys=client_keys(args) if args.connect else None,
+        heartbeat_s=args.heartbeat,
+    )
+    if args.connect is None:
+        try:  # before the model loads: a refused address should fail at once
+            check_bind(args.bind, settings.server_keys)
+        except SecurityError as error:
+            raise SystemExit(f"cannot serve: {error}") from None
+    engine = Engine(args.weights or DEFAULT_WEIGHTS, args.device)
+    if args.max_batch is None:
+        settings.max_batch = 4 if engine.device.type == "cuda" else 1
+    daemon = Daemon(engine, settings)
+    try:
+        endpoint = daemon.start()
+    except (SecurityError, OSError) as error:  # zmq.ZMQError is an OSError
+        raise SystemExit(f"cannot serve: {error}") from None
+    stop_on_signals(daemon)
+    model = engine.model_name
+    if engine.model is None:
+        model += f" ({engine.model_error}; serving chang2015 and palette only)"
+    role = "worker of broker" if args.connect else "ready on"
+    print(f"palettenet daemon {role} {endpoint} device={engine.device} model={model}", flush=True)
+    daemon.serve()
+    print("palettenet daemon stopped", flush=True)
+    return 0
+
+
+def cmd_broker(args):
+    from backend.broker import Broker, BrokerSettings
+
+    settings = BrokerSettings(
+        frontend=args.frontend,
+        backend=args.backend,
+        max_pixels=args.max_pixels,
+        worker_timeout_s=args.worker_timeout,
+        queue_timeout_s=args.queue_timeout,
+        server_keys=server_keys(args),
+    )
+    broker = Broker(settings)
+    try:
+        frontend, backend = broker.start()
+    except (SecurityError, OSError) as error:
+        raise SystemExit(f"cannot start the broker: {error}") from None
+    stop_on_signals(broker)
+    print(f"palettenet broker ready: clients {frontend}, workers {backend}", flush=True)
+    broker.serve()
+    print("palettenet broker stopped", flush=True)
+    return 0
+
+
+def cmd_keys(args):
+    public, secret = create_keys(args.folder, args.name)
+    print(f"public key: {public}  (give it to the other side)")
+    print(f"secret key: {secret}  (keep it private)")
+
+
+def cmd_bench(args):
+    from backend.bench import run_bench
+
+    return run_bench(args)
+
+
+# --- arguments ------------------------------------------------------------------------------
+def add_engine_options(parser, server=True):
+    parser.add_argument("--weights", type=Path, help="PaletteNet weight file")
+    parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    if server:
+        parser.add_argument("--server", help="daemon address, e.g. tcp://127.0.0.1:5555")
+        parser.add_argument("--timeout", type=float, default=600, help="seconds (--server)")
+        add_client_key_options(parser)
+
+
+def add_client_key_options(parser):
+    parser.add_argument("--curve-server-key", type=Path, help="the server's public .key file")
+    parser.add_argument("--curve-secret", type=Path, help="this side's .key_secret file")
+
+
+def add_limit_option(parser):
+    parser.add_argument(
+        "--max-pixels", type=int, default=DEFAULT_MAX_PIXELS, help="largest layer accepted"
+    )
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(
         prog="palettenet", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
+    parser.add_argument("--version", action="version", version=f"palettenet {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
 
     recolor = commands.add_parser("recolor", help="recolour an image to a palette")
@@ -116,17 +265,54 @@ def main(argv=None):
     recolor.add_argument("-o", "--output", type=Path, required=True)
     recolor.add_argument("--method", choices=["palettenet", "chang2015"], default="palettenet")
     recolor.add_argument("--source-palette", help="chang2015: the colours to move, in order")
-    recolor.add_argument("--weights", type=Path, help="PaletteNet weight file")
+    recolor.add_argument("--mask", type=Path, help="grey image: white recolours, black keeps")
+    add_engine_options(recolor)
     recolor.set_defaults(run=cmd_recolor)
 
     palette = commands.add_parser("palette", help="print an image's palette")
     palette.add_argument("input", type=Path)
     palette.add_argument("-k", type=int, default=6, help="number of colours (1-12)")
+    add_engine_options(palette)
     palette.set_defaults(run=cmd_palette)
 
-    info = commands.add_parser("info", help="version and model")
-    info.add_argument("--weights", type=Path)
+    info = commands.add_parser("info", help="version, device and model")
+    add_engine_options(info)
     info.set_defaults(run=cmd_info)
+
+    serve = commands.add_parser("serve", help="run the backend daemon")
+    where = serve.add_mutually_exclusive_group()
+    where.add_argument("--bind", default=DEFAULT_ADDRESS, help="address to listen on")
+    where.add_argument("--connect", help="serve as a worker of the broker at this address")
+    add_engine_options(serve, server=False)
+    serve.add_argument("--workers", type=int, default=1, help="threads running the model")
+    serve.add_argument("--max-batch", type=int, help="requests per network call (CUDA: 4)")
+    serve.add_argument("--max-queue", type=int, default=64, help="requests waiting, at most")
+    serve.add_argument("--heartbeat", type=float, default=1.0, help="seconds (--connect)")
+    add_limit_option(serve)
+    add_client_key_options(serve)
+    serve.add_argument("--curve-clients", type=Path, help="folder of accepted client .key files")
+    serve.set_defaults(run=cmd_serve)
+
+    broker = commands.add_parser("broker", help="one address in front of several daemons")
+    broker.add_argument("--frontend", default=DEFAULT_ADDRESS, help="address for clients")
+    broker.add_argument("--backend", default="tcp://127.0.0.1:5556", help="address for daemons")
+    broker.add_argument("--worker-timeout", type=float, default=5.0, help="seconds of silence")
+    broker.add_argument("--queue-timeout", type=float, default=120.0, help="seconds waiting")
+    add_limit_option(broker)
+    broker.add_argument("--curve-secret", type=Path, help="the broker's .key_secret file")
+    broker.add_argument("--curve-clients", type=Path, help="folder of accepted .key files")
+    broker.set_defaults(run=cmd_broker)
+
+    keys = commands.add_parser("keys", help="create a CURVE key pair")
+    keys.add_argument("folder", type=Path)
+    keys.add_argument("--name", default="server", help="file name: NAME.key, NAME.key_secret")
+    keys.set_defaults(run=cmd_keys)
+
+    bench = commands.add_parser("bench", help="time recolouring in process and via a daemon")
+    from backend.bench import add_arguments
+
+    add_arguments(bench)
+    bench.set_defaults(run=cmd_bench)
 
     args = parser.parse_args(argv)
     return args.run(args)

@@ -1,15 +1,25 @@
-"""Recolouring an image with PaletteNet, in process.
+"""Recolouring with PaletteNet, in process.
 
-This is the one path from user input (an RGB image, a palette of 1..12 colours) to the
-network and back; the CLI, the benchmark and the daemon all call it.
+This is the one path from user input (an image, a palette of 1..12 colours) to the network
+and back; the CLI, the benchmark and the daemon all call it. A layer of any size goes through
+three steps, split so the daemon can run the middle one on several layers at once:
+
+    prepare   crop to what is visible, reduce to the working size (backend.fullres)
+    predict   the network on a batch of working images of one size
+    finish    carry the result to every pixel of the layer, mask and alpha honoured
 """
+
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from backend.color import lab_to_net, lab_to_rgb, net_to_lab, rgb_to_lab
+from backend.fullres import WORKING_SIDE, AffineField, fit_local_affine, weighted_resize
+from backend.fullres import working_size as reduced_size
 from backend.model import PaletteNet
 from backend.palette import to_model_palette
+from backend.pixels import Layer
 
 
 def palette_to_net(palette_lab, weights=None) -> torch.Tensor:
@@ -22,7 +32,7 @@ def palette_to_net(palette_lab, weights=None) -> torch.Tensor:
 def predict_lab(model: PaletteNet, lab: torch.Tensor, palette_net: torch.Tensor) -> torch.Tensor:
     """LAB images (B, H, W, 3) and network palettes (B, 18) -> recoloured LAB (source L kept)."""
     source = lab_to_net(lab).permute(0, 3, 1, 2)
-    ab = model(source, palette_net)
+    ab = model(source, palette_net).float()
     out = torch.cat([source[:, :1], ab], 1).permute(0, 2, 3, 1)
     return net_to_lab(out)
 
@@ -33,3 +43,80 @@ def recolor_rgb(model: PaletteNet, rgb: np.ndarray, palette_lab) -> np.ndarray:
     lab = rgb_to_lab(torch.as_tensor(rgb, dtype=torch.float32, device=device))[None]
     palette = palette_to_net(palette_lab).to(device)[None]
     return lab_to_rgb(predict_lab(model, lab, palette))[0].cpu().numpy()
+
+
+# --- layers of any size -------------------------------------------------------------------
+@dataclass
+class Working:
+    """A layer reduced for the network: its visible rectangle at the working size."""
+
+    box: tuple[int, int, int, int]  # (top, bottom, left, right) of the visible pixels
+    rgb: np.ndarray  # float32 (h, w, 3), transparent areas filled with the mean colour
+    weight: np.ndarray  # (h, w): the visible share of each working pixel
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return self.rgb.shape[:2]
+
+    @property
+    def direct(self) -> bool:
+        """Whether the network runs at the layer's own size (no transform to fit)."""
+        top, bottom, left, right = self.box
+        return self.size == (bottom - top, right - left)
+
+
+def prepare(layer: Layer, side: int = WORKING_SIDE) -> Working | None:
+    """The working image of a layer, or None when no pixel is visible (nothing to do).
+
+    Only the visible rectangle is used: a sprite in a corner of a big canvas gets the full
+    working resolution, and empty canvas does not dilute the network's statistics."""
+    box = layer.visible_box()
+    if box is None:
+        return None
+    cropped = layer.crop(*box)
+    size = reduced_size(cropped.height, cropped.width, side)
+    rgb, weight = weighted_resize(cropped.rgb, cropped.visible, cropped.height, cropped.width, size)
+    return Working(box, rgb.astype(np.float32), weight.astype(np.float32))
+
+
+@torch.no_grad()
+def predict(model: PaletteNet, images: list[np.ndarray], palettes: list, half=False):
+    """The network on working images of one size (float RGB (h, w, 3) each) and their
+    palettes (n_i, 3) LAB, as one batch -> recoloured float RGB, one per image."""
+    device = next(model.parameters()).device
+    rgb = torch.as_tensor(np.stack(images), device=device)
+    palette = torch.stack([palette_to_net(p) for p in palettes]).to(device)
+    lab = rgb_to_lab(rgb)  # float32 outside autocast: the source L is passed through as is
+    with torch.autocast(device.type, dtype=torch.float16, enabled=half):
+        lab = predict_lab(model, lab, palette)
+    return list(lab_to_rgb(lab).cpu().numpy())
+
+
+def finish(layer: Layer, working: Working, result: np.ndarray, out: np.ndarray) -> None:
+    """Write the network's result on the working image into `out` (a copy of the layer's
+    pixels) at full resolution; mask, alpha and transparent pixels are honoured."""
+    cropped = layer.crop(*working.box)
+    top, bottom, left, right = working.box
+    if working.direct:
+
+        def transform(rgb, row):
+            return result[row : row + len(rgb)]
+    else:
+        maps = fit_local_affine(working.rgb, result - working.rgb, working.weight)
+        field = AffineField(maps, cropped.height, cropped.width)
+
+        def transform(rgb, row):
+            source = torch.from_numpy(rgb)
+            return (source + field(source, row)).clamp_(0, 1).numpy()
+
+    cropped.recolor_into(out[top:bottom, left:right], transform)
+
+
+def recolor_layer(model: PaletteNet, layer: Layer, palette_lab, half=False) -> np.ndarray:
+    """A layer recoloured to a palette ((n, 3) LAB): new pixels in the layer's format."""
+    out = layer.pixels.copy()
+    working = prepare(layer)
+    if working is not None:
+        (result,) = predict(model, [working.rgb], [palette_lab], half)
+        finish(layer, working, result, out)
+    return out

@@ -1,0 +1,337 @@
+"""palettenet bench: what a recolour costs at several sizes, in process and via a daemon.
+
+For each size (megapixels) a photo (scikit-image's astronaut, resized to 3:2) is sent as
+RGBA8 and recoloured with palettenet and with chang2015, in this process (the Engine, as the
+CLI runs it) and through a daemon on loopback (a `palettenet serve` subprocess, as the
+plug-ins use it). Printed per size and method:
+
+    seconds per recolour in process (in a worker thread, like the daemon's) and through
+    the daemon (best of --repeat),
+    the daemon's overhead (daemon time / in-process time),
+    the network's share (palettenet: the network call alone at the working size),
+    peak memory: how far resident memory rose above its level before the recolour, for
+    this process (in process) and for the daemon process (Linux only: /proc/PID/status
+    VmHWM after resetting it through /proc/PID/clear_refs).
+
+Without --weights (and no installed default model) a randomly initialised model is used:
+the time does not depend on the weights' values.
+
+--quality PHOTO... measures instead how close the working-size path (backend.fullres) comes
+to running the network on every pixel: mean delta E76 against the network run at full size,
+over all pixels and over the 5 % with the strongest lightness edges, for the path the
+daemon uses and, for comparison, for plain bilinear upsampling of the network's change.
+--crop FILE saves a side-by-side crop (source | full size | daemon | bilinear) where the two
+differ most. Give real weights for this: a random model's output says little.
+"""
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+PALETTE = ["#0b1d51", "#725ac1", "#8d86c9", "#cac4ce", "#f7ece1", "#e0b1cb"]
+METHODS = ("palettenet", "chang2015")
+READY = re.compile(r"ready on (\S+)")
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument(
+        "--sizes", default="0.1,1,12,24", help="megapixels, comma-separated (default 0.1,1,12,24)"
+    )
+    parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    parser.add_argument("--weights", type=Path, help="PaletteNet weights (default: random)")
+    parser.add_argument("--repeat", type=int, default=1, help="runs per case; the best counts")
+    parser.add_argument("--methods", default=",".join(METHODS), help="palettenet,chang2015")
+    parser.add_argument(
+        "--quality", nargs="+", type=Path, metavar="PHOTO", help="compare with full-size network"
+    )
+    parser.add_argument("--crop", type=Path, help="with --quality: save a comparison crop here")
+
+
+# --- memory -------------------------------------------------------------------------------
+def _status_kb(pid: int, field: str) -> int | None:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return None
+
+
+class PeakMemory:
+    """How far a process's resident memory rises during a `with` block, in MB (None where
+    /proc cannot tell)."""
+
+    def __init__(self, pid: int):
+        self.pid = pid
+        self.rise_mb = None
+
+    def __enter__(self):
+        try:  # "5" resets the peak (VmHWM) to the current resident size
+            Path(f"/proc/{self.pid}/clear_refs").write_text("5")
+        except OSError:
+            pass
+        self.before = _status_kb(self.pid, "VmRSS")
+        return self
+
+    def __exit__(self, *exc):
+        peak = _status_kb(self.pid, "VmHWM")
+        if peak is not None and self.before is not None:
+            self.rise_mb = max(0, peak - self.before) / 1024
+
+
+# --- cases --------------------------------------------------------------------------------
+def photo(megapixels: float) -> np.ndarray:
+    """RGBA8 (H, W, 4) of about `megapixels`, 3:2."""
+    from PIL import Image
+    from skimage import data
+
+    width = round((megapixels * 1e6 * 1.5) ** 0.5)
+    height = round(width / 1.5)
+    image = Image.fromarray(data.astronaut()).resize((width, height), Image.Resampling.BICUBIC)
+    return np.asarray(image.convert("RGBA"))
+
+
+def header(method: str, pixels: np.ndarray) -> dict:
+    height, width = pixels.shape[:2]
+    return {"op": "recolor", "id": "bench", "width": width, "height": height,
+            "pixel_format": "RGBA8", "palette": PALETTE, "method": method}  # fmt: skip
+
+
+def best_of(repeat: int, run) -> tuple[float, dict, float | None]:
+    """(best seconds, reply header of the best run, peak memory rise of the first run)."""
+    best, best_reply, memory = None, None, None
+    for attempt in range(repeat):
+        start = time.perf_counter()
+        reply, meter = run()
+        seconds = time.perf_counter() - start
+        if not reply.get("ok"):
+            raise SystemExit(f"bench: {reply.get('error')}")
+        if attempt == 0:
+            memory = meter.rise_mb
+        if best is None or seconds < best:
+            best, best_reply = seconds, reply
+    return best, best_reply, memory
+
+
+class DaemonProcess:
+    """`palettenet serve` in a subprocess on a free loopback port, stopped with SIGTERM."""
+
+    def __init__(self, weights: Path, device: str):
+        command = [sys.executable, "-m", "backend.cli", "serve", "--bind", "tcp://127.0.0.1:*",
+                   "--weights", str(weights), "--device", device]  # fmt: skip
+        self.process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+        for line in self.process.stdout:
+            match = READY.search(line)
+            if match:
+                self.address = match.group(1)
+                return
+        raise SystemExit("bench: the daemon did not start")
+
+    def close(self) -> None:
+        self.process.send_signal(signal.SIGTERM)
+        self.process.wait(timeout=60)
+
+
+def weights_for(args, folder: str) -> tuple[Path, str]:
+    """--weights, else the installed model, else a random one saved in `folder`; and a note
+    saying which when it is not the user's."""
+    from backend.cli import DEFAULT_WEIGHTS
+
+    if args.weights is not None:
+        return args.weights, ""
+    if DEFAULT_WEIGHTS.exists():
+        return DEFAULT_WEIGHTS, " (the installed default model)"
+    import torch
+
+    from backend.model import PaletteNet
+    from backend.weights import save_weights
+
+    torch.manual_seed(0)
+    weights = Path(folder) / "random.pt"
+    save_weights(PaletteNet(), weights)
+    return weights, " (randomly initialised weights)"
+
+
+def in_a_thread(function):
+    """function() run in a new thread, as the daemon's workers run the engine.
+
+    Like for like: on a machine whose cores are busy with other work, PyTorch's parallel
+    regions started from the main thread were measured about 3 times slower than the same
+    call from a worker thread (they wait for a thread the machine has given to someone
+    else); timing both in worker threads leaves only the daemon's own overhead in the ratio."""
+    result = []
+    thread = threading.Thread(target=lambda: result.append(function()))
+    thread.start()
+    thread.join()
+    return result[0]
+
+
+def run_bench(args) -> int:
+    if args.quality:
+        return run_quality(args)
+    from backend.client import Client
+    from backend.engine import Engine
+    from backend.protocol import DEFAULT_MAX_PIXELS, decode_reply, encode_request
+
+    sizes = [float(s) for s in args.sizes.split(",")]
+    methods = [m.strip() for m in args.methods.split(",")]
+    with tempfile.TemporaryDirectory() as folder:
+        weights, note = weights_for(args, folder)
+        engine = Engine(weights, args.device)
+        daemon = DaemonProcess(weights, args.device)
+        client = Client(daemon.address, timeout_s=3600)
+        print(f"device {engine.device}, {engine.info()['precision']}, weights {weights}{note}")
+        print(f"daemon {daemon.address}; {os.cpu_count()} CPUs; best of {args.repeat}\n")
+
+        def in_process(method, pixels):
+            def run():
+                frames = encode_request(header(method, pixels), pixels)
+                with PeakMemory(os.getpid()) as meter:
+                    reply = in_a_thread(lambda: engine.handle(frames, DEFAULT_MAX_PIXELS))
+                return decode_reply(reply)[0], meter
+
+            return run
+
+        def via_daemon(method, pixels):
+            def run():
+                with PeakMemory(daemon.process.pid) as meter:
+                    reply, _ = client.request(header(method, pixels), pixels)
+                return reply, meter
+
+            return run
+
+        try:
+            warm = photo(0.05)
+            for method in methods:  # first calls pay for lazy initialisation
+                in_process(method, warm)()
+                via_daemon(method, warm)()
+            print("| MP | method | in process s | via daemon s | daemon overhead | network s "
+                  "| peak MB in process | peak MB daemon |")  # fmt: skip
+            print("|---:|---|---:|---:|---:|---:|---:|---:|")
+            for megapixels in sizes:
+                pixels = photo(megapixels)
+                for method in methods:
+                    local, reply, local_mb = best_of(args.repeat, in_process(method, pixels))
+                    remote, _, remote_mb = best_of(args.repeat, via_daemon(method, pixels))
+                    network = reply["timing_ms"].get("network")
+                    cells = [
+                        f"{pixels.shape[0] * pixels.shape[1] / 1e6:.1f}",
+                        method,
+                        f"{local:.2f}",
+                        f"{remote:.2f}",
+                        f"{remote / local:.2f}",
+                        "" if network is None else f"{network / 1000:.2f}",
+                        _mb(local_mb),
+                        _mb(remote_mb),
+                    ]
+                    print("| " + " | ".join(cells) + " |", flush=True)
+        finally:
+            client.close()
+            daemon.close()
+    return 0
+
+
+def _mb(value) -> str:
+    return "n/a" if value is None else f"{value:.0f}"
+
+
+# --- quality of the working-size path -------------------------------------------------------
+def run_quality(args) -> int:
+    import torch
+    import torch.nn.functional as F
+    from PIL import Image
+
+    from backend.color import delta_e76, rgb_to_lab
+    from backend.engine import resolve_device
+    from backend.palette import parse_palette, rgb_to_lab_np
+    from backend.pixels import FORMATS, Layer
+    from backend.recolor import predict, prepare, recolor_layer, recolor_rgb
+    from backend.weights import load_weights
+
+    target = rgb_to_lab_np(parse_palette(PALETTE))
+    with tempfile.TemporaryDirectory() as folder:
+        weights, note = weights_for(args, folder)
+        model = load_weights(weights, resolve_device(args.device))
+    print(f"weights {weights}{note}; palette {','.join(PALETTE)}\n")
+    print("| photo | size | full-size network s | daemon path s | mean dE | edge dE "
+          "| bilinear mean dE | bilinear edge dE |")  # fmt: skip
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+
+    def lab(rgb):
+        return rgb_to_lab(torch.from_numpy(np.asarray(rgb, np.float32)))
+
+    totals, worst = [], None
+    for path in args.quality:
+        with Image.open(path) as image:
+            rgb8 = np.asarray(image.convert("RGB"))
+        rgb = rgb8.astype(np.float32) / 255
+        height, width = rgb8.shape[:2]
+        layer = Layer(np.dstack([rgb8, np.full((height, width), 255, np.uint8)]), FORMATS["RGBA8"])
+        start = time.perf_counter()
+        truth = np.round(recolor_rgb(model, rgb, target) * 255) / 255  # what 8 bits can hold
+        full_seconds = time.perf_counter() - start
+        start = time.perf_counter()
+        ours = recolor_layer(model, layer, target)[..., :3] / np.float32(255)
+        ours_seconds = time.perf_counter() - start
+        working = prepare(layer)
+        (result,) = predict(model, [working.rgb], [target])
+        change = torch.from_numpy(result - working.rgb).permute(2, 0, 1)[None]
+        change = F.interpolate(change, size=(height, width), mode="bilinear")[0].permute(1, 2, 0)
+        bilinear = np.round((torch.from_numpy(rgb) + change).clamp(0, 1).numpy() * 255) / 255
+
+        lightness = lab(rgb)[..., 0].numpy()
+        gradient = np.hypot(*np.gradient(lightness))
+        edges = gradient >= np.percentile(gradient, 95)
+        errors = [delta_e76(lab(x), lab(truth)).numpy() for x in (ours, bilinear)]
+        row = [errors[0].mean(), errors[0][edges].mean(), errors[1].mean(), errors[1][edges].mean()]
+        totals.append(row)
+        cells = [path.name, f"{width} x {height}", f"{full_seconds:.1f}", f"{ours_seconds:.1f}"]
+        print("| " + " | ".join(cells + [f"{v:.2f}" for v in row]) + " |", flush=True)
+        window = _worst_window(errors[1] - errors[0])
+        if worst is None or window[0] > worst[0]:
+            worst = (*window, rgb, truth, ours, bilinear)
+    means = np.mean(totals, axis=0)
+    print("| **mean** | | | | " + " | ".join(f"**{v:.2f}**" for v in means) + " |")
+    if args.crop is not None:
+        _, top, left, *images = worst
+        _save_crop(args.crop, images, top, left)
+        print(f"\ncrop: {args.crop} (source | network at full size | daemon path | bilinear)")
+    return 0
+
+
+CROP = 96  # pixels of the photo in each panel of the crop
+ZOOM = 3
+
+
+def _worst_window(difference: np.ndarray) -> tuple[float, int, int]:
+    """(score, top, left) of the CROP x CROP window where bilinear upsampling is worst
+    compared with the daemon path: where a halo would show."""
+    from scipy.ndimage import uniform_filter
+
+    score = uniform_filter(difference, CROP)
+    half = CROP // 2
+    inner = score[half : -half or None, half : -half or None]
+    y, x = np.unravel_index(np.argmax(inner), inner.shape)
+    return float(inner[y, x]), int(y), int(x)
+
+
+def _save_crop(path: Path, images, top: int, left: int) -> None:
+    from PIL import Image
+
+    panels = []
+    for image in images:
+        crop = np.asarray(image)[top : top + CROP, left : left + CROP]
+        crop = np.round(np.clip(crop, 0, 1) * 255).astype(np.uint8)
+        panels.append(crop.repeat(ZOOM, axis=0).repeat(ZOOM, axis=1))
+        panels.append(np.full((CROP * ZOOM, 4, 3), 255, np.uint8))  # a white gap
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.concatenate(panels[:-1], axis=1)).save(path)

@@ -1,0 +1,257 @@
+"""The engine: checked requests in, replies out. What the daemon's workers run, and what the
+CLI runs in process, so results are the same both ways by construction.
+
+It holds the PaletteNet model (or the reason there is none: the daemon still serves
+chang2015 and palettes without weights) and turns each op into a Reply. Batches of
+palettenet requests whose working images have one size go through the network together.
+"""
+
+import sys
+import time
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from backend import __version__
+from backend.chang2015 import apply_lattice, build_lattice
+from backend.color import delta_e76, rgb_to_lab
+from backend.fullres import WORKING_SIDE, preview_size, shrink_layer, working_size
+from backend.palette import extract_palette, lab_to_rgb_np, to_hex
+from backend.pixels import FORMATS, Layer
+from backend.protocol import (
+    METHODS,
+    PROTOCOL,
+    ProtocolError,
+    Reply,
+    Request,
+    error_reply,
+    ok_reply,
+    parse_request,
+    request_id,
+)
+from backend.recolor import Working, finish, predict, prepare
+from backend.weights import WeightsError, load_weights, read_metadata
+
+HALF_PRECISION_TOLERANCE = 0.5  # mean delta E76 float16 may differ from float32 by
+
+
+def resolve_device(name: str) -> torch.device:
+    """'auto' -> cuda when there is one, else cpu; 'cuda' without one is an error."""
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda" and not torch.cuda.is_available():
+        raise SystemExit("--device cuda: no CUDA device is available")
+    return torch.device(name)
+
+
+def _milliseconds(start: float) -> float:
+    return round((time.perf_counter() - start) * 1000, 1)
+
+
+class Engine:
+    def __init__(self, weights: Path, device: str = "auto", load_model: bool = True):
+        """load_model=False: for chang2015 and palettes only (the CLI's quick commands)."""
+        self.device = resolve_device(device)
+        self.weights = Path(weights)
+        self.model, self.model_error, self.metadata = None, "not loaded", {}
+        if load_model:
+            try:
+                self.model = load_weights(self.weights, self.device)
+                self.metadata = {"file": str(self.weights), **read_metadata(self.weights)}
+            except WeightsError as error:
+                self.model_error = str(error)
+        self.half = self.device.type == "cuda" and self.model is not None and self._half_agrees()
+
+    @property
+    def model_name(self) -> str:
+        return "palettenet" if self.model is not None else "none"
+
+    def info(self) -> dict:
+        return {
+            "protocol": PROTOCOL,
+            "version": __version__,
+            "device": str(self.device),
+            "precision": "float16" if self.half else "float32",
+            "model": self.model_name,
+            "model_metadata": self.metadata
+            if self.model is not None
+            else {"error": self.model_error},
+            "methods": [m for m in METHODS if m != "palettenet" or self.model is not None],
+            "pixel_formats": list(FORMATS),
+            "working_side": WORKING_SIDE,
+        }
+
+    def _half_agrees(self) -> bool:
+        """Whether float16 gives visibly the same result as float32 on a probe photo."""
+        from skimage import data
+
+        rgb = (data.astronaut()[::2, ::2] / 255).astype(np.float32)
+        palette = np.array([[20, 10, -30], [45, 40, 20], [60, -30, 30], [85, 5, 40.0]])
+        full, half = (
+            rgb_to_lab(torch.from_numpy(predict(self.model, [rgb], [palette], h)[0]))
+            for h in (False, True)
+        )
+        return float(delta_e76(full, half).mean()) < HALF_PRECISION_TOLERANCE
+
+    # --- requests -------------------------------------------------------------------------
+    def handle(self, frames: list, max_pixels: int) -> list:
+        """Request frames -> reply frames: the whole round trip, for in-process callers."""
+        try:
+            request = parse_request(frames, max_pixels)
+        except ProtocolError as error:
+            return error_reply(request_id(frames), error.code, error.message).encode()
+        if request.op in ("ping", "info"):
+            return ok_reply(request.id, **self.info()).encode()
+        return self.run([request])[0].encode()
+
+    def batch_key(self, request: Request):
+        """Requests with equal keys may share one network call (None: never batched)."""
+        if request.op != "recolor" or request.method != "palettenet" or self.model is None:
+            return None
+        height, width = request.height, request.width
+        if request.max_side is not None:
+            height, width = preview_size(height, width, request.max_side)
+        return working_size(height, width)
+
+    def run(self, requests: list[Request]) -> list[Reply]:
+        """Replies to recolor and palette requests; several only if their batch keys agree.
+        Every failure becomes an error reply for its own request only."""
+        replies, batch = [None] * len(requests), []
+        for index, request in enumerate(requests):
+            try:
+                if request.op == "palette":
+                    replies[index] = self._palette(request)
+                elif request.method == "chang2015":
+                    replies[index] = self._chang2015(request)
+                else:
+                    batch.append(self._start_palettenet(index, request))
+            except Exception as error:
+                replies[index] = self._failure(request, error)
+        for index, reply in self._finish_palettenet(batch):
+            replies[index] = reply
+        return replies
+
+    def _failure(self, request: Request, error: Exception) -> Reply:
+        if isinstance(error, ProtocolError):
+            return error_reply(request.id, error.code, error.message)
+        if isinstance(error, MemoryError):
+            message = f"out of memory for {request.width} x {request.height} pixels"
+            return error_reply(request.id, "internal", message)
+        traceback.print_exc(file=sys.stderr)
+        return error_reply(request.id, "internal", f"{type(error).__name__}: {error}")
+
+    def _layer(self, request: Request) -> tuple[Layer, dict]:
+        """The request's layer, checked for NaN and infinity, as a preview if asked."""
+        start = time.perf_counter()
+        layer = request.layer()
+        bad = layer.non_finite()
+        if bad is not None:
+            message = f"pixel at x={bad[0]}, y={bad[1]} holds NaN or an infinite value"
+            raise ProtocolError("bad_request", message)
+        if request.max_side is not None:
+            size = preview_size(layer.height, layer.width, request.max_side)
+            if size != (layer.height, layer.width):
+                layer = shrink_layer(layer, size)
+        return layer, {"decode": _milliseconds(start)}
+
+    def _recolored(self, request: Request, layer: Layer, out: np.ndarray, timing: dict) -> Reply:
+        timing["total"] = round(sum(timing.values()), 1)
+        reply = ok_reply(
+            request.id,
+            width=layer.width,
+            height=layer.height,
+            pixel_format=layer.format.name,
+            method=request.method,
+            timing_ms=timing,
+        )
+        reply.frames = [memoryview(np.ascontiguousarray(out)).cast("B")]
+        return reply
+
+    def _palette(self, request: Request) -> Reply:
+        layer, timing = self._layer(request)
+        start = time.perf_counter()
+        counted = layer.counted()
+        if counted is not None and not counted.any():
+            raise ProtocolError("bad_request", "no visible pixel to take a palette from")
+        lab, shares = extract_palette(layer.rgb8(), request.k, alpha=counted)
+        timing["palette"] = _milliseconds(start)
+        colours = [to_hex(rgb) for rgb in lab_to_rgb_np(lab)]
+        weights = [round(float(s), 4) for s in shares]
+        return ok_reply(request.id, palette=colours, weights=weights, timing_ms=timing)
+
+    def _chang2015(self, request: Request) -> Reply:
+        layer, timing = self._layer(request)
+        out = layer.pixels.copy()
+        counted = layer.counted()
+        if counted is None or counted.any():
+            start = time.perf_counter()
+            source = request.source_palette
+            if source is None:  # the palette the `palette` op would give, in lightness order
+                source, _ = extract_palette(layer.rgb8(), len(request.palette), alpha=counted)
+            lattice = build_lattice(source, request.palette)
+            timing["lattice"] = _milliseconds(start)
+            start = time.perf_counter()
+            layer.recolor_into(out, lambda rgb, top: apply_lattice(rgb, lattice))
+            timing["apply"] = _milliseconds(start)
+        return self._recolored(request, layer, out, timing)
+
+    def _start_palettenet(self, index: int, request: Request) -> "_Started":
+        if self.model is None:
+            message = (
+                f"method palettenet is unavailable: {self.model_error}; start the daemon "
+                "with --weights FILE, or use method chang2015"
+            )
+            raise ProtocolError("model_unavailable", message)
+        layer, timing = self._layer(request)
+        start = time.perf_counter()
+        working = prepare(layer)
+        timing["prepare"] = _milliseconds(start)
+        return _Started(index, request, layer, working, timing)
+
+    def _finish_palettenet(self, batch: list["_Started"]):
+        """The network once per working size over the batch, then each layer finished;
+        yields (index, reply)."""
+        by_size = {}
+        for item in batch:
+            if item.working is not None:
+                by_size.setdefault(item.working.size, []).append(item)
+        for items in by_size.values():
+            start = time.perf_counter()
+            try:
+                images = [item.working.rgb for item in items]
+                palettes = [item.request.palette for item in items]
+                outputs = predict(self.model, images, palettes, self.half)
+            except Exception as error:
+                for item in items:
+                    item.error = error
+                continue
+            for item, output in zip(items, outputs):
+                item.output, item.timing["network"] = output, _milliseconds(start)
+        for item in batch:
+            try:
+                if item.error is not None:
+                    raise item.error
+                out = item.layer.pixels.copy()
+                if item.working is not None:
+                    start = time.perf_counter()
+                    finish(item.layer, item.working, item.output, out)
+                    item.timing["finish"] = _milliseconds(start)
+                yield item.index, self._recolored(item.request, item.layer, out, item.timing)
+            except Exception as error:
+                yield item.index, self._failure(item.request, error)
+
+
+@dataclass
+class _Started:
+    """A palettenet request between prepare and finish."""
+
+    index: int
+    request: Request
+    layer: Layer
+    working: Working | None
+    timing: dict
+    output: np.ndarray | None = None
+    error: Exception | None = None

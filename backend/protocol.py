@@ -1,0 +1,257 @@
+"""The wire protocol palettenet/1: requests and replies as ZeroMQ multipart messages.
+
+docs/PROTOCOL.md is the reference for client writers; this module is its one implementation,
+used by the daemon, the broker, the client and the in-process CLI alike. A request is a JSON
+header frame, then for `recolor` and `palette` a pixel frame and an optional mask frame.
+Everything a request claims is checked here against the limits before any pixel is touched:
+a malformed or oversized request costs the daemon a JSON parse, never a big allocation.
+"""
+
+import json
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from backend.palette import (
+    MAX_USER_PALETTE_SIZE,
+    MODEL_PALETTE_SIZE,
+    PaletteError,
+    parse_palette,
+    rgb_to_lab_np,
+)
+from backend.pixels import FORMATS, Layer, PixelFormat
+
+PROTOCOL = "palettenet/1"
+OPS = ("ping", "info", "recolor", "palette")
+METHODS = ("palettenet", "chang2015")
+OPTIONS = {"recolor": ("max_side",), "palette": ("k",), "ping": (), "info": ()}
+MAX_HEADER_BYTES = 64 * 1024
+# A broker's workers (daemons run with --connect) send these after an empty frame: READY
+# with their capacity on connecting and as a heartbeat, BYE when they stop taking work.
+READY, BYE = b"READY", b"BYE"
+DEFAULT_MAX_PIXELS = 1 << 27  # 134 megapixels: a 100-megapixel canvas with room to spare
+LARGEST_PIXEL = max(f.bytes_per_pixel for f in FORMATS.values())
+
+ERROR_CODES = (
+    "bad_request",  # not valid JSON, a missing or mistyped field, an unknown op or option
+    "bad_palette",  # a palette entry that is not a colour, or the wrong number of them
+    "size_mismatch",  # a frame's length does not match width x height x bytes per pixel
+    "unsupported_format",  # an unknown pixel_format
+    "too_large",  # more pixels than the daemon's limit
+    "busy",  # the queue is full, the daemon is stopping, or a worker died: retry later
+    "model_unavailable",  # method palettenet, but the daemon has no weights
+    "internal",  # a failure inside the daemon; the message says what
+)
+
+
+class ProtocolError(Exception):
+    """A request that gets an error reply; `code` is one of ERROR_CODES."""
+
+    def __init__(self, code: str, message: str):
+        assert code in ERROR_CODES, code
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+def max_message_bytes(max_pixels: int) -> int:
+    """ZeroMQ's per-frame receive limit for a daemon with this pixel limit: the largest
+    legal pixel frame plus room for the header, so every request within the limits arrives
+    and can be answered (a larger frame makes ZeroMQ drop the connection unanswered)."""
+    return max_pixels * LARGEST_PIXEL + MAX_HEADER_BYTES
+
+
+# --- replies ------------------------------------------------------------------------------
+@dataclass
+class Reply:
+    header: dict
+    frames: list = field(default_factory=list)  # bytes-like: the pixels of a recolor reply
+
+    def encode(self) -> list:
+        return [json.dumps(self.header, default=str).encode(), *self.frames]
+
+
+def ok_reply(request_id, **fields) -> Reply:
+    return Reply({"ok": True, "id": request_id, **fields})
+
+
+def error_reply(request_id, code: str, message: str) -> Reply:
+    return Reply({"ok": False, "id": request_id, "error": {"code": code, "message": message}})
+
+
+def decode_reply(frames: list) -> tuple[dict, list]:
+    """Reply frames -> (header dict, payload frames); for clients."""
+    try:
+        header = json.loads(bytes(frames[0]))
+    except (IndexError, ValueError) as error:
+        raise ValueError(f"not a {PROTOCOL} reply: {error}") from None
+    return header, list(frames[1:])
+
+
+# --- requests -----------------------------------------------------------------------------
+def encode_request(header: dict, pixels=None, mask=None) -> list:
+    """A request's frames; `protocol` is filled in. pixels and mask are bytes-like, e.g.
+    C-contiguous numpy arrays (sent as their bytes, without a copy)."""
+    frames = [json.dumps({"protocol": PROTOCOL, **header}).encode()]
+    return frames + [memoryview(f).cast("B") for f in (pixels, mask) if f is not None]
+
+
+@dataclass
+class Request:
+    op: str
+    id: str | None = None
+    width: int = 0
+    height: int = 0
+    pixel_format: PixelFormat | None = None
+    pixels: object = None  # bytes-like, width * height * bytes per pixel
+    mask: object = None  # bytes-like, width * height, or None
+    method: str = "palettenet"
+    palette: np.ndarray | None = None  # target colours, LAB (n, 3)
+    source_palette: np.ndarray | None = None  # chang2015's colours to move, LAB (n, 3)
+    max_side: int | None = None
+    k: int = MODEL_PALETTE_SIZE
+
+    def layer(self) -> Layer:
+        return Layer.from_buffer(self.pixels, self.width, self.height, self.pixel_format, self.mask)
+
+
+def read_header(frame) -> dict:
+    """The JSON header of a request (frame 0); ProtocolError if it is not one."""
+    if len(frame) > MAX_HEADER_BYTES:
+        message = f"header is {len(frame)} bytes; at most {MAX_HEADER_BYTES}"
+        raise ProtocolError("bad_request", message)
+    try:
+        header = json.loads(bytes(frame).decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as error:
+        raise ProtocolError("bad_request", f"header is not UTF-8 JSON: {error}") from None
+    if not isinstance(header, dict):
+        raise ProtocolError("bad_request", "header must be a JSON object")
+    return header
+
+
+def request_id(frames) -> str | None:
+    """The id of a request, if its header can be read, for error replies; else None."""
+    try:
+        value = read_header(frames[0]).get("id")
+    except (ProtocolError, IndexError):
+        return None
+    return value if isinstance(value, str) else None
+
+
+def _integer(fields: dict, name: str, low: int, high: int | None = None, prefix="") -> int:
+    value = fields.get(name)
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        message = f"{prefix}{name} must be an integer >= {low}, got {value!r}"
+        raise ProtocolError("bad_request", message)
+    if high is not None and value > high:
+        raise ProtocolError("bad_request", f"{prefix}{name} must be at most {high}, got {value}")
+    return value
+
+
+def _palette(value, name: str) -> np.ndarray:
+    if not isinstance(value, list) or not all(isinstance(entry, str) for entry in value):
+        raise ProtocolError("bad_palette", f"{name} must be a list of hex strings, got {value!r}")
+    try:
+        return rgb_to_lab_np(parse_palette(value))
+    except PaletteError as error:
+        # parse_palette's messages name "palette entry N"; say which palette if not that one
+        message = str(error) if name == "palette" else f"{name}: {error}"
+        raise ProtocolError("bad_palette", message) from None
+
+
+def parse_request(frames: list, max_pixels: int = DEFAULT_MAX_PIXELS) -> Request:
+    """Frames (header first, then the payload) -> a checked Request, or ProtocolError.
+
+    Only the header is parsed and frame lengths compared: the pixels stay where they are."""
+    if not frames:
+        raise ProtocolError("bad_request", "empty message: a header frame is needed")
+    header = read_header(frames[0])
+    if header.get("protocol") != PROTOCOL:
+        message = f"protocol must be {PROTOCOL!r}, got {header.get('protocol')!r}"
+        raise ProtocolError("bad_request", message)
+    request_id = header.get("id")
+    if request_id is not None and not isinstance(request_id, str):
+        raise ProtocolError("bad_request", f"id must be a string, got {request_id!r}")
+    op = header.get("op")
+    if op not in OPS:
+        raise ProtocolError("bad_request", f"unknown op {op!r}; known: {', '.join(OPS)}")
+    request = Request(op=op, id=request_id)
+    options = header.get("options", {})
+    if not isinstance(options, dict):
+        raise ProtocolError("bad_request", f"options must be a JSON object, got {options!r}")
+    for name in options:
+        if name not in OPTIONS[op]:
+            known = ", ".join(OPTIONS[op]) or "none"
+            raise ProtocolError("bad_request", f"unknown option {name!r} for {op} (known: {known})")
+
+    payload = frames[1:]
+    if op in ("ping", "info"):
+        if payload:
+            raise ProtocolError("bad_request", f"{op} takes no frames after the header")
+        return request
+    _parse_layer(request, header, payload, max_pixels)
+    if op == "palette":
+        if "k" in options:
+            request.k = _integer(options, "k", 1, MAX_USER_PALETTE_SIZE, prefix="options.")
+        return request
+
+    request.method = header.get("method", "palettenet")
+    if request.method not in METHODS:
+        message = f"unknown method {request.method!r}; known: {', '.join(METHODS)}"
+        raise ProtocolError("bad_request", message)
+    if "palette" not in header:
+        raise ProtocolError("bad_palette", "recolor needs a palette (a list of hex strings)")
+    request.palette = _palette(header["palette"], "palette")
+    if request.method == "chang2015" and header.get("source_palette") is not None:
+        request.source_palette = _palette(header["source_palette"], "source_palette")
+        if len(request.source_palette) != len(request.palette):
+            message = (
+                f"source_palette has {len(request.source_palette)} colours and palette "
+                f"{len(request.palette)}: they must correspond entry by entry"
+            )
+            raise ProtocolError("bad_palette", message)
+    if "max_side" in options:
+        request.max_side = _integer(options, "max_side", 1, prefix="options.")
+    return request
+
+
+def _parse_layer(request: Request, header: dict, payload: list, max_pixels: int) -> None:
+    """width, height, pixel_format and the pixel and mask frames, checked in the order that
+    never needs the pixels: sizes first, then the pixel limit, then frame lengths."""
+    request.width = _integer(header, "width", 1)
+    request.height = _integer(header, "height", 1)
+    name = header.get("pixel_format")
+    if name not in FORMATS:
+        message = f"pixel_format {name!r} is not supported; use one of {', '.join(FORMATS)}"
+        raise ProtocolError("unsupported_format", message)
+    request.pixel_format = FORMATS[name]
+    count = request.width * request.height
+    if count > max_pixels:
+        message = (
+            f"{request.width} x {request.height} is {count} pixels; "
+            f"this daemon takes at most {max_pixels}"
+        )
+        raise ProtocolError("too_large", message)
+    if not payload:
+        raise ProtocolError("bad_request", f"{request.op} needs a pixel frame after the header")
+    if len(payload) > 2:
+        message = (
+            f"{request.op} takes a pixel frame and an optional mask frame; "
+            f"got {len(payload)} frames after the header"
+        )
+        raise ProtocolError("bad_request", message)
+    size = f"{request.width} x {request.height}"
+    per_pixel = request.pixel_format.bytes_per_pixel
+    _expect_bytes(
+        payload[0], count * per_pixel, "pixel frame", f"{size} {name}, {per_pixel} per pixel"
+    )
+    request.pixels = payload[0]
+    if len(payload) == 2:
+        _expect_bytes(payload[1], count, "mask frame", f"{size}, one per pixel")
+        request.mask = payload[1]
+
+
+def _expect_bytes(frame, expected: int, what: str, because: str) -> None:
+    if len(frame) != expected:
+        message = f"{what} has {len(frame)} bytes; it needs {expected} ({because})"
+        raise ProtocolError("size_mismatch", message)

@@ -1,0 +1,108 @@
+"""Real daemons and brokers for the tests, and the requests they are sent.
+
+`palettenet serve` and `palettenet broker` run in subprocesses on free loopback ports
+(tcp://127.0.0.1:*) or short ipc paths, exactly as a user starts them; a Server waits for
+the ready line and hands out the address it printed.
+"""
+
+import queue
+import re
+import signal
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from backend.model import PaletteNet
+from backend.pixels import FORMATS
+from backend.weights import save_weights
+
+READY = re.compile(r"ready on (\S+)|broker ready: clients (\S+), workers (\S+)|worker of broker")
+PALETTE = ["#0b1d51", "#725ac1", "#8d86c9", "#cac4ce", "#f7ece1", "#e0b1cb"]
+
+
+def random_weights(folder: Path) -> Path:
+    """A randomly initialised (seeded) PaletteNet saved as a weight file."""
+    torch.manual_seed(0)
+    path = folder / "random.pt"
+    save_weights(PaletteNet(), path)
+    return path
+
+
+class Server:
+    """`palettenet ARGS...` in a subprocess; its output lines are collected as they come."""
+
+    def __init__(self, *args, start_timeout=90):
+        command = [sys.executable, "-m", "backend.cli", *map(str, args)]
+        self.process = subprocess.Popen(
+            command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        )
+        self.lines: list[str] = []
+        self._lines = queue.Queue()
+        threading.Thread(target=self._read, daemon=True).start()
+        match = self.wait_for(READY, start_timeout)
+        if match is None:
+            self.process.kill()
+            raise RuntimeError("server did not start:\n" + "".join(self.lines))
+        self.address = match.group(1) or match.group(2)
+        self.backend = match.group(3)
+
+    def _read(self):
+        for line in self.process.stdout:
+            self.lines.append(line)
+            self._lines.put(line)
+        self._lines.put(None)
+
+    def wait_for(self, pattern: re.Pattern, timeout: float):
+        """The match of the first new output line matching pattern, None at exit/timeout."""
+        while True:
+            try:
+                line = self._lines.get(timeout=timeout)
+            except queue.Empty:
+                return None
+            if line is None:
+                return None
+            match = pattern.search(line)
+            if match:
+                return match
+
+    def stop(self, signum=signal.SIGTERM, timeout=60) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(signum)
+        try:
+            return self.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            raise
+
+
+def photo_pixels(rgb8: np.ndarray, pixel_format: str, seed=0) -> np.ndarray:
+    """An RGB uint8 photo in a protocol format, with a varied alpha channel where there is
+    one (opaque, half-transparent and fully transparent stripes)."""
+    fmt = FORMATS[pixel_format]
+    height, width = rgb8.shape[:2]
+    rgb = rgb8.astype(np.float64) / 255
+    alpha = np.ones((height, width))
+    alpha[: height // 4] = 0.0
+    alpha[height // 4 : height // 2] = 0.5
+    channels = np.zeros((height, width, fmt.channels))
+    channels[..., list(fmt.rgb)] = rgb
+    if fmt.alpha is not None:
+        channels[..., fmt.alpha] = alpha
+    if fmt.is_float:
+        return channels.astype(fmt.dtype)
+    return np.round(channels * fmt.maximum).astype(fmt.dtype)
+
+
+def recolor_header(pixels: np.ndarray, pixel_format: str, method="palettenet", **extra) -> dict:
+    height, width = pixels.shape[:2]
+    return {"op": "recolor", "id": f"{pixel_format}-{method}", "width": width,
+            "height": height, "pixel_format": pixel_format, "palette": PALETTE,
+            "method": method, **extra}  # fmt: skip
+
+
+def as_pixels(frame, like: np.ndarray) -> np.ndarray:
+    return np.frombuffer(frame, like.dtype).reshape(like.shape)

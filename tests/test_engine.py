@@ -1,0 +1,64 @@
+"""The engine's batching: several palettenet requests through the network at once give what
+each gives alone (the daemon batches on CUDA; here on the CPU, with --max-batch)."""
+
+import threading
+
+import numpy as np
+import pytest
+
+from backend.client import Client
+from backend.daemon import Daemon, Settings
+from backend.engine import Engine
+from backend.protocol import decode_reply, encode_request, parse_request
+from tests.conftest import small_photo
+from tests.servers import as_pixels, photo_pixels, random_weights, recolor_header
+
+
+@pytest.fixture(scope="module")
+def engine(tmp_path_factory):
+    return Engine(random_weights(tmp_path_factory.mktemp("weights")), "cpu")
+
+
+def requests(count):
+    photos = ("astronaut", "coffee", "chelsea", "rocket")
+    pixels = [photo_pixels(small_photo(photos[i % 4], 48)[:32], "RGBA8") for i in range(count)]
+    return [(recolor_header(p, "RGBA8", id=f"r{i}"), p) for i, p in enumerate(pixels)]
+
+
+def test_a_batch_gives_each_request_its_own_result(engine):
+    cases = requests(3)
+    parsed = [parse_request(encode_request(header, pixels)) for header, pixels in cases]
+    assert len({engine.batch_key(request) for request in parsed}) == 1
+    together = engine.run(parsed)
+    for request, reply, (_, pixels) in zip(parsed, together, cases):
+        (alone,) = engine.run([request])
+        assert reply.header["id"] == request.id
+        difference = as_pixels(reply.frames[0], pixels).astype(int) - as_pixels(
+            alone.frames[0], pixels
+        )
+        assert np.abs(difference).max() <= 1  # batched convolutions may round differently
+
+
+def test_a_daemon_with_batching_answers_concurrent_clients(engine):
+    daemon = Daemon(engine, Settings(bind="tcp://127.0.0.1:*", max_batch=4))
+    address = daemon.start()
+    serving = threading.Thread(target=daemon.serve)
+    serving.start()
+    cases, results = requests(4), [None] * 4
+
+    def run(index):
+        with Client(address, timeout_s=60) as client:
+            results[index] = client.request(*cases[index])
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    daemon.stop()
+    serving.join()
+    for (header, pixels), (reply, frames) in zip(cases, results):
+        assert reply["ok"] and reply["id"] == header["id"]
+        alone = decode_reply(engine.handle(encode_request(header, pixels), 10**6))[1][0]
+        difference = as_pixels(frames[0], pixels).astype(int) - as_pixels(alone, pixels)
+        assert np.abs(difference).max() <= 1

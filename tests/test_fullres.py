@@ -1,0 +1,104 @@
+"""Carrying a working-size result to full resolution (backend.fullres, backend.recolor)."""
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from backend.chang2015 import recolor_chang2015
+from backend.color import delta_e76, rgb_to_lab
+from backend.fullres import (
+    AffineField,
+    _area_1d,
+    fit_local_affine,
+    weighted_resize,
+    working_size,
+)
+from backend.model import PaletteNet
+from backend.palette import extract_palette, parse_palette, rgb_to_lab_np
+from backend.pixels import FORMATS, Layer
+from backend.recolor import recolor_layer
+
+
+@pytest.mark.parametrize(
+    "size,expected",
+    [((4000, 6000), (336, 512)), ((6000, 4000), (512, 336)), ((300, 500), (300, 500)),
+     ((8, 1024), (8, 512)), ((513, 513), (512, 512))],
+)  # fmt: skip
+def test_working_size_is_bounded_and_a_multiple_of_16(size, expected):
+    assert working_size(*size) == expected
+
+
+def test_area_averaging_is_exact_for_any_ratio():
+    values = np.random.default_rng(0).random((3, 10, 2))
+    for size in (10, 7, 4, 3, 1):
+        brute = np.zeros((3, size, 2))
+        for j in range(size):
+            start, end = j * 10 / size, (j + 1) * 10 / size
+            for k in range(10):
+                brute[:, j] += max(0, min(end, k + 1) - max(start, k)) * values[:, k]
+            brute[:, j] /= end - start
+        np.testing.assert_allclose(_area_1d(values, size, axis=1), brute, atol=1e-12)
+
+
+def two_colour_photo(height=600, width=900, edge=451):
+    """A reddish and a bluish textured region meeting at a hard vertical edge."""
+    rng = np.random.default_rng(1)
+    texture = (
+        rng.normal(0, 0.015, (height, width, 1)) + np.linspace(-0.1, 0.1, height)[:, None, None]
+    )
+    rgb = np.where(np.arange(width)[None, :, None] < edge, [0.75, 0.3, 0.2], [0.2, 0.35, 0.7])
+    return np.clip(rgb + texture, 0, 1).astype(np.float32)
+
+
+def carried(method, rgb):
+    """method run at the working size, carried to full size through the local maps."""
+    height, width = rgb.shape[:2]
+    size = working_size(height, width)
+    ones = lambda top, bottom: np.ones((bottom - top, width), np.float32)  # noqa: E731
+    small, weight = weighted_resize(lambda top, bottom: rgb[top:bottom], ones, height, width, size)
+    small = small.astype(np.float32)
+    result = method(small)
+    field = AffineField(fit_local_affine(small, result - small, weight), height, width)
+    source = torch.from_numpy(rgb)
+    return (source + field(source, 0)).clamp(0, 1).numpy(), small, result
+
+
+def test_colour_edges_stay_sharp_without_halos():
+    rgb = two_colour_photo(500, 2000, edge=1001)  # working size 128 x 512: 3.9 times smaller
+    source, _ = extract_palette(np.round(rgb * 255).astype(np.uint8), 2)
+    target = rgb_to_lab_np(parse_palette("#2f8f4f,#e0c050"))  # red -> yellow, blue -> green
+
+    def method(image):  # a per-pixel colour transfer: its full-size result is the truth
+        return recolor_chang2015(image, source, target)
+
+    ours, small, result = carried(method, rgb)
+    truth = rgb_to_lab(torch.from_numpy(method(rgb)))
+    # the usual alternative: upsample the change itself
+    change = torch.from_numpy(result - small).permute(2, 0, 1)[None]
+    upsampled = F.interpolate(change, size=rgb.shape[:2], mode="bilinear")[0].permute(1, 2, 0)
+    naive = (torch.from_numpy(rgb) + upsampled).clamp(0, 1)
+    error = delta_e76(rgb_to_lab(torch.from_numpy(ours)), truth)
+    naive_error = delta_e76(rgb_to_lab(naive), truth)
+    near_edge = slice(990, 1012)
+    assert error.mean() < 2.0
+    assert error[:, near_edge].mean(0).max() < 5  # sharp: within a few pixels, no band
+    assert naive_error[:, near_edge].mean(0).max() > 10  # where upsampling leaves a halo
+
+
+def test_transparent_pixels_do_not_steer_the_result():
+    torch.manual_seed(0)
+    model = PaletteNet().eval()
+    palette = rgb_to_lab_np(parse_palette("#0b1d51,#725ac1,#f7ece1"))
+    # visible: 350 x 800, so the network runs at 224 x 512 and its result is carried back
+    rgba = np.dstack([np.round(two_colour_photo(400, 1000) * 255).astype(np.uint8),
+                      np.full((400, 1000), 255, np.uint8)])  # fmt: skip
+    rgba[:, :200, 3] = 0
+    rgba[350:, :, 3] = 0
+    outputs = []
+    for hidden in ((255, 0, 255), (0, 0, 0)):  # whatever the invisible colour is
+        rgba[rgba[..., 3] == 0, :3] = hidden
+        outputs.append(recolor_layer(model, Layer(rgba.copy(), FORMATS["RGBA8"]), palette))
+    visible = rgba[..., 3] > 0
+    np.testing.assert_array_equal(outputs[0][visible], outputs[1][visible])
+    np.testing.assert_array_equal(outputs[1][~visible], rgba[~visible])  # kept as they were

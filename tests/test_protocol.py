@@ -1,0 +1,81 @@
+"""Request checking (backend.protocol) and fair queueing (backend.fairqueue), no sockets."""
+
+import json
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from backend.fairqueue import FairQueue
+from backend.protocol import PROTOCOL, ProtocolError, encode_request, parse_request
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    header=st.one_of(
+        st.binary(max_size=80),
+        st.dictionaries(
+            st.sampled_from(["protocol", "op", "id", "width", "height", "pixel_format",
+                             "palette", "method", "source_palette", "options"]),
+            st.one_of(st.none(), st.integers(-5, 2**40), st.floats(), st.text(max_size=10),
+                      st.lists(st.text(max_size=8), max_size=13), st.dictionaries(
+                          st.sampled_from(["k", "max_side", "x"]), st.integers(-3, 20))),
+        ).map(lambda h: json.dumps(h).encode()),
+    ),
+    payload=st.lists(st.binary(max_size=40), max_size=3),
+)  # fmt: skip
+def test_any_frames_give_a_request_or_a_protocol_error(header, payload):
+    try:
+        request = parse_request([header, *payload], max_pixels=1000)
+    except ProtocolError as error:
+        assert error.message
+        return
+    if request.op in ("recolor", "palette"):
+        assert len(request.pixels) == request.width * request.height * (
+            request.pixel_format.bytes_per_pixel
+        )
+
+
+def test_too_large_is_decided_before_the_pixel_frame_is_looked_at():
+    header = {"op": "recolor", "width": 10**6, "height": 10**6, "pixel_format": "RGBA8",
+              "palette": ["#fff"]}  # fmt: skip
+    with pytest.raises(ProtocolError) as caught:
+        parse_request(encode_request(header, b"tiny"), max_pixels=10**8)
+    assert caught.value.code == "too_large"
+
+
+def test_a_valid_request_is_parsed_to_lab_palettes_and_a_zero_copy_layer():
+    pixels = np.arange(2 * 3 * 4, dtype=np.uint8).reshape(2, 3, 4)
+    header = {"op": "recolor", "id": "a", "width": 3, "height": 2, "pixel_format": "RGBA8",
+              "palette": ["#ffffff", "#000"], "method": "chang2015",
+              "source_palette": ["#f00", "#00f"], "options": {"max_side": 64}}  # fmt: skip
+    request = parse_request(encode_request(header, pixels))
+    assert (request.op, request.id, request.method, request.max_side) == (
+        "recolor", "a", "chang2015", 64
+    )  # fmt: skip
+    np.testing.assert_allclose(request.palette[:, 0], [100, 0], atol=1e-3)  # L of white, black
+    assert request.source_palette.shape == (2, 3)
+    np.testing.assert_array_equal(request.layer().pixels, pixels)
+    assert json.loads(encode_request(header)[0])["protocol"] == PROTOCOL
+
+
+def test_clients_are_served_in_turn_whatever_their_backlog():
+    queue = FairQueue(max_jobs=100, max_per_client=10)
+    for index in range(5):
+        assert queue.put(b"busy artist", f"a{index}") is None
+    assert queue.put(b"other", "b0") is None
+    order = [queue.take(0)[0] for _ in range(6)]
+    assert order[:2] == ["a0", "b0"] and order[2:] == ["a1", "a2", "a3", "a4"]
+    assert queue.take(0.01) == []
+
+
+def test_queue_limits_and_batches_of_one_kind():
+    queue = FairQueue(max_jobs=4, max_per_client=2)
+    assert queue.put(b"a", ("net", 1)) is None and queue.put(b"a", ("net", 2)) is None
+    assert "already has 2" in queue.put(b"a", ("net", 3))
+    assert queue.put(b"b", ("chang", 1)) is None and queue.put(b"c", ("net", 4)) is None
+    assert "full" in queue.put(b"d", ("net", 5))
+    batch = queue.take(0, max_batch=3, key=lambda job: job[0])
+    assert batch == [("net", 1), ("net", 4), ("net", 2)]  # a, then c, then a again; not b
+    assert queue.take(0, max_batch=3, key=lambda job: job[0]) == [("chang", 1)]
