@@ -1,0 +1,79 @@
+"""What the artist reads when something goes wrong, for every way a request can fail.
+
+The daemon's error codes (palettenet/1, docs/PROTOCOL.md) name what was wrong for a
+programmer; the editor shows a sentence that says what happened and what to do, followed by
+the daemon's own message as the detail. Failures on this side of the wire (no answer, a
+refused connection, a daemon that would not start) get codes of their own here, so the UI
+has one kind of error to show.
+"""
+
+from __future__ import annotations
+
+# The daemon's codes, then this side's. Each text is shown as it is, then the detail.
+MESSAGES = {
+    # palettenet/1 error codes
+    "bad_request": "The backend did not understand the plug-in's request. The plug-in and "
+    "the backend are probably from different versions: run install.py again.",
+    "bad_palette": "The backend refused the target palette. Check its colours (1 to 12).",
+    "size_mismatch": "The layer's pixels did not arrive complete. Try again; if it happens "
+    "again, please report it.",
+    "unsupported_format": "The backend cannot read this layer's pixel format. Update the "
+    "backend (run install.py again).",
+    "too_large": "This layer is too large for the backend. Select a smaller area, or start "
+    "the backend with a larger --max-pixels.",
+    "busy": "The backend is busy with other requests. Try again in a moment.",
+    "model_unavailable": "The backend has no PaletteNet model installed. Choose the Classical "
+    "method, or start the backend with --weights FILE.",
+    "internal": "The backend failed while recolouring. Try again; if it happens again, "
+    "please report it with the backend's log.",
+    # failures on the plug-in's side
+    "connection_refused": "Nothing is listening at the backend address. Start the backend "
+    "(palettenet serve) or check the address in the settings.",
+    "timeout": "The backend did not answer in time. It may be busy with a very large layer: "
+    "try again, or raise the timeout in the settings.",
+    "connection_lost": "The connection to the backend failed. Check that it is still "
+    "running, then try again.",
+    "bad_address": "The backend address in the settings is not valid. It looks like "
+    "tcp://127.0.0.1:5555 or ipc:///path/to/socket.",
+    "unreachable": "No backend answers at the configured address. Start it (palettenet "
+    "serve --bind ADDRESS) or check the address in the settings.",
+    "no_backend": "No backend answers at the configured address, and none is installed for "
+    "this plug-in to start. Run install.py from the Recolor with Palette folder, or start "
+    "one yourself with: palettenet serve",
+    "start_failed": "The backend could not be started.",
+    "start_timeout": "The backend was started but did not answer in time. It may still be "
+    "loading: try again in a moment.",
+    "encryption_unavailable": "The backend address needs encryption (CurveZMQ), which needs "
+    "pyzmq, and pyzmq cannot be loaded in this editor's Python. Run the backend on this "
+    "computer instead, or run install.py so it can add pyzmq to the plug-in.",
+    "bad_reply": "The backend sent an answer the plug-in cannot read. The plug-in and the "
+    "backend are probably from different versions: run install.py again.",
+    "cancelled": "Cancelled.",
+    "editor": "",  # the editor's own complaint (wrong layer type, colour model): detail only
+}
+
+
+class RecolorError(Exception):
+    """A failure to show the artist: `code` says which kind, str() is the whole text."""
+
+    def __init__(self, code: str, detail: str = ""):
+        self.code = code
+        self.detail = detail
+        super().__init__(user_message(code, detail))
+
+
+def user_message(code: str, detail: str = "") -> str:
+    """The sentence for `code`, then the detail (the daemon's own words, an address...)."""
+    text = MESSAGES.get(code)
+    if text is None:
+        text = f"The backend reported an error ({code})."
+    if detail and text:
+        return f"{text}\n{detail}"
+    return text or detail
+
+
+class EditorError(RecolorError):
+    """Something about the image or layer that stops the recolouring; the text says what."""
+
+    def __init__(self, message: str):
+        super().__init__("editor", message)

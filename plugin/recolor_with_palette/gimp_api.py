@@ -1,0 +1,206 @@
+"""Every call into GIMP 3 (Gimp, Gegl through GObject introspection) the plug-in makes, in
+one place, plus the recolouring flow built on it. The gi modules are passed in, so tests run
+all of this against mock modules; gimp_plugin.py (which needs GIMP) stays a thin shell.
+
+GIMP facts this relies on (GIMP 3.0, see ../shared/notes/editors.md):
+- buffer.get(rect, 1.0, "R'G'B'A u8" | "R'G'B'A u16" | "R'G'B'A float", abyss) returns the
+  pixels converted by babl to that format: R'G'B' means the sRGB tone curve whatever the
+  image's storage (linear or not), and grey becomes R = G = B. buffer.set takes the same.
+- drawable.mask_intersect() -> (non_empty, x, y, width, height), relative to the drawable;
+  drawable.get_offsets() -> (ok, x, y); the selection channel covers the whole image.
+- A new layer goes in with image.insert_layer(layer, parent, position-of-the-source), which
+  puts it right above the source; undo_group_start/end make everything one undo step.
+- Gegl.Color.get_rgba() is linear light; Gegl.Color.new("#rrggbb") reads sRGB.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+
+from .autostart import Launcher
+from .client import Client
+from .errors import EditorError, RecolorError
+from .palettes import normalize_hex, rgb_to_hex
+from .pixels import Pixels, downsample_rgba8, srgb_encode
+
+# babl format read and written for each precision family, and its palettenet/1 name
+FORMATS = {
+    "u8": ("R'G'B'A u8", "RGBA8"),
+    "u16": ("R'G'B'A u16", "RGBA16"),  # 32-bit integer images too: 16 bits are plenty here
+    "float": ("R'G'B'A float", "RGBAF32"),  # half, float and double
+}
+THUMBNAIL_SIDE = 256
+
+
+@dataclass
+class Region:
+    """The part of a drawable to recolour, in image coordinates, and its buffer's."""
+
+    x: int
+    y: int
+    width: int
+    height: int
+    local_x: int  # the same rectangle within the drawable's own buffer
+    local_y: int
+    selection: bool  # whether a selection limits it (then a mask goes with the request)
+
+
+class GimpEditor:
+    def __init__(self, gimp, gegl):
+        self.Gimp, self.Gegl = gimp, gegl
+
+    # --- reading ----------------------------------------------------------------------------
+    def formats(self, image) -> tuple[str, str]:
+        """(babl format, wire format) that keep the image's precision."""
+        precision = image.get_precision()
+        name = str(getattr(precision, "value_nick", None) or precision).lower()
+        name = name.rsplit(".", 1)[-1].replace("_", "-")  # "Precision.U16_LINEAR" -> "u16-linear"
+        if name.startswith("u8"):
+            return FORMATS["u8"]
+        if name.startswith(("u16", "u32")):
+            return FORMATS["u16"]
+        return FORMATS["float"]
+
+    def region(self, image, drawable) -> Region:
+        non_empty, x, y, width, height = drawable.mask_intersect()
+        if not non_empty or width <= 0 or height <= 0:
+            raise EditorError(f"The selection does not cover any of “{drawable.get_name()}”.")
+        _, offset_x, offset_y = drawable.get_offsets()
+        selection = not self.Gimp.Selection.is_empty(image)
+        return Region(offset_x + x, offset_y + y, width, height, x, y, selection)
+
+    def read(self, drawable, region: Region, babl_format: str) -> bytes:
+        rectangle = self.Gegl.Rectangle.new(region.local_x, region.local_y, region.width,
+                                            region.height)  # fmt: skip
+        data = drawable.get_buffer().get(rectangle, 1.0, babl_format, self.Gegl.AbyssPolicy.CLAMP)
+        return bytes(data)
+
+    def read_mask(self, image, region: Region) -> bytes | None:
+        """The selection over the region, one byte per pixel (None: no selection)."""
+        if not region.selection:
+            return None
+        rectangle = self.Gegl.Rectangle.new(region.x, region.y, region.width, region.height)
+        buffer = image.get_selection().get_buffer()
+        return bytes(buffer.get(rectangle, 1.0, "Y u8", self.Gegl.AbyssPolicy.NONE))
+
+    def thumbnail(self, drawable) -> Pixels:
+        """The whole drawable, 8-bit sRGB, long side at most THUMBNAIL_SIDE."""
+        width, height = drawable.get_width(), drawable.get_height()
+        rectangle = self.Gegl.Rectangle.new(0, 0, width, height)
+        data = drawable.get_buffer().get(rectangle, 1.0, "R'G'B'A u8", self.Gegl.AbyssPolicy.CLAMP)
+        return downsample_rgba8(bytes(data), width, height, THUMBNAIL_SIDE)
+
+    # --- the result -------------------------------------------------------------------------
+    def add_layer_above(self, image, drawable, region: Region, name: str, babl_format: str,
+                        data: bytes):  # fmt: skip
+        """A new layer right above `drawable` holding `data`, as ONE undo step. A greyscale
+        image becomes RGB in that same step: the colours would be lost otherwise."""
+        gimp = self.Gimp
+        image.undo_group_start()
+        try:
+            if image.get_base_type() == gimp.ImageBaseType.GRAY:
+                image.convert_rgb()
+            size = (region.width, region.height)
+            layer = gimp.Layer.new(
+                image, name, *size, gimp.ImageType.RGBA_IMAGE, 100.0, gimp.LayerMode.NORMAL
+            )
+            image.insert_layer(layer, drawable.get_parent(), image.get_item_position(drawable))
+            layer.set_offsets(region.x, region.y)
+            if isinstance(drawable, gimp.Layer):  # same look when the original is hidden
+                layer.set_opacity(drawable.get_opacity())
+                layer.set_mode(drawable.get_mode())
+            buffer = layer.get_buffer()
+            rectangle = self.Gegl.Rectangle.new(0, 0, region.width, region.height)
+            buffer.set(rectangle, babl_format, data)
+            buffer.flush()
+            layer.update(0, 0, region.width, region.height)
+        finally:
+            image.undo_group_end()
+        gimp.displays_flush()
+        return layer
+
+    # --- colours ----------------------------------------------------------------------------
+    def color_hex(self, color) -> str:
+        """A Gegl.Color as the artist sees it: "#rrggbb" (sRGB)."""
+        red, green, blue, _alpha = color.get_rgba()  # linear light
+        return rgb_to_hex(*(srgb_encode(channel) * 255 for channel in (red, green, blue)))
+
+    def color(self, hex_color: str):
+        return self.Gegl.Color.new(normalize_hex(hex_color))
+
+
+# --- the flow -----------------------------------------------------------------------------
+def single_drawable(drawables):
+    if len(drawables) != 1:
+        raise EditorError("Select exactly one layer to recolour.")
+    return drawables[0]
+
+
+def with_progress(gimp, text: str, work):
+    """Run work() in a thread while GIMP's progress bar pulses; its result or its error.
+    (The plug-in is its own process: waiting here freezes nothing in GIMP itself, but a
+    moving bar tells the artist that something is happening.)"""
+    gimp.progress_init(text)
+    outcome = {}
+
+    def target():
+        try:
+            outcome["result"] = work()
+        except BaseException as error:  # re-raised below, in the plug-in's main thread
+            outcome["error"] = error
+
+    thread = threading.Thread(target=target, daemon=True)
+    thread.start()
+    while thread.is_alive():
+        gimp.progress_pulse()
+        thread.join(0.1)
+    gimp.progress_end()
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["result"]
+
+
+def ready_client(address: str, launcher: Launcher, timeout_s: float = 300.0) -> Client:
+    from .client import Connection
+
+    client = Client(Connection(address.strip(), timeout_s=timeout_s), client_name="gimp")
+    launcher.ensure_running(client)
+    return client
+
+
+def layer_palette(editor: GimpEditor, client: Client, drawable, k: int) -> list[str]:
+    colors, _weights = client.palette(editor.thumbnail(drawable), k)
+    return [normalize_hex(color) for color in colors]
+
+
+def recolor_layer(editor: GimpEditor, client: Client, image, drawable, palette, method: str,
+                  source_palette=None, progress=None):  # fmt: skip
+    """Recolour `drawable` (within the selection) into a new layer above it; the layer."""
+    from .palettes import fit_palette, layer_name
+
+    try:
+        palette = fit_palette(palette)
+    except ValueError as error:
+        raise EditorError(f"The target palette is not valid: {error}.") from None
+    if source_palette is not None and len(source_palette) != len(palette):
+        source_palette = None  # no correspondence: the daemon extracts the layer's own
+    babl_format, wire_format = editor.formats(image)
+    region = editor.region(image, drawable)
+    data = editor.read(drawable, region, babl_format)
+    mask = editor.read_mask(image, region)
+    pixels = Pixels(region.width, region.height, wire_format, data)
+
+    def request():
+        return client.recolor(pixels, palette, method, mask, source_palette)
+
+    result = progress("Recolouring…", request) if progress else request()
+    name = layer_name(None, palette)
+    return editor.add_layer_above(image, drawable, region, name, babl_format, result.data)
+
+
+def pdb_error_text(error: Exception) -> str:
+    """What a PDB error carries: the artist's message, or the bug's name for a bug."""
+    if isinstance(error, RecolorError):
+        return str(error)
+    return f"Recolor with Palette failed: {type(error).__name__}: {error}"

@@ -1,0 +1,131 @@
+"""GIMP 3's entry: the procedure python-fu-recolor-with-palette, Colors > Recolor with Palette...
+
+Thin by design: registration, the dialog, and turning errors into PDB errors. The work is in
+gimp_api.py (every GIMP call, and the flow) and client.py. Runs in GIMP's plug-in process,
+started by plug-ins/recolor-with-palette/recolor-with-palette.py.
+"""
+
+import os
+import sys
+
+import gi
+
+gi.require_version("Gimp", "3.0")
+gi.require_version("GimpUi", "3.0")
+gi.require_version("Gegl", "0.4")
+from gi.repository import Gegl, Gimp, GimpUi, GLib, GObject  # noqa: E402
+
+from .autostart import Launcher  # noqa: E402
+from .client import METHODS  # noqa: E402
+from .gimp_api import (  # noqa: E402
+    GimpEditor,
+    layer_palette,
+    pdb_error_text,
+    ready_client,
+    recolor_layer,
+    single_drawable,
+    with_progress,
+)
+from .palettes import DEFAULT_COLORS, MAX_COLORS  # noqa: E402
+
+PROCEDURE = "python-fu-recolor-with-palette"
+DEFAULT_ADDRESS = os.environ.get("PALETTENET_ADDRESS", "tcp://127.0.0.1:5555")
+READWRITE = GObject.ParamFlags.READWRITE
+
+
+def run(procedure, run_mode, image, drawables, config, data):
+    editor = GimpEditor(Gimp, Gegl)
+    try:
+        drawable = single_drawable(drawables)
+        address = config.get_property("server") or DEFAULT_ADDRESS
+        client = with_progress(Gimp, "Connecting to the backend…",
+                               lambda: ready_client(address, Launcher()))  # fmt: skip
+        source_palette = None
+        if run_mode == Gimp.RunMode.INTERACTIVE:
+            count = config.get_property("colors")
+            source_palette = with_progress(
+                Gimp,
+                "Reading the layer's palette…",
+                lambda: layer_palette(editor, client, drawable, count),
+            )
+            for index, color in enumerate(source_palette):
+                config.set_property(f"color-{index + 1}", editor.color(color))
+            if not show_dialog(procedure, config, len(source_palette)):
+                return procedure.new_return_values(Gimp.PDBStatusType.CANCEL, GLib.Error())
+        palette = target_palette(editor, config)
+        method = config.get_property("method")
+        recolor_layer(editor, client, image, drawable, palette, method, source_palette,
+                      progress=lambda text, work: with_progress(Gimp, text, work))  # fmt: skip
+    except Exception as error:  # every failure is a PDB error with a message, never a trace
+        message = pdb_error_text(error)
+        failure = GLib.Error.new_literal(Gimp.PlugIn.error_quark(), message, 0)
+        return procedure.new_return_values(Gimp.PDBStatusType.EXECUTION_ERROR, failure)
+    return procedure.new_return_values(Gimp.PDBStatusType.SUCCESS, GLib.Error())
+
+
+def target_palette(editor: GimpEditor, config) -> list:
+    """The "palette" text argument (scripts) if given, else the colour arguments."""
+    text = (config.get_property("palette") or "").strip()
+    if text:
+        return [entry.strip() for entry in text.split(",") if entry.strip()]
+    count = config.get_property("colors")
+    return [editor.color_hex(config.get_property(f"color-{i + 1}")) for i in range(count)]
+
+
+def show_dialog(procedure, config, count: int) -> bool:
+    GimpUi.init(PROCEDURE)
+    dialog = GimpUi.ProcedureDialog(procedure=procedure, config=config,
+                                    title="Recolor with Palette")  # fmt: skip
+    dialog.fill(["method"] + [f"color-{i + 1}" for i in range(count)])
+    accepted = dialog.run()
+    dialog.destroy()
+    return accepted
+
+
+class RecolorWithPalette(Gimp.PlugIn):
+    def do_query_procedures(self):  # noqa: N802 - GIMP's name
+        return [PROCEDURE]
+
+    def do_set_i18n(self, name):  # noqa: N802
+        return False
+
+    def do_create_procedure(self, name):  # noqa: N802
+        Gegl.init(None)
+        procedure = Gimp.ImageProcedure.new(self, name, Gimp.PDBProcType.PLUGIN, run, None)
+        procedure.set_image_types("RGB*, GRAY*")
+        procedure.set_sensitivity_mask(Gimp.ProcedureSensitivityMask.DRAWABLE)
+        procedure.set_menu_label("Recolor with Palette...")
+        procedure.add_menu_path("<Image>/Colors")
+        procedure.set_documentation(
+            "Recolour the layer to a colour palette, as a new layer",
+            "Recolours the selected layer (within the selection) to the target palette with "
+            "PaletteNet or the classical method (Chang et al. 2015) and adds the result as a "
+            "new layer above it. Needs the palettenet backend (install.py sets it up and the "
+            "plug-in starts it). Scripts pass the colours as 'palette': '#rrggbb,#rrggbb,...'.",
+            name,
+        )
+        procedure.set_attribution("Recolor with Palette", "MIT", "2025")
+        methods = Gimp.Choice.new()
+        for number, (method, label) in enumerate(METHODS.items()):
+            methods.add(method, number, label, "")
+        procedure.add_choice_argument("method", "_Method", "Recolouring method", methods,
+                                      "palettenet", READWRITE)  # fmt: skip
+        procedure.add_int_argument("colors", "_Colours", "How many colours (1-12)",
+                                   1, MAX_COLORS, DEFAULT_COLORS, READWRITE)  # fmt: skip
+        grey = Gegl.Color.new("#808080")
+        for index in range(MAX_COLORS):
+            number = index + 1
+            procedure.add_color_argument(
+                f"color-{number}", f"Colour _{number}", f"Target colour {number}", False, grey,
+                READWRITE,
+            )  # fmt: skip
+        procedure.add_string_argument("palette", "Palette",
+                                      "Target colours '#rrggbb,...' (overrides the colour "
+                                      "arguments)", "", READWRITE)  # fmt: skip
+        procedure.add_string_argument("server", "Backend address", "palettenet daemon address",
+                                      DEFAULT_ADDRESS, READWRITE)  # fmt: skip
+        return procedure
+
+
+def main():
+    Gimp.main(RecolorWithPalette.__gtype__, sys.argv)

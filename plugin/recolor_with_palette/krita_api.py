@@ -1,0 +1,219 @@
+"""Every call into Krita's scripting API (libkis) that the plug-in makes, in one place.
+
+The rest of the plug-in sees an editor with a few methods (the controller's contract) and
+never imports `krita`; this module takes the `krita` module as an argument and imports Qt only
+where a Qt type is needed, so tests run it against a mock Krita without Qt. All of
+these run on the GUI thread: libkis must not be used from any other.
+
+Facts this relies on (checked in Krita 5.1, see ../shared/notes/editors.md):
+- pixelData is B, G, R, A for integer depths, R, G, B, A for float ones, native byte order.
+- projectionPixelData is the layer as the artist sees it (with its masks; a group merged).
+- Node.thumbnail(w, h) shows the whole canvas stretched to w x h, converted to 8-bit sRGB
+  for display: the right input for the palette and the preview, whatever the depth.
+- setPixelData on a node not yet in the image makes no undo step and addChildNode makes
+  exactly one, so "create, fill, then add" is one undo step that leaves the original alone.
+- ManagedColor.colorForCanvas(canvas) gives the colour as the artist sees it (a QColor).
+"""
+
+from __future__ import annotations
+
+from .controller import LayerInfo, LayerPixels
+from .errors import EditorError
+from .palettes import normalize_hex
+from .pixels import BYTES_PER_PIXEL, DEPTHS, Pixels, is_linear_profile
+
+LAYER_TYPES = ("paintlayer", "grouplayer", "filelayer", "vectorlayer", "filllayer", "clonelayer")
+SETTINGS_GROUP = "RecolorWithPalette"
+QIMAGE_FORMAT_ARGB32 = 5  # QImage.Format.Format_ARGB32, in Qt 5 and Qt 6
+
+
+class KritaEditor:
+    def __init__(self, krita_module):
+        """krita_module: the `krita` module Krita provides to plug-ins (tests: a mock)."""
+        self.module = krita_module
+        self.krita = krita_module.Krita.instance()
+
+    # --- the active layer -------------------------------------------------------------------
+    def _document(self):
+        document = self.krita.activeDocument()
+        if document is None:
+            raise EditorError("Open an image to recolour one of its layers.")
+        return document
+
+    def _layer(self, document):
+        node = document.activeNode()
+        if node is None:
+            raise EditorError("Select a layer to recolour.")
+        if node.type().endswith("mask"):
+            node = node.parentNode()  # a mask is selected: recolour the layer it belongs to
+            if node is not None and node.parentNode() is None:
+                node = None  # the image's global selection mask belongs to no layer
+        if node is None or node.type() not in LAYER_TYPES:
+            kind = "nothing" if node is None else f"a {node.type()}"
+            raise EditorError(
+                f"Select a paint, group, vector or file layer (the active one is {kind})."
+            )
+        model, depth = node.colorModel(), node.colorDepth()
+        if model != "RGBA":
+            raise EditorError(
+                f"“{node.name()}” is a {model} {depth} layer; Recolor with Palette works on RGB "
+                "layers. Convert it first: Layer > Convert > Convert Layer Color Space "
+                "(RGB/Alpha)."
+            )
+        if depth not in DEPTHS:
+            raise EditorError(f"“{node.name()}” has colour depth {depth}, which is not supported.")
+        return node
+
+    def _info(self, document, node) -> LayerInfo:
+        profile = node.colorProfile()
+        return LayerInfo(
+            key=node.uniqueId().toString(),
+            name=node.name(),
+            color_model=node.colorModel(),
+            depth=node.colorDepth(),
+            linear=is_linear_profile(profile),
+            handle=(document, node),
+        )
+
+    def active_layer(self) -> LayerInfo:
+        document = self._document()
+        return self._info(document, self._layer(document))
+
+    def thumbnail(self, max_side: int) -> Pixels:
+        """The active layer over the whole canvas, at most max_side pixels long, 8-bit sRGB."""
+        document = self._document()
+        node = self._layer(document)
+        scale = max_side / max(document.width(), document.height())
+        width = max(1, round(document.width() * scale))
+        height = max(1, round(document.height() * scale))
+        image = node.thumbnail(width, height)
+        return qimage_pixels(image)
+
+    def read_layer(self) -> LayerPixels:
+        """The active layer's pixels (as the artist sees them) within the canvas and the
+        selection, plus the selection's mask over that rectangle."""
+        document = self._document()
+        node = self._layer(document)
+        info = self._info(document, node)
+        self._check_same_color_space(document, node)
+        # Within the canvas: what lies beyond it (a moved layer's edges) is never seen.
+        bounds = node.bounds()
+        region = intersect(
+            (bounds.x(), bounds.y(), bounds.width(), bounds.height()),
+            (0, 0, document.width(), document.height()),
+        )
+        if region is None:
+            raise EditorError(f"“{node.name()}” is empty here: there is nothing to recolour.")
+        selection = document.selection()
+        if selection is not None:
+            selected = (selection.x(), selection.y(), selection.width(), selection.height())
+            region = intersect(region, selected)
+            if region is None:
+                raise EditorError(f"The selection does not cover any of “{node.name()}”.")
+        x, y, width, height = region
+        raw = bytes(node.projectionPixelData(x, y, width, height))
+        expected = width * height * BYTES_PER_PIXEL[info.depth]
+        if len(raw) != expected:
+            raise EditorError(
+                f"Krita gave {len(raw)} bytes of “{node.name()}” where {expected} were expected."
+            )
+        mask = bytes(selection.pixelData(x, y, width, height)) if selection is not None else None
+        return LayerPixels(info, x, y, width, height, raw, mask)
+
+    @staticmethod
+    def _check_same_color_space(document, node) -> None:
+        """The result layer is created in the image's colour space, so the layer's pixels
+        must be in that one too (Krita lets a layer differ from its image)."""
+        layer = (node.colorModel(), node.colorDepth(), node.colorProfile())
+        image = (document.colorModel(), document.colorDepth(), document.colorProfile())
+        if layer != image:
+            raise EditorError(
+                f"“{node.name()}” is {' '.join(layer)} but the image is {' '.join(image)}. "
+                "Convert the layer to the image's colour space first (Layer > Convert > "
+                "Convert Layer Color Space)."
+            )
+
+    # --- the result -------------------------------------------------------------------------
+    def add_layer_above(self, pixels: LayerPixels, name: str, raw: bytes) -> None:
+        """A new paint layer right above the source layer, in one undo step."""
+        document, node = pixels.layer.handle
+        if document.nodeByUniqueID(node.uniqueId()) is None or node.parentNode() is None:
+            raise EditorError(
+                f"“{pixels.layer.name}” was removed while it was being recoloured; nothing "
+                "was added."
+            )
+        layer = document.createNode(name, "paintlayer")
+        layer.setPixelData(raw, pixels.x, pixels.y, pixels.width, pixels.height)
+        # The same opacity and blending mode, so hiding the original shows the same picture.
+        layer.setOpacity(node.opacity())
+        layer.setBlendingMode(node.blendingMode())
+        node.parentNode().addChildNode(layer, node)  # the one undoable step; Krita then
+        document.refreshProjection()  # makes the new layer the active one, as for any layer
+
+    # --- colours and palettes ---------------------------------------------------------------
+    def _view(self):
+        window = self.krita.activeWindow()
+        view = window.activeView() if window is not None else None
+        if view is None:
+            raise EditorError("Open an image in a window first.")
+        return view
+
+    def foreground_color(self) -> str:
+        view = self._view()
+        return view.foregroundColor().colorForCanvas(view.canvas()).name()
+
+    def palette_resource_names(self) -> list[str]:
+        return sorted(self.krita.resources("palette").keys(), key=str.lower)
+
+    def palette_resource_colors(self, name: str) -> list[str]:
+        resource = self.krita.resources("palette").get(name)
+        if resource is None:
+            raise EditorError(f"There is no palette “{name}” in Krita's resources.")
+        palette = self.module.Palette(resource)
+        colors = []
+        for index in range(palette.colorsCountTotal()):
+            swatch = palette.colorSetEntryByIndex(index)
+            if hasattr(swatch, "isValid") and not swatch.isValid():
+                continue  # an empty slot in the palette's grid
+            colors.append(normalize_hex(swatch.color().colorForCanvas(None).name()))
+        if not colors:
+            raise EditorError(f"The palette “{name}” has no colours.")
+        return colors
+
+    # --- messages and settings --------------------------------------------------------------
+    def notify(self, text: str) -> None:
+        """A floating message over the canvas (for results the docker may not show)."""
+        from .qt import QtGui
+
+        try:
+            self._view().showFloatingMessage(text, QtGui.QIcon(), 4000, 1)
+        except EditorError:
+            pass
+
+    def read_setting(self, key: str, default: str) -> str:
+        return self.krita.readSetting(SETTINGS_GROUP, key, default)
+
+    def write_setting(self, key: str, value: str) -> None:
+        self.krita.writeSetting(SETTINGS_GROUP, key, value)
+
+
+def intersect(a, b):
+    """The overlap of two (x, y, width, height) rectangles, None where they do not meet."""
+    left, top = max(a[0], b[0]), max(a[1], b[1])
+    right, bottom = min(a[0] + a[2], b[0] + b[2]), min(a[1] + a[3], b[1] + b[3])
+    if right <= left or bottom <= top:
+        return None
+    return left, top, right - left, bottom - top
+
+
+def qimage_pixels(image) -> Pixels:
+    """A QImage (Krita's thumbnails) -> BGRA8 pixels: ARGB32 is B, G, R, A in memory on
+    little-endian machines, and every row of a 32-bit image is exactly 4 x width bytes."""
+    fmt = image.format()
+    if getattr(fmt, "value", fmt) != QIMAGE_FORMAT_ARGB32:  # Krita's thumbnails already are
+        from .qt import QtGui
+
+        image = image.convertToFormat(QtGui.QImage.Format.Format_ARGB32)
+    width, height = image.width(), image.height()
+    data = image.constBits().asstring(width * height * 4)
+    return Pixels(width, height, "BGRA8", bytes(data))

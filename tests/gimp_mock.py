@@ -1,0 +1,224 @@
+"""Stand-ins for GIMP 3's Gimp and Gegl modules, with what gimp_api.py relies on (see its
+docstring): babl-style conversions in buffer.get/set, drawable-relative mask_intersect,
+image-wide selection, insert_layer at the source's position, undo groups recorded."""
+
+import types
+
+import numpy as np
+
+FORMAT_DTYPES = {"R'G'B'A u8": ("u1", 255), "R'G'B'A u16": ("=u2", 65535),
+                 "R'G'B'A float": ("=f4", 1.0), "Y u8": ("u1", 255)}  # fmt: skip
+
+
+class Rectangle:
+    def __init__(self, x, y, width, height):
+        self.x, self.y, self.width, self.height = x, y, width, height
+
+    @classmethod
+    def new(cls, x, y, width, height):
+        return cls(x, y, width, height)
+
+
+class Buffer:
+    """Perceptual RGBA (or Y) values 0..1 as float64, converted on get/set like babl."""
+
+    def __init__(self, values: np.ndarray):
+        self.values = values
+        self.flushed = False
+        self.writes = []
+
+    def get(self, rect, scale, fmt, abyss):
+        assert scale == 1.0
+        dtype, top = FORMAT_DTYPES[fmt]
+        block = self.values[rect.y : rect.y + rect.height, rect.x : rect.x + rect.width]
+        if fmt == "Y u8":
+            block = block[..., 0] if block.ndim == 3 else block
+        if dtype.endswith("f4"):
+            return block.astype(dtype).tobytes()
+        return np.round(block * top).astype(dtype).tobytes()
+
+    def set(self, rect, fmt, data):
+        dtype, top = FORMAT_DTYPES[fmt]
+        block = np.frombuffer(bytes(data), dtype).reshape(rect.height, rect.width, 4)
+        self.values[rect.y : rect.y + rect.height, rect.x : rect.x + rect.width] = block / top
+        self.writes.append((fmt, bytes(data)))
+
+    def flush(self):
+        self.flushed = True
+
+
+class Color:
+    def __init__(self, linear_rgba):
+        self.linear = linear_rgba
+
+    @classmethod
+    def new(cls, text):
+        digits = text.lstrip("#")
+        srgb = [int(digits[i : i + 2], 16) / 255 for i in (0, 2, 4)]
+        linear = [c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4 for c in srgb]
+        return cls((*linear, 1.0))
+
+    def get_rgba(self):
+        return self.linear
+
+
+Gegl = types.SimpleNamespace(
+    Rectangle=Rectangle, Color=Color,
+    AbyssPolicy=types.SimpleNamespace(CLAMP="clamp", NONE="none"),
+)  # fmt: skip
+
+
+class Layer:
+    def __init__(self, image, name, width, height, values=None, offsets=(0, 0)):
+        self.image, self.name = image, name
+        self.width, self.height = width, height
+        self.buffer = Buffer(values if values is not None else np.zeros((height, width, 4)))
+        self.offsets = offsets
+        self.parent = None
+        self.opacity, self.mode = 100.0, "normal"
+        self.updated = None
+
+    @classmethod
+    def new(cls, image, name, width, height, image_type, opacity, mode):
+        assert image_type == "RGBA_IMAGE" and mode == "normal"
+        image.log.append(f"new layer {name}")
+        return cls(image, name, width, height)
+
+    def get_name(self):
+        return self.name
+
+    def get_width(self):
+        return self.width
+
+    def get_height(self):
+        return self.height
+
+    def get_buffer(self):
+        return self.buffer
+
+    def get_offsets(self):
+        return True, *self.offsets
+
+    def set_offsets(self, x, y):
+        self.offsets = (x, y)
+
+    def get_parent(self):
+        return self.parent
+
+    def get_opacity(self):
+        return self.opacity
+
+    def set_opacity(self, value):
+        self.opacity = value
+
+    def get_mode(self):
+        return self.mode
+
+    def set_mode(self, mode):
+        self.mode = mode
+
+    def mask_intersect(self):
+        """The selection's bounds within this layer, relative to it (the whole layer when
+        nothing is selected), as GIMP returns them."""
+        image = self.image
+        if image.selection_rect is None:
+            return True, 0, 0, self.width, self.height
+        x, y, w, h = image.selection_rect
+        ox, oy = self.offsets
+        left, top = max(x, ox), max(y, oy)
+        right, bottom = min(x + w, ox + self.width), min(y + h, oy + self.height)
+        if right <= left or bottom <= top:
+            return False, 0, 0, 0, 0
+        return True, left - ox, top - oy, right - left, bottom - top
+
+    def update(self, x, y, w, h):
+        self.updated = (x, y, w, h)
+
+
+class Channel:
+    def __init__(self, values):
+        self.buffer = Buffer(values)
+
+    def get_buffer(self):
+        return self.buffer
+
+
+class Precision:
+    def __init__(self, nick):
+        self.value_nick = nick
+
+
+class Image:
+    def __init__(self, width, height, precision="u8-non-linear", base="RGB"):
+        self.width, self.height = width, height
+        self.precision = Precision(precision)
+        self.base = base
+        self.layers = []  # top first, as GIMP lists them
+        self.selection_rect = None
+        self.selection_values = np.zeros((height, width))
+        self.log = []
+
+    def add_layer(self, name, values, offsets=(0, 0)):
+        layer = Layer(self, name, values.shape[1], values.shape[0], values, offsets)
+        self.layers.insert(0, layer)
+        return layer
+
+    def select(self, x, y, w, h, value=1.0):
+        self.selection_rect = (x, y, w, h)
+        self.selection_values[y : y + h, x : x + w] = value
+
+    def get_precision(self):
+        return self.precision
+
+    def get_base_type(self):
+        return self.base
+
+    def convert_rgb(self):
+        self.log.append("convert to RGB")
+        self.base = "RGB"
+
+    def get_selection(self):
+        return Channel(self.selection_values)
+
+    def get_item_position(self, item):
+        return self.layers.index(item)
+
+    def insert_layer(self, layer, parent, position):
+        self.log.append(f"insert {layer.name} at {position}")
+        self.layers.insert(position, layer)
+
+    def undo_group_start(self):
+        self.log.append("undo group start")
+
+    def undo_group_end(self):
+        self.log.append("undo group end")
+
+
+class Progress:
+    def __init__(self):
+        self.calls = []
+
+    def progress_init(self, text):
+        self.calls.append(("init", text))
+
+    def progress_pulse(self):
+        self.calls.append(("pulse",))
+
+    def progress_end(self):
+        self.calls.append(("end",))
+
+
+def gimp_module():
+    progress = Progress()
+    return types.SimpleNamespace(
+        Selection=types.SimpleNamespace(is_empty=lambda image: image.selection_rect is None),
+        ImageBaseType=types.SimpleNamespace(GRAY="GRAY", RGB="RGB"),
+        ImageType=types.SimpleNamespace(RGBA_IMAGE="RGBA_IMAGE"),
+        LayerMode=types.SimpleNamespace(NORMAL="normal"),
+        Layer=Layer,
+        progress_init=progress.progress_init,
+        progress_pulse=progress.progress_pulse,
+        progress_end=progress.progress_end,
+        progress=progress,
+        displays_flush=lambda: None,
+    )

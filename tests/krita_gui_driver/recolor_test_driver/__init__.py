@@ -1,0 +1,171 @@
+"""Drives the full Krita GUI for tests/test_plugin_krita_real.py, as an artist would.
+
+Installed (by the test only) as a second Python plug-in in a temporary HOME. When Krita's
+window exists it opens the test image, triggers Tools > Scripts > Recolor with Palette,
+picks a designer palette in the docker, presses Apply, waits for the new layer, takes
+screenshots, presses Edit > Undo, writes what it saw to the result file, and quits Krita.
+Every step runs on Krita's GUI thread from timers: nothing here blocks the event loop.
+"""
+
+import json
+import os
+import time
+import traceback
+from pathlib import Path
+
+from krita import Krita
+from PyQt5.QtCore import Qt, QTimer
+from PyQt5.QtWidgets import QDockWidget
+
+CONFIG = json.loads(Path(os.environ["RECOLOR_GUI_TEST"]).read_text())
+RESULT = Path(CONFIG["out"]) / "gui-result.json"
+record = {"steps": []}
+
+
+def save():
+    RESULT.write_text(json.dumps(record, indent=1))
+
+
+def step(name, **values):
+    record["steps"].append(name)
+    record.update(values)
+    save()
+
+
+def wait_for(condition, then, timeout_s, what):
+    deadline = time.monotonic() + timeout_s
+
+    def poll():
+        try:
+            if condition():
+                then()
+            elif time.monotonic() > deadline:
+                fail(f"timed out waiting for {what}")
+            else:
+                QTimer.singleShot(100, poll)
+        except Exception:
+            fail(traceback.format_exc())
+
+    QTimer.singleShot(100, poll)
+
+
+def fail(text):
+    record["error"] = text
+    save()
+    quit_krita()
+
+
+def quit_krita():
+    app = Krita.instance()
+    for document in app.documents():
+        document.setModified(False)  # no "save changes?" dialog
+    app.action("file_quit").trigger()
+
+
+def menu_texts(window, *path):
+    """The action texts of a menu of the main window, e.g. ("Tools", "Scripts")."""
+    menu = window.qwindow().menuBar()
+    for title in path:
+        for action in menu.actions():
+            if action.text().replace("&", "") == title and action.menu() is not None:
+                menu = action.menu()
+                break
+        else:
+            return []
+    return [action.text().replace("&", "") for action in menu.actions()]
+
+
+class Driver:
+    def start(self):
+        try:
+            app = Krita.instance()
+            self.window = app.activeWindow()
+            self.document = app.openDocument(CONFIG["image"])
+            self.window.addView(self.document)
+            self.layer = self.document.rootNode().childNodes()[0]
+            bounds = self.layer.bounds()
+            self.region = (bounds.x(), bounds.y(), bounds.width(), bounds.height())
+            self.before = bytes(self.layer.pixelData(*self.region))
+            step("opened", scripts_menu=menu_texts(self.window, "Tools", "Scripts"))
+            wait_for(lambda: app.activeDocument() is not None, self.open_docker, 30, "the view")
+        except Exception:
+            fail(traceback.format_exc())
+
+    def open_docker(self):
+        docker = self.docker()
+        step("view", docker_visible_before=bool(docker and docker.isVisible()))
+        Krita.instance().action("recolor_with_palette").trigger()
+        self.widget = self.docker().widget()
+        step("action triggered", docker_visible=self.docker().isVisible(),
+             docker_title=self.docker().windowTitle())  # fmt: skip
+        wait_for(lambda: self.widget.controller.layer_palette or self.error_shown(),
+                 self.pick_palette, 150, "the layer's palette")  # fmt: skip
+
+    def docker(self):
+        for docker in self.window.qwindow().findChildren(QDockWidget):
+            if docker.objectName() == "recolor_with_palette_docker":
+                return docker
+        return None
+
+    def error_shown(self):
+        return self.widget.status.styleSheet().startswith("color: #d0")
+
+    def pick_palette(self):
+        controller = self.widget.controller
+        started = {address: p.pid for address, p in controller.launcher._processes.items()}
+        step("palette shown", layer_palette=self.widget.layer_row.colors(),
+             status=self.widget.status.text(), started_daemons=started)  # fmt: skip
+        if not controller.layer_palette:
+            return fail(f"no palette: {self.widget.status.text()}")
+        self.widget.designer_combo.setCurrentIndex(3)
+        self.widget.designer_combo.activated.emit(3)  # as if the artist chose "Designer 003"
+        self.preview_before = self.widget.preview.source.cacheKey()
+        wait_for(lambda: self.widget.preview.source.cacheKey() != self.preview_before,
+                 self.apply, 60, "the preview of the new palette")  # fmt: skip
+
+    def apply(self):
+        step("preview updated", target=self.widget.target_row.colors())
+        self.children = [n.name() for n in self.document.rootNode().childNodes()]
+        self.widget.apply_button.click()
+        wait_for(lambda: self.widget.status.text().startswith("Added layer") or self.error_shown(),
+                 self.applied, 120, "the new layer")  # fmt: skip
+
+    def applied(self):
+        self.window.qwindow().grab().save(str(Path(CONFIG["out"]) / "window.png"))
+        # Give the docker room for its screenshot (floating it makes Krita hang at quit).
+        main_window = self.window.qwindow()
+        main_window.resizeDocks([self.docker()], [560], Qt.Orientation.Vertical)
+        main_window.resizeDocks([self.docker()], [430], Qt.Orientation.Horizontal)
+        QTimer.singleShot(800, self.screenshot)
+
+    def screenshot(self):
+        children = [n.name() for n in self.document.rootNode().childNodes()]
+        self.docker().grab().save(str(Path(CONFIG["out"]) / "docker.png"))
+        after = bytes(self.layer.pixelData(*self.region))
+        new = self.document.rootNode().childNodes()[-1]
+        step("applied", status=self.widget.status.text(), children_before=self.children,
+             children_after=children, original_unchanged=after == self.before,
+             new_layer_differs=bytes(new.pixelData(*self.region)) != self.before,
+             active_layer=self.document.activeNode().name())  # fmt: skip
+        Krita.instance().action("edit_undo").trigger()
+        wait_for(lambda: len(self.document.rootNode().childNodes()) == len(self.children),
+                 self.undone, 30, "the undo")  # fmt: skip
+
+    def undone(self):
+        after = bytes(self.layer.pixelData(*self.region))
+        children = [n.name() for n in self.document.rootNode().childNodes()]
+        step("undone", children_after_undo=children,
+             original_unchanged_after_undo=after == self.before)  # fmt: skip
+        record["done"] = True
+        save()
+        quit_krita()
+
+
+driver = Driver()
+
+
+def window_created():
+    QTimer.singleShot(2000, driver.start)  # let Krita finish building the window
+
+
+Krita.instance().notifier().windowCreated.connect(window_created)

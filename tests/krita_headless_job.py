@@ -1,0 +1,172 @@
+"""Run inside headless Krita by tests/test_plugin_krita_real.py:
+
+    kritarunner -s krita_headless_job -f main CONFIG.json
+
+The installed plug-in's own code (KritaEditor, Controller, QtRunner: the QThread path) reads
+real layers, talks to a real daemon and adds the result layers; this script only opens the
+documents, presses the controller's buttons, and writes what it saw to files the test checks
+against the daemon's direct answers. kritarunner always exits 0, so the outcome is in
+result.json (and the process ends with os._exit so that nothing after main() can hang).
+"""
+
+import json
+import os
+import sys
+import time
+import traceback
+import types
+from pathlib import Path
+
+
+class Recorder:
+    """The controller's view: remembers what the docker would show."""
+
+    def __init__(self):
+        self.layer_palette, self.target, self.statuses, self.preview = [], [], [], None
+
+    def show_layer_palette(self, colors):
+        self.layer_palette = list(colors)
+
+    def show_target(self, colors, name):
+        self.target = list(colors)
+
+    def show_preview(self, pixels):
+        self.preview = pixels
+
+    def show_status(self, text, kind):
+        self.statuses.append([kind, text])
+
+    def set_applying(self, applying):
+        pass
+
+
+class Passthrough:
+    def __init__(self, real):
+        self.real = real
+
+    def __getattr__(self, name):
+        return getattr(self.real, name)
+
+
+class HeadlessDocument(Passthrough):
+    """kritarunner has no view, and Krita takes the active layer from the active view: this
+    names the layer. Every other call goes to the real Document."""
+
+    def __init__(self, document, layer):
+        super().__init__(document)
+        self.layer = layer
+
+    def activeNode(self):  # noqa: N802 - Krita's name
+        return self.layer
+
+    def setActiveNode(self, node):  # noqa: N802
+        self.real.setActiveNode(node)
+
+
+class HeadlessKrita(Passthrough):
+    """... and no window, hence no active document: this names ours."""
+
+    def __init__(self, app, document):
+        super().__init__(app)
+        self.document = document
+
+    def activeDocument(self):  # noqa: N802
+        return self.document
+
+
+def pump(condition, timeout_s):
+    from PyQt5.QtCore import QCoreApplication
+
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            raise TimeoutError("the plug-in did not finish in time")
+        QCoreApplication.processEvents()
+        time.sleep(0.01)
+
+
+def run_case(krita, name, document, layer, config, out: Path, designer_index=1):
+    from recolor_with_palette.controller import Controller
+    from recolor_with_palette.krita_api import KritaEditor
+    from recolor_with_palette.palettes import designer_palettes
+    from recolor_with_palette.qt_runner import QtRunner
+    from recolor_with_palette.settings import Settings
+
+    app = HeadlessKrita(krita.Krita.instance(), HeadlessDocument(document, layer))
+    editor = KritaEditor(types.SimpleNamespace(Krita=types.SimpleNamespace(instance=lambda: app),
+                                               Palette=krita.Palette))  # fmt: skip
+    view, runner = Recorder(), QtRunner()
+    settings = Settings(address=config["address"], auto_start=False, timeout_s=120)
+    controller = Controller(editor, view, runner, settings)
+    bounds = layer.bounds()
+    region = [bounds.x(), bounds.y(), bounds.width(), bounds.height()]
+    before = bytes(layer.pixelData(*region))
+    children_before = [n.name() for n in layer.parentNode().childNodes()]
+    controller.check_layer()
+    pump(lambda: view.layer_palette or any(k == "error" for k, _ in view.statuses), 120)
+    record = {"case": name, "layer_palette": view.layer_palette, "depth": layer.colorDepth(),
+              "profile": layer.colorProfile(), "region": region}  # fmt: skip
+    if view.layer_palette:
+        controller.load_palette(designer_palettes()[designer_index])
+    controller.apply()
+    pump(lambda: any(("Added layer" in t or k == "error") for k, t in view.statuses[-1:]), 180)
+    record["statuses"] = view.statuses
+    record["target"] = controller.target
+    record["children_before"] = children_before
+    parent = layer.parentNode()
+    record["children_after"] = [n.name() for n in parent.childNodes()]
+    (out / f"{name}-before.bin").write_bytes(before)
+    (out / f"{name}-after.bin").write_bytes(bytes(layer.pixelData(*region)))
+    if len(record["children_after"]) > len(children_before):
+        result = parent.childNodes()[children_before.index(layer.name()) + 1]
+        record["result_name"] = result.name()
+        record["result_depth"] = result.colorDepth()
+        (out / f"{name}-result.bin").write_bytes(bytes(result.pixelData(*region)))
+    selection = document.selection()
+    if selection is not None:
+        (out / f"{name}-mask.bin").write_bytes(bytes(selection.pixelData(*region)))
+    runner.shutdown()
+    return record
+
+
+def main(args):
+    config = json.loads(Path(args[0]).read_text())
+    out = Path(config["out"])
+    records, error = [], None
+    try:
+        sys.path.insert(0, config["pykrita"])  # the plug-in as install.py installed it
+        import krita
+
+        app = krita.Krita.instance()
+        # 1. A real image file: an 8-bit PNG with a transparent band.
+        document = app.openDocument(config["image"])
+        document.setBatchmode(True)
+        document.waitForDone()
+        layer = document.rootNode().childNodes()[0]
+        records.append(run_case(krita, "png-u8", document, layer, config, out))
+
+        # 2. 16-bit (Krita's default linear profile) with a selection.
+        document = app.createDocument(64, 48, "deep", "RGBA", "U16", "", 72.0)
+        layer = document.rootNode().childNodes()[0]
+        layer.setPixelData(Path(config["u16_pixels"]).read_bytes(), 0, 0, 64, 48)
+        selection = krita.Selection()
+        selection.select(8, 4, 40, 30, 255)
+        document.setSelection(selection)
+        records.append(run_case(krita, "u16-selection", document, layer, config, out, 7))
+
+        # 3. Half floats (F16, linear): sent as float32, written back as half floats.
+        document = app.createDocument(32, 24, "half", "RGBA", "F16", "", 72.0)
+        layer = document.rootNode().childNodes()[0]
+        layer.setPixelData(Path(config["f16_pixels"]).read_bytes(), 0, 0, 32, 24)
+        records.append(run_case(krita, "f16", document, layer, config, out, 12))
+
+        # 4. A greyscale layer: a clear message, nothing added.
+        document = app.createDocument(16, 16, "grey", "GRAYA", "U8", "", 72.0)
+        layer = document.rootNode().childNodes()[0]
+        records.append(run_case(krita, "graya", document, layer, config, out))
+    except Exception:
+        error = traceback.format_exc()
+    (out / "result.json").write_text(json.dumps({"records": records, "error": error}, indent=1))
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)

@@ -1,0 +1,377 @@
+"""A stand-in for the `krita` module, faithful to the facts the plug-in relies on.
+
+Modelled from Krita 5.1 (checked with kritarunner, see ../shared/notes/editors.md):
+- pixelData/projectionPixelData/setPixelData use B, G, R, A for integer depths and R, G, B, A
+  for float depths, native byte order; a node's pixels live in canvas coordinates.
+- setPixelData on a node that is in the image is an undoable paint step; on a node not yet
+  added it is not; addChildNode(child, above) is one undoable step and puts child right
+  above `above`. Every undoable step is appended to Document.undo_steps.
+- Krita makes a newly added layer the active one.
+- Node.thumbnail(w, h) is the whole canvas stretched to w x h as an 8-bit, display-
+  converted ARGB32 image (format 5); ManagedColor.colorForCanvas(canvas) gives a QColor.
+"""
+
+import itertools
+import types
+
+import numpy as np
+
+CHANNEL_DTYPE = {"U8": "=u1", "U16": "=u2", "F16": "=f2", "F32": "=f4"}
+_uuids = itertools.count(1)
+
+
+class Rect:
+    def __init__(self, x, y, width, height):
+        self._values = (x, y, width, height)
+
+    def x(self):
+        return self._values[0]
+
+    def y(self):
+        return self._values[1]
+
+    def width(self):
+        return self._values[2]
+
+    def height(self):
+        return self._values[3]
+
+
+class Uuid:
+    def __init__(self):
+        self.value = f"{{00000000-0000-0000-0000-{next(_uuids):012d}}}"
+
+    def toString(self):  # noqa: N802 - Qt's name
+        return self.value
+
+    def __eq__(self, other):
+        return isinstance(other, Uuid) and other.value == self.value
+
+    def __hash__(self):
+        return hash(self.value)
+
+
+class Node:
+    def __init__(self, document, name, node_type="paintlayer", model="RGBA", depth=None,
+                 profile=None):  # fmt: skip
+        self.document = document
+        self._name, self._type = name, node_type
+        self._model = model
+        self._depth = depth or document.depth
+        self._profile = profile or document.profile
+        self._uuid = Uuid()
+        self.parent = None
+        self.children = []
+        self.opacity_value, self.blending = 255, "normal"
+        channels = 2 if model == "GRAYA" else 4
+        # canvas-sized storage in Krita's own layout for this depth
+        self.pixels = np.zeros(
+            (document.height_px, document.width_px, channels), CHANNEL_DTYPE[self._depth]
+        )
+        self.calls = []  # what the plug-in did to this node
+
+    # identity and properties
+    def name(self):
+        return self._name
+
+    def type(self):
+        return self._type
+
+    def colorModel(self):  # noqa: N802
+        return self._model
+
+    def colorDepth(self):  # noqa: N802
+        return self._depth
+
+    def colorProfile(self):  # noqa: N802
+        return self._profile
+
+    def uniqueId(self):  # noqa: N802
+        return self._uuid
+
+    def parentNode(self):  # noqa: N802
+        return self.parent
+
+    def childNodes(self):  # noqa: N802
+        return list(self.children)
+
+    def opacity(self):
+        return self.opacity_value
+
+    def setOpacity(self, value):  # noqa: N802
+        self._undoable("opacity")
+        self.opacity_value = value
+
+    def blendingMode(self):  # noqa: N802
+        return self.blending
+
+    def setBlendingMode(self, mode):  # noqa: N802
+        self._undoable("blending mode")
+        self.blending = mode
+
+    def _undoable(self, what):
+        self.calls.append(what)
+        if self.parent is not None:
+            self.document.undo_steps.append(f"{what} of {self._name}")
+
+    # pixels
+    def bounds(self):
+        alpha = self.pixels[..., -1]
+        rows, cols = np.nonzero(alpha)
+        if len(rows) == 0:
+            return Rect(0, 0, 0, 0)
+        left, top = int(cols.min()), int(rows.min())
+        return Rect(left, top, int(cols.max()) - left + 1, int(rows.max()) - top + 1)
+
+    def pixelData(self, x, y, w, h):  # noqa: N802
+        self.calls.append("pixelData")
+        return self.pixels[y : y + h, x : x + w].tobytes()
+
+    def projectionPixelData(self, x, y, w, h):  # noqa: N802
+        self.calls.append("projectionPixelData")
+        return self.pixels[y : y + h, x : x + w].tobytes()
+
+    def setPixelData(self, data, x, y, w, h):  # noqa: N802
+        self._undoable("paint")
+        block = np.frombuffer(bytes(data), self.pixels.dtype).reshape(h, w, -1)
+        self.pixels[y : y + h, x : x + w] = block
+
+    def thumbnail(self, w, h):
+        rows = (np.arange(h) * self.document.height_px // h).clip(0, self.document.height_px - 1)
+        cols = (np.arange(w) * self.document.width_px // w).clip(0, self.document.width_px - 1)
+        sample = self.pixels[rows][:, cols].astype(np.float64)
+        if self._depth == "U8":
+            bgra = sample
+        else:
+            top = 65535.0 if self._depth == "U16" else 1.0
+            values = sample / top
+            bgra = values[..., [2, 1, 0, 3]] if self._depth.startswith("F") else values
+            if "g10" in self._profile:  # shown on an sRGB display
+                linear = np.abs(bgra[..., :3])
+                curved = 1.055 * linear ** (1 / 2.4) - 0.055
+                bgra[..., :3] = np.where(linear <= 0.0031308, 12.92 * linear, curved)
+            bgra = bgra * 255
+        return Image(np.clip(np.round(bgra), 0, 255).astype(np.uint8))
+
+    # the tree
+    def addChildNode(self, child, above):  # noqa: N802
+        index = self.children.index(above) + 1 if above is not None else len(self.children)
+        self.children.insert(index, child)
+        child.parent = self
+        self.document.undo_steps.append(f"add layer {child.name()}")
+        self.document.active = child  # Krita activates an added layer (a moment later)
+        return True
+
+    def remove(self):
+        self.parent.children.remove(self)
+        self.parent = None
+
+    def fill(self, bgra_or_rgba, x=0, y=0, w=None, h=None):
+        """Test helper: paint pixel values (in this node's layout) without an undo step."""
+        w = w or self.document.width_px
+        h = h or self.document.height_px
+        self.pixels[y : y + h, x : x + w] = bgra_or_rgba
+
+
+class Image:
+    """The QImage subset qimage_pixels uses: an ARGB32 (B, G, R, A bytes) image."""
+
+    def __init__(self, bgra: np.ndarray):
+        self.bgra = bgra
+
+    def format(self):
+        return 5
+
+    def width(self):
+        return self.bgra.shape[1]
+
+    def height(self):
+        return self.bgra.shape[0]
+
+    def constBits(self):  # noqa: N802
+        return types.SimpleNamespace(asstring=lambda size: self.bgra.tobytes()[:size])
+
+
+class Selection:
+    def __init__(self, document, x, y, w, h, value=255):
+        self.mask = np.zeros((document.height_px, document.width_px), np.uint8)
+        self.mask[y : y + h, x : x + w] = value
+        self._rect = (x, y, w, h)
+
+    def x(self):
+        return self._rect[0]
+
+    def y(self):
+        return self._rect[1]
+
+    def width(self):
+        return self._rect[2]
+
+    def height(self):
+        return self._rect[3]
+
+    def pixelData(self, x, y, w, h):  # noqa: N802
+        return self.mask[y : y + h, x : x + w].tobytes()
+
+
+class Document:
+    def __init__(self, width, height, depth="U8", profile=None):
+        self.width_px, self.height_px = width, height
+        self.depth = depth
+        self.profile = profile or (
+            "sRGB-elle-V2-srgbtrc.icc" if depth == "U8" else "sRGB-elle-V2-g10.icc"
+        )
+        self.root = Node(self, "root", "grouplayer")
+        self.active = None
+        self._selection = None
+        self.undo_steps = []
+        self.refreshed = 0
+
+    def add_layer(self, name, **kwargs):
+        """Test helper: a layer at the top of the stack, as if it had always been there."""
+        node = Node(self, name, **kwargs)
+        node.parent = self.root
+        self.root.children.append(node)
+        self.active = node
+        return node
+
+    def width(self):
+        return self.width_px
+
+    def height(self):
+        return self.height_px
+
+    def colorModel(self):  # noqa: N802
+        return "RGBA"
+
+    def colorDepth(self):  # noqa: N802
+        return self.depth
+
+    def colorProfile(self):  # noqa: N802
+        return self.profile
+
+    def rootNode(self):  # noqa: N802
+        return self.root
+
+    def activeNode(self):  # noqa: N802
+        return self.active
+
+    def setActiveNode(self, node):  # noqa: N802
+        self.active = node
+
+    def selection(self):
+        return self._selection
+
+    def setSelection(self, selection):  # noqa: N802
+        self._selection = selection
+
+    def createNode(self, name, node_type):  # noqa: N802
+        return Node(self, name, node_type)
+
+    def nodeByUniqueID(self, uuid):  # noqa: N802
+        def walk(node):
+            for child in node.children:
+                if child.uniqueId() == uuid:
+                    return child
+                found = walk(child)
+                if found is not None:
+                    return found
+            return None
+
+        return walk(self.root)
+
+    def refreshProjection(self):  # noqa: N802
+        self.refreshed += 1
+
+    def layers(self):
+        return [child.name() for child in self.root.children]
+
+
+class QColor:
+    def __init__(self, name):
+        self._name = name
+
+    def name(self):
+        return self._name
+
+
+class ManagedColor:
+    def __init__(self, hex_color):
+        self.hex = hex_color
+
+    def colorForCanvas(self, canvas):  # noqa: N802
+        return QColor(self.hex)
+
+
+class View:
+    def __init__(self, foreground="#123456"):
+        self.foreground = foreground
+        self.messages = []
+
+    def foregroundColor(self):  # noqa: N802
+        return ManagedColor(self.foreground)
+
+    def canvas(self):
+        return object()
+
+    def showFloatingMessage(self, text, icon, ms, priority):  # noqa: N802
+        self.messages.append(text)
+
+
+class Window:
+    def __init__(self, view):
+        self.view = view
+
+    def activeView(self):  # noqa: N802
+        return self.view
+
+
+class Swatch:
+    def __init__(self, hex_color):
+        self.hex = hex_color
+
+    def isValid(self):  # noqa: N802
+        return self.hex is not None
+
+    def color(self):
+        return ManagedColor(self.hex)
+
+
+class Palette:
+    def __init__(self, resource):
+        self.colors = resource
+
+    def colorsCountTotal(self):  # noqa: N802
+        return len(self.colors)
+
+    def colorSetEntryByIndex(self, index):  # noqa: N802
+        return Swatch(self.colors[index])
+
+
+class KritaApp:
+    def __init__(self):
+        self.document = None
+        self.window = Window(View())
+        self.palettes = {}  # name -> list of hex (None: an empty slot)
+        self.settings = {}
+
+    def activeDocument(self):  # noqa: N802
+        return self.document
+
+    def activeWindow(self):  # noqa: N802
+        return self.window
+
+    def resources(self, kind):
+        assert kind == "palette"
+        return dict(self.palettes)
+
+    def readSetting(self, group, key, default):  # noqa: N802
+        return self.settings.get((group, key), default)
+
+    def writeSetting(self, group, key, value):  # noqa: N802
+        self.settings[(group, key)] = value
+
+
+def krita_module(app: KritaApp):
+    """A module-like object with what krita_api takes from `krita`."""
+    return types.SimpleNamespace(Krita=types.SimpleNamespace(instance=lambda: app), Palette=Palette)

@@ -1,0 +1,262 @@
+"""The GIMP 3 plug-in's logic (gimp_api.py) against mock Gimp/Gegl modules and a real daemon:
+the new layer above, one undo group, the image's precision on the wire, the selection as a
+mask, greyscale images, and errors as the PDB error's text."""
+
+import numpy as np
+import pytest
+from gimp_mock import Gegl, Image, gimp_module
+from servers import Server, random_weights
+
+from backend.client import Client as BackendClient
+from plugin.recolor_with_palette.autostart import Launcher
+from plugin.recolor_with_palette.client import Client, Connection
+from plugin.recolor_with_palette.errors import MESSAGES, EditorError, RecolorError
+from plugin.recolor_with_palette.gimp_api import (
+    GimpEditor,
+    layer_palette,
+    pdb_error_text,
+    ready_client,
+    recolor_layer,
+    single_drawable,
+    with_progress,
+)
+
+PALETTE = ["#0b1d51", "#725ac1", "#8d86c9", "#cac4ce", "#f7ece1", "#e0b1cb"]
+
+
+@pytest.fixture(scope="module")
+def daemon(tmp_path_factory):
+    weights = random_weights(tmp_path_factory.mktemp("weights"))
+    server = Server("serve", "--bind", "tcp://127.0.0.1:*", "--weights", weights, "--device", "cpu")
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def gimp():
+    return gimp_module()
+
+
+@pytest.fixture
+def client(daemon):
+    return Client(Connection(daemon.address))
+
+
+def picture(height=30, width=40):
+    y, x = np.mgrid[0:height, 0:width]
+    values = np.stack([x / width, y / height, 0.3 + 0 * x, np.ones_like(x * 1.0)], -1)
+    values[:5, :5, 3] = 0.0
+    return values
+
+
+def daemon_answer(daemon, fmt, width, height, data, mask=None, palette=PALETTE):
+    header = {"op": "recolor", "width": width, "height": height, "pixel_format": fmt,
+              "palette": palette, "method": "palettenet"}  # fmt: skip
+    with BackendClient(daemon.address, timeout_s=60) as backend:
+        reply, frames = backend.request(header, data, mask)
+    assert reply["ok"], reply
+    return bytes(frames[0])
+
+
+@pytest.mark.parametrize(
+    "precision, babl, wire",
+    [("u8-non-linear", "R'G'B'A u8", "RGBA8"), ("u16-linear", "R'G'B'A u16", "RGBA16"),
+     ("half-linear", "R'G'B'A float", "RGBAF32"), ("float-non-linear", "R'G'B'A float", "RGBAF32")],
+)  # fmt: skip
+def test_new_layer_above_in_one_undo_group_at_the_images_precision(
+    gimp, client, daemon, precision, babl, wire
+):
+    image = Image(40, 30, precision)
+    image.add_layer("Background", np.ones((30, 40, 4)))
+    photo = image.add_layer("Photo", picture())
+    editor = GimpEditor(gimp, Gegl)
+    before = photo.buffer.values.copy()
+    layer = recolor_layer(editor, client, image, photo, PALETTE, "palettenet")
+
+    assert [item.name for item in image.layers] == [layer.name, "Photo", "Background"]
+    assert layer.name.startswith("Recolor: #0b1d51")
+    assert image.log == ["undo group start", f"new layer {layer.name}",
+                         f"insert {layer.name} at 0", "undo group end"]  # fmt: skip
+    assert np.array_equal(photo.buffer.values, before)  # the original is not touched
+    ((written_format, written),) = layer.buffer.writes
+    assert written_format == babl and layer.buffer.flushed and layer.updated == (0, 0, 40, 30)
+    sent = photo.buffer.get(Gegl.Rectangle(0, 0, 40, 30), 1.0, babl, None)
+    assert written == daemon_answer(daemon, wire, 40, 30, sent)
+
+
+def test_selection_limits_the_layer_and_travels_as_the_mask(gimp, client, daemon):
+    image = Image(60, 40)
+    photo = image.add_layer("Photo", picture(30, 40), offsets=(10, 5))
+    image.select(0, 0, 30, 20, value=1.0)  # overlaps the layer at image (10..30, 5..20)
+    editor = GimpEditor(gimp, Gegl)
+    layer = recolor_layer(editor, client, image, photo, PALETTE, "palettenet")
+    assert layer.offsets == (10, 5) and (layer.width, layer.height) == (20, 15)
+    ((_, written),) = layer.buffer.writes
+    sent = photo.buffer.get(Gegl.Rectangle(0, 0, 20, 15), 1.0, "R'G'B'A u8", None)
+    mask = image.get_selection().get_buffer().get(Gegl.Rectangle(10, 5, 20, 15), 1.0, "Y u8", None)
+    assert mask == b"\xff" * 300
+    assert written == daemon_answer(daemon, "RGBA8", 20, 15, sent, mask)
+
+
+def test_a_selection_beside_the_layer_is_an_error_and_adds_nothing(gimp, client):
+    image = Image(60, 40)
+    photo = image.add_layer("Photo", picture(10, 10))
+    image.select(30, 30, 5, 5)
+    with pytest.raises(EditorError, match="does not cover any of “Photo”"):
+        recolor_layer(GimpEditor(gimp, Gegl), client, image, photo, PALETTE, "palettenet")
+    assert image.log == []
+
+
+def test_a_greyscale_image_becomes_rgb_in_the_same_undo_group(gimp, client):
+    image = Image(40, 30, base="GRAY")
+    grey = picture()
+    grey[..., :3] = grey[..., :1]
+    photo = image.add_layer("Grey", grey)
+    layer = recolor_layer(GimpEditor(gimp, Gegl), client, image, photo, PALETTE, "chang2015")
+    assert image.log[:2] == ["undo group start", "convert to RGB"]
+    assert image.log[-1] == "undo group end" and image.layers[0] is layer
+
+
+def test_the_dialog_is_prefilled_with_the_layers_palette(gimp, client):
+    image = Image(40, 30)
+    photo = image.add_layer("Photo", picture())
+    editor = GimpEditor(gimp, Gegl)
+    colors = layer_palette(editor, client, photo, 5)
+    assert len(colors) == 5 and all(c.startswith("#") and len(c) == 7 for c in colors)
+    for color in colors:  # what the colour buttons hold reads back as the same hex
+        assert editor.color_hex(editor.color(color)) == color
+
+
+def test_errors_become_the_pdb_errors_text(gimp, client, tmp_path):
+    with pytest.raises(EditorError) as caught:
+        single_drawable([])
+    assert pdb_error_text(caught.value) == "Select exactly one layer to recolour."
+    image = Image(40, 30)
+    photo = image.add_layer("Photo", picture())
+    with pytest.raises(RecolorError) as caught:
+        recolor_layer(GimpEditor(gimp, Gegl), client, image, photo, ["#12345"], "palettenet")
+    assert "target palette is not valid: '#12345' is not a colour" in pdb_error_text(caught.value)
+    with pytest.raises(RecolorError) as caught:  # the daemon's refusal, in plain words
+        recolor_layer(GimpEditor(gimp, Gegl), client, image, photo, PALETTE, "magic")
+    assert pdb_error_text(caught.value).startswith(MESSAGES["bad_request"])
+    assert image.log == []
+    with pytest.raises(RecolorError) as caught:
+        ready_client("tcp://127.0.0.1:9", Launcher(tmp_path / "none.json"), timeout_s=1)
+    assert pdb_error_text(caught.value).startswith(MESSAGES["no_backend"])
+    assert "ZeroDivisionError" in pdb_error_text(ZeroDivisionError("x"))
+
+
+def test_progress_pulses_while_waiting_and_errors_come_through(gimp):
+    import time
+
+    assert with_progress(gimp, "Working…", lambda: time.sleep(0.35) or 42) == 42
+    calls = gimp.progress.calls
+    assert calls[0] == ("init", "Working…") and calls[-1] == ("end",)
+    assert calls.count(("pulse",)) >= 3
+    with pytest.raises(RecolorError):
+        with_progress(gimp, "Failing…", lambda: (_ for _ in ()).throw(RecolorError("busy")))
+
+
+# --- the procedure itself, with gi replaced ------------------------------------------------
+class Recorder:
+    """Records calls; any method name works (Gimp.ImageProcedure's many setters)."""
+
+    def __init__(self):
+        self.calls = []
+
+    def __getattr__(self, name):
+        def record(*args, **kwargs):
+            self.calls.append((name, args))
+            return self
+
+        return record
+
+    def new_return_values(self, status, error):
+        return status, getattr(error, "message", None)
+
+
+class Config:
+    def __init__(self, values):
+        self.values = values
+
+    def get_property(self, name):
+        return self.values[name]
+
+    def set_property(self, name, value):
+        self.values[name] = value
+
+
+@pytest.fixture
+def gimp_plugin(monkeypatch, gimp):
+    """plugin.recolor_with_palette.gimp_plugin imported against fake gi modules."""
+    import sys
+    import types
+
+    procedure = Recorder()
+    fake_gimp = types.SimpleNamespace(
+        **vars(gimp),
+        PlugIn=type("PlugIn", (), {"error_quark": staticmethod(lambda: "quark")}),
+        ImageProcedure=types.SimpleNamespace(new=lambda *args: procedure),
+        PDBProcType=types.SimpleNamespace(PLUGIN="plugin"),
+        ProcedureSensitivityMask=types.SimpleNamespace(DRAWABLE="drawable"),
+        PDBStatusType=types.SimpleNamespace(
+            SUCCESS="success", CANCEL="cancel", EXECUTION_ERROR="execution-error"
+        ),  # fmt: skip
+        RunMode=types.SimpleNamespace(INTERACTIVE="interactive", NONINTERACTIVE="non"),
+        Choice=types.SimpleNamespace(new=Recorder),
+        main=lambda *args: None,
+    )
+    repository = types.SimpleNamespace(
+        Gimp=fake_gimp,
+        GimpUi=Recorder(),
+        Gegl=types.SimpleNamespace(**vars(Gegl), init=lambda argv: None),
+        GLib=types.SimpleNamespace(Error=_GLibError),
+        GObject=types.SimpleNamespace(ParamFlags=types.SimpleNamespace(READWRITE="rw")),
+    )
+    gi = types.SimpleNamespace(require_version=lambda *args: None, repository=repository)
+    monkeypatch.setitem(sys.modules, "gi", gi)
+    monkeypatch.setitem(sys.modules, "gi.repository", repository)
+    monkeypatch.delitem(sys.modules, "plugin.recolor_with_palette.gimp_plugin", raising=False)
+    import plugin.recolor_with_palette.gimp_plugin as module
+
+    return module, procedure
+
+
+class _GLibError:
+    def __init__(self):
+        self.message = None
+
+    @staticmethod
+    def new_literal(quark, message, code):
+        error = _GLibError()
+        error.message = message
+        return error
+
+
+def test_procedure_registers_its_menu_and_arguments(gimp_plugin):
+    module, procedure = gimp_plugin
+    module.RecolorWithPalette().do_create_procedure(module.PROCEDURE)
+    calls = dict(procedure.calls)
+    assert calls["set_menu_label"] == ("Recolor with Palette...",)
+    assert ("add_menu_path", ("<Image>/Colors",)) in procedure.calls
+    assert calls["set_image_types"] == ("RGB*, GRAY*",)
+    arguments = [args[0] for name, args in procedure.calls if name.endswith("_argument")]
+    assert arguments == ["method", "colors"] + [f"color-{i}" for i in range(1, 13)] + [
+        "palette", "server"]  # fmt: skip
+    assert module.RecolorWithPalette().do_query_procedures() == ["python-fu-recolor-with-palette"]
+
+
+def test_non_interactive_run_adds_the_layer_and_failures_are_pdb_errors(gimp_plugin, daemon):
+    module, procedure = gimp_plugin
+    image = Image(40, 30)
+    photo = image.add_layer("Photo", picture())
+    config = Config({"server": daemon.address, "palette": ",".join(PALETTE), "colors": 6,
+                     "method": "chang2015"})  # fmt: skip
+    status, message = module.run(procedure, "non", image, [photo], config, None)
+    assert (status, message) == ("success", None)
+    assert image.layers[0].name.startswith("Recolor: #0b1d51") and len(image.layers) == 2
+    status, message = module.run(procedure, "non", image, [photo, image.layers[0]], config, None)
+    assert (status, message) == ("execution-error", "Select exactly one layer to recolour.")
+    config.values["server"] = "nonsense"
+    status, message = module.run(procedure, "non", image, [photo], config, None)
+    assert status == "execution-error" and message.startswith(MESSAGES["bad_address"])

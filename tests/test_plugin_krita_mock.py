@@ -1,0 +1,445 @@
+"""The Krita plug-in's logic (controller.py + krita_api.py) against a mock `krita` module
+(tests/krita_mock.py) and a real daemon: what an artist would check in the docker and in
+the Layers docker after pressing Apply."""
+
+import json
+
+import numpy as np
+import pytest
+from krita_mock import Document, KritaApp, Selection, krita_module
+from servers import Server, random_weights
+
+from backend.client import Client as BackendClient
+from plugin.recolor_with_palette import client as client_module
+from plugin.recolor_with_palette.autostart import Launcher
+from plugin.recolor_with_palette.client import CancelToken
+from plugin.recolor_with_palette.controller import Controller, JobContext
+from plugin.recolor_with_palette.errors import MESSAGES, user_message
+from plugin.recolor_with_palette.krita_api import KritaEditor
+from plugin.recolor_with_palette.palettes import designer_palettes
+from plugin.recolor_with_palette.pixels import layer_to_wire, wire_to_layer
+from plugin.recolor_with_palette.settings import Settings
+
+
+@pytest.fixture(scope="module")
+def daemon(tmp_path_factory):
+    weights = random_weights(tmp_path_factory.mktemp("weights"))
+    server = Server("serve", "--bind", "tcp://127.0.0.1:*", "--weights", weights, "--device", "cpu")
+    yield server
+    server.stop()
+
+
+class Recorder:
+    """The view: remembers what the docker would show."""
+
+    def __init__(self):
+        self.layer_palette, self.target, self.target_name = [], [], None
+        self.preview, self.statuses, self.applying = None, [], False
+
+    def show_layer_palette(self, colors):
+        self.layer_palette = list(colors)
+
+    def show_target(self, colors, name):
+        self.target, self.target_name = list(colors), name
+
+    def show_preview(self, pixels):
+        self.preview = pixels
+
+    def show_status(self, text, kind):
+        self.statuses.append((kind, text))
+
+    def set_applying(self, applying):
+        self.applying = applying
+
+    @property
+    def status(self):
+        return self.statuses[-1] if self.statuses else None
+
+
+class Timer:
+    def __init__(self, callback):
+        self.callback, self.pending = callback, False
+
+    def start(self):
+        self.pending = True
+
+
+class StepRunner:
+    """Runs jobs when the test says so, in order; timers fire when jobs have run out."""
+
+    def __init__(self):
+        self.jobs, self.timers = [], []
+
+    def start(self, work, done, report):
+        token = CancelToken()
+        self.jobs.append((work, done, report, token))
+        return token
+
+    def timer(self, delay_ms, callback):
+        timer = Timer(callback)
+        self.timers.append(timer)
+        return timer
+
+    def run(self):
+        while True:
+            if self.jobs:
+                work, done, report, token = self.jobs.pop(0)
+                try:
+                    result, error = work(JobContext(token, report)), None
+                except Exception as caught:
+                    result, error = None, caught
+                done(result, error)
+                continue
+            due = [timer for timer in self.timers if timer.pending]
+            if not due:
+                return
+            for timer in due:
+                timer.pending = False
+                timer.callback()
+
+
+class Setup:
+    def __init__(self, daemon, tmp_path, document: Document):
+        self.app = KritaApp()
+        self.app.document = document
+        self.app.palettes = {"Big": [f"#{i:02x}{i:02x}{i:02x}" for i in range(20)],
+                             "Gappy": ["#ff0000", None, "#00ff00"]}  # fmt: skip
+        self.document = document
+        self.editor = KritaEditor(krita_module(self.app))
+        self.view = Recorder()
+        self.runner = StepRunner()
+        settings = Settings(address=daemon.address, auto_start=False)
+        self.controller = Controller(
+            self.editor, self.view, self.runner, settings,
+            lambda s: s.save(self.editor.write_setting),
+            Launcher(tmp_path / "no-backend.json"),
+        )  # fmt: skip
+
+    def open(self):
+        self.controller.check_layer()
+        self.runner.run()
+
+
+def gradient_layer(document: Document, name="Photo"):
+    """A layer of colour ramps (B, G, R, A in U8) with a transparent corner."""
+    height, width = document.height_px, document.width_px
+    y, x = np.mgrid[0:height, 0:width]
+    layer = document.add_layer(name)
+    rgba = np.stack([x / width, y / height, 0.5 + 0 * x, np.ones_like(x * 1.0)], -1)
+    rgba[: height // 5, : width // 5, 3] = 0
+    if document.depth == "U8":
+        layer.fill(np.round(rgba[..., [2, 1, 0, 3]] * 255))
+    elif document.depth == "U16":
+        layer.fill(np.round(rgba[..., [2, 1, 0, 3]] * 65535))
+    else:
+        layer.fill(rgba)
+    return layer
+
+
+@pytest.fixture
+def setup(daemon, tmp_path):
+    document = Document(60, 40)
+    gradient_layer(document)
+    return Setup(daemon, tmp_path, document)
+
+
+def daemon_answer(
+    daemon, pixel_format, width, height, data, palette, mask=None, method="palettenet"
+):
+    header = {"op": "recolor", "width": width, "height": height, "pixel_format": pixel_format,
+              "palette": palette, "method": method}  # fmt: skip
+    with BackendClient(daemon.address, timeout_s=60) as client:
+        reply, frames = client.request(header, data, mask)
+    assert reply["ok"], reply
+    return bytes(frames[0])
+
+
+# --- palettes in the docker ----------------------------------------------------------------
+def test_docker_shows_the_layers_six_colours_and_a_preview(setup):
+    setup.open()
+    view = setup.view
+    assert len(view.layer_palette) == 6 and all(c.startswith("#") for c in view.layer_palette)
+    assert view.target == view.layer_palette  # until the artist edits it
+    assert view.preview is not None and view.preview.pixel_format == "BGRA8"
+    assert max(view.preview.width, view.preview.height) <= 256
+    assert view.status == ("info", "Layer “Photo”: 6 colours")
+
+
+def test_palette_size_setting_changes_the_number_of_swatches(setup):
+    setup.open()
+    setup.controller.set_palette_size(3)
+    setup.runner.run()
+    assert len(setup.view.layer_palette) == 3 and len(setup.view.target) == 3
+    assert setup.app.settings[("RecolorWithPalette", "palette_size")] == "3"
+
+
+def test_swatch_edits_foreground_designer_and_krita_palettes_and_reset(setup):
+    setup.open()
+    controller, view = setup.controller, setup.view
+    controller.set_target_color(2, "#FF0000")
+    assert view.target[2] == "#ff0000" and view.target[:2] == view.layer_palette[:2]
+    controller.use_foreground(0)
+    assert view.target[0] == "#123456"
+    controller.load_palette(designer_palettes()[4])
+    assert view.target == list(designer_palettes()[4].colors)
+    assert view.target_name == "Designer 005"
+    controller.load_palette_resource("Big")
+    assert len(view.target) == 12 and view.target[1] == "#010101"
+    assert "first 12" in view.status[1]
+    controller.load_palette_resource("Gappy")  # empty slots are skipped
+    assert view.target == ["#ff0000", "#00ff00"]
+    previews_before = view.preview
+    setup.runner.run()  # the debounced preview of the last edit
+    assert view.preview is not previews_before
+    setup.document.activeNode().fill(np.array([0, 0, 255, 255]), 0, 0, 30, 40)  # paint red
+    controller.reset_target()
+    setup.runner.run()
+    assert view.target == view.layer_palette and view.target_name is None
+    assert "#ff0000" in view.layer_palette  # read again: the new red is there
+
+
+def test_an_edited_target_stays_when_the_artist_switches_layers(setup):
+    setup.open()
+    setup.controller.load_palette(designer_palettes()[0])
+    second = gradient_layer(setup.document, "Second")
+    second.fill(np.array([0, 0, 200, 255]), 0, 0, 30, 40)
+    setup.open()
+    assert setup.view.target == list(designer_palettes()[0].colors)
+    assert any("Layer “Second”" in text for _, text in setup.view.statuses)
+
+
+# --- apply ---------------------------------------------------------------------------------
+def test_apply_adds_one_layer_above_in_one_undo_step_and_leaves_the_original(setup, daemon):
+    document = setup.document
+    below = document.add_layer("Below")
+    original = gradient_layer(document, "Photo")
+    document.add_layer("Above")
+    document.active = original
+    before = original.pixels.copy()
+    setup.open()
+    setup.controller.load_palette(designer_palettes()[1])
+    setup.controller.apply()
+    setup.runner.run()
+
+    assert document.layers() == ["Photo", "Below", "Photo", "Recolor: Designer 002", "Above"], (
+        setup.view.statuses[-3:]
+    )
+    assert document.undo_steps == ["add layer Recolor: Designer 002"]  # exactly one step
+    assert np.array_equal(original.pixels, before) and "setPixelData" not in original.calls
+    result = document.root.children[3]
+    assert result.type() == "paintlayer" and document.activeNode() is result
+    expected = daemon_answer(
+        daemon, "BGRA8", 60, 40, before.tobytes(), list(designer_palettes()[1].colors)
+    )
+    assert result.pixels.tobytes() == expected
+    assert np.array_equal(result.pixels[..., 3], before[..., 3])  # alpha kept
+    assert below.pixels.max() == 0  # other layers untouched
+    assert setup.view.status == ("info", "Added layer “Recolor: Designer 002”")
+    setup.open()  # the docker follows Krita to the new layer, and keeps the message
+    assert setup.view.status == ("info", "Added layer “Recolor: Designer 002”")
+    assert setup.view.target == list(designer_palettes()[1].colors)
+
+
+def test_selection_is_sent_as_the_mask_and_limits_the_new_layer(setup, daemon, monkeypatch):
+    document = setup.document
+    original = document.activeNode()
+    document.setSelection(Selection(document, 10, 5, 30, 20))
+    sent = spy_on_requests(monkeypatch)
+    setup.open()
+    setup.controller.apply()
+    setup.runner.run()
+
+    recolor = applied(sent)
+    header = json.loads(recolor[0])
+    assert (header["width"], header["height"]) == (30, 20)
+    assert recolor[2] == b"\xff" * 600  # the selection's mask over that rectangle
+    result = document.root.children[-1]
+    assert result.pixels[:5].max() == 0 and result.pixels[:, :10].max() == 0  # nothing outside
+    region = original.pixels[5:25, 10:40]
+    assert not np.array_equal(result.pixels[5:25, 10:40], region)
+    expected = daemon_answer(daemon, "BGRA8", 30, 20, region.tobytes(), setup.view.target,
+                             recolor[2])  # fmt: skip
+    assert result.pixels[5:25, 10:40].tobytes() == expected
+
+
+def test_a_soft_selection_blends_and_a_mask_node_means_its_layer(setup, monkeypatch):
+    document = setup.document
+    layer = document.activeNode()
+    document.setSelection(Selection(document, 0, 0, 60, 40, value=0))  # "keep" everywhere
+    mask_node = document.createNode("Transparency", "transparencymask")
+    layer.addChildNode(mask_node, None)
+    document.undo_steps.clear()
+    document.active = mask_node
+    setup.open()
+    setup.controller.apply()
+    setup.runner.run()
+    result = document.root.children[-1]
+    assert result.name().startswith("Recolor: #")  # named after the palette's colours
+    assert np.array_equal(result.pixels, layer.pixels)  # mask 0 keeps every pixel as it was
+
+
+@pytest.mark.parametrize("depth", ["U16", "F16", "F32"])
+def test_deep_layers_keep_their_precision_and_linear_profile(daemon, tmp_path, depth, monkeypatch):
+    document = Document(40, 24, depth=depth)  # Krita's default: a linear (g10) profile
+    layer = gradient_layer(document)
+    setup = Setup(daemon, tmp_path, document)
+    sent = spy_on_requests(monkeypatch)
+    setup.open()
+    setup.controller.apply()
+    setup.runner.run()
+
+    recolor = applied(sent)
+    header = json.loads(recolor[0])
+    assert header["pixel_format"] == ("RGBA16" if depth == "U16" else "RGBAF32")
+    _, wire = layer_to_wire(layer.pixels.tobytes(), depth, linear=True)
+    assert recolor[1] == wire
+    answer = daemon_answer(daemon, header["pixel_format"], 40, 24, wire, setup.view.target)
+    result = document.root.children[-1]
+    assert result.pixels.tobytes() == wire_to_layer(
+        answer, depth, True, layer.pixels.tobytes(), wire
+    )
+    assert result.pixels.dtype == layer.pixels.dtype
+    if depth == "U16":  # more than 8 bits of levels survive
+        assert (
+            len(np.unique(result.pixels[..., 1])) > 256
+            or len(np.unique(layer.pixels[..., 1])) <= 256
+        )
+    assert np.array_equal(result.pixels[..., 3], layer.pixels[..., 3])
+
+
+def applied(sent):
+    """The Apply request among those sent (previews ask for options.max_side)."""
+    (request,) = [
+        f for f in sent if json.loads(f[0])["op"] == "recolor" and "options" not in json.loads(f[0])
+    ]
+    return request
+
+
+def spy_on_requests(monkeypatch):
+    """Record the frames of every request the plug-in sends (through the real transport)."""
+    sent = []
+    transport = client_module.load_transport()
+
+    def open_socket(*args, **kwargs):
+        socket = transport.open_socket(*args, **kwargs)
+        send = socket.send_multipart
+
+        def send_multipart(frames):
+            sent.append([bytes(f) for f in frames])
+            return send(frames)
+
+        socket.send_multipart = send_multipart
+        return socket
+
+    monkeypatch.setattr(client_module.Client, "_open", lambda self, timeout_s: open_socket(
+        self.connection.address, timeout_s))  # fmt: skip
+    return sent
+
+
+# --- what goes wrong -----------------------------------------------------------------------
+@pytest.mark.parametrize("model, depth", [("GRAYA", "U8"), ("CMYKA", "U16")])
+def test_non_rgb_layers_get_a_clear_message_and_nothing_changes(daemon, tmp_path, model, depth):
+    document = Document(20, 10)
+    document.add_layer("Grey", model=model, depth=depth)
+    setup = Setup(daemon, tmp_path, document)
+    setup.open()
+    setup.controller.apply()
+    setup.runner.run()
+    kind, text = setup.view.status
+    assert kind == "error" and f"is a {model} {depth} layer" in text and "Convert" in text
+    assert document.layers() == ["Grey"] and document.undo_steps == []
+
+
+def test_no_document_and_empty_layer_messages(setup):
+    document = setup.document
+    document.add_layer("Empty")
+    setup.open()
+    setup.controller.apply()
+    assert setup.view.status == ("error", "“Empty” is empty here: there is nothing to recolour.")
+    setup.app.document = None
+    setup.open()
+    assert setup.view.status == ("error", "Open an image to recolour one of its layers.")
+    assert setup.view.layer_palette == []
+
+
+def test_a_layer_deleted_while_recolouring_adds_nothing(setup):
+    setup.open()
+    setup.controller.apply()
+    setup.document.activeNode().remove()
+    setup.runner.run()
+    kind, text = setup.view.status
+    assert kind == "error" and "was removed while it was being recoloured" in text
+    assert setup.document.undo_steps == []
+
+
+def test_cancel_adds_nothing_and_says_so(setup):
+    setup.open()
+    setup.controller.apply()
+    assert setup.view.applying
+    setup.controller.cancel()
+    setup.runner.run()
+    assert setup.view.status == ("info", "Cancelled: nothing was changed.")
+    assert not setup.view.applying and setup.document.layers() == ["Photo"]
+
+
+@pytest.mark.parametrize("code", sorted(set(MESSAGES) - {"cancelled", "editor"}))
+def test_every_error_is_shown_in_the_docker_as_a_message(setup, monkeypatch, code):
+    setup.open()
+
+    def failing(self, header, *args, **kwargs):
+        from plugin.recolor_with_palette.errors import RecolorError
+
+        if header["op"] == "recolor":
+            raise RecolorError(code, f"what the daemon said about {code}")
+        return {"ok": True}, []
+
+    monkeypatch.setattr(client_module.Client, "request", failing)
+    setup.controller.apply()
+    setup.runner.run()
+    assert setup.view.status == ("error", user_message(code, f"what the daemon said about {code}"))
+    assert setup.document.layers() == ["Photo"] and not setup.view.applying
+
+
+def test_a_real_error_reply_reaches_the_docker(setup):
+    setup.open()
+    setup.controller.settings.method = "palettenet"
+    setup.controller.target = ["#12345"]  # not a colour: the daemon answers bad_palette
+    setup.controller.apply()
+    setup.runner.run()
+    kind, text = setup.view.status
+    assert kind == "error" and text.startswith(MESSAGES["bad_palette"]) and "#12345" in text
+
+
+def test_no_daemon_and_no_installed_backend(setup):
+    setup.controller.settings.address = "tcp://127.0.0.1:9"
+    setup.controller.settings.auto_start = True
+    setup.controller.settings.start_timeout_s = 1
+    setup.open()
+    kind, text = setup.view.status
+    assert kind == "error" and text.startswith(MESSAGES["no_backend"])
+
+
+# --- settings ------------------------------------------------------------------------------
+def test_method_and_settings_are_kept_by_krita(setup):
+    setup.open()
+    setup.controller.set_method("chang2015")
+    stored = setup.app.settings
+    assert stored[("RecolorWithPalette", "method")] == "chang2015"
+    reloaded = Settings.load(setup.editor.read_setting)
+    assert reloaded.method == "chang2015" and reloaded.address == setup.controller.settings.address
+    stored[("RecolorWithPalette", "palette_size")] = "many"  # a hand edit: default, not a crash
+    stored[("RecolorWithPalette", "method")] = "magic"
+    broken = Settings.load(setup.editor.read_setting)
+    assert broken.palette_size == 6 and broken.method == "palettenet"
+
+
+def test_classical_method_maps_each_layer_colour_to_its_target(setup, monkeypatch):
+    sent = spy_on_requests(monkeypatch)
+    setup.open()
+    setup.controller.set_method("chang2015")
+    setup.controller.set_target_color(0, "#ff00ff")
+    setup.runner.run()
+    header = json.loads([f for f in sent if json.loads(f[0])["op"] == "recolor"][-1][0])
+    assert header["method"] == "chang2015"
+    assert header["source_palette"] == setup.view.layer_palette
+    assert header["palette"][0] == "#ff00ff" and header["options"] == {"max_side": 256}

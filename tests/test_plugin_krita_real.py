@@ -1,0 +1,279 @@
+"""The Krita plug-in in the real Krita (Debian's krita package, see .ci/run), against a real
+daemon. Skipped, with the reason printed, where Krita is not installed.
+
+1. Headless (kritarunner, offscreen): the installed plug-in's code reads real layers (an
+   8-bit PNG; a 16-bit linear layer with a selection; a greyscale layer), calls the daemon
+   through its QThread runner and adds the result layers. The new layers must hold exactly
+   the daemon's direct answer, the originals must be unchanged.
+2. The full Krita GUI under Xvfb with the plug-in installed by install.py and enabled in
+   kritarc: the Tools > Scripts action opens the docker, its Apply button adds the layer, one
+   Edit > Undo removes it again; a screenshot of the docker goes to docs/krita-docker.png.
+"""
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from servers import Server, random_weights
+
+from backend.client import Client as BackendClient
+from plugin.recolor_with_palette.pixels import is_linear_profile, layer_to_wire, wire_to_layer
+
+ROOT = Path(__file__).resolve().parents[1]
+TESTS = Path(__file__).resolve().parent
+
+pytestmark = pytest.mark.skipif(
+    shutil.which("kritarunner") is None or shutil.which("krita") is None,
+    reason="Krita is not installed (apt-get install krita python3-pyqt5; .ci/run does this "
+    "as root): the real-Krita tests cannot run",
+)
+
+
+@pytest.fixture(scope="module")
+def daemon(tmp_path_factory):
+    weights = random_weights(tmp_path_factory.mktemp("weights"))
+    server = Server("serve", "--bind", "tcp://127.0.0.1:*", "--weights", weights, "--device", "cpu")
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def krita_home(tmp_path_factory):
+    """A fresh HOME with the plug-in installed and enabled by install.py, as a user would."""
+    home = tmp_path_factory.mktemp("home")
+    env = {**os.environ, "HOME": str(home), "XDG_CONFIG_HOME": str(home / ".config"),
+           "XDG_DATA_HOME": str(home / ".local/share")}  # fmt: skip
+    subprocess.run([sys.executable, str(ROOT / "install.py"), "--plugins-only",
+                    "--krita-dir", str(home / ".local/share/krita"),
+                    "--gimp-dir", str(home / "gimp-plug-ins")],
+                   env=env, check=True, capture_output=True, timeout=300)  # fmt: skip
+    assert (home / ".local/share/krita/pykrita/recolor_with_palette/krita_plugin.py").exists()
+    return home, env
+
+
+def krita_env(env: dict, **extra) -> dict:
+    clean = {k: v for k, v in env.items() if not k.startswith("PYTHON")}  # Krita's own Python
+    return {**clean, **extra}
+
+
+def daemon_answer(daemon, pixel_format, width, height, data, palette, mask=None):
+    header = {"op": "recolor", "width": width, "height": height, "pixel_format": pixel_format,
+              "palette": palette, "method": "palettenet"}  # fmt: skip
+    with BackendClient(daemon.address, timeout_s=120) as client:
+        reply, frames = client.request(header, data, mask)
+    assert reply["ok"], reply
+    return bytes(frames[0])
+
+
+def test_headless_krita_recolours_real_layers_into_new_layers(daemon, krita_home, tmp_path):
+    home, env = krita_home
+    photo = np.asarray(Image.open(TESTS.parent / "demo-source.png"))[::8, ::8, :3] \
+        if (TESTS.parent / "demo-source.png").exists() else None  # fmt: skip
+    if photo is None:
+        from skimage import data
+
+        photo = data.astronaut()[::8, ::8]
+    rgba = np.dstack([photo, np.full(photo.shape[:2], 255, np.uint8)])
+    rgba[:8, :, 3] = 0  # a transparent band: alpha must come back as it was
+    Image.fromarray(rgba, "RGBA").save(tmp_path / "photo.png")
+    y, x = np.mgrid[0:48, 0:64]
+    u16 = np.stack([x * 1000, y * 1300, 20000 + 0 * x, 65535 + 0 * x], -1).astype("=u2")  # B,G,R,A
+    (tmp_path / "u16.bin").write_bytes(u16.tobytes())
+    f16 = np.stack(
+        [x[:24, :32] / 32, y[:24, :32] / 24, 0.25 + 0 * x[:24, :32], 1 + 0 * x[:24, :32]], -1
+    ).astype("=f2")  # R, G, B, A for float depths
+    (tmp_path / "f16.bin").write_bytes(f16.tobytes())
+    config = {"out": str(tmp_path), "image": str(tmp_path / "photo.png"),
+              "u16_pixels": str(tmp_path / "u16.bin"), "address": daemon.address,
+              "f16_pixels": str(tmp_path / "f16.bin"),
+              "pykrita": str(home / ".local/share/krita/pykrita")}  # fmt: skip
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    run = subprocess.run(
+        ["timeout", "300", "kritarunner", "-s", "krita_headless_job", "-f", "main",
+         str(tmp_path / "config.json")],
+        env=krita_env(env, QT_QPA_PLATFORM="offscreen", PYTHONPATH=str(TESTS)),
+        capture_output=True, text=True, timeout=330,
+    )  # fmt: skip
+    result_file = tmp_path / "result.json"
+    assert result_file.exists(), (
+        f"kritarunner wrote no result:\n{run.stdout[-3000:]}\n{run.stderr[-3000:]}"
+    )
+    result = json.loads(result_file.read_text())
+    assert result["error"] is None, result["error"]
+    cases = {record["case"]: record for record in result["records"]}
+    print(json.dumps(result["records"], indent=1)[:4000])
+
+    # 1. the PNG: one new layer right above, the daemon's pixels, the original untouched
+    png = cases["png-u8"]
+    assert len(png["layer_palette"]) == 6
+    assert png["children_after"] == [png["children_before"][0], "Recolor: Designer 002"]
+    x0, y0, w, h = png["region"]
+    before = (tmp_path / "png-u8-before.bin").read_bytes()
+    assert (tmp_path / "png-u8-after.bin").read_bytes() == before  # the original is unchanged
+    expected = daemon_answer(daemon, "BGRA8", w, h, before, png["target"])
+    result_pixels = (tmp_path / "png-u8-result.bin").read_bytes()
+    assert result_pixels == expected
+    original = np.frombuffer(before, np.uint8).reshape(h, w, 4)
+    recoloured = np.frombuffer(result_pixels, np.uint8).reshape(h, w, 4)
+    assert np.array_equal(original[..., 3], recoloured[..., 3])
+    assert np.abs(original[8:, :, :3].astype(int) - recoloured[8:, :, :3]).mean() > 5
+
+    # 2. 16 bits, linear profile, selection: RGBA16 over the wire, mask honoured
+    deep = cases["u16-selection"]
+    assert deep["depth"] == "U16" and is_linear_profile(deep["profile"])
+    assert deep["result_depth"] == "U16" and deep["result_name"] == "Recolor: Designer 008"
+    x0, y0, w, h = deep["region"]
+    assert (x0, y0, w, h) == (0, 0, 64, 48)
+    before = (tmp_path / "u16-selection-before.bin").read_bytes()
+    assert before == u16.tobytes() == (tmp_path / "u16-selection-after.bin").read_bytes()
+    mask = np.frombuffer((tmp_path / "u16-selection-mask.bin").read_bytes(), np.uint8).reshape(
+        48, 64
+    )
+    assert mask[4:34, 8:48].min() == 255 and mask.sum() == 255 * 40 * 30
+    # The plug-in sent only the selected rectangle, with the mask over it.
+    region = u16[4:34, 8:48]
+    _, wire = layer_to_wire(region.tobytes(), "U16", linear=True)
+    answer = daemon_answer(
+        daemon, "RGBA16", 40, 30, wire, deep["target"], mask[4:34, 8:48].tobytes()
+    )
+    expected = wire_to_layer(answer, "U16", True, region.tobytes(), wire)
+    result16 = np.frombuffer((tmp_path / "u16-selection-result.bin").read_bytes(), "=u2").reshape(
+        48, 64, 4
+    )
+    assert result16[4:34, 8:48].tobytes() == expected
+    assert result16[:4].max() == 0 and result16[:, :8].max() == 0  # nothing outside it
+    assert len(np.unique(result16[4:34, 8:48, 1])) > 30  # 16-bit levels, not 8-bit steps
+
+    # 3. half floats: float32 on the wire, half floats back, at the layer's precision
+    half = cases["f16"]
+    assert half["depth"] == "F16" and half["result_depth"] == "F16"
+    before = (tmp_path / "f16-before.bin").read_bytes()
+    assert before == f16.tobytes() == (tmp_path / "f16-after.bin").read_bytes()
+    pixel_format, wire = layer_to_wire(before, "F16", linear=True)
+    answer = daemon_answer(daemon, pixel_format, 32, 24, wire, half["target"])
+    expected = wire_to_layer(answer, "F16", True, before, wire)
+    assert (tmp_path / "f16-result.bin").read_bytes() == expected
+
+    # 4. greyscale: the message, and nothing added
+    grey = cases["graya"]
+    kind, text = grey["statuses"][-1]
+    assert kind == "error" and "GRAYA U8 layer" in text and "Convert" in text
+    assert grey["children_after"] == grey["children_before"]
+
+
+# --- the full GUI ---------------------------------------------------------------------------
+def free_display() -> int:
+    for number in range(90, 200):
+        if (
+            not Path(f"/tmp/.X11-unix/X{number}").exists()
+            and not Path(f"/tmp/.X{number}-lock").exists()
+        ):
+            return number
+    raise RuntimeError("no free X display number")
+
+
+@pytest.fixture
+def xvfb():
+    """One persistent Xvfb for the test (xvfb-run -a failed 1 run in 15 here)."""
+    if shutil.which("Xvfb") is None:
+        pytest.skip("Xvfb is not installed (apt-get install xvfb): the Krita GUI test cannot run")
+    number = free_display()
+    command = ["Xvfb", f":{number}", "-screen", "0", "1600x1000x24", "-nolisten", "tcp"]
+    server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 20
+    while not Path(f"/tmp/.X11-unix/X{number}").exists():
+        if time.monotonic() > deadline or server.poll() is not None:
+            server.kill()
+            pytest.fail("Xvfb did not start")
+        time.sleep(0.1)
+    yield f":{number}"
+    server.terminate()
+    server.wait(10)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def stop_daemons_serving(address: str, pids) -> None:
+    """The daemon the plug-in started keeps running by design: stop it after the test."""
+    found = set(pids)
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            if address.encode() in cmdline.read_bytes():
+                found.add(int(cmdline.parent.name))
+        except OSError:
+            continue
+    for pid in found:
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+
+
+def test_krita_gui_action_opens_the_docker_and_apply_adds_one_undoable_layer(
+    krita_home, xvfb, tmp_path
+):
+    home, env = krita_home
+    pykrita = home / ".local/share/krita/pykrita"
+    driver = TESTS / "krita_gui_driver"
+    shutil.copytree(driver / "recolor_test_driver", pykrita / "recolor_test_driver",
+                    dirs_exist_ok=True)  # fmt: skip
+    shutil.copy(driver / "recolor_test_driver.desktop", pykrita)
+    address = f"tcp://127.0.0.1:{free_port()}"  # nothing there: the plug-in must start it
+    kritarc = home / ".config/kritarc"
+    text = kritarc.read_text()
+    assert "enable_recolor_with_palette=true" in text  # install.py enabled the plug-in
+    text = text.replace("[python]\n", "[python]\nenable_recolor_test_driver=true\n")
+    text += f"\n[RecolorWithPalette]\naddress={address}\nmethod=chang2015\n"
+    kritarc.write_text(text)
+    photo = np.asarray(Image.open(TESTS.parent / "demo-source.png"))[::2, ::2, :3] \
+        if (TESTS.parent / "demo-source.png").exists() else None  # fmt: skip
+    if photo is None:
+        from skimage import data
+
+        photo = data.astronaut()[::2, ::2]
+    Image.fromarray(photo).save(tmp_path / "photo.png")
+    config = {"out": str(tmp_path), "image": str(tmp_path / "photo.png")}
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    result_file = tmp_path / "gui-result.json"
+    try:
+        run = subprocess.run(
+            ["timeout", "-k", "10", "300", "krita", "--nosplash"],
+            env=krita_env(env, DISPLAY=xvfb, RECOLOR_GUI_TEST=str(tmp_path / "config.json")),
+            capture_output=True, text=True, timeout=330,
+        )  # fmt: skip
+        output = f"exit {run.returncode}\n{run.stdout[-3000:]}\n{run.stderr[-3000:]}"
+        assert result_file.exists(), f"the driver wrote nothing:\n{output}"
+        result = json.loads(result_file.read_text())
+    finally:
+        started = json.loads(result_file.read_text()).get("started_daemons", {}) \
+            if result_file.exists() else {}  # fmt: skip
+        stop_daemons_serving(address, started.values())
+    print(json.dumps(result, indent=1))
+    assert "error" not in result, f"{result['error']}\n{output}"
+    assert "Recolor with Palette…" in result["scripts_menu"]  # Tools > Scripts
+    assert result["docker_visible"] and result["docker_title"] == "Recolor with Palette"
+    assert address in result["started_daemons"]  # auto-started: nothing answered there
+    assert len(result["layer_palette"]) == 6
+    assert result["status"] == "Added layer “Recolor: Designer 003”"  # still shown after 0.8 s
+    assert result["children_after"] == result["children_before"] + ["Recolor: Designer 003"]
+    assert result["active_layer"] == "Recolor: Designer 003"  # Krita activates new layers
+    assert result["original_unchanged"] and result["new_layer_differs"]
+    assert result["children_after_undo"] == result["children_before"]  # ONE undo step
+    assert result["original_unchanged_after_undo"]
+    assert (tmp_path / "docker.png").stat().st_size > 5000
+    if os.environ.get("UPDATE_SCREENSHOTS"):
+        shutil.copy(tmp_path / "docker.png", ROOT / "docs" / "krita-docker.png")
+        shutil.copy(tmp_path / "window.png", ROOT / "docs" / "krita-window.png")
