@@ -17,13 +17,20 @@ Shapes, for an input of H x W (padded internally to a multiple of 16, at least 3
 
 Upsampling is bilinear resize followed by convolution (no transposed convolutions, which
 leave checkerboard artefacts), and the discriminator's last layer has no normalisation.
+
+The decoder's normalisation is conditioned on the palette (instance norm whose scale and
+shift come from the palette, as in FiLM / AdaIN). With plain instance norm, the tiled palette
+adds a spatially constant term to each channel which the very next norm subtracts again, and
+the per-image mean of every channel (the image's overall colour) is normalised away: the
+network could not use the palette at all, and learned to predict grey (found in training,
+architecture version 1).
 """
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-ARCH_VERSION = 1
+ARCH_VERSION = 2
 PALETTE_NUMBERS = 18  # six LAB colours
 
 
@@ -67,15 +74,35 @@ class FeatureEncoder(nn.Module):
         return c1, c2, c3, c4
 
 
+class PaletteNorm(nn.Module):
+    """Instance norm with a scale and shift predicted from the palette."""
+
+    def __init__(self, channels):
+        super().__init__()
+        self.norm = nn.InstanceNorm2d(channels, affine=False)
+        self.film = nn.Linear(PALETTE_NUMBERS, 2 * channels)
+        nn.init.zeros_(self.film.weight)  # starts as a plain instance norm
+        nn.init.zeros_(self.film.bias)
+
+    def forward(self, x, palette):
+        scale, shift = self.film(palette)[:, :, None, None].chunk(2, dim=1)
+        return self.norm(x) * (1 + scale) + shift
+
+
 class UpBlock(nn.Module):
-    """Two 3x3 conv blocks at this level, then a bilinear doubling of the resolution."""
+    """Two 3x3 conv + palette-conditioned norm + LeakyReLU, then a bilinear doubling."""
 
     def __init__(self, cin, cout):
         super().__init__()
-        self.convs = nn.Sequential(conv_block(cin, cout), conv_block(cout, cout))
+        self.conv1 = nn.Conv2d(cin, cout, 3, 1, 1)
+        self.norm1 = PaletteNorm(cout)
+        self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1)
+        self.norm2 = PaletteNorm(cout)
 
-    def forward(self, x):
-        return F.interpolate(self.convs(x), scale_factor=2, mode="bilinear", align_corners=False)
+    def forward(self, x, palette):
+        x = F.leaky_relu(self.norm1(self.conv1(x), palette), 0.2)
+        x = F.leaky_relu(self.norm2(self.conv2(x), palette), 0.2)
+        return F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False)
 
 
 def tile(palette, like):
@@ -95,10 +122,10 @@ class RecoloringDecoder(nn.Module):
 
     def forward(self, features, palette, lightness):
         c1, c2, c3, c4 = features
-        d1 = self.up1(torch.cat([tile(palette, c1), c1], 1))
-        d2 = self.up2(torch.cat([c2, d1], 1))
-        d3 = self.up3(torch.cat([tile(palette, c3), c3, d2], 1))
-        d4 = self.up4(torch.cat([tile(palette, c4), c4, d3], 1))
+        d1 = self.up1(torch.cat([tile(palette, c1), c1], 1), palette)
+        d2 = self.up2(torch.cat([c2, d1], 1), palette)
+        d3 = self.up3(torch.cat([tile(palette, c3), c3, d2], 1), palette)
+        d4 = self.up4(torch.cat([tile(palette, c4), c4, d3], 1), palette)
         return torch.tanh(self.to_ab(torch.cat([lightness, d4], 1)))
 
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from backend.model import Discriminator, PaletteNet
+from backend.model import ARCH_VERSION, Discriminator, PaletteNet
 from backend.palette import rgb_to_lab_np
 from backend.recolor import recolor_rgb
 from backend.weights import WeightsError, load_weights, read_metadata, save_weights
@@ -55,7 +55,7 @@ def test_weights_round_trip_with_metadata(tmp_path, model):
     save_weights(model, path, {"steps": 5, "data": "tests"}, half=True)
     loaded = load_weights(path)
     meta = read_metadata(path)
-    assert meta["arch_version"] == 1 and meta["training"]["steps"] == 5
+    assert meta["arch_version"] == ARCH_VERSION and meta["training"]["steps"] == 5
     x, p = torch.rand(1, 3, 32, 32), torch.rand(1, 18)
     with torch.no_grad():
         assert torch.allclose(loaded(x, p), model(x, p), atol=2e-2)  # half precision file
