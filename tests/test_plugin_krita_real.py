@@ -62,6 +62,10 @@ def krita_home(tmp_path_factory):
 
 def krita_env(env: dict, **extra) -> dict:
     clean = {k: v for k, v in env.items() if not k.startswith("PYTHON")}  # Krita's own Python
+    # Debian's Krita embeds the system Python, which finds its prefix through the first
+    # `python3` on PATH: a pyenv or virtualenv Python first on PATH (as when CI runs under
+    # pyenv's `python3`) makes it miss /usr/lib/python3/dist-packages and with it PyQt5.
+    clean["PATH"] = os.pathsep.join(["/usr/bin", clean.get("PATH", "")])
     return {**clean, **extra}
 
 
