@@ -23,3 +23,14 @@ def photo_folder(tmp_path_factory):
     for name in SAMPLE_PHOTOS:
         Image.fromarray(small_photo(name)).save(folder / f"{name}.jpg", quality=95)
     return folder
+
+
+@pytest.fixture(scope="module")
+def daemon(tmp_path_factory):
+    """A real `palettenet serve` on loopback with random (seeded) weights."""
+    from tests.servers import Server, random_weights
+
+    weights = random_weights(tmp_path_factory.mktemp("weights"))
+    server = Server("serve", "--bind", "tcp://127.0.0.1:*", "--weights", weights, "--device", "cpu")
+    yield server
+    server.stop()

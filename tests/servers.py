@@ -106,3 +106,17 @@ def recolor_header(pixels: np.ndarray, pixel_format: str, method="palettenet", *
 
 def as_pixels(frame, like: np.ndarray) -> np.ndarray:
     return np.frombuffer(frame, like.dtype).reshape(like.shape)
+
+
+def daemon_answer(
+    daemon, pixel_format, width, height, data, palette, mask=None, method="palettenet"
+):
+    """The daemon's own recolour of these pixels: what a plug-in must write back."""
+    from backend.client import Client
+
+    header = {"op": "recolor", "width": width, "height": height, "pixel_format": pixel_format,
+              "palette": palette, "method": method}  # fmt: skip
+    with Client(daemon.address, timeout_s=120) as client:
+        reply, frames = client.request(header, data, mask)
+    assert reply["ok"], reply
+    return bytes(frames[0])

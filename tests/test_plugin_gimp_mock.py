@@ -5,9 +5,8 @@ mask, greyscale images, and errors as the PDB error's text."""
 import numpy as np
 import pytest
 from gimp_mock import Gegl, Image, gimp_module
-from servers import Server, random_weights
+from servers import daemon_answer
 
-from backend.client import Client as BackendClient
 from plugin.recolor_with_palette.autostart import Launcher
 from plugin.recolor_with_palette.client import Client, Connection
 from plugin.recolor_with_palette.errors import MESSAGES, EditorError, RecolorError
@@ -22,14 +21,6 @@ from plugin.recolor_with_palette.gimp_api import (
 )
 
 PALETTE = ["#0b1d51", "#725ac1", "#8d86c9", "#cac4ce", "#f7ece1", "#e0b1cb"]
-
-
-@pytest.fixture(scope="module")
-def daemon(tmp_path_factory):
-    weights = random_weights(tmp_path_factory.mktemp("weights"))
-    server = Server("serve", "--bind", "tcp://127.0.0.1:*", "--weights", weights, "--device", "cpu")
-    yield server
-    server.stop()
 
 
 @pytest.fixture
@@ -49,13 +40,6 @@ def picture(height=30, width=40):
     return values
 
 
-def daemon_answer(daemon, fmt, width, height, data, mask=None, palette=PALETTE):
-    header = {"op": "recolor", "width": width, "height": height, "pixel_format": fmt,
-              "palette": palette, "method": "palettenet"}  # fmt: skip
-    with BackendClient(daemon.address, timeout_s=60) as backend:
-        reply, frames = backend.request(header, data, mask)
-    assert reply["ok"], reply
-    return bytes(frames[0])
 
 
 @pytest.mark.parametrize(
@@ -81,7 +65,7 @@ def test_new_layer_above_in_one_undo_group_at_the_images_precision(
     ((written_format, written),) = layer.buffer.writes
     assert written_format == babl and layer.buffer.flushed and layer.updated == (0, 0, 40, 30)
     sent = photo.buffer.get(Gegl.Rectangle(0, 0, 40, 30), 1.0, babl, None)
-    assert written == daemon_answer(daemon, wire, 40, 30, sent)
+    assert written == daemon_answer(daemon, wire, 40, 30, sent, PALETTE)
 
 
 def test_selection_limits_the_layer_and_travels_as_the_mask(gimp, client, daemon):
@@ -95,7 +79,7 @@ def test_selection_limits_the_layer_and_travels_as_the_mask(gimp, client, daemon
     sent = photo.buffer.get(Gegl.Rectangle(0, 0, 20, 15), 1.0, "R'G'B'A u8", None)
     mask = image.get_selection().get_buffer().get(Gegl.Rectangle(10, 5, 20, 15), 1.0, "Y u8", None)
     assert mask == b"\xff" * 300
-    assert written == daemon_answer(daemon, "RGBA8", 20, 15, sent, mask)
+    assert written == daemon_answer(daemon, "RGBA8", 20, 15, sent, PALETTE, mask)
 
 
 def test_a_selection_beside_the_layer_is_an_error_and_adds_nothing(gimp, client):

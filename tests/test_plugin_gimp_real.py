@@ -17,7 +17,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-from servers import Server, random_weights
 
 from backend.client import Client as BackendClient
 
@@ -70,14 +69,6 @@ open(out + "/top.bin", "wb").write(pixels(layers[0]))
 open(out + "/original.bin", "wb").write(pixels(layers[-1]))
 open(out + "/gimp-result.json", "w").write(json.dumps(record))
 """
-
-
-@pytest.fixture(scope="module")
-def daemon(tmp_path_factory):
-    weights = random_weights(tmp_path_factory.mktemp("weights"))
-    server = Server("serve", "--bind", "tcp://127.0.0.1:*", "--weights", weights, "--device", "cpu")
-    yield server
-    server.stop()
 
 
 def test_gimp_console_runs_the_procedure_non_interactively(daemon, tmp_path):

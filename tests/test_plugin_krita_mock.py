@@ -7,9 +7,8 @@ import json
 import numpy as np
 import pytest
 from krita_mock import Document, KritaApp, Selection, krita_module
-from servers import Server, random_weights
+from servers import daemon_answer
 
-from backend.client import Client as BackendClient
 from plugin.recolor_with_palette import client as client_module
 from plugin.recolor_with_palette.autostart import Launcher
 from plugin.recolor_with_palette.client import CancelToken
@@ -19,14 +18,6 @@ from plugin.recolor_with_palette.krita_api import KritaEditor
 from plugin.recolor_with_palette.palettes import designer_palettes
 from plugin.recolor_with_palette.pixels import layer_to_wire, wire_to_layer
 from plugin.recolor_with_palette.settings import Settings
-
-
-@pytest.fixture(scope="module")
-def daemon(tmp_path_factory):
-    weights = random_weights(tmp_path_factory.mktemp("weights"))
-    server = Server("serve", "--bind", "tcp://127.0.0.1:*", "--weights", weights, "--device", "cpu")
-    yield server
-    server.stop()
 
 
 class Recorder:
@@ -143,15 +134,6 @@ def setup(daemon, tmp_path):
     return Setup(daemon, tmp_path, document)
 
 
-def daemon_answer(
-    daemon, pixel_format, width, height, data, palette, mask=None, method="palettenet"
-):
-    header = {"op": "recolor", "width": width, "height": height, "pixel_format": pixel_format,
-              "palette": palette, "method": method}  # fmt: skip
-    with BackendClient(daemon.address, timeout_s=60) as client:
-        reply, frames = client.request(header, data, mask)
-    assert reply["ok"], reply
-    return bytes(frames[0])
 
 
 # --- palettes in the docker ----------------------------------------------------------------

@@ -23,9 +23,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-from servers import Server, random_weights
+from servers import daemon_answer
 
-from backend.client import Client as BackendClient
 from plugin.recolor_with_palette.pixels import is_linear_profile, layer_to_wire, wire_to_layer
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -36,14 +35,6 @@ pytestmark = pytest.mark.skipif(
     reason="Krita is not installed (apt-get install krita python3-pyqt5; .ci/run does this "
     "as root): the real-Krita tests cannot run",
 )
-
-
-@pytest.fixture(scope="module")
-def daemon(tmp_path_factory):
-    weights = random_weights(tmp_path_factory.mktemp("weights"))
-    server = Server("serve", "--bind", "tcp://127.0.0.1:*", "--weights", weights, "--device", "cpu")
-    yield server
-    server.stop()
 
 
 @pytest.fixture(scope="module")
@@ -69,13 +60,6 @@ def krita_env(env: dict, **extra) -> dict:
     return {**clean, **extra}
 
 
-def daemon_answer(daemon, pixel_format, width, height, data, palette, mask=None):
-    header = {"op": "recolor", "width": width, "height": height, "pixel_format": pixel_format,
-              "palette": palette, "method": "palettenet"}  # fmt: skip
-    with BackendClient(daemon.address, timeout_s=120) as client:
-        reply, frames = client.request(header, data, mask)
-    assert reply["ok"], reply
-    return bytes(frames[0])
 
 
 def test_headless_krita_recolours_real_layers_into_new_layers(daemon, krita_home, tmp_path):
