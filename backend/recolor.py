@@ -39,10 +39,8 @@ def predict_lab(model: PaletteNet, lab: torch.Tensor, palette_net: torch.Tensor)
 
 def recolor_rgb(model: PaletteNet, rgb: np.ndarray, palette_lab) -> np.ndarray:
     """float RGB (H, W, 3) in 0..1 -> recoloured float RGB, run at the image's own size."""
-    device = next(model.parameters()).device
-    lab = rgb_to_lab(torch.as_tensor(rgb, dtype=torch.float32, device=device))[None]
-    palette = palette_to_net(palette_lab).to(device)[None]
-    return lab_to_rgb(predict_lab(model, lab, palette))[0].cpu().numpy()
+    (result,) = predict(model, [np.asarray(rgb, dtype=np.float32)], [palette_lab])
+    return result
 
 
 # --- layers of any size -------------------------------------------------------------------
