@@ -189,14 +189,20 @@ class Engine:
         if counted is None or counted.any():
             start = time.perf_counter()
             source = request.source_palette
-            if source is None:  # the palette the `palette` op would give, in lightness order
-                source, _ = extract_palette(layer.rgb8(), len(request.palette), alpha=counted)
+            if source is None:
+                source = self._layer_palette(layer, len(request.palette))
             lattice = build_lattice(source, request.palette)
             timing["lattice"] = _milliseconds(start)
             start = time.perf_counter()
             layer.recolor_into(out, lambda rgb, top: apply_lattice(rgb, lattice))
             timing["apply"] = _milliseconds(start)
         return self._recolored(request, layer, out, timing)
+
+    @staticmethod
+    def _layer_palette(layer: Layer, k: int) -> np.ndarray:
+        """The palette the `palette` op would give (visible, selected pixels), in lightness
+        order: what a palette's entries replace when the request does not say."""
+        return extract_palette(layer.rgb8(), k, alpha=layer.counted())[0]
 
     def _start_palettenet(self, index: int, request: Request) -> "_Started":
         if self.model is None:
@@ -209,7 +215,10 @@ class Engine:
         start = time.perf_counter()
         working = prepare(layer)
         timing["prepare"] = _milliseconds(start)
-        return _Started(index, request, layer, working, timing)
+        source = request.source_palette
+        if source is None and working is not None and self.model.needs_source:
+            source = self._layer_palette(layer, len(request.palette))
+        return _Started(index, request, layer, working, timing, source)
 
     def _finish_palettenet(self, batch: list["_Started"]):
         """The network once per working size over the batch, then each layer finished;
@@ -223,7 +232,8 @@ class Engine:
             try:
                 images = [item.working.rgb for item in items]
                 palettes = [item.request.palette for item in items]
-                outputs = predict(self.model, images, palettes, self.half)
+                sources = [item.source for item in items]
+                outputs = predict(self.model, images, palettes, self.half, sources)
             except Exception as error:
                 for item in items:
                     item.error = error
@@ -253,5 +263,6 @@ class _Started:
     layer: Layer
     working: Working | None
     timing: dict
+    source: np.ndarray | None  # the colours the palette replaces (None: not used)
     output: np.ndarray | None = None
     error: Exception | None = None

@@ -7,12 +7,13 @@ Shapes, for an input of H x W (padded internally to a multiple of 16, at least 3
       residual stage, stride 2                 c3: 128 x H/4
       residual stage, stride 2                 c2: 256 x H/8
       residual stage, stride 2                 c1: 512 x H/16
-    Recoloring Decoder (P = target palette, 18 numbers tiled over the feature map)
-      [P, c1]     530 -> 256, upsample         d1: 256 x H/8
-      [c2, d1]    512 -> 128, upsample         d2: 128 x H/4
-      [P, c3, d2] 274 ->  64, upsample         d3:  64 x H/2
-      [P, c4, d3] 146 ->  64, upsample         d4:  64 x H
-      [L, d4]      65 ->   2, tanh             ab in the network range
+    Recoloring Decoder (P = the palette condition, tiled over the feature map: 18 numbers,
+    or 36 with --condition source+target)
+      [P, c1]     512+P -> 256, upsample       d1: 256 x H/8
+      [c2, d1]      512 -> 128, upsample       d2: 128 x H/4
+      [P, c3, d2] 256+P ->  64, upsample       d3:  64 x H/2
+      [P, c4, d3] 128+P ->  64, upsample       d4:  64 x H
+      [L, d4]        65 ->   2, tanh           ab in the network range
     Discriminator (LAB image + tiled palette, 21 channels) -> a grid of real/fake logits.
 
 Upsampling is bilinear resize followed by convolution (no transposed convolutions, which
@@ -24,6 +25,14 @@ adds a spatially constant term to each channel which the very next norm subtract
 the per-image mean of every channel (the image's overall colour) is normalised away: the
 network could not use the palette at all, and learned to predict grey (found in training,
 architecture version 1).
+
+Two conditions (PaletteNet(condition=...)):
+  "target"         the paper's network: only the six target colours. It has to work out
+                   from the image which of its colours each target colour replaces.
+  "source+target"  also the six source colours they replace, entry by entry (what the editor
+                   knows: the swatch the artist changed), given as target and target - source.
+                   A swatch left alone then reads as "move nothing", which a target-only
+                   network cannot tell from "move this colour here".
 """
 
 import torch
@@ -32,6 +41,7 @@ import torch.nn.functional as F
 
 ARCH_VERSION = 2
 PALETTE_NUMBERS = 18  # six LAB colours
+CONDITIONS = {"target": PALETTE_NUMBERS, "source+target": 2 * PALETTE_NUMBERS}
 
 
 def conv_block(cin, cout, stride=1):
@@ -77,10 +87,10 @@ class FeatureEncoder(nn.Module):
 class PaletteNorm(nn.Module):
     """Instance norm with a scale and shift predicted from the palette."""
 
-    def __init__(self, channels):
+    def __init__(self, channels, condition_numbers):
         super().__init__()
         self.norm = nn.InstanceNorm2d(channels, affine=False)
-        self.film = nn.Linear(PALETTE_NUMBERS, 2 * channels)
+        self.film = nn.Linear(condition_numbers, 2 * channels)
         nn.init.zeros_(self.film.weight)  # starts as a plain instance norm
         nn.init.zeros_(self.film.bias)
 
@@ -92,12 +102,12 @@ class PaletteNorm(nn.Module):
 class UpBlock(nn.Module):
     """Two 3x3 conv + palette-conditioned norm + LeakyReLU, then a bilinear doubling."""
 
-    def __init__(self, cin, cout):
+    def __init__(self, cin, cout, condition_numbers):
         super().__init__()
         self.conv1 = nn.Conv2d(cin, cout, 3, 1, 1)
-        self.norm1 = PaletteNorm(cout)
+        self.norm1 = PaletteNorm(cout, condition_numbers)
         self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1)
-        self.norm2 = PaletteNorm(cout)
+        self.norm2 = PaletteNorm(cout, condition_numbers)
 
     def forward(self, x, palette):
         x = F.leaky_relu(self.norm1(self.conv1(x), palette), 0.2)
@@ -106,18 +116,17 @@ class UpBlock(nn.Module):
 
 
 def tile(palette, like):
-    """(B, 18) palette -> (B, 18, h, w) matching the spatial size of `like`."""
+    """(B, P) palette -> (B, P, h, w) matching the spatial size of `like`."""
     return palette[:, :, None, None].expand(-1, -1, like.shape[2], like.shape[3])
 
 
 class RecoloringDecoder(nn.Module):
-    def __init__(self):
+    def __init__(self, p=PALETTE_NUMBERS):
         super().__init__()
-        p = PALETTE_NUMBERS
-        self.up1 = UpBlock(p + 512, 256)
-        self.up2 = UpBlock(256 + 256, 128)
-        self.up3 = UpBlock(p + 128 + 128, 64)
-        self.up4 = UpBlock(p + 64 + 64, 64)
+        self.up1 = UpBlock(p + 512, 256, p)
+        self.up2 = UpBlock(256 + 256, 128, p)
+        self.up3 = UpBlock(p + 128 + 128, 64, p)
+        self.up4 = UpBlock(p + 64 + 64, 64, p)
         self.to_ab = nn.Conv2d(1 + 64, 2, 3, 1, 1)
 
     def forward(self, features, palette, lightness):
@@ -130,17 +139,29 @@ class RecoloringDecoder(nn.Module):
 
 
 class PaletteNet(nn.Module):
-    """LAB image (B, 3, H, W) and palette (B, 18), both in the network range -> ab (B, 2, H, W).
+    """LAB image (B, 3, H, W) and target palette (B, 18), both in the network range, plus the
+    source palette (B, 18) for condition "source+target" -> ab (B, 2, H, W).
 
     The caller combines the predicted ab with the source L; any H and W work.
     """
 
-    def __init__(self):
+    def __init__(self, condition="target"):
         super().__init__()
+        if condition not in CONDITIONS:
+            raise ValueError(f"condition {condition!r}: use one of {', '.join(CONDITIONS)}")
+        self.condition = condition
         self.encoder = FeatureEncoder()
-        self.decoder = RecoloringDecoder()
+        self.decoder = RecoloringDecoder(CONDITIONS[condition])
 
-    def forward(self, lab, palette):
+    @property
+    def needs_source(self) -> bool:
+        return self.condition == "source+target"
+
+    def forward(self, lab, palette, source_palette=None):
+        if self.needs_source:
+            if source_palette is None:
+                raise ValueError("this PaletteNet is conditioned on the source palette too")
+            palette = torch.cat([palette, palette - source_palette], 1)
         height, width = lab.shape[2:]
         # A multiple of 16, and at least 32 so the deepest level keeps more than one pixel
         # for instance norm.

@@ -166,30 +166,39 @@ def canonical_order(lab) -> np.ndarray:
     return np.lexsort((lab[:, 2], lab[:, 1], lab[:, 0]))
 
 
-def to_model_palette(lab, weights=None) -> np.ndarray:
+def to_model_palette(lab, weights=None, paired=None):
     """Any palette of 1..12 LAB colours -> the (6, 3) palette the network takes.
 
     The colours are sorted dark to light. Fewer than six are repeated (evenly, never
     inventing colours the user did not pick); more than six are reduced by repeatedly
     merging the two closest colours into their weighted mean. The result depends only on
     the set of colours, not on the order the user gave them in.
+
+    `paired`: colours in correspondence with `lab` entry by entry (the targets of a source
+    palette); they are sorted, repeated and merged along with `lab`, and (lab6, paired6) is
+    returned.
     """
     lab = np.asarray(lab, dtype=np.float64).reshape(-1, 3)
     n = len(lab)
     if not 1 <= n <= MAX_USER_PALETTE_SIZE:
         raise PaletteError(f"a palette needs 1 to {MAX_USER_PALETTE_SIZE} colours, got {n}")
+    other = lab if paired is None else np.asarray(paired, dtype=np.float64).reshape(-1, 3)
+    if len(other) != n:
+        raise PaletteError(f"{n} source colours but {len(other)} target colours")
     weights = np.ones(n) if weights is None else np.asarray(weights, dtype=np.float64)
     order = canonical_order(lab)
-    lab, weights = lab[order], weights[order]
+    lab, other, weights = lab[order], other[order], weights[order]
     while len(lab) > MODEL_PALETTE_SIZE:
         distance = ((lab[:, None] - lab[None]) ** 2).sum(-1)
         distance[np.tril_indices(len(lab))] = np.inf
         i, j = np.unravel_index(np.argmin(distance), distance.shape)
-        merged = (lab[i] * weights[i] + lab[j] * weights[j]) / (weights[i] + weights[j])
-        lab[i], weights[i] = merged, weights[i] + weights[j]
-        lab, weights = np.delete(lab, j, axis=0), np.delete(weights, j)
+        share = np.array([weights[i], weights[j]]) / (weights[i] + weights[j])
+        lab[i], other[i] = share @ lab[[i, j]], share @ other[[i, j]]
+        weights[i] += weights[j]
+        lab, other, weights = (np.delete(x, j, axis=0) for x in (lab, other, weights))
         order = canonical_order(lab)
-        lab, weights = lab[order], weights[order]
+        lab, other, weights = lab[order], other[order], weights[order]
     if len(lab) < MODEL_PALETTE_SIZE:
-        lab = lab[np.round(np.linspace(0, len(lab) - 1, MODEL_PALETTE_SIZE)).astype(int)]
-    return lab
+        spread = np.round(np.linspace(0, len(lab) - 1, MODEL_PALETTE_SIZE)).astype(int)
+        lab, other = lab[spread], other[spread]
+    return lab if paired is None else (lab, other)

@@ -107,7 +107,7 @@ class Request:
     mask: object = None  # bytes-like, width * height, or None
     method: str = "palettenet"
     palette: np.ndarray | None = None  # target colours, LAB (n, 3)
-    source_palette: np.ndarray | None = None  # chang2015's colours to move, LAB (n, 3)
+    source_palette: np.ndarray | None = None  # the colours palette's entries replace, LAB (n, 3)
     max_side: int | None = None
     k: int = MODEL_PALETTE_SIZE
 
@@ -202,7 +202,7 @@ def parse_request(frames: list, max_pixels: int = DEFAULT_MAX_PIXELS) -> Request
     if "palette" not in header:
         raise ProtocolError("bad_palette", "recolor needs a palette (a list of hex strings)")
     request.palette = _palette(header["palette"], "palette")
-    if request.method == "chang2015" and header.get("source_palette") is not None:
+    if header.get("source_palette") is not None:
         request.source_palette = _palette(header["source_palette"], "source_palette")
         if len(request.source_palette) != len(request.palette):
             message = (

@@ -18,28 +18,45 @@ from backend.color import lab_to_net, lab_to_rgb, net_to_lab, rgb_to_lab
 from backend.fullres import WORKING_SIDE, AffineField, fit_local_affine, weighted_resize
 from backend.fullres import working_size as reduced_size
 from backend.model import PaletteNet
-from backend.palette import to_model_palette
+from backend.palette import extract_palette, to_model_palette
 from backend.pixels import Layer
 
 
-def palette_to_net(palette_lab, weights=None) -> torch.Tensor:
-    """A user palette (n, 3) LAB -> the (18,) network input, canonical order and size."""
-    six = torch.as_tensor(to_model_palette(palette_lab, weights), dtype=torch.float32)
-    return lab_to_net(six).reshape(-1)
+def palette_to_net(palette_lab, source_lab=None):
+    """A user palette (n, 3) LAB, and the colours it replaces entry by entry if known ->
+    the network's (18,) target input and (18,) source input (None without a source), in
+    canonical order and size."""
+
+    def to_net(six):
+        return lab_to_net(torch.as_tensor(six, dtype=torch.float32)).reshape(-1)
+
+    if source_lab is None:
+        return to_net(to_model_palette(palette_lab)), None
+    source, target = to_model_palette(source_lab, paired=palette_lab)
+    return to_net(target), to_net(source)
+
+
+def image_palette(rgb: np.ndarray, k: int) -> np.ndarray:
+    """The palette (k, 3) LAB that the `palette` op would give for float RGB (H, W, 3)."""
+    rgb8 = np.clip(np.round(np.asarray(rgb) * 255), 0, 255).astype(np.uint8)
+    return extract_palette(rgb8, k)[0]
 
 
 @torch.no_grad()
-def predict_lab(model: PaletteNet, lab: torch.Tensor, palette_net: torch.Tensor) -> torch.Tensor:
-    """LAB images (B, H, W, 3) and network palettes (B, 18) -> recoloured LAB (source L kept)."""
+def predict_lab(model: PaletteNet, lab: torch.Tensor, palette_net, source_net=None):
+    """LAB images (B, H, W, 3) and network palettes (B, 18) (target, and source for a
+    source+target model) -> recoloured LAB (source L kept)."""
     source = lab_to_net(lab).permute(0, 3, 1, 2)
-    ab = model(source, palette_net).float()
+    ab = model(source, palette_net, source_net).float()
     out = torch.cat([source[:, :1], ab], 1).permute(0, 2, 3, 1)
     return net_to_lab(out)
 
 
-def recolor_rgb(model: PaletteNet, rgb: np.ndarray, palette_lab) -> np.ndarray:
-    """float RGB (H, W, 3) in 0..1 -> recoloured float RGB, run at the image's own size."""
-    (result,) = predict(model, [np.asarray(rgb, dtype=np.float32)], [palette_lab])
+def recolor_rgb(model: PaletteNet, rgb: np.ndarray, palette_lab, source_lab=None) -> np.ndarray:
+    """float RGB (H, W, 3) in 0..1 -> recoloured float RGB, run at the image's own size.
+    `source_lab`: the colours that palette_lab's entries replace (else the image's own)."""
+    rgb = np.asarray(rgb, dtype=np.float32)
+    (result,) = predict(model, [rgb], [palette_lab], sources=[source_lab])
     return result
 
 
@@ -78,15 +95,31 @@ def prepare(layer: Layer, side: int = WORKING_SIDE) -> Working | None:
 
 
 @torch.no_grad()
-def predict(model: PaletteNet, images: list[np.ndarray], palettes: list, half=False):
+def predict(model: PaletteNet, images: list[np.ndarray], palettes: list, half=False, sources=None):
     """The network on working images of one size (float RGB (h, w, 3) each) and their
-    palettes (n_i, 3) LAB, as one batch -> recoloured float RGB, one per image."""
+    palettes (n_i, 3) LAB, as one batch -> recoloured float RGB, one per image.
+
+    `sources`: per image, the colours its palette's entries replace, or None. A source+target
+    model without one takes the image's own palette (what the `palette` op gives, in
+    lightness order); a target-only model does not use them."""
     device = next(model.parameters()).device
+    sources = list(sources) if sources is not None else [None] * len(images)
+    if model.needs_source:
+        sources = [
+            source if source is not None else image_palette(image, len(palette))
+            for image, palette, source in zip(images, palettes, sources)
+        ]
+    else:
+        sources = [None] * len(images)
+    inputs = [palette_to_net(p, s) for p, s in zip(palettes, sources)]
+    palette = torch.stack([target for target, _ in inputs]).to(device)
+    source_palette = None
+    if model.needs_source:
+        source_palette = torch.stack([source for _, source in inputs]).to(device)
     rgb = torch.as_tensor(np.stack(images), device=device)
-    palette = torch.stack([palette_to_net(p) for p in palettes]).to(device)
     lab = rgb_to_lab(rgb)  # float32 outside autocast: the source L is passed through as is
     with torch.autocast(device.type, dtype=torch.float16, enabled=half):
-        lab = predict_lab(model, lab, palette)
+        lab = predict_lab(model, lab, palette, source_palette)
     return list(lab_to_rgb(lab).cpu().numpy())
 
 
@@ -110,11 +143,13 @@ def finish(layer: Layer, working: Working, result: np.ndarray, out: np.ndarray) 
     cropped.recolor_into(out[top:bottom, left:right], transform)
 
 
-def recolor_layer(model: PaletteNet, layer: Layer, palette_lab, half=False) -> np.ndarray:
+def recolor_layer(
+    model: PaletteNet, layer: Layer, palette_lab, half=False, source_lab=None
+) -> np.ndarray:
     """A layer recoloured to a palette ((n, 3) LAB): new pixels in the layer's format."""
     out = layer.pixels.copy()
     working = prepare(layer)
     if working is not None:
-        (result,) = predict(model, [working.rgb], [palette_lab], half)
+        (result,) = predict(model, [working.rgb], [palette_lab], half, [source_lab])
         finish(layer, working, result, out)
     return out

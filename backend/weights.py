@@ -28,6 +28,7 @@ def save_weights(model: PaletteNet, path, training: dict | None = None, half=Fal
         "format": FILE_FORMAT,
         "arch_version": ARCH_VERSION,
         "normalisation": NORMALISATION,
+        "condition": model.condition,
         "training": training or {},
         "state_dict": state,
     }
@@ -46,7 +47,10 @@ def read_metadata(path) -> dict:
 def load_weights(path, device="cpu") -> PaletteNet:
     """A PaletteNet in eval mode with the file's weights, or WeightsError saying why not."""
     record = _read(path)
-    model = PaletteNet()
+    try:
+        model = PaletteNet(record.get("condition", "target"))
+    except ValueError as error:
+        raise WeightsError(f"{path}: {error}") from None
     state = {k: v.float() if v.is_floating_point() else v for k, v in record["state_dict"].items()}
     try:
         model.load_state_dict(state)

@@ -31,6 +31,8 @@ def prepare(images, out, *extra):
         "4",
         "--local-variants",
         "2",
+        "--multi-variants",
+        "1",
         "--workers",
         "1",
         *extra,
@@ -50,12 +52,12 @@ def dataset(photo_folder, tmp_path_factory):
 
 def test_prepare_writes_a_compact_split_dataset(dataset):
     meta = json.loads((dataset / "meta.json").read_text())
-    assert meta["kinds"] == ["original", "hue", "hue", "hue", "local", "local"]
+    assert meta["kinds"] == ["original", "hue", "hue", "hue", "local", "local", "multi"]
     assert sum(meta["counts"].values()) == 6
     files = sorted(p.name for p in dataset.rglob("*") if p.is_file())
     assert len(files) == 2 + 3 * 4  # a handful of files, not one per image
     train = np.load(dataset / "train" / "ab.npy")
-    assert train.shape[1:] == (6, 48, 64, 2) and train.dtype == np.int8
+    assert train.shape[1:] == (7, 48, 64, 2) and train.dtype == np.int8
 
 
 def test_split_is_by_source_photo_and_reproducible(dataset, photo_folder, tmp_path):

@@ -1,4 +1,4 @@
-"""python -m training {prepare,train,evaluate} ... (see each module's docstring)."""
+"""python -m training {prepare,train,evaluate,export} ... (see each module's docstring)."""
 
 import argparse
 import importlib
@@ -8,6 +8,7 @@ COMMANDS = {
     "prepare": ("training.prepare", "build a training dataset from a folder of photos"),
     "train": ("training.train", "train PaletteNet (phase 1: Euclidean, phase 2: adversarial)"),
     "evaluate": ("training.evaluate", "quality benchmark of recolouring methods"),
+    "export": ("training.export", "write a weight file for shipping (half precision)"),
 }
 
 

@@ -2,9 +2,9 @@
 
 Every variant of a photo shares the photo's L, so any two variants (i, j) of one photo make a
 training pair: input = variant i, target palette = palette of j, ground truth = ab of j.
-Global pairs take two hue variants; local pairs go from the photo to one of its local edits
-or back. Batches are a pure function of (seed, step, rank), so a resumed run sees exactly the
-batches it would have seen, and DDP ranks see different ones.
+Global pairs take two hue variants; local and multi pairs go from the photo to one of its
+edits of that kind or back. Batches are a pure function of (seed, step, rank), so a resumed
+run sees exactly the batches it would have seen, and DDP ranks see different ones.
 """
 
 import json
@@ -16,6 +16,7 @@ import torch.nn.functional as F
 
 from backend.color import lab_to_net, rgb_to_lab
 
+MIX_KINDS = ("hue", "local", "multi")
 CROP_SCALES = (0.5, 1.0)  # side of a random crop, as a fraction of the photo's short side
 
 
@@ -29,8 +30,9 @@ def parse_mix(text: str) -> dict:
     mix = {}
     for part in text.split(","):
         kind, _, weight = part.partition("=")
-        if kind.strip() not in ("hue", "local"):
-            raise ValueError(f"unknown variant kind {kind!r} in mix {text!r} (use hue, local)")
+        if kind.strip() not in MIX_KINDS:
+            known = ", ".join(MIX_KINDS)
+            raise ValueError(f"unknown variant kind {kind!r} in mix {text!r} (use {known})")
         mix[kind.strip()] = float(weight)
     total = sum(mix.values())
     if total <= 0:
@@ -48,13 +50,19 @@ class PairDataset:
         self.palettes = np.load(folder / "palettes.npy")
         self.names = json.loads((folder / "names.json").read_text())
         kinds = np.array(meta["kinds"])
-        self.hue_variants = np.flatnonzero(kinds != "local")  # the original is hue shift 0
-        self.local_variants = np.flatnonzero(kinds == "local")
+        self.variants = {
+            "hue": np.flatnonzero((kinds == "hue") | (kinds == "original")),  # shift 0 too
+            "local": np.flatnonzero(kinds == "local"),
+            "multi": np.flatnonzero(kinds == "multi"),
+        }
         self.mix = {k: w for k, w in mix.items() if w > 0}
-        if "local" in self.mix and len(self.local_variants) == 0:
-            raise ValueError(f"{root} has no local-edit variants; prepare with --local-variants")
-        if "hue" in self.mix and len(self.hue_variants) < 2:
+        if "hue" in self.mix and len(self.variants["hue"]) < 2:
             raise ValueError(f"{root} has no hue-shift variants; prepare with --variants 2+")
+        for kind in ("local", "multi"):
+            if kind in self.mix and len(self.variants[kind]) == 0:
+                raise ValueError(
+                    f"{root} has no {kind}-edit variants; prepare with --{kind}-variants"
+                )
 
     def __len__(self):
         return len(self.rgb)
@@ -65,9 +73,9 @@ class PairDataset:
         kinds = list(self.mix)
         kind = kinds[rng.choice(len(kinds), p=list(self.mix.values()))]
         if kind == "hue":
-            i, j = rng.choice(self.hue_variants, size=2, replace=False)
+            i, j = rng.choice(self.variants["hue"], size=2, replace=False)
         else:
-            i, j = 0, int(rng.choice(self.local_variants))
+            i, j = 0, int(rng.choice(self.variants[kind]))
             if rng.random() < 0.5:
                 i, j = j, i
         return photo, int(i), int(j)
@@ -85,45 +93,56 @@ class PairDataset:
     def make(self, pairs, size, rng=None) -> Batch:
         """Assemble pairs into a batch at size x size; with rng, random crops and flips,
         without, the whole photo resized (validation)."""
-        items = [self._one(p, i, j, size, rng) for p, i, j in pairs]
-        return Batch({key: torch.stack([item[key] for item in items]) for key in items[0]})
+        return to_network(self.crops(pairs, rng), size, square=rng is not None)
 
-    def _one(self, photo, i, j, size, rng):
+    def crops(self, pairs, rng=None) -> dict:
+        """The pairs' stored pixels, cropped (one random square per batch, each pair its own
+        place and flip) or whole without rng: uint8 rgb (B, h, w, 3), int8 ab (B, 2, h, w, 2)
+        of the input and target variants, float32 LAB palettes (B, 2, 6, 3). Cheap: the
+        colour conversion and resizing happen in to_network, on the training device."""
         height, width = self.rgb.shape[1:3]
-        if rng is None:
-            top, left, crop_h, crop_w, flip = 0, 0, height, width, False
-        else:
-            side = int(min(height, width) * rng.uniform(*CROP_SCALES))
-            crop_h = crop_w = max(side, 16)
-            top = int(rng.integers(height - crop_h + 1))
-            left = int(rng.integers(width - crop_w + 1))
-            flip = bool(rng.random() < 0.5)
-        window = (slice(top, top + crop_h), slice(left, left + crop_w))
-        rgb = torch.from_numpy(self.rgb[photo][window] / np.float32(255))
-        lightness = rgb_to_lab(rgb)[..., :1]
-        ab = torch.from_numpy(
-            np.asarray(self.ab[photo, [i, j]][:, window[0], window[1]], dtype=np.float32)
-        )
-        source = torch.cat([lightness, ab[0]], -1)
-        target = torch.cat([lightness, ab[1]], -1)
-        both = lab_to_net(torch.stack([source, target])).permute(0, 3, 1, 2)
-        if rng is None or crop_h != size or crop_w != size:
-            both = F.interpolate(
-                both,
-                size=(size, size) if rng is not None else _fit(height, width, size),
-                mode="bilinear",
-                antialias=True,
-                align_corners=False,
-            )
-        if flip:
-            both = both.flip(-1)
-        palettes = lab_to_net(torch.from_numpy(self.palettes[photo, [i, j]]))
+        side = height, width
+        if rng is not None:
+            side = (max(16, int(min(height, width) * rng.uniform(*CROP_SCALES))),) * 2
+        rgb, ab, palettes = [], [], []
+        for photo, i, j in pairs:
+            top, left, flip = 0, 0, False
+            if rng is not None:
+                top = int(rng.integers(height - side[0] + 1))
+                left = int(rng.integers(width - side[1] + 1))
+                flip = bool(rng.random() < 0.5)
+            rows, columns = slice(top, top + side[0]), slice(left, left + side[1])
+            if flip:
+                columns = slice(left + side[1] - 1, left - 1 if left else None, -1)
+            rgb.append(self.rgb[photo, rows, columns])
+            ab.append(self.ab[photo, [i, j]][:, rows, columns])
+            palettes.append(self.palettes[photo, [i, j]])
         return {
-            "source": both[0],
-            "target_ab": both[1, 1:],
-            "target_palette": palettes[1].reshape(-1),
-            "source_palette": palettes[0].reshape(-1),
+            key: torch.from_numpy(np.ascontiguousarray(np.stack(value)))
+            for key, value in (("rgb", rgb), ("ab", ab), ("palettes", palettes))
         }
+
+
+def to_network(crops: dict, size: int, square=True) -> Batch:
+    """Crops from PairDataset.crops (on any device) -> a Batch in the network range, resized
+    to size x size (square) or to long side `size` keeping the aspect (validation)."""
+    rgb = crops["rgb"].float() / 255
+    lightness = rgb_to_lab(rgb)[..., :1].unsqueeze(1).expand(-1, 2, -1, -1, -1)
+    lab = lab_to_net(torch.cat([lightness, crops["ab"].float()], -1))  # (B, 2, h, w, 3)
+    batch, _, height, width, _ = lab.shape
+    both = lab.permute(0, 1, 4, 2, 3).reshape(batch, 6, height, width)
+    out_size = (size, size) if square else _fit(height, width, size)
+    if (height, width) != out_size:
+        both = F.interpolate(
+            both, size=out_size, mode="bilinear", antialias=True, align_corners=False
+        )
+    palettes = lab_to_net(crops["palettes"].float())
+    return Batch(
+        source=both[:, :3].contiguous(),
+        target_ab=both[:, 4:].contiguous(),
+        target_palette=palettes[:, 1].reshape(batch, -1),
+        source_palette=palettes[:, 0].reshape(batch, -1),
+    )
 
 
 def _fit(height, width, size):
@@ -132,9 +151,16 @@ def _fit(height, width, size):
     return (max(16, round(height * scale / 16) * 16), max(16, round(width * scale / 16) * 16))
 
 
+def training_crops(dataset: PairDataset, step: int, *, seed: int, rank: int, batch: int) -> dict:
+    """The crops of one training step (see PairDataset.crops): a pure function of
+    (seed, step, rank)."""
+    rng = np.random.default_rng([seed, step, rank])
+    pairs = [dataset.choose_pair(rng) for _ in range(batch)]
+    return dataset.crops(pairs, rng)
+
+
 def training_batch(
     dataset: PairDataset, step: int, *, seed: int, rank: int, batch: int, size: int
 ) -> Batch:
-    rng = np.random.default_rng([seed, step, rank])
-    pairs = [dataset.choose_pair(rng) for _ in range(batch)]
-    return dataset.make(pairs, size, rng)
+    crops = training_crops(dataset, step, seed=seed, rank=rank, batch=batch)
+    return to_network(crops, size)

@@ -203,20 +203,26 @@ def recolor_rotation(rgb, source, target):
     return lab_to_rgb_np(rotate_ab(rgb_to_lab_np(rgb), turns, 1.0))
 
 
-def palettenet_method(checkpoint):
-    """PaletteNet from a weight file; it sees only the target palette."""
+def palettenet_method(checkpoint, device="cpu"):
+    """PaletteNet from a weight file: a source+target model is told which colour each target
+    entry replaces, as the plug-in tells it; a target-only model sees the target alone."""
     from backend.recolor import recolor_rgb  # torch model code: only loaded when asked for
-    from backend.weights import load_weights
+    from backend.weights import WeightsError, load_weights
 
-    model = load_weights(checkpoint)
+    from backend.engine import resolve_device
+
+    try:
+        model = load_weights(checkpoint, resolve_device(device))
+    except WeightsError as error:
+        raise SystemExit(str(error)) from None
 
     def recolor_palettenet(rgb, source, target):
-        return recolor_rgb(model, rgb.astype(np.float32), target)
+        return recolor_rgb(model, rgb.astype(np.float32), target, source)
 
     return recolor_palettenet
 
 
-def make_methods(names, checkpoint=None) -> dict:
+def make_methods(names, checkpoint=None, device="cpu") -> dict:
     """name -> recolour(rgb, source palette, target palette) -> rgb, in the order given."""
     unknown = [name for name in names if name not in ALL_METHODS]
     if unknown:
@@ -227,7 +233,7 @@ def make_methods(names, checkpoint=None) -> dict:
         "identity": lambda: recolor_identity,
         "rotation": lambda: recolor_rotation,
         "chang2015": lambda: recolor_chang2015,
-        "palettenet": lambda: palettenet_method(checkpoint),
+        "palettenet": lambda: palettenet_method(checkpoint, device),
     }
     return {name: builders[name]() for name in names}
 
@@ -399,6 +405,7 @@ def add_arguments(parser):
     )
     parser.add_argument("--limit", type=int, help="evaluate only the first N photos")
     parser.add_argument("--checkpoint", type=Path, help="PaletteNet weight file")
+    parser.add_argument("--device", default="cpu", help="where PaletteNet runs: cpu, cuda, auto")
     parser.add_argument(
         "--methods",
         help=f"comma-separated, of {','.join(ALL_METHODS)} (default: all that "
@@ -431,7 +438,7 @@ def run(args):
     paths = []
     if args.images is not None:
         paths = list_images(args.images, args.split_file, args.split, args.limit)
-        methods = make_methods(names, args.checkpoint)
+        methods = make_methods(names, args.checkpoint, args.device)
         palettes = load_designer_palettes(args.palettes)
         results = evaluate(paths, methods, args.size, palettes, args.seed, not args.quiet)
         rows = summarise(results)

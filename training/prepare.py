@@ -1,15 +1,16 @@
 """Build a training dataset from a folder of photos.
 
     python -m training prepare --images DIR --out DIR [--variants 18] [--local-variants 6]
-                               [--size 432x288] [--layout plain|design-seeds]
+                               [--multi-variants 6] [--size 432x288] [--layout plain|design-seeds]
                                [--groups SOURCES.tsv --group-column package]
 
 Every photo is resized to cover --size and centre-cropped (portrait photos are turned to
 landscape first, which changes nothing about their colours). Its palette comes from the
 attached strip (--layout design-seeds) or from palette extraction. Then it gets
 --variants hue-shift variants (evenly spaced, the first is the photo itself) and
---local-variants local palette edits (see training/variants.py); which kinds training uses,
-and how often, is a training option.
+--local-variants local palette edits of one or two colours and --multi-variants edits of
+three to six colours (see training/variants.py); which kinds training uses, and how often, is
+a training option.
 
 The photos are split into train/validation/test by SOURCE GROUP, so variants of one photo
 (and, with --groups, photos of one source package) never land in two splits. The split is
@@ -34,11 +35,11 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from backend.palette import extract_palette, rgb_to_lab_np, to_model_palette
-from training.variants import hue_shift, local_edit, random_edits
+from training.variants import hue_shift, local_edit, random_edits, random_multi_edits
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp"}
 SPLITS = ("train", "validation", "test")
-KIND_ORIGINAL, KIND_HUE, KIND_LOCAL = "original", "hue", "local"
+KIND_ORIGINAL, KIND_HUE, KIND_LOCAL, KIND_MULTI = "original", "hue", "local", "multi"
 
 
 def add_arguments(parser):
@@ -52,6 +53,12 @@ def add_arguments(parser):
     )
     parser.add_argument(
         "--local-variants", type=int, default=6, help="local palette-edit variants per photo"
+    )
+    parser.add_argument(
+        "--multi-variants",
+        type=int,
+        default=6,
+        help="edits of three to six palette colours per photo",
     )
     parser.add_argument("--size", default="432x288", help="WxH of the stored photos")
     parser.add_argument(
@@ -117,7 +124,7 @@ def fit(rgb8: np.ndarray, width: int, height: int) -> np.ndarray:
     return resized[top : top + height, left : left + width]
 
 
-def make_variants(rgb8, palette_lab, hue_variants, local_variants, rng):
+def make_variants(rgb8, palette_lab, hue_variants, local_variants, rng, multi_variants=0):
     """-> ab (V, H, W, 2) int8, palettes (V, 6, 3) LAB."""
     lab = rgb_to_lab_np(rgb8 / 255.0)
     abs_, palettes = [], []
@@ -127,8 +134,9 @@ def make_variants(rgb8, palette_lab, hue_variants, local_variants, rng):
         )
         abs_.append(shifted[..., 1:])
         palettes.append(shifted_palette)
-    for _ in range(local_variants):
-        edited, edited_palette, _mask = local_edit(lab, palette_lab, random_edits(palette_lab, rng))
+    edits = [random_edits] * local_variants + [random_multi_edits] * multi_variants
+    for random_edit in edits:
+        edited, edited_palette, _mask = local_edit(lab, palette_lab, random_edit(palette_lab, rng))
         abs_.append(edited[..., 1:])
         palettes.append(edited_palette)
     ab = np.clip(np.round(np.stack(abs_)), -127, 127).astype(np.int8)
@@ -137,7 +145,7 @@ def make_variants(rgb8, palette_lab, hue_variants, local_variants, rng):
 
 def prepare_one(job):
     """One photo -> its stored arrays, or a warning string (run in a worker process)."""
-    path, layout, width, height, hue_variants, local_variants, seed = job
+    path, layout, width, height, hue_variants, local_variants, multi_variants, seed = job
     try:
         rgb8, palette_lab = load_photo(path, layout)
     except (OSError, UnidentifiedImageError, ValueError) as error:
@@ -148,7 +156,9 @@ def prepare_one(job):
     palette_lab = to_model_palette(palette_lab)
     # Seeded by the file name, so a photo's variants do not depend on what else is in the folder.
     rng = np.random.default_rng([seed, *path.name.encode()])
-    ab, palettes = make_variants(rgb8, palette_lab, hue_variants, local_variants, rng)
+    ab, palettes = make_variants(
+        rgb8, palette_lab, hue_variants, local_variants, rng, multi_variants
+    )
     return rgb8, ab, palettes
 
 
@@ -200,8 +210,10 @@ def split_by_group(groups: dict, fractions, seed: int, chosen=None) -> dict:
 
 def run(args):
     width, height = parse_size(args.size)
-    if args.variants < 1 or args.local_variants < 0:
-        raise SystemExit("--variants must be at least 1 and --local-variants at least 0")
+    if args.variants < 1 or args.local_variants < 0 or args.multi_variants < 0:
+        raise SystemExit(
+            "--variants must be at least 1, --local-variants and --multi-variants at least 0"
+        )
     fractions = [float(v) for v in args.split.split(",")]
     if len(fractions) != 3 or min(fractions) < 0 or fractions[0] <= 0:
         raise SystemExit("--split takes three fractions: train,validation,test")
@@ -212,7 +224,16 @@ def run(args):
     from tqdm import tqdm
 
     jobs = [
-        (p, args.layout, width, height, args.variants, args.local_variants, args.seed)
+        (
+            p,
+            args.layout,
+            width,
+            height,
+            args.variants,
+            args.local_variants,
+            args.multi_variants,
+            args.seed,
+        )
         for p in paths
     ]
     workers = args.workers or None
@@ -239,7 +260,12 @@ def run(args):
     }
     split_of = split_by_group(groups, fractions, args.seed, {s: p for s, p in chosen.items() if p})
     args.out.mkdir(parents=True, exist_ok=True)
-    kinds = [KIND_ORIGINAL] + [KIND_HUE] * (args.variants - 1) + [KIND_LOCAL] * args.local_variants
+    kinds = (
+        [KIND_ORIGINAL]
+        + [KIND_HUE] * (args.variants - 1)
+        + [KIND_LOCAL] * args.local_variants
+        + [KIND_MULTI] * args.multi_variants
+    )
     counts = {}
     for split in SPLITS:
         members = [n for n in names if split_of[n] == split]

@@ -3,6 +3,7 @@
     python -m training train --phase 1 --data DATASET --out RUN [--steps N] [--batch 12]
     python -m training train --phase 2 --init RUN/weights.pt --data DATASET --out RUN2 ...
     python -m training train ... --resume          continue RUN exactly where it stopped
+    python -m training train ... --condition source+target   (see backend/model.py)
     torchrun --nproc_per_node 2 -m training train ...   (DistributedDataParallel)
 
 Phase 1 trains the Feature Encoder and Recoloring Decoder with the Euclidean (MSE) loss on
@@ -15,6 +16,11 @@ learns whether image and palette belong together, not just whether an image look
 The run folder holds checkpoint.pt (everything needed to resume), weights.pt (the model with
 its metadata record, as the daemon loads it), metrics.csv, and samples/ (PNG grids of
 source | target palette | output | ground truth on validation photos).
+
+--workers N assembles batches in N background processes (a GPU outruns one CPU core);
+batches stay a pure function of (seed, step, rank), so the result does not depend on N.
+--max-minutes ends the run early at a step boundary, saved like a last step, so a run can be
+sized to a time budget; the step it reached is recorded and --steps N reproduces it.
 """
 
 import csv
@@ -34,9 +40,9 @@ from PIL import Image
 from torch.nn.parallel import DistributedDataParallel
 
 from backend.color import lab_to_rgb, net_to_lab
-from backend.model import Discriminator, PaletteNet
+from backend.model import CONDITIONS, Discriminator, PaletteNet
 from backend.weights import WeightsError, load_weights, save_weights
-from training.dataset import PairDataset, parse_mix, training_batch
+from training.dataset import PairDataset, parse_mix, to_network, training_crops
 
 METRIC_FIELDS = [
     "step",
@@ -52,6 +58,12 @@ METRIC_FIELDS = [
 
 def add_arguments(parser):
     parser.add_argument("--phase", type=int, choices=[1, 2], required=True)
+    parser.add_argument(
+        "--condition",
+        choices=list(CONDITIONS),
+        default="source+target",
+        help="what the decoder is given: the target palette (the paper), or source and target",
+    )
     parser.add_argument("--data", type=Path, required=True, help="folder from 'prepare'")
     parser.add_argument("--out", type=Path, required=True, help="run folder")
     parser.add_argument("--init", type=Path, help="phase 2: start from these weights")
@@ -76,6 +88,10 @@ def add_arguments(parser):
     parser.add_argument("--checkpoint-every", type=int, default=250)
     parser.add_argument("--val-pairs", type=int, default=2, help="validation pairs per photo")
     parser.add_argument("--threads", type=int, default=0, help="CPU threads (0: torch default)")
+    parser.add_argument("--workers", type=int, default=0, help="batch-making processes")
+    parser.add_argument(
+        "--max-minutes", type=float, default=0, help="stop early after this long (0: never)"
+    )
 
 
 # --- set-up -----------------------------------------------------------------------------
@@ -109,10 +125,33 @@ def load_init(path: Path) -> dict:
         raise SystemExit(str(error)) from None
 
 
+def load_generator(model, state: dict, path: Path):
+    try:
+        model.load_state_dict(state)
+    except RuntimeError:
+        raise SystemExit(
+            f"{path} does not fit a PaletteNet with --condition {model.condition} "
+            "(was it trained with the other condition?)"
+        ) from None
+
+
+class StepBatches(torch.utils.data.Dataset):
+    """Item k is the crops of step start + k: what a DataLoader's workers assemble."""
+
+    def __init__(self, dataset, start, steps, **batch_args):
+        self.dataset, self.start, self.steps, self.batch_args = dataset, start, steps, batch_args
+
+    def __len__(self):
+        return max(0, self.steps - self.start)
+
+    def __getitem__(self, k):
+        return training_crops(self.dataset, self.start + k, **self.batch_args)
+
+
 # --- losses -----------------------------------------------------------------------------
 def generator_step(model, disc, batch, args, autocast):
     with autocast():
-        ab = model(batch["source"], batch["target_palette"])
+        ab = model(batch["source"], batch["target_palette"], batch["source_palette"])
         loss_l2 = F.mse_loss(ab.float(), batch["target_ab"])
         loss_adv = torch.zeros((), device=ab.device)
         if disc is not None:
@@ -154,11 +193,15 @@ def validate(model, batches, device):
     model.eval()
     total, count = 0.0, 0
     for batch in batches:
-        ab = model(batch["source"].to(device), batch["target_palette"].to(device))
+        ab = generate(model, batch, device)
         total += F.mse_loss(ab.float(), batch["target_ab"].to(device), reduction="sum").item()
         count += batch["target_ab"].numel()
     model.train()
     return total / max(count, 1)
+
+
+def generate(model, batch, device):
+    return model(*(batch[k].to(device) for k in ("source", "target_palette", "source_palette")))
 
 
 def to_rgb8(net_lab):
@@ -171,7 +214,7 @@ def to_rgb8(net_lab):
 def save_samples(model, batch, device, path: Path):
     """Rows of: source | target palette swatches | output | ground truth."""
     model.eval()
-    ab = model(batch["source"].to(device), batch["target_palette"].to(device)).cpu()
+    ab = generate(model, batch, device).cpu()
     model.train()
     rows = []
     for k in range(min(4, len(ab))):
@@ -220,6 +263,7 @@ def training_summary(args, step, val_l2):
         "batch": args.batch,
         "size": args.size,
         "mix": args.mix,
+        "condition": args.condition,
         "lr": args.lr,
         "seed": args.seed,
         "val_l2": val_l2,
@@ -264,7 +308,7 @@ def run(args):
         return torch.autocast("cuda", dtype=torch.bfloat16, enabled=use_cuda)
 
     torch.manual_seed(args.seed)
-    model = PaletteNet()
+    model = PaletteNet(args.condition)
     disc = Discriminator() if args.phase == 2 else None
     checkpoint_path = args.out / "checkpoint.pt"
     start = 0
@@ -277,12 +321,12 @@ def run(args):
             raise SystemExit(
                 f"{checkpoint_path} is phase {resume_state['phase']}, not {args.phase}"
             )
-        model.load_state_dict(resume_state["generator"])
+        load_generator(model, resume_state["generator"], checkpoint_path)
         if disc is not None:
             disc.load_state_dict(resume_state["discriminator"])
         start = resume_state["step"]
     elif args.init is not None:
-        model.load_state_dict(load_init(args.init))
+        load_generator(model, load_init(args.init), args.init)
     if args.freeze_encoder:
         model.encoder.requires_grad_(False)
 
@@ -313,21 +357,33 @@ def run(args):
 
     from tqdm import tqdm
 
+    batches = torch.utils.data.DataLoader(
+        StepBatches(
+            train_set,
+            start,
+            args.steps,
+            seed=args.seed,
+            rank=rank,
+            batch=args.batch,
+        ),
+        batch_size=None,
+        num_workers=args.workers,
+        pin_memory=use_cuda,
+        prefetch_factor=4 if args.workers else None,
+    )
     progress = tqdm(
-        range(start, args.steps),
+        batches,
         initial=start,
         total=args.steps,
         desc=f"phase {args.phase}",
         unit="step",
         disable=not is_main,
     )
-    speed, val_l2, began = None, math.nan, time.time()
-    for step in progress:
-        tick = time.perf_counter()
-        batch = training_batch(
-            train_set, step, seed=args.seed, rank=rank, batch=args.batch, size=args.size
-        )
-        batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+    speed, val_l2, began, done = None, math.nan, time.time(), start
+    tick = time.perf_counter()
+    for done, crops in enumerate(progress, start + 1):
+        crops = {k: v.to(device, non_blocking=True) for k, v in crops.items()}
+        batch = to_network(crops, args.size)
         batch["source"] = batch["source"].contiguous(memory_format=memory_format)
 
         total, loss_l2, loss_adv, ab = generator_step(model, disc, batch, args, autocast)
@@ -341,15 +397,17 @@ def run(args):
             loss_d.backward()
             opt_d.step()
 
-        done = step + 1
-        rate = args.batch * world / (time.perf_counter() - tick)
+        last = done == args.steps or out_of_time(args, began, world, device)
+        now = time.perf_counter()
+        rate = args.batch * world / (now - tick)  # the whole step, batch making included
+        tick = now
         speed = rate if speed is None else 0.9 * speed + 0.1 * rate
         progress.set_postfix(l2=f"{loss_l2.item():.4f}", img_s=f"{speed:.1f}")
-        validate_now = done % args.val_every == 0 or done == args.steps
+        validate_now = done % args.val_every == 0 or last
         if is_main and validate_now and val_batches:
             val_l2 = validate(unwrap(model), val_batches, device)
             progress.write(f"step {done}: validation l2 {val_l2:.5f}")
-        if is_main and (done % args.sample_every == 0 or done == args.steps) and val_batches:
+        if is_main and (done % args.sample_every == 0 or last) and val_batches:
             save_samples(
                 unwrap(model), val_batches[0], device, args.out / "samples" / f"step_{done:06d}.png"
             )
@@ -367,11 +425,13 @@ def run(args):
                 }
             )
             metrics_file.flush()
-            if done % args.checkpoint_every == 0 or done == args.steps:
+            if done % args.checkpoint_every == 0 or last:
                 save_checkpoint(checkpoint_path, done, model, disc, opt_g, opt_d, args)
                 save_weights(
                     unwrap(model), args.out / "weights.pt", training_summary(args, done, val_l2)
                 )
+        if last:
+            break
     progress.close()
 
     if world > 1:
@@ -382,10 +442,20 @@ def run(args):
     if is_main:
         metrics_file.close()
         print(
-            f"done: {args.out / 'weights.pt'} after {args.steps} steps"
+            f"done: {args.out / 'weights.pt'} after {done} steps"
             + (f", validation l2 {val_l2:.5f}" if not math.isnan(val_l2) else "")
         )
     return 0
+
+
+def out_of_time(args, began, world, device) -> bool:
+    """Whether --max-minutes has passed; with several processes, rank 0's clock decides."""
+    if not args.max_minutes:
+        return False
+    over = torch.tensor(float(time.time() - began > 60 * args.max_minutes), device=device)
+    if world > 1:
+        dist.broadcast(over, 0)
+    return bool(over.item())
 
 
 def open_metrics(path: Path, start: int):

@@ -1,11 +1,14 @@
 """How training pairs and benchmark ground truth are made from one photo and its palette.
 
-Two kinds of variant, both keeping the photo's own lightness:
+Three kinds of variant, all keeping the photo's own lightness:
 - hue shift (the seed project's recipe): RGB -> HSV, rotate the hue, -> RGB -> LAB, then the
   ORIGINAL L is put back; the palette is shifted the same way and keeps its own L.
 - local edit: one or two palette colours move (hue and chroma) and only the pixels that
   belong to them follow, through soft, feathered membership masks. Artists mostly change one
   or two colours of a palette; global shifts alone do not teach that.
+- multi edit: the same with three to six colours, each moved its own way (any hue turn,
+  chroma from near grey to 1.6x): what applying a designer palette asks for, where every
+  colour changes and not by one common rotation.
 """
 
 import numpy as np
@@ -90,12 +93,22 @@ def local_edit(lab, palette_lab, edits):
 def random_edits(palette_lab, rng: np.random.Generator) -> dict:
     """One or two palette colours, each with a hue turn of 30..180 degrees either way and a
     chroma change of 0.6..1.5x. Near-grey colours get a chroma boost so the edit is visible."""
-    count = int(rng.integers(1, 3))
+    return _edits(palette_lab, rng, colours=(1, 2), degrees=(30, 180), scales=(0.6, 1.5))
+
+
+def random_multi_edits(palette_lab, rng: np.random.Generator) -> dict:
+    """Three to six palette colours, each with its own hue turn (0..180 degrees either way)
+    and chroma change (0.3..1.6x; near-grey colours 1.5..3x)."""
+    return _edits(palette_lab, rng, colours=(3, 6), degrees=(0, 180), scales=(0.3, 1.6))
+
+
+def _edits(palette_lab, rng, colours, degrees, scales) -> dict:
+    count = int(rng.integers(colours[0], min(colours[1], len(palette_lab)) + 1))
     chosen = rng.choice(len(palette_lab), size=count, replace=False)
     edits = {}
     for index in sorted(int(i) for i in chosen):
-        turns = rng.uniform(30, 180) / 360 * rng.choice([-1, 1])
+        turns = rng.uniform(*degrees) / 360 * rng.choice([-1, 1])
         chroma = float(np.hypot(*palette_lab[index, 1:]))
-        scale = rng.uniform(0.6, 1.5) if chroma > 15 else rng.uniform(1.5, 3.0)
+        scale = rng.uniform(*scales) if chroma > 15 else rng.uniform(1.5, 3.0)
         edits[index] = (float(turns), float(scale))
     return edits

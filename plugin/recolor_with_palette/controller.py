@@ -294,11 +294,12 @@ class Controller:
 
     # --- helpers ----------------------------------------------------------------------------
     def _recolor_arguments(self) -> dict:
-        """palette, method and, for the classical method, which layer colour becomes which
-        target colour: swatch i of the layer's palette -> swatch i of the target."""
+        """palette, method and which layer colour becomes which target colour: swatch i of
+        the layer's palette -> swatch i of the target (both methods use it: the default
+        model is conditioned on the colours it replaces)."""
         source = None
         method = self.settings.method
-        if method == "chang2015" and len(self.layer_palette) == len(self.target):
+        if len(self.layer_palette) == len(self.target):
             source = list(self.layer_palette)
         return {"palette": list(self.target), "method": method, "source_palette": source}
 
