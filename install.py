@@ -2,7 +2,8 @@
 """Set up Recolor with Palette: the backend in .venv, and the plug-ins in Krita and GIMP 3.
 
     python3 install.py              set up (or update) .venv, install the plug-ins
-    python3 install.py --demo       ... then recolour a demo photo to demo-recolored.png
+    python3 install.py --demo       ... then start the daemon, recolour the bundled photo
+                                    through it to demo-recolored.png, keep serving
     python3 install.py --test       set up with the test tools and run the whole test suite
     python3 install.py --uninstall  remove the plug-ins (exactly the files installed)
 
@@ -383,32 +384,24 @@ def default_kritarc() -> Path:
 
 
 # --- demo and main --------------------------------------------------------------------------
-DEMO_PALETTE = "#0b1d51,#725ac1,#8d86c9,#cac4ce,#f7ece1,#e0b1cb"
-DEMO_SCRIPT = """
-import sys
-from pathlib import Path
-from PIL import Image
-from skimage import data
-from backend.cli import DEFAULT_WEIGHTS, main
-source = Path(sys.argv[1]) / "demo-source.png"
-Image.fromarray(data.astronaut()).save(source)  # NASA photo, public domain
-method = "palettenet" if DEFAULT_WEIGHTS.exists() else "chang2015"
-if method != "palettenet":
-    print("no trained PaletteNet model is installed yet: using the classical method")
-result = Path(sys.argv[1]) / "demo-recolored.png"
-main(["recolor", str(source), "-p", sys.argv[2], "-o", str(result), "--method", method])
-"""
-
-
 def demo(python: Path):
-    subprocess.run([str(python), "-c", DEMO_SCRIPT, str(ROOT), DEMO_PALETTE], check=True)
-    print(f"source: {ROOT / 'demo-source.png'}\nresult: {ROOT / 'demo-recolored.png'}")
+    """The main job: the daemon on the plug-ins' address, the bundled photo recoloured through
+    it to demo-recolored.png, then the daemon keeps serving (backend/demo.py)."""
+    try:
+        subprocess.run([str(python), "-m", "backend.demo", str(ROOT / "demo-recolored.png")],
+                       check=True, cwd=ROOT)  # fmt: skip
+    except KeyboardInterrupt:
+        pass
+    except subprocess.CalledProcessError as error:
+        sys.exit(f"demo failed: {error}")
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--test", action="store_true", help="install test tools and run the tests")
-    parser.add_argument("--demo", action="store_true", help="recolour a demo photo after set-up")
+    parser.add_argument(
+        "--demo", action="store_true", help="then run the daemon and recolour a demo photo"
+    )
     parser.add_argument("--krita-dir", type=Path, help="Krita's resource folder (holds pykrita/)")
     parser.add_argument("--gimp-dir", type=Path, help="GIMP 3's plug-ins folder")
     parser.add_argument("--uninstall", action="store_true", help="remove the installed plug-ins")
@@ -430,9 +423,9 @@ def main():
         sys.exit(subprocess.call([str(python), "-m", "pytest", *args.pytest_args], cwd=ROOT))
     report.add(f"backend: {venv_command('palettenet')} (the plug-ins start it when needed)")
     install_plugins(args, report)
+    print("\nsummary:\n  " + "\n  ".join(report.lines))
     if args.demo:
         demo(python)
-    print("\nsummary:\n  " + "\n  ".join(report.lines))
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ from backend import __version__
 from backend.chang2015 import apply_lattice, build_lattice
 from backend.color import delta_e76, rgb_to_lab
 from backend.fullres import WORKING_SIDE, preview_size, shrink_layer, working_size
-from backend.palette import extract_palette, lab_to_rgb_np, to_hex
+from backend.palette import by_lightness, extract_palette, lab_to_rgb_np, to_hex
 from backend.pixels import FORMATS, Layer
 from backend.protocol import (
     METHODS,
@@ -188,10 +188,10 @@ class Engine:
         counted = layer.counted()
         if counted is None or counted.any():
             start = time.perf_counter()
-            source = request.source_palette
+            target, source = request.palette, request.source_palette
             if source is None:
-                source = self._layer_palette(layer, len(request.palette))
-            lattice = build_lattice(source, request.palette)
+                target, source = self._paired_with_layer(layer, target)
+            lattice = build_lattice(source, target)
             timing["lattice"] = _milliseconds(start)
             start = time.perf_counter()
             layer.recolor_into(out, lambda rgb, top: apply_lattice(rgb, lattice))
@@ -199,10 +199,12 @@ class Engine:
         return self._recolored(request, layer, out, timing)
 
     @staticmethod
-    def _layer_palette(layer: Layer, k: int) -> np.ndarray:
-        """The palette the `palette` op would give (visible, selected pixels), in lightness
-        order: what a palette's entries replace when the request does not say."""
-        return extract_palette(layer.rgb8(), k, alpha=layer.counted())[0]
+    def _paired_with_layer(layer: Layer, target: np.ndarray):
+        """When a request does not say which colours its palette replaces: the palette the
+        `palette` op would give (visible, selected pixels, dark to light) and the target in
+        lightness order, so colours pair by lightness rank. -> (target, source)."""
+        source = extract_palette(layer.rgb8(), len(target), alpha=layer.counted())[0]
+        return by_lightness(target), source
 
     def _start_palettenet(self, index: int, request: Request) -> "_Started":
         if self.model is None:
@@ -215,10 +217,10 @@ class Engine:
         start = time.perf_counter()
         working = prepare(layer)
         timing["prepare"] = _milliseconds(start)
-        source = request.source_palette
+        target, source = request.palette, request.source_palette
         if source is None and working is not None and self.model.needs_source:
-            source = self._layer_palette(layer, len(request.palette))
-        return _Started(index, request, layer, working, timing, source)
+            target, source = self._paired_with_layer(layer, target)
+        return _Started(index, request, layer, working, timing, target, source)
 
     def _finish_palettenet(self, batch: list["_Started"]):
         """The network once per working size over the batch, then each layer finished;
@@ -231,7 +233,7 @@ class Engine:
             start = time.perf_counter()
             try:
                 images = [item.working.rgb for item in items]
-                palettes = [item.request.palette for item in items]
+                palettes = [item.target for item in items]
                 sources = [item.source for item in items]
                 outputs = predict(self.model, images, palettes, self.half, sources)
             except Exception as error:
@@ -263,6 +265,7 @@ class _Started:
     layer: Layer
     working: Working | None
     timing: dict
-    source: np.ndarray | None  # the colours the palette replaces (None: not used)
+    target: np.ndarray  # the palette, LAB
+    source: np.ndarray | None  # the colours it replaces, entry by entry (None: not used)
     output: np.ndarray | None = None
     error: Exception | None = None

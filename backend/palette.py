@@ -166,6 +166,13 @@ def canonical_order(lab) -> np.ndarray:
     return np.lexsort((lab[:, 2], lab[:, 1], lab[:, 0]))
 
 
+def by_lightness(lab) -> np.ndarray:
+    """The colours in canonical order: how a palette with no stated correspondence is
+    paired with the layer's own palette (which extract_palette gives dark to light)."""
+    lab = np.asarray(lab, dtype=np.float64).reshape(-1, 3)
+    return lab[canonical_order(lab)]
+
+
 def to_model_palette(lab, weights=None, paired=None):
     """Any palette of 1..12 LAB colours -> the (6, 3) palette the network takes.
 

@@ -18,7 +18,7 @@ from backend.color import lab_to_net, lab_to_rgb, net_to_lab, rgb_to_lab
 from backend.fullres import WORKING_SIDE, AffineField, fit_local_affine, weighted_resize
 from backend.fullres import working_size as reduced_size
 from backend.model import PaletteNet
-from backend.palette import extract_palette, to_model_palette
+from backend.palette import by_lightness, extract_palette, to_model_palette
 from backend.pixels import Layer
 
 
@@ -33,6 +33,10 @@ def palette_to_net(palette_lab, source_lab=None):
     if source_lab is None:
         return to_net(to_model_palette(palette_lab)), None
     source, target = to_model_palette(source_lab, paired=palette_lab)
+    # The network keeps every pixel's lightness, so only the target's hue and chroma can be
+    # honoured; it was trained on palettes whose colours keep their lightness, and is given
+    # them that way.
+    target = np.column_stack([source[:, 0], target[:, 1:]])
     return to_net(target), to_net(source)
 
 
@@ -100,15 +104,19 @@ def predict(model: PaletteNet, images: list[np.ndarray], palettes: list, half=Fa
     palettes (n_i, 3) LAB, as one batch -> recoloured float RGB, one per image.
 
     `sources`: per image, the colours its palette's entries replace, or None. A source+target
-    model without one takes the image's own palette (what the `palette` op gives, in
-    lightness order); a target-only model does not use them."""
+    model without one takes the image's own palette (what the `palette` op gives) and pairs
+    the colours by lightness rank; a target-only model does not use them."""
     device = next(model.parameters()).device
     sources = list(sources) if sources is not None else [None] * len(images)
     if model.needs_source:
-        sources = [
-            source if source is not None else image_palette(image, len(palette))
-            for image, palette, source in zip(images, palettes, sources)
-        ]
+        palettes, sources = zip(
+            *(
+                (palette, source)
+                if source is not None
+                else (by_lightness(palette), image_palette(image, len(palette)))
+                for image, palette, source in zip(images, palettes, sources)
+            )
+        )
     else:
         sources = [None] * len(images)
     inputs = [palette_to_net(p, s) for p, s in zip(palettes, sources)]

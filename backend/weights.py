@@ -29,6 +29,7 @@ def save_weights(model: PaletteNet, path, training: dict | None = None, half=Fal
         "arch_version": ARCH_VERSION,
         "normalisation": NORMALISATION,
         "condition": model.condition,
+        "base": model.base,
         "training": training or {},
         "state_dict": state,
     }
@@ -48,7 +49,7 @@ def load_weights(path, device="cpu") -> PaletteNet:
     """A PaletteNet in eval mode with the file's weights, or WeightsError saying why not."""
     record = _read(path)
     try:
-        model = PaletteNet(record.get("condition", "target"))
+        model = PaletteNet(record.get("condition", "target"), record.get("base", "none"))
     except ValueError as error:
         raise WeightsError(f"{path}: {error}") from None
     state = {k: v.float() if v.is_floating_point() else v for k, v in record["state_dict"].items()}

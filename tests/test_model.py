@@ -80,3 +80,61 @@ def test_bad_weight_files_are_refused_with_the_file_name(tmp_path, model):
     torch.save(record, future)
     with pytest.raises(WeightsError, match="architecture version 99"):
         load_weights(future)
+
+
+# --- the source+target options ----------------------------------------------------------------
+def soft_palette_transfer(lab, source, target, sigma=8.0, grey=(5, 15)):
+    """What the palette base does, written out in numpy: per palette colour a turn and
+    scaling of ab (a shift for grey colours), blended by softmax weights."""
+    distance2 = ((lab[..., None, :] - source) ** 2).sum(-1)
+    weights = np.exp(-(distance2 - distance2.min(-1, keepdims=True)) / (2 * sigma**2))
+    weights /= weights.sum(-1, keepdims=True)
+    s, t, p = source[:, 1:], target[:, 1:], lab[..., None, 1:]
+    turn = np.arctan2(t[:, 1], t[:, 0]) - np.arctan2(s[:, 1], s[:, 0])
+    scale = np.clip(np.hypot(*t.T) / np.maximum(np.hypot(*s.T), 1e-6), 0, 3)
+    c, si = np.cos(turn) * scale, np.sin(turn) * scale
+    turned = np.stack([c * p[..., 0] - si * p[..., 1], si * p[..., 0] + c * p[..., 1]], -1)
+    chromatic = np.clip((np.hypot(*s.T) - grey[0]) / (grey[1] - grey[0]), 0, 1)[:, None]
+    moved = chromatic * turned + (1 - chromatic) * (p + t - s)
+    out = lab.copy()
+    out[..., 1:] = (weights[..., None] * moved).sum(-2)
+    return out
+
+
+def test_an_untrained_palette_base_model_gives_the_soft_palette_transfer():
+    from backend.palette import extract_palette, lab_to_rgb_np
+
+    rgb = (small_photo("coffee", 64) / 255).astype(np.float32)
+    source, _ = extract_palette(np.round(rgb * 255).astype(np.uint8), 6)
+    target = source.copy()
+    target[:, 1:] = np.roll(source[:, 1:], 1, axis=0)  # every colour takes another's hue
+    model = PaletteNet("source+target", "palette").eval()
+    result = recolor_rgb(model, rgb, target, source)
+    expected = np.clip(
+        lab_to_rgb_np(soft_palette_transfer(rgb_to_lab_np(rgb), source, target)), 0, 1
+    )
+    assert np.abs(result - expected).max() < 1e-4
+    identity = recolor_rgb(PaletteNet("source+target", "source").eval(), rgb, target, source)
+    assert np.abs(identity - rgb).max() < 1e-4  # the source base starts as "change nothing"
+
+
+def test_model_options_are_checked_and_kept_in_the_weight_file(tmp_path):
+    with pytest.raises(ValueError, match="needs condition 'source\\+target'"):
+        PaletteNet("target", "palette")
+    with pytest.raises(ValueError, match="base 'tint'"):
+        PaletteNet("source+target", "tint")
+    save_weights(PaletteNet("source+target", "palette"), tmp_path / "w.pt")
+    loaded = load_weights(tmp_path / "w.pt")
+    assert (loaded.condition, loaded.base) == ("source+target", "palette")
+    with pytest.raises(ValueError, match="source palette too"):
+        loaded(torch.zeros(1, 3, 32, 32), torch.zeros(1, 18))
+
+
+def test_a_palette_without_sources_pairs_with_the_photo_by_lightness():
+    torch.manual_seed(0)
+    model = PaletteNet("source+target", "palette").eval()
+    rgb = (small_photo("coffee", 64) / 255).astype(np.float32)
+    palette = rgb_to_lab_np(np.array([[0.1, 0.1, 0.4], [0.9, 0.8, 0.2], [0.5, 0.2, 0.2]]))
+    first = recolor_rgb(model, rgb, palette)
+    shuffled = recolor_rgb(model, rgb, palette[[2, 0, 1]])
+    assert np.abs(first - shuffled).max() < 1e-5

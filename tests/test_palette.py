@@ -88,7 +88,9 @@ def test_extraction_is_fast_at_24_megapixels():
     extract_palette(image[:100, :100])  # warm-up outside the timing
     began = time.perf_counter()
     extract_palette(image, alpha=alpha)
-    assert time.perf_counter() - began < 1.0
+    # ~0.2 s on a quiet 2-core machine; the bound only catches a return to reading every
+    # pixel (several seconds), with room for a machine busy with other work.
+    assert time.perf_counter() - began < 3.0
 
 
 @pytest.mark.parametrize("n", [1, 2, 5, 6, 7, 12])

@@ -40,8 +40,6 @@ def picture(height=30, width=40):
     return values
 
 
-
-
 @pytest.mark.parametrize(
     "precision, babl, wire",
     [("u8-non-linear", "R'G'B'A u8", "RGBA8"), ("u16-linear", "R'G'B'A u16", "RGBA16"),

@@ -134,8 +134,6 @@ def setup(daemon, tmp_path):
     return Setup(daemon, tmp_path, document)
 
 
-
-
 # --- palettes in the docker ----------------------------------------------------------------
 def test_docker_shows_the_layers_six_colours_and_a_preview(setup):
     setup.open()

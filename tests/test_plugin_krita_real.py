@@ -25,6 +25,7 @@ import pytest
 from PIL import Image
 from servers import daemon_answer
 
+from backend.demo import DEMO_PHOTO
 from plugin.recolor_with_palette.pixels import is_linear_profile, layer_to_wire, wire_to_layer
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -60,16 +61,9 @@ def krita_env(env: dict, **extra) -> dict:
     return {**clean, **extra}
 
 
-
-
 def test_headless_krita_recolours_real_layers_into_new_layers(daemon, krita_home, tmp_path):
     home, env = krita_home
-    photo = np.asarray(Image.open(TESTS.parent / "demo-source.png"))[::8, ::8, :3] \
-        if (TESTS.parent / "demo-source.png").exists() else None  # fmt: skip
-    if photo is None:
-        from skimage import data
-
-        photo = data.astronaut()[::8, ::8]
+    photo = np.asarray(Image.open(DEMO_PHOTO))[::8, ::8, :3]
     rgba = np.dstack([photo, np.full(photo.shape[:2], 255, np.uint8)])
     rgba[:8, :, 3] = 0  # a transparent band: alpha must come back as it was
     Image.fromarray(rgba, "RGBA").save(tmp_path / "photo.png")
@@ -226,12 +220,7 @@ def test_krita_gui_action_opens_the_docker_and_apply_adds_one_undoable_layer(
     text = text.replace("[python]\n", "[python]\nenable_recolor_test_driver=true\n")
     text += f"\n[RecolorWithPalette]\naddress={address}\nmethod=chang2015\n"
     kritarc.write_text(text)
-    photo = np.asarray(Image.open(TESTS.parent / "demo-source.png"))[::2, ::2, :3] \
-        if (TESTS.parent / "demo-source.png").exists() else None  # fmt: skip
-    if photo is None:
-        from skimage import data
-
-        photo = data.astronaut()[::2, ::2]
+    photo = np.asarray(Image.open(DEMO_PHOTO))[::2, ::2, :3]
     Image.fromarray(photo).save(tmp_path / "photo.png")
     config = {"out": str(tmp_path), "image": str(tmp_path / "photo.png")}
     (tmp_path / "config.json").write_text(json.dumps(config))

@@ -1,4 +1,4 @@
-"""python -m training {prepare,train,evaluate,export} ... (see each module's docstring)."""
+"""python -m training {prepare,train,evaluate,export,figures} ... (see each module's docstring)."""
 
 import argparse
 import importlib
@@ -9,6 +9,7 @@ COMMANDS = {
     "train": ("training.train", "train PaletteNet (phase 1: Euclidean, phase 2: adversarial)"),
     "evaluate": ("training.evaluate", "quality benchmark of recolouring methods"),
     "export": ("training.export", "write a weight file for shipping (half precision)"),
+    "figures": ("training.figures", "pictures and numbers for the model card"),
 }
 
 

@@ -206,10 +206,9 @@ def recolor_rotation(rgb, source, target):
 def palettenet_method(checkpoint, device="cpu"):
     """PaletteNet from a weight file: a source+target model is told which colour each target
     entry replaces, as the plug-in tells it; a target-only model sees the target alone."""
+    from backend.engine import resolve_device
     from backend.recolor import recolor_rgb  # torch model code: only loaded when asked for
     from backend.weights import WeightsError, load_weights
-
-    from backend.engine import resolve_device
 
     try:
         model = load_weights(checkpoint, resolve_device(device))

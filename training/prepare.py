@@ -27,6 +27,8 @@ Output (a handful of files, memory-mappable):
 
 import csv
 import json
+import multiprocessing
+import os
 import sys
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -162,6 +164,13 @@ def prepare_one(job):
     return rgb8, ab, palettes
 
 
+def _one_thread():
+    os.environ["OMP_NUM_THREADS"] = "1"
+    import torch
+
+    torch.set_num_threads(1)
+
+
 def read_groups(tsv: Path | None, column: str, names):
     if tsv is None:
         return {name: name for name in names}
@@ -238,7 +247,11 @@ def run(args):
     ]
     workers = args.workers or None
     results = {}
-    with ProcessPoolExecutor(workers) as pool:
+    # Fresh ("spawn") single-threaded workers: forked after torch has started its thread pool,
+    # 16 workers hung without ever finishing a photo on a 16-core machine, and many workers
+    # each starting a thread per core would only fight over the cores.
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(workers, mp_context=context, initializer=_one_thread) as pool:
         for path, result in tqdm(
             zip(paths, pool.map(prepare_one, jobs, chunksize=2)),
             total=len(paths),

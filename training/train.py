@@ -40,7 +40,7 @@ from PIL import Image
 from torch.nn.parallel import DistributedDataParallel
 
 from backend.color import lab_to_rgb, net_to_lab
-from backend.model import CONDITIONS, Discriminator, PaletteNet
+from backend.model import BASES, CONDITIONS, Discriminator, PaletteNet
 from backend.weights import WeightsError, load_weights, save_weights
 from training.dataset import PairDataset, parse_mix, to_network, training_crops
 
@@ -64,6 +64,12 @@ def add_arguments(parser):
         default="source+target",
         help="what the decoder is given: the target palette (the paper), or source and target",
     )
+    parser.add_argument(
+        "--base",
+        choices=list(BASES),
+        default="palette",
+        help="what the output is added to: none (the paper), source ab, palette transfer",
+    )
     parser.add_argument("--data", type=Path, required=True, help="folder from 'prepare'")
     parser.add_argument("--out", type=Path, required=True, help="run folder")
     parser.add_argument("--init", type=Path, help="phase 2: start from these weights")
@@ -75,7 +81,7 @@ def add_arguments(parser):
     parser.add_argument("--betas", type=float, nargs=2, default=(0.5, 0.999))
     parser.add_argument(
         "--mix",
-        default="hue=0.7,local=0.3",
+        default="hue=0.4,local=0.3,multi=0.3",
         help="how often each variant kind is drawn, e.g. hue=1 or hue=1,local=1",
     )
     parser.add_argument("--l2-weight", type=float, default=10.0, help="phase 2")
@@ -114,15 +120,22 @@ def unwrap(module):
     return module.module if isinstance(module, DistributedDataParallel) else module
 
 
-def load_init(path: Path) -> dict:
-    """Phase 2's starting point: a weights.pt, or a phase-1 run's checkpoint.pt."""
-    record = torch.load(path, map_location="cpu", weights_only=True)
-    if isinstance(record, dict) and "generator" in record:
-        return record["generator"]
+def load_init(path: Path) -> tuple[dict, dict]:
+    """Phase 2's starting point: a weights.pt, or a phase-1 run's checkpoint.pt ->
+    (state dict, the model options it was trained with)."""
     try:
-        return load_weights(path).state_dict()
+        record = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:
+        raise SystemExit(f"--init {path}: not readable ({error})") from None
+    if isinstance(record, dict) and "generator" in record:
+        saved = record.get("args", {})
+        options = {k: saved.get(k, d) for k, d in (("condition", "target"), ("base", "none"))}
+        return record["generator"], options
+    try:
+        model = load_weights(path)
     except WeightsError as error:
         raise SystemExit(str(error)) from None
+    return model.state_dict(), {"condition": model.condition, "base": model.base}
 
 
 def load_generator(model, state: dict, path: Path):
@@ -264,6 +277,7 @@ def training_summary(args, step, val_l2):
         "size": args.size,
         "mix": args.mix,
         "condition": args.condition,
+        "base": args.base,
         "lr": args.lr,
         "seed": args.seed,
         "val_l2": val_l2,
@@ -307,12 +321,8 @@ def run(args):
     def autocast():  # mixed precision on CUDA only: CPU training stays float32 and exact
         return torch.autocast("cuda", dtype=torch.bfloat16, enabled=use_cuda)
 
-    torch.manual_seed(args.seed)
-    model = PaletteNet(args.condition)
-    disc = Discriminator() if args.phase == 2 else None
     checkpoint_path = args.out / "checkpoint.pt"
-    start = 0
-    resume_state = None
+    start, init_state, resume_state = 0, None, None
     if args.resume:
         if not checkpoint_path.exists():
             raise SystemExit(f"--resume: no checkpoint in {args.out}")
@@ -321,12 +331,23 @@ def run(args):
             raise SystemExit(
                 f"{checkpoint_path} is phase {resume_state['phase']}, not {args.phase}"
             )
-        load_generator(model, resume_state["generator"], checkpoint_path)
-        if disc is not None:
-            disc.load_state_dict(resume_state["discriminator"])
+        init_state, options = load_init(checkpoint_path)
         start = resume_state["step"]
     elif args.init is not None:
-        load_generator(model, load_init(args.init), args.init)
+        init_state, options = load_init(args.init)
+    if init_state is not None:
+        # The model options come with the weights: a run continues the network it starts from.
+        args.condition, args.base = options["condition"], options["base"]
+    torch.manual_seed(args.seed)
+    try:
+        model = PaletteNet(args.condition, args.base)
+    except ValueError as error:
+        raise SystemExit(str(error)) from None
+    disc = Discriminator() if args.phase == 2 else None
+    if init_state is not None:
+        load_generator(model, init_state, args.resume and checkpoint_path or args.init)
+    if resume_state is not None and disc is not None:
+        disc.load_state_dict(resume_state["discriminator"])
     if args.freeze_encoder:
         model.encoder.requires_grad_(False)
 

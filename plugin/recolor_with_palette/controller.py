@@ -69,6 +69,10 @@ class Controller:
         self.target: list[str] = []
         self.target_name: str | None = None
         self.target_follows_layer = True  # until the artist edits it
+        # Whether target swatch i replaces layer swatch i: true for the layer's own palette
+        # and edits of its swatches, not for a loaded palette (the daemon then pairs colours
+        # by lightness rank).
+        self.target_pairs_layer = True
         self._layer_problem: str | None = None
         self._added_layer: str | None = None
         self._palette_job: CancelToken | None = None
@@ -129,7 +133,7 @@ class Controller:
             self.layer_palette = [normalize_hex(color) for color in result[0]]
             self.view.show_layer_palette(self.layer_palette)
             if self.target_follows_layer or not self.target:
-                self._set_target(self.layer_palette, None, follows_layer=True)
+                self._set_target(self.layer_palette, None, follows_layer=True, pairs_layer=True)
             if not quiet:
                 self.view.show_status(f"Layer “{name}”: {len(self.layer_palette)} colours", "info")
 
@@ -146,7 +150,7 @@ class Controller:
     def set_target_color(self, index: int, color: str) -> None:
         target = list(self.target)
         target[index] = normalize_hex(color)
-        self._set_target(target, None, follows_layer=False)
+        self._set_target(target, None, follows_layer=False, pairs_layer=self.target_pairs_layer)
 
     def use_foreground(self, index: int) -> None:
         try:
@@ -161,7 +165,7 @@ class Controller:
         except ValueError as error:
             self.view.show_status(f"Palette “{palette.name}”: {error}", "error")
             return
-        self._set_target(colors, palette.name, follows_layer=False)
+        self._set_target(colors, palette.name, follows_layer=False, pairs_layer=False)
         if len(palette.colors) > MAX_COLORS:
             self.view.show_status(
                 f"“{palette.name}” has {len(palette.colors)} colours; "
@@ -182,9 +186,10 @@ class Controller:
         self.target_follows_layer = True
         self.refresh_layer()
 
-    def _set_target(self, colors, name, follows_layer: bool) -> None:
+    def _set_target(self, colors, name, follows_layer: bool, pairs_layer: bool) -> None:
         self.target, self.target_name = list(colors), name
         self.target_follows_layer = follows_layer
+        self.target_pairs_layer = pairs_layer
         self.view.show_target(self.target, name)
         self._preview_timer.start()
 
@@ -295,11 +300,12 @@ class Controller:
     # --- helpers ----------------------------------------------------------------------------
     def _recolor_arguments(self) -> dict:
         """palette, method and which layer colour becomes which target colour: swatch i of
-        the layer's palette -> swatch i of the target (both methods use it: the default
-        model is conditioned on the colours it replaces)."""
+        the layer's palette -> swatch i of the target, when the target came from the layer's
+        swatches (both methods use it: the default model is conditioned on the colours it
+        replaces). Without it the daemon pairs the colours by lightness rank."""
         source = None
         method = self.settings.method
-        if len(self.layer_palette) == len(self.target):
+        if self.target_pairs_layer and len(self.layer_palette) == len(self.target):
             source = list(self.layer_palette)
         return {"palette": list(self.target), "method": method, "source_palette": source}
 

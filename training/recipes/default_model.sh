@@ -15,12 +15,13 @@
 #  1. prepare: 18 hue shifts + 6 local (1-2 colours) + 6 multi (3-6 colours) edits per photo,
 #     split by source package (validation lxqt, test lomiri + plasma, train the rest).
 #  2. phase 1 (Euclidean), three runs side by side on the one GPU:
-#       st-mixed  source+target, hue=0.4,local=0.3,multi=0.3
-#       st-hue    source+target, hue=0.7,local=0.3 (no multi edits)
-#       t-mixed   target only (the paper's network), hue=0.4,local=0.3,multi=0.3
+#       st-mixed  source+target, palette-transfer base, hue=0.4,local=0.3,multi=0.3
+#       st-hue    source+target, palette-transfer base, hue=0.7,local=0.3 (no multi edits)
+#       t-mixed   target only, no base (the paper's network), hue=0.4,local=0.3,multi=0.3
 #  3. the validation split (never the test split) picks the better source+target mix:
 #     lowest sum of the B1, B2 and B3 means of `training evaluate`.
-#  4. phase 2 (adversarial) from that run and from t-mixed, side by side.
+#  4. phase 2 (adversarial) from that run and from t-mixed, side by side (the model options
+#     come with the --init weights).
 #  5. `training evaluate` of every model on the validation split, and of the classical
 #     baselines on the test split, while phase 2 runs; half-precision exports to OUT.
 set -euo pipefail
@@ -66,9 +67,11 @@ evaluate() {  # weights, csv, split, extra arguments
 PALETTES=${PALETTES:-$(dirname "$PHOTOS")/palettes/designer-6x255.json}
 
 MIXED=hue=0.4,local=0.3,multi=0.3
-train st-mixed-1 1 "$phase1" --condition source+target --mix "$MIXED" --lr 3e-4 &
-train st-hue-1 1 "$phase1" --condition source+target --mix hue=0.7,local=0.3 --lr 3e-4 &
-train t-mixed-1 1 "$phase1" --condition target --mix "$MIXED" --lr 3e-4 &
+train st-mixed-1 1 "$phase1" --condition source+target --base palette --mix "$MIXED" \
+  --lr 3e-4 &
+train st-hue-1 1 "$phase1" --condition source+target --base palette \
+  --mix hue=0.7,local=0.3 --lr 3e-4 &
+train t-mixed-1 1 "$phase1" --condition target --base none --mix "$MIXED" --lr 3e-4 &
 wait
 for run in st-mixed-1 st-hue-1 t-mixed-1; do tail -3 "$WORK/$run.log" | tr '\r' '\n' | tail -2; done
 echo "phase 1 done at $(elapsed) s"
