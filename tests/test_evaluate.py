@@ -180,3 +180,18 @@ def test_designer_palette_file(tmp_path):
     bad.write_text(json.dumps([["#000000", "#ff0000"], ["#12345"]]))
     with pytest.raises(SystemExit, match="palette 2"):
         load_designer_palettes(bad)
+
+
+def test_figures_for_the_model_card(photos, tmp_path, capsys):
+    from backend.model import PaletteNet
+    from backend.weights import save_weights
+
+    weights = tmp_path / "palette-base.pt"
+    save_weights(PaletteNet("source+target", "palette"), weights)
+    assert main(["figures", "--checkpoint", str(weights), "--images", str(photos),
+                 "--photos", "3", "--out", str(tmp_path / "figures")]) == 0  # fmt: skip
+    for name in ("samples.png", "palette-sizes.png", "local-edit.png"):
+        with Image.open(tmp_path / "figures" / name) as picture:
+            assert picture.width > 3 * 100 and picture.height > 100
+    report = json.loads(capsys.readouterr().out.splitlines()[0])
+    assert report["permutation_mean_ciede2000"] < 0.5  # shuffled colour pairs, same result

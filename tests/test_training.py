@@ -145,3 +145,53 @@ def test_two_process_ddp_ends_with_identical_weights(dataset, tmp_path):  # noqa
     digests = [(tmp_path / f"rank{r}.sha256").read_text() for r in (0, 1)]
     assert digests[0] == digests[1]
     assert (tmp_path / "weights.pt").exists()
+
+
+def test_batch_workers_change_nothing_and_max_minutes_stops_at_a_saved_step(
+    dataset,  # noqa: F811
+    tmp_path,
+):
+    common = ("--phase", "1", "--steps", "3")
+    assert train.run(train_args(dataset, tmp_path / "inline", *common)) == 0
+    assert train.run(train_args(dataset, tmp_path / "workers", *common, "--workers", "2")) == 0
+    inline = load_weights(tmp_path / "inline" / "weights.pt").state_dict()
+    workers = load_weights(tmp_path / "workers" / "weights.pt").state_dict()
+    assert all(torch.equal(inline[k], workers[k]) for k in inline)
+
+    # A budget of no time: the first step is also the last, validated and saved as such.
+    early = train_args(dataset, tmp_path / "early", "--phase", "1", "--steps", "50",
+                       "--max-minutes", "1e-9")  # fmt: skip
+    assert train.run(early) == 0
+    rows = (tmp_path / "early" / "metrics.csv").read_text().splitlines()
+    assert len(rows) == 2 and rows[1].split(",")[5] != ""  # one step, with validation
+    assert load_weights(tmp_path / "early" / "weights.pt") is not None
+
+
+def test_phase_two_takes_the_model_options_of_its_init(dataset, tmp_path):  # noqa: F811
+    one = train_args(dataset, tmp_path / "one", "--phase", "1", "--steps", "1",
+                     "--condition", "target", "--base", "none")  # fmt: skip
+    assert train.run(one) == 0
+    two = train_args(dataset, tmp_path / "two", "--phase", "2", "--steps", "1",
+                     "--init", str(tmp_path / "one" / "weights.pt"))  # fmt: skip
+    assert train.run(two) == 0  # the default condition (source+target) would not fit
+    model = load_weights(tmp_path / "two" / "weights.pt")
+    assert (model.condition, model.base) == ("target", "none")
+
+
+def test_export_writes_half_precision_with_notes(dataset, tmp_path):  # noqa: F811
+    from training.__main__ import main
+
+    assert train.run(train_args(dataset, tmp_path / "run", "--phase", "1", "--steps", "1")) == 0
+    full = tmp_path / "run" / "weights.pt"
+    shipped = tmp_path / "shipped.pt"
+    assert main(["export", str(full), str(shipped), "--note", "test=B1 3.3"]) == 0
+    assert shipped.stat().st_size < 0.6 * full.stat().st_size
+    from backend.weights import read_metadata
+
+    record = read_metadata(shipped)
+    assert record["training"]["notes"] == {"test": "B1 3.3"}
+    assert record["training"]["steps"] == 1 and record["condition"] == "source+target"
+    original, half = load_weights(full).state_dict(), load_weights(shipped).state_dict()
+    assert all(torch.allclose(original[k], half[k], rtol=1e-2, atol=1e-3) for k in original)
+    with pytest.raises(SystemExit, match="KEY=VALUE"):
+        main(["export", str(full), str(tmp_path / "x.pt"), "--note", "no-equals-sign"])
