@@ -423,3 +423,28 @@ def test_classical_method_maps_each_layer_colour_to_its_target(setup, monkeypatc
     assert header["method"] == "chang2015"
     assert header["source_palette"] == setup.view.layer_palette
     assert header["palette"][0] == "#ff00ff" and header["options"] == {"max_side": 256}
+
+
+def test_both_methods_get_the_swatch_pairs_but_a_loaded_palette_is_paired_by_the_daemon(
+    setup, monkeypatch
+):
+    sent = spy_on_requests(monkeypatch)
+    setup.open()
+
+    def last_recolor():
+        setup.runner.run()
+        frames = [f for f in sent if json.loads(f[0])["op"] == "recolor"]
+        return json.loads(frames[-1][0])
+
+    setup.controller.set_target_color(1, "#00ff00")  # the default method, palettenet
+    header = last_recolor()
+    assert header["method"] == "palettenet"
+    assert header["source_palette"] == setup.view.layer_palette
+    setup.controller.load_palette(designer_palettes()[4])
+    setup.controller.set_target_color(0, "#ff00ff")  # an edit of the loaded palette
+    header = last_recolor()
+    assert header.get("source_palette") is None  # no correspondence: lightness rank, daemon side
+    setup.controller.reset_target()
+    setup.runner.run()  # the layer's palette, read again
+    setup.controller.set_target_color(0, "#ff00ff")
+    assert last_recolor()["source_palette"] == setup.view.layer_palette
