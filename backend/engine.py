@@ -19,7 +19,7 @@ from backend import __version__
 from backend.chang2015 import apply_lattice, build_lattice
 from backend.color import delta_e76, rgb_to_lab
 from backend.fullres import WORKING_SIDE, preview_size, shrink_layer, working_size
-from backend.palette import by_lightness, extract_palette, lab_to_rgb_np, to_hex
+from backend.palette import extract_palette, lab_to_rgb_np, pair_with_image, to_hex
 from backend.pixels import FORMATS, Layer
 from backend.protocol import (
     METHODS,
@@ -190,21 +190,13 @@ class Engine:
             start = time.perf_counter()
             target, source = request.palette, request.source_palette
             if source is None:
-                target, source = self._paired_with_layer(layer, target)
+                target, source = pair_with_image(target, layer.rgb8(), counted)
             lattice = build_lattice(source, target)
             timing["lattice"] = _milliseconds(start)
             start = time.perf_counter()
             layer.recolor_into(out, lambda rgb, top: apply_lattice(rgb, lattice))
             timing["apply"] = _milliseconds(start)
         return self._recolored(request, layer, out, timing)
-
-    @staticmethod
-    def _paired_with_layer(layer: Layer, target: np.ndarray):
-        """When a request does not say which colours its palette replaces: the palette the
-        `palette` op would give (visible, selected pixels, dark to light) and the target in
-        lightness order, so colours pair by lightness rank. -> (target, source)."""
-        source = extract_palette(layer.rgb8(), len(target), alpha=layer.counted())[0]
-        return by_lightness(target), source
 
     def _start_palettenet(self, index: int, request: Request) -> "_Started":
         if self.model is None:
@@ -219,7 +211,7 @@ class Engine:
         timing["prepare"] = _milliseconds(start)
         target, source = request.palette, request.source_palette
         if source is None and working is not None and self.model.needs_source:
-            target, source = self._paired_with_layer(layer, target)
+            target, source = pair_with_image(target, layer.rgb8(), layer.counted())
         return _Started(index, request, layer, working, timing, target, source)
 
     def _finish_palettenet(self, batch: list["_Started"]):

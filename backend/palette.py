@@ -166,11 +166,13 @@ def canonical_order(lab) -> np.ndarray:
     return np.lexsort((lab[:, 2], lab[:, 1], lab[:, 0]))
 
 
-def by_lightness(lab) -> np.ndarray:
-    """The colours in canonical order: how a palette with no stated correspondence is
-    paired with the layer's own palette (which extract_palette gives dark to light)."""
-    lab = np.asarray(lab, dtype=np.float64).reshape(-1, 3)
-    return lab[canonical_order(lab)]
+def pair_with_image(target_lab, rgb8: np.ndarray, alpha=None):
+    """A palette given without the colours it replaces -> (target, source): the image's own
+    palette of as many colours (what the `palette` op gives, dark to light) and the target
+    in the same canonical order, so the colours pair by lightness rank."""
+    target = np.asarray(target_lab, dtype=np.float64).reshape(-1, 3)
+    source, _ = extract_palette(rgb8, len(target), alpha=alpha)
+    return target[canonical_order(target)], source
 
 
 def to_model_palette(lab, weights=None, paired=None):

@@ -18,7 +18,7 @@ from backend.color import lab_to_net, lab_to_rgb, net_to_lab, rgb_to_lab
 from backend.fullres import WORKING_SIDE, AffineField, fit_local_affine, weighted_resize
 from backend.fullres import working_size as reduced_size
 from backend.model import PaletteNet
-from backend.palette import by_lightness, extract_palette, to_model_palette
+from backend.palette import pair_with_image, to_model_palette
 from backend.pixels import Layer
 
 
@@ -38,12 +38,6 @@ def palette_to_net(palette_lab, source_lab=None):
     # them that way.
     target = np.column_stack([source[:, 0], target[:, 1:]])
     return to_net(target), to_net(source)
-
-
-def image_palette(rgb: np.ndarray, k: int) -> np.ndarray:
-    """The palette (k, 3) LAB that the `palette` op would give for float RGB (H, W, 3)."""
-    rgb8 = np.clip(np.round(np.asarray(rgb) * 255), 0, 255).astype(np.uint8)
-    return extract_palette(rgb8, k)[0]
 
 
 @torch.no_grad()
@@ -107,23 +101,19 @@ def predict(model: PaletteNet, images: list[np.ndarray], palettes: list, half=Fa
     model without one takes the image's own palette (what the `palette` op gives) and pairs
     the colours by lightness rank; a target-only model does not use them."""
     device = next(model.parameters()).device
-    sources = list(sources) if sources is not None else [None] * len(images)
-    if model.needs_source:
-        palettes, sources = zip(
-            *(
-                (palette, source)
-                if source is not None
-                else (by_lightness(palette), image_palette(image, len(palette)))
-                for image, palette, source in zip(images, palettes, sources)
-            )
-        )
-    else:
-        sources = [None] * len(images)
-    inputs = [palette_to_net(p, s) for p, s in zip(palettes, sources)]
-    palette = torch.stack([target for target, _ in inputs]).to(device)
-    source_palette = None
-    if model.needs_source:
-        source_palette = torch.stack([source for _, source in inputs]).to(device)
+    sources = sources if sources is not None else [None] * len(images)
+    targets, source_inputs = [], []
+    for image, palette, source in zip(images, palettes, sources):
+        if not model.needs_source:
+            source = None
+        elif source is None:
+            rgb8 = np.clip(np.round(np.asarray(image) * 255), 0, 255).astype(np.uint8)
+            palette, source = pair_with_image(palette, rgb8)
+        target_input, source_input = palette_to_net(palette, source)
+        targets.append(target_input)
+        source_inputs.append(source_input)
+    palette = torch.stack(targets).to(device)
+    source_palette = torch.stack(source_inputs).to(device) if model.needs_source else None
     rgb = torch.as_tensor(np.stack(images), device=device)
     lab = rgb_to_lab(rgb)  # float32 outside autocast: the source L is passed through as is
     with torch.autocast(device.type, dtype=torch.float16, enabled=half):
