@@ -1,115 +1,146 @@
 #!/usr/bin/env bash
-# How the shipped default model (backend/data/palettenet.pt) was trained: one GPU, about
-# nine minutes of wall time in all, every stage through `python -m training`.
+# The GPU run behind the default model (backend/data/palettenet.pt): one GPU, about eight
+# minutes of wall time in all, every stage through `python -m training`.
 #
 #   training/recipes/default_model.sh PHOTOS WORK OUT [SECONDS]
 #
 # PHOTOS  the photo folder with its SOURCES.tsv (../shared/datasets/photos)
 # WORK    scratch folder (dataset ~1.5 GB, run folders)
-# OUT     where the results go: weight files (half precision), metrics, sample grids, logs
-# SECONDS wall-clock budget for preparing + both phases (default 480); the training stages
-#         get fixed shares of what preparing leaves and stop at a step boundary
-#         (--max-minutes), so the steps each run reached are in its metrics.csv and weights.
+# OUT     where the results go: weight files (half precision), logs, metrics, evaluate CSVs
+#         and sample grids (runs.tar.gz)
+# SECONDS wall-clock budget for all stages (default 480); the training stages get fixed
+#         shares of what the other stages leave and stop at a step boundary (--max-minutes),
+#         so the steps each run reached are in its metrics.csv and weight record.
 #
 # Stages:
 #  1. prepare: 18 hue shifts + 6 local (1-2 colours) + 6 multi (3-6 colours) edits per photo,
 #     split by source package (validation lxqt, test lomiri + plasma, train the rest).
-#  2. phase 1 (Euclidean), three runs side by side on the one GPU:
-#       st-mixed  source+target, palette-transfer base, hue=0.4,local=0.3,multi=0.3
-#       st-hue    source+target, palette-transfer base, hue=0.7,local=0.3 (no multi edits)
-#       t-mixed   target only, no base (the paper's network), hue=0.4,local=0.3,multi=0.3
-#  3. the validation split (never the test split) picks the better source+target mix:
-#     lowest sum of the B1, B2 and B3 means of `training evaluate`.
-#  4. phase 2 (adversarial) from that run and from t-mixed, side by side (the model options
-#     come with the --init weights).
-#  5. `training evaluate` of every model on the validation split, and of the classical
-#     baselines on the test split, while phase 2 runs; half-precision exports to OUT.
+#  2. a few steps of each model kind on the GPU, to find out before the budget is spent
+#     whether batch-making worker processes work there (else the runs make batches inline).
+#  3. phase 1 (Euclidean), four runs side by side on the one GPU, three training mixes of the
+#     source+target model and the paper's target-only network:
+#       st-mixed  hue=0.4,local=0.3,multi=0.3     st-hue    hue=0.7,local=0.3
+#       st-edits  hue=0.2,local=0.4,multi=0.4     t-mixed   target only, no base, st-mixed's mix
+#  4. the VALIDATION split picks the mix: lowest sum of the B1, B2 and B3 means of
+#     `training evaluate` (never the test split).
+#  5. phase 2 (adversarial) from the chosen run and from t-mixed, side by side, while the
+#     classical baselines are evaluated on the test split.
+#  6. `training evaluate` of both phases of both models on the validation and test splits;
+#     half-precision exports of the chosen phase 1 and 2 and of t-mixed-1 to OUT.
 set -euo pipefail
 PHOTOS=${1:?photo folder}; WORK=${2:?work folder}; OUT=${3:?output folder}
 BUDGET=${4:-480}
+PYTHON=${PYTHON:-python3}
+DEVICE=${DEVICE:-cuda}
+PALETTES=${PALETTES:-$(dirname "$PHOTOS")/palettes/designer-6x255.json}
 export PYTHONUNBUFFERED=1
 began=$(date +%s)
 elapsed() { echo $(( $(date +%s) - began )); }
-DEVICE=${DEVICE:-cuda}
 mkdir -p "$WORK" "$OUT"
 CPUS=$(nproc)
-# Whatever happens, OUT gets the logs, metrics and sample grids so far.
+DATA=$WORK/photos-432
+# Whatever happens, OUT gets the logs, metrics, CSVs and sample grids so far.
 trap 'tar -czf "$OUT/runs.tar.gz" -C "$WORK" --exclude="*.pt" --exclude=photos-432 . || true' EXIT
 
-DATA=$WORK/photos-432
 if [ ! -f "$DATA/meta.json" ]; then
-  python -m training prepare --images "$PHOTOS" --out "$DATA" \
+  $PYTHON -m training prepare --images "$PHOTOS" --out "$DATA" \
     --groups "$PHOTOS/SOURCES.tsv" --validation-groups lxqt --test-groups lomiri,plasma \
     --variants 18 --local-variants 6 --multi-variants 6 --workers "$CPUS" 2>&1 \
     | tr '\r' '\n' | grep -v '^preparing' | tee "$OUT/prepare.log"
 fi
 echo "prepared at $(elapsed) s"
 
-# What preparing left, less ~70 s for evaluation and export, split 60:40 between the phases.
-left=$(( BUDGET - $(elapsed) - 70 ))
-phase1=$(python -c "print(round($left * 0.6 / 60, 2))")
-phase2=$(python -c "print(round($left * 0.4 / 60, 2))")
-echo "phase 1: $phase1 min, phase 2: $phase2 min"
-
-COMMON=(--data "$DATA" --size 256 --batch 32 --val-every 200 --sample-every 100000
-        --checkpoint-every 1000 --steps 100000 --workers 4 --device "$DEVICE")
+WORKERS=$(( CPUS / 4 - 1 > 0 ? CPUS / 4 - 1 : 0 ))
+# SIZE and BATCH are for a dry run of this script on a CPU (SIZE=64 BATCH=4 DEVICE=cpu).
+COMMON=(--data "$DATA" --size "${SIZE:-256}" --batch "${BATCH:-32}" --val-every 200 --sample-every 100000
+        --checkpoint-every 100000 --steps 100000 --device "$DEVICE")
 train() {  # name, phase, minutes, extra arguments
   local name=$1 phase=$2 minutes=$3; shift 3
-  python -m training train --phase "$phase" --out "$WORK/$name" --max-minutes "$minutes" \
-    "${COMMON[@]}" "$@" > "$WORK/$name.log" 2>&1
+  $PYTHON -m training train --phase "$phase" --out "$WORK/$name" --max-minutes "$minutes" \
+    "${COMMON[@]}" --workers "$WORKERS" "$@" > "$WORK/$name.log" 2>&1
 }
-evaluate() {  # weights, csv, split, extra arguments
+evaluate() {  # weights ('' for the classical methods), csv, split, extra arguments
   local weights=$1 csv=$2 split=$3; shift 3
-  python -m training evaluate --images "$PHOTOS" --split-file "$DATA/split.json" \
+  $PYTHON -m training evaluate --images "$PHOTOS" --split-file "$DATA/split.json" \
     --split "$split" --size 512 --palettes "$PALETTES" --quiet --csv "$csv" \
-    ${weights:+--checkpoint "$weights" --methods palettenet --device "$DEVICE"} "$@"
+    ${weights:+--checkpoint "$weights" --methods palettenet --device "$DEVICE"} "$@" \
+    > "${csv%.csv}.log" 2>&1
 }
-PALETTES=${PALETTES:-$(dirname "$PHOTOS")/palettes/designer-6x255.json}
+score() {  # the sum of the B1, B2 and B3 means in an evaluate CSV
+  $PYTHON -c 'import csv, sys; print(sum(float(r["de_mean"]) for r in csv.DictReader(open(sys.argv[1]))))' "$1"
+}
 
+# Stage 2: both model kinds, 3 steps each, with batch-making workers.
+smoke() {
+  train smoke-st 1 0 --steps 3 --condition source+target --base palette & local st=$!
+  train smoke-t 1 0 --steps 3 --condition target --base none & local t=$!
+  wait $st && wait $t
+}
+if ! smoke; then
+  echo "training with $WORKERS batch workers failed (logs below); making batches inline"
+  tail -20 "$WORK/smoke-st.log" "$WORK/smoke-t.log"
+  WORKERS=0
+  smoke
+fi
+echo "checked the $DEVICE training path at $(elapsed) s"
+
+# What is left, less ~90 s for choosing, evaluating and exporting, split 60:40.
+left=$(( BUDGET - $(elapsed) - 90 ))
+phase1=$($PYTHON -c "print(round($left * 0.6 / 60, 2))")
+phase2=$($PYTHON -c "print(round($left * 0.4 / 60, 2))")
+echo "phase 1: $phase1 min, phase 2: $phase2 min"
+
+ST=(--condition source+target --base palette --lr 3e-4)
 MIXED=hue=0.4,local=0.3,multi=0.3
-train st-mixed-1 1 "$phase1" --condition source+target --base palette --mix "$MIXED" \
-  --lr 3e-4 &
-train st-hue-1 1 "$phase1" --condition source+target --base palette \
-  --mix hue=0.7,local=0.3 --lr 3e-4 &
-train t-mixed-1 1 "$phase1" --condition target --base none --mix "$MIXED" --lr 3e-4 &
+train st-mixed-1 1 "$phase1" "${ST[@]}" --mix "$MIXED" &
+train st-hue-1 1 "$phase1" "${ST[@]}" --mix hue=0.7,local=0.3 &
+train st-edits-1 1 "$phase1" "${ST[@]}" --mix hue=0.2,local=0.4,multi=0.4 &
+train t-mixed-1 1 "$phase1" --condition target --base none --lr 3e-4 --mix "$MIXED" &
 wait
-for run in st-mixed-1 st-hue-1 t-mixed-1; do tail -3 "$WORK/$run.log" | tr '\r' '\n' | tail -2; done
 echo "phase 1 done at $(elapsed) s"
-for run in st-mixed-1 st-hue-1 t-mixed-1; do
+for run in st-mixed-1 st-hue-1 st-edits-1 t-mixed-1; do
+  echo "$run: $(tail -1 "$WORK/$run.log" | tr '\r' '\n' | tail -1)"
+done
+for run in st-mixed-1 st-hue-1 st-edits-1; do
   evaluate "$WORK/$run/weights.pt" "$WORK/$run/validation.csv" validation &
 done
 wait
-best=$(python - "$WORK" <<'PY'
-import csv, sys
-def score(run):
-    rows = csv.DictReader(open(f"{sys.argv[1]}/{run}/validation.csv"))
-    return sum(float(r["de_mean"]) for r in rows)
-scores = {run: score(run) for run in ("st-mixed-1", "st-hue-1")}
-print(min(scores, key=scores.get))
-print(scores, file=sys.stderr)
-PY
-)
-echo "chosen source+target run: $best"
-st=${best%-1}
+best=; best_score=
+for run in st-mixed-1 st-hue-1 st-edits-1; do
+  [ -f "$WORK/$run/validation.csv" ] || { echo "$run: no validation result"; continue; }
+  s=$(score "$WORK/$run/validation.csv"); echo "$run validation B1+B2+B3: $s"
+  if [ -z "$best" ] || $PYTHON -c "import sys; sys.exit(not $s < $best_score)"; then
+    best=$run; best_score=$s
+  fi
+done
+[ -n "$best" ] || { echo "no phase-1 run finished"; exit 1; }
+chosen=${best%-1}
+mix=$($PYTHON -c 'import json, sys; print(json.load(open(sys.argv[1]))["mix"])' "$WORK/$best/args.json")
+echo "chosen: $best, mix $mix"
 
-evaluate "" "$WORK/baselines-test.csv" test --methods identity,rotation,chang2015 \
-  > "$WORK/baselines-test.log" 2>&1 &
+evaluate "" "$WORK/baselines-test.csv" test --methods identity,rotation,chang2015 &
 baselines=$!
-train "$st-2" 2 "$phase2" --init "$WORK/$best/weights.pt" --condition source+target \
-  --mix "$MIXED" --lr 1e-4 &
+train "$chosen-2" 2 "$phase2" --init "$WORK/$best/weights.pt" --mix "$mix" --lr 1e-4 &
 first=$!
-train t-mixed-2 2 "$phase2" --init "$WORK/t-mixed-1/weights.pt" --condition target \
-  --mix "$MIXED" --lr 1e-4 &
+train t-mixed-2 2 "$phase2" --init "$WORK/t-mixed-1/weights.pt" --mix "$MIXED" --lr 1e-4 &
 wait $first $!
 echo "phase 2 done at $(elapsed) s"
-for run in "$st-2" t-mixed-2; do
+evaluate "$WORK/t-mixed-1/weights.pt" "$WORK/t-mixed-1/validation.csv" validation &
+for run in "$chosen-2" t-mixed-2; do
   evaluate "$WORK/$run/weights.pt" "$WORK/$run/validation.csv" validation &
 done
+for run in "$best" "$chosen-2" t-mixed-1 t-mixed-2; do
+  evaluate "$WORK/$run/weights.pt" "$WORK/$run/test.csv" test &
+done
+for run in "$best" "$chosen-2" t-mixed-1; do
+  $PYTHON -m training export "$WORK/$run/weights.pt" "$OUT/$run.pt" --note recipe=default_model.sh
+done
 wait
-for run in "$best" "$st-2" t-mixed-1 t-mixed-2; do
-  python -m training export "$WORK/$run/weights.pt" "$OUT/$run.pt"
+for run in st-mixed-1 st-hue-1 st-edits-1 "$chosen-2" t-mixed-1 t-mixed-2; do
+  echo "== $run: $(tail -1 "$WORK/$run/metrics.csv")"
+  for split in validation test; do
+    [ -f "$WORK/$run/$split.csv" ] && { echo "-- $split"; cat "$WORK/$run/$split.csv"; }
+  done
 done
-for run in st-mixed-1 st-hue-1 t-mixed-1 "$st-2" t-mixed-2; do
-  echo "== $run: $(tail -1 "$WORK/$run/metrics.csv")"; cat "$WORK/$run/validation.csv"
-done
+echo "== baselines, test"; cat "$WORK/baselines-test.csv"
 echo "finished at $(elapsed) s"
