@@ -53,9 +53,13 @@ def parse_palette(entries) -> np.ndarray:
     return np.stack(colours)
 
 
+def to_uint8(rgb) -> np.ndarray:
+    """Float RGB in 0..1 -> 8-bit RGB (what extract_palette and image files take)."""
+    return np.clip(np.round(np.asarray(rgb, dtype=np.float64) * 255), 0, 255).astype(np.uint8)
+
+
 def to_hex(rgb) -> str:
-    values = np.clip(np.round(np.asarray(rgb, dtype=np.float64) * 255), 0, 255).astype(int)
-    return "#{:02x}{:02x}{:02x}".format(*values)
+    return "#{:02x}{:02x}{:02x}".format(*to_uint8(rgb))
 
 
 def rgb_to_lab_np(rgb) -> np.ndarray:

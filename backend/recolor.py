@@ -18,7 +18,7 @@ from backend.color import lab_to_net, lab_to_rgb, net_to_lab, rgb_to_lab
 from backend.fullres import WORKING_SIDE, AffineField, fit_local_affine, weighted_resize
 from backend.fullres import working_size as reduced_size
 from backend.model import PaletteNet
-from backend.palette import pair_with_image, to_model_palette
+from backend.palette import pair_with_image, to_model_palette, to_uint8
 from backend.pixels import Layer
 
 
@@ -107,8 +107,7 @@ def predict(model: PaletteNet, images: list[np.ndarray], palettes: list, half=Fa
         if not model.needs_source:
             source = None
         elif source is None:
-            rgb8 = np.clip(np.round(np.asarray(image) * 255), 0, 255).astype(np.uint8)
-            palette, source = pair_with_image(palette, rgb8)
+            palette, source = pair_with_image(palette, to_uint8(image))
         target_input, source_input = palette_to_net(palette, source)
         targets.append(target_input)
         source_inputs.append(source_input)

@@ -50,6 +50,7 @@ from backend.palette import (
     lab_to_rgb_np,
     parse_palette,
     rgb_to_lab_np,
+    to_uint8,
 )
 from training.variants import hue_shift, local_edit, random_edits, rotate_ab
 
@@ -115,10 +116,6 @@ def load_photo(path, size: int) -> np.ndarray:
             new_size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
             image = image.resize(new_size, Image.Resampling.LANCZOS)
         return np.asarray(image, dtype=np.float64) / 255
-
-
-def to_uint8(rgb) -> np.ndarray:
-    return np.clip(np.round(np.asarray(rgb) * 255), 0, 255).astype(np.uint8)
 
 
 def photo_rng(seed: int, name: str, task: str) -> np.random.Generator:

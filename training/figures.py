@@ -18,16 +18,10 @@ from PIL import Image, ImageDraw
 from skimage.color import deltaE_ciede2000
 
 from backend.chang2015 import recolor_chang2015
-from backend.palette import extract_palette, lab_to_rgb_np, rgb_to_lab_np
+from backend.palette import extract_palette, lab_to_rgb_np, rgb_to_lab_np, to_uint8
 from backend.recolor import recolor_rgb
 from backend.weights import WeightsError, load_weights
-from training.evaluate import (
-    designer_case,
-    list_images,
-    load_designer_palettes,
-    load_photo,
-    to_uint8,
-)
+from training.evaluate import designer_case, list_images, load_designer_palettes, load_photo
 
 SIDE = 256  # long side of each picture in a figure
 LABEL = 18  # pixels of caption above each column
@@ -82,7 +76,6 @@ def samples(model, photos, designer_palettes, out: Path):
                 to_uint8(theirs),
             ]
         )
-    rows = [[np.asarray(p) for p in row] for row in rows]
     grid(rows, ["photo", "palette", "PaletteNet", "Chang 2015"]).save(out / "samples.png")
 
 

@@ -120,6 +120,13 @@ def unwrap(module):
     return module.module if isinstance(module, DistributedDataParallel) else module
 
 
+def checkpoint_generator(record: dict) -> tuple[dict, dict]:
+    """A checkpoint.pt's generator -> (state dict, the model options it was trained with)."""
+    saved = record.get("args", {})
+    options = {k: saved.get(k, d) for k, d in (("condition", "target"), ("base", "none"))}
+    return record["generator"], options
+
+
 def load_init(path: Path) -> tuple[dict, dict]:
     """Phase 2's starting point: a weights.pt, or a phase-1 run's checkpoint.pt ->
     (state dict, the model options it was trained with)."""
@@ -128,9 +135,7 @@ def load_init(path: Path) -> tuple[dict, dict]:
     except Exception as error:
         raise SystemExit(f"--init {path}: not readable ({error})") from None
     if isinstance(record, dict) and "generator" in record:
-        saved = record.get("args", {})
-        options = {k: saved.get(k, d) for k, d in (("condition", "target"), ("base", "none"))}
-        return record["generator"], options
+        return checkpoint_generator(record)
     try:
         model = load_weights(path)
     except WeightsError as error:
@@ -322,7 +327,7 @@ def run(args):
         return torch.autocast("cuda", dtype=torch.bfloat16, enabled=use_cuda)
 
     checkpoint_path = args.out / "checkpoint.pt"
-    start, init_state, resume_state = 0, None, None
+    start, init_state, init_path, resume_state = 0, None, None, None
     if args.resume:
         if not checkpoint_path.exists():
             raise SystemExit(f"--resume: no checkpoint in {args.out}")
@@ -331,10 +336,11 @@ def run(args):
             raise SystemExit(
                 f"{checkpoint_path} is phase {resume_state['phase']}, not {args.phase}"
             )
-        init_state, options = load_init(checkpoint_path)
-        start = resume_state["step"]
+        init_state, options = checkpoint_generator(resume_state)
+        init_path, start = checkpoint_path, resume_state["step"]
     elif args.init is not None:
         init_state, options = load_init(args.init)
+        init_path = args.init
     if init_state is not None:
         # The model options come with the weights: a run continues the network it starts from.
         args.condition, args.base = options["condition"], options["base"]
@@ -345,7 +351,7 @@ def run(args):
         raise SystemExit(str(error)) from None
     disc = Discriminator() if args.phase == 2 else None
     if init_state is not None:
-        load_generator(model, init_state, args.resume and checkpoint_path or args.init)
+        load_generator(model, init_state, init_path)
     if resume_state is not None and disc is not None:
         disc.load_state_dict(resume_state["discriminator"])
     if args.freeze_encoder:
