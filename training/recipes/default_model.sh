@@ -69,9 +69,6 @@ evaluate() {  # weights ('' for the classical methods), csv, split, extra argume
     ${weights:+--checkpoint "$weights" --methods palettenet --device "$DEVICE"} "$@" \
     > "${csv%.csv}.log" 2>&1
 }
-score() {  # the sum of the B1, B2 and B3 means in an evaluate CSV
-  $PYTHON -c 'import csv, sys; print(sum(float(r["de_mean"]) for r in csv.DictReader(open(sys.argv[1]))))' "$1"
-}
 
 # Stage 2: both model kinds, 3 steps each, with batch-making workers.
 smoke() {
@@ -110,14 +107,19 @@ for run in st-mixed-1 st-hue-1 st-edits-1; do
   evaluate "$WORK/$run/weights.pt" "$WORK/$run/validation.csv" validation &
 done
 wait
-best=; best_score=
-for run in st-mixed-1 st-hue-1 st-edits-1; do
-  [ -f "$WORK/$run/validation.csv" ] || { echo "$run: no validation result"; continue; }
-  s=$(score "$WORK/$run/validation.csv"); echo "$run validation B1+B2+B3: $s"
-  if [ -z "$best" ] || $PYTHON -c "import sys; sys.exit(not $s < $best_score)"; then
-    best=$run; best_score=$s
-  fi
-done
+# The lowest sum of the B1, B2 and B3 means; the sums go to the log.
+best=$($PYTHON - "$WORK" st-mixed-1 st-hue-1 st-edits-1 <<'PY'
+import csv, sys
+from pathlib import Path
+scores = {}
+for run in sys.argv[2:]:
+    path = Path(sys.argv[1], run, "validation.csv")
+    if path.exists():
+        scores[run] = sum(float(row["de_mean"]) for row in csv.DictReader(open(path)))
+    print(f"{run} validation B1+B2+B3: {scores.get(run, 'no result')}", file=sys.stderr)
+print(min(scores, key=scores.get) if scores else "")
+PY
+)
 [ -n "$best" ] || { echo "no phase-1 run finished"; exit 1; }
 chosen=${best%-1}
 mix=$($PYTHON -c 'import json, sys; print(json.load(open(sys.argv[1]))["mix"])' "$WORK/$best/args.json")
