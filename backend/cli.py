@@ -264,7 +264,11 @@ def main(argv=None):
     recolor.add_argument("-p", "--palette", required=True, help='"#hex,#hex,..." (1-12 colours)')
     recolor.add_argument("-o", "--output", type=Path, required=True)
     recolor.add_argument("--method", choices=["palettenet", "chang2015"], default="palettenet")
-    recolor.add_argument("--source-palette", help="chang2015: the colours to move, in order")
+    recolor.add_argument(
+        "--source-palette",
+        help="the colours the palette replaces, entry by entry "
+        "(default: the image's own, paired by lightness)",
+    )
     recolor.add_argument("--mask", type=Path, help="grey image: white recolours, black keeps")
     add_engine_options(recolor)
     recolor.set_defaults(run=cmd_recolor)
