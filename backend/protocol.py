@@ -5,9 +5,13 @@ used by the daemon, the broker, the client and the in-process CLI alike. A reque
 header frame, then for `recolor` and `palette` a pixel frame and an optional mask frame.
 Everything a request claims is checked here against the limits before any pixel is touched:
 a malformed or oversized request costs the daemon a JSON parse, never a big allocation.
+Every input is untrusted: the header's size and nesting depth are bounded before json.loads
+sees it, and every field's type is checked before it is used, so any bytes at all give a
+Request or a ProtocolError with a documented code, never another exception.
 """
 
 import json
+import re
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -26,6 +30,10 @@ OPS = ("ping", "info", "recolor", "palette")
 METHODS = ("palettenet", "chang2015")
 OPTIONS = {"recolor": ("max_side",), "palette": ("k",), "ping": (), "info": ()}
 MAX_HEADER_BYTES = 64 * 1024
+# A valid header nests two deep ({"options": {...}}, {"palette": [...]}); deeper is refused
+# before json.loads, whose recursion a few thousand brackets would exhaust.
+MAX_JSON_DEPTH = 8
+MAX_REQUEST_FRAMES = 3  # header, pixels, mask
 # A broker's workers (daemons run with --connect) send these after an empty frame: READY
 # with their capacity on connecting and as a heartbeat, BYE when they stop taking work.
 READY, BYE = b"READY", b"BYE"
@@ -45,13 +53,18 @@ ERROR_CODES = (
 
 
 class ProtocolError(Exception):
-    """A request that gets an error reply; `code` is one of ERROR_CODES."""
+    """A request that gets an error reply; `code` is one of ERROR_CODES, `request_id` the
+    request's id when its header could be read (to echo in the reply)."""
 
-    def __init__(self, code: str, message: str):
+    def __init__(self, code: str, message: str, request_id: str | None = None):
         assert code in ERROR_CODES, code
         super().__init__(message)
         self.code = code
         self.message = message
+        self.request_id = request_id
+
+    def reply(self) -> "Reply":
+        return error_reply(self.request_id, self.code, self.message)
 
 
 def max_message_bytes(max_pixels: int) -> int:
@@ -59,6 +72,11 @@ def max_message_bytes(max_pixels: int) -> int:
     legal pixel frame plus room for the header, so every request within the limits arrives
     and can be answered (a larger frame makes ZeroMQ drop the connection unanswered)."""
     return max_pixels * LARGEST_PIXEL + MAX_HEADER_BYTES
+
+
+def max_request_bytes(max_pixels: int) -> int:
+    """All frames of the largest legal request together: header, pixels and mask."""
+    return MAX_HEADER_BYTES + max_pixels * (LARGEST_PIXEL + 1)
 
 
 # --- replies ------------------------------------------------------------------------------
@@ -112,17 +130,57 @@ class Request:
     k: int = MODEL_PALETTE_SIZE
 
     def layer(self) -> Layer:
-        return Layer.from_buffer(self.pixels, self.width, self.height, self.pixel_format, self.mask)
+        """The pixels as a Layer (a view, no copy); ProtocolError if the request cannot be
+        done with them. Called by the engine's workers: this is the one check that reads
+        pixels, so it is not made in parse_request, which runs on the daemon's main thread."""
+        layer = Layer.from_buffer(
+            self.pixels, self.width, self.height, self.pixel_format, self.mask
+        )
+        pairs_with_layer = self.method == "palettenet" and self.source_palette is None
+        if self.op == "recolor" and pairs_with_layer and layer.mask is not None:
+            # Without source_palette the palette is paired with the colours of the visible,
+            # selected pixels; a mask that selects none of them leaves nothing to pair with.
+            if not layer.counted().any() and layer.visible_box() is not None:
+                message = (
+                    "the mask selects no visible pixel, so there are no colours to pair the "
+                    "palette with: send source_palette, a mask that selects something, or none"
+                )
+                raise ProtocolError("bad_request", message)
+        return layer
+
+
+# A JSON string (escapes included; an unterminated one runs to the end, so the scan stays
+# linear) or a bracket. Brackets inside strings are not nesting.
+_JSON_TOKENS = re.compile(rb'"(?:[^"\\]|\\.)*"?|[\[\]{}]', re.DOTALL)
+
+
+def json_depth_exceeds(data: bytes, limit: int) -> bool:
+    """Whether JSON text nests arrays and objects deeper than `limit`, from its bytes alone
+    (UTF-8 never has '"', '\\' or brackets inside a multi-byte character)."""
+    depth = 0
+    for token in _JSON_TOKENS.findall(data):
+        if token in (b"[", b"{"):
+            depth += 1
+            if depth > limit:
+                return True
+        elif token in (b"]", b"}"):
+            depth -= 1
+    return False
 
 
 def read_header(frame) -> dict:
-    """The JSON header of a request (frame 0); ProtocolError if it is not one."""
+    """The JSON header of a request (frame 0); ProtocolError if it is not one. Size and
+    nesting are checked on the bytes first: json.loads only sees a small, shallow text."""
     if len(frame) > MAX_HEADER_BYTES:
         message = f"header is {len(frame)} bytes; at most {MAX_HEADER_BYTES}"
         raise ProtocolError("bad_request", message)
+    data = bytes(frame)
+    if json_depth_exceeds(data, MAX_JSON_DEPTH):
+        message = f"header nests arrays or objects more than {MAX_JSON_DEPTH} deep"
+        raise ProtocolError("bad_request", message)
     try:
-        header = json.loads(bytes(frame).decode("utf-8"))
-    except (UnicodeDecodeError, ValueError) as error:
+        header = json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError) as error:
         raise ProtocolError("bad_request", f"header is not UTF-8 JSON: {error}") from None
     if not isinstance(header, dict):
         raise ProtocolError("bad_request", "header must be a JSON object")
@@ -130,27 +188,37 @@ def read_header(frame) -> dict:
 
 
 def request_id(frames) -> str | None:
-    """The id of a request, if its header can be read, for error replies; else None."""
+    """The id of a request, if its header can be read, for error replies; else None.
+    Never raises, whatever the frames."""
     try:
         value = read_header(frames[0]).get("id")
-    except (ProtocolError, IndexError):
+    except Exception:  # whatever is wrong with it, an unreadable header has no id
         return None
     return value if isinstance(value, str) else None
+
+
+def _shown(value, limit: int = 60) -> str:
+    """repr() of a client's value for an error message, cut short: a 64 KiB list must not
+    come back whole in the reply."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _integer(fields: dict, name: str, low: int, high: int | None = None, prefix="") -> int:
     value = fields.get(name)
     if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        message = f"{prefix}{name} must be an integer >= {low}, got {value!r}"
+        message = f"{prefix}{name} must be an integer >= {low}, got {_shown(value)}"
         raise ProtocolError("bad_request", message)
     if high is not None and value > high:
-        raise ProtocolError("bad_request", f"{prefix}{name} must be at most {high}, got {value}")
+        message = f"{prefix}{name} must be at most {high}, got {_shown(value)}"
+        raise ProtocolError("bad_request", message)
     return value
 
 
 def _palette(value, name: str) -> np.ndarray:
     if not isinstance(value, list) or not all(isinstance(entry, str) for entry in value):
-        raise ProtocolError("bad_palette", f"{name} must be a list of hex strings, got {value!r}")
+        message = f"{name} must be a list of hex strings, got {_shown(value)}"
+        raise ProtocolError("bad_palette", message)
     try:
         return rgb_to_lab_np(parse_palette(value))
     except PaletteError as error:
@@ -160,31 +228,49 @@ def _palette(value, name: str) -> np.ndarray:
 
 
 def parse_request(frames: list, max_pixels: int = DEFAULT_MAX_PIXELS) -> Request:
-    """Frames (header first, then the payload) -> a checked Request, or ProtocolError.
+    """Frames (header first, then the payload) -> a checked Request, or ProtocolError (with
+    the request's id once the header is read, for the reply).
 
     Only the header is parsed and frame lengths compared: the pixels stay where they are."""
     if not frames:
         raise ProtocolError("bad_request", "empty message: a header frame is needed")
+    if len(frames) > MAX_REQUEST_FRAMES:
+        # Checked before the header is read: a message of thousands of frames costs a len().
+        message = (
+            f"a request has at most {MAX_REQUEST_FRAMES} frames (header, pixels, mask); "
+            f"got {len(frames)}"
+        )
+        raise ProtocolError("bad_request", message, request_id(frames))
     header = read_header(frames[0])
+    request_id_ = header.get("id")
+    if request_id_ is not None and not isinstance(request_id_, str):
+        raise ProtocolError("bad_request", f"id must be a string, got {_shown(request_id_)}")
+    try:
+        return _parse_fields(header, request_id_, frames[1:], max_pixels)
+    except ProtocolError as error:
+        error.request_id = request_id_
+        raise
+
+
+def _parse_fields(header: dict, request_id_, payload: list, max_pixels: int) -> Request:
+    """Everything after the id: each field's type is checked before its value is used."""
     if header.get("protocol") != PROTOCOL:
-        message = f"protocol must be {PROTOCOL!r}, got {header.get('protocol')!r}"
+        message = f"protocol must be {PROTOCOL!r}, got {_shown(header.get('protocol'))}"
         raise ProtocolError("bad_request", message)
-    request_id = header.get("id")
-    if request_id is not None and not isinstance(request_id, str):
-        raise ProtocolError("bad_request", f"id must be a string, got {request_id!r}")
     op = header.get("op")
-    if op not in OPS:
-        raise ProtocolError("bad_request", f"unknown op {op!r}; known: {', '.join(OPS)}")
-    request = Request(op=op, id=request_id)
+    if not isinstance(op, str) or op not in OPS:
+        raise ProtocolError("bad_request", f"unknown op {_shown(op)}; known: {', '.join(OPS)}")
+    request = Request(op=op, id=request_id_)
     options = header.get("options", {})
     if not isinstance(options, dict):
-        raise ProtocolError("bad_request", f"options must be a JSON object, got {options!r}")
-    for name in options:
+        message = f"options must be a JSON object, got {_shown(options)}"
+        raise ProtocolError("bad_request", message)
+    for name in options:  # JSON object keys are always strings
         if name not in OPTIONS[op]:
             known = ", ".join(OPTIONS[op]) or "none"
-            raise ProtocolError("bad_request", f"unknown option {name!r} for {op} (known: {known})")
+            message = f"unknown option {_shown(name)} for {op} (known: {known})"
+            raise ProtocolError("bad_request", message)
 
-    payload = frames[1:]
     if op in ("ping", "info"):
         if payload:
             raise ProtocolError("bad_request", f"{op} takes no frames after the header")
@@ -195,10 +281,11 @@ def parse_request(frames: list, max_pixels: int = DEFAULT_MAX_PIXELS) -> Request
             request.k = _integer(options, "k", 1, MAX_USER_PALETTE_SIZE, prefix="options.")
         return request
 
-    request.method = header.get("method", "palettenet")
-    if request.method not in METHODS:
-        message = f"unknown method {request.method!r}; known: {', '.join(METHODS)}"
+    method = header.get("method", "palettenet")
+    if not isinstance(method, str) or method not in METHODS:
+        message = f"unknown method {_shown(method)}; known: {', '.join(METHODS)}"
         raise ProtocolError("bad_request", message)
+    request.method = method
     if "palette" not in header:
         raise ProtocolError("bad_palette", "recolor needs a palette (a list of hex strings)")
     request.palette = _palette(header["palette"], "palette")
@@ -221,8 +308,8 @@ def _parse_layer(request: Request, header: dict, payload: list, max_pixels: int)
     request.width = _integer(header, "width", 1)
     request.height = _integer(header, "height", 1)
     name = header.get("pixel_format")
-    if name not in FORMATS:
-        message = f"pixel_format {name!r} is not supported; use one of {', '.join(FORMATS)}"
+    if not isinstance(name, str) or name not in FORMATS:
+        message = f"pixel_format {_shown(name)} is not supported; use one of {', '.join(FORMATS)}"
         raise ProtocolError("unsupported_format", message)
     request.pixel_format = FORMATS[name]
     count = request.width * request.height
