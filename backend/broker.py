@@ -10,14 +10,22 @@ worker answers them at once.
 
 A worker that says BYE gets no new work; one that misses heartbeats for worker_timeout
 seconds is taken for dead. Its unfinished jobs are queued again, first in line, once; a job
-whose second worker dies too is answered `busy`. A request that waits longer than
-queue_timeout (no worker connected, or all saturated) is answered `busy`. No request is
-ever left without a reply.
+whose second worker dies too, or that finds the queue full, is answered `busy`. A request
+that waits longer than queue_timeout (no worker connected, or all saturated) is answered
+`busy`. Every request is answered exactly once: each is in one place at a time (the queue,
+or in_flight with one worker), and leaves it only by being answered or moved.
+
+Nothing a client or worker sends can stop the broker: messages are received within limits
+(backend.security.receive_bounded), parsed defensively, and each is handled inside a
+catch-all. With CURVE, clients and workers are checked against separate key folders, so a
+client key cannot be used to pose as a worker.
 """
 
 import itertools
 import struct
+import sys
 import time
+import traceback
 from dataclasses import dataclass, field
 
 import zmq
@@ -26,17 +34,29 @@ from backend.fairqueue import FairQueue
 from backend.protocol import (
     BYE,
     DEFAULT_MAX_PIXELS,
+    MAX_REQUEST_FRAMES,
     READY,
     ProtocolError,
+    Reply,
     error_reply,
     max_message_bytes,
+    max_request_bytes,
     parse_request,
     request_id,
 )
-from backend.security import ServerKeys, check_bind
+from backend.security import (
+    CLIENTS,
+    WORKERS,
+    ServerKeys,
+    bind,
+    check_bind,
+    receive_bounded,
+    server_socket,
+)
 
 POLL_MS = 100  # how often the loop looks at the stop flag and the clocks when idle
 TICKET = struct.Struct(">Q")  # the broker's name for a job, echoed by the worker
+MAX_CAPACITY = 1024  # jobs one worker may claim to hold at once (its READY says how many)
 
 
 @dataclass
@@ -49,7 +69,7 @@ class BrokerSettings:
     worker_timeout_s: float = 5.0
     queue_timeout_s: float = 120.0
     retries: int = 1  # times a job is given to another worker after its worker died
-    server_keys: ServerKeys | None = None  # CURVE on both sockets
+    server_keys: ServerKeys | None = None  # CURVE on both sockets (with a workers folder)
     linger_ms: int = 5000
 
 
@@ -94,20 +114,20 @@ class Broker:
             check_bind(address, self.settings.server_keys)
         keys = self.settings.server_keys
         if keys is not None:
+            keys.check_workers()  # before anything is started: a broker needs both folders
             self._authenticator = keys.authenticator(self.context)
-        self.frontend = self._bind(self.settings.frontend)
-        self.backend = self._bind(self.settings.backend)
-        return tuple(s.getsockopt_string(zmq.LAST_ENDPOINT) for s in (self.frontend, self.backend))
+        self.frontend, frontend = self._bind(self.settings.frontend, CLIENTS)
+        self.backend, backend = self._bind(self.settings.backend, WORKERS)
+        return frontend, backend
 
-    def _bind(self, address: str) -> zmq.Socket:
-        socket = self.context.socket(zmq.ROUTER)
-        socket.linger = self.settings.linger_ms
-        socket.ipv6 = "[" in address
-        socket.setsockopt(zmq.MAXMSGSIZE, max_message_bytes(self.settings.max_pixels))
-        if self.settings.server_keys is not None:
-            self.settings.server_keys.apply(socket)
-        socket.bind(address)
-        return socket
+    def _bind(self, address: str, peers: str) -> tuple[zmq.Socket, str]:
+        """A ROUTER for `peers` (CLIENTS or WORKERS: with CURVE, whose keys it accepts)."""
+        settings = self.settings
+        frame_limit = max_message_bytes(settings.max_pixels)
+        socket = server_socket(self.context, zmq.ROUTER, address, frame_limit, settings.linger_ms)
+        if settings.server_keys is not None:
+            settings.server_keys.apply(socket, peers)
+        return socket, bind(socket, address)
 
     def stop(self) -> None:
         self._stop = True
@@ -137,30 +157,57 @@ class Broker:
 
     # --- clients --------------------------------------------------------------------------
     def _from_clients(self) -> None:
+        # Route frames (identity, REQ's empty delimiter) come first.
+        max_frames = 2 + MAX_REQUEST_FRAMES
+        max_bytes = max_request_bytes(self.settings.max_pixels)
         for _ in range(64):
             try:
-                frames = self.frontend.recv_multipart(zmq.NOBLOCK, copy=False)
+                frames, cut = receive_bounded(self.frontend, max_frames, max_bytes)
             except zmq.Again:
                 return
             delimited = len(frames) > 1 and len(frames[1]) == 0  # REQ's empty frame
             route, body = frames[: 1 + delimited], frames[1 + delimited :]
+            work = None
             try:
-                request = parse_request(body, self.settings.max_pixels)
-            except ProtocolError as error:
-                reply = error_reply(request_id(body), error.code, error.message)
-                self.frontend.send_multipart(route + reply.encode())
-                continue
-            work = Work(next(self._tickets), route, body, request.id, time.monotonic())
-            if request.op in ("ping", "info"):
-                self._send_now(work)
-            else:
-                refusal = self.queue.put(route[0].bytes, work)
-                if refusal is not None:
-                    self._refuse(work, f"{refusal}; retry later")
+                if cut:
+                    message = (
+                        f"a request has at most {MAX_REQUEST_FRAMES} frames (header, pixels, "
+                        f"mask) and {max_bytes} bytes in all; the rest was dropped unread"
+                    )
+                    self._answer(route, error_reply(request_id(body), "bad_request", message))
+                    continue
+                try:
+                    request = parse_request(body, self.settings.max_pixels)
+                except ProtocolError as error:
+                    self._answer(route, error.reply())
+                    continue
+                work = Work(next(self._tickets), route, body, request.id, time.monotonic())
+                if request.op in ("ping", "info"):
+                    self._send_now(work)
+                else:
+                    refusal = self.queue.put(route[0].bytes, work)
+                    if refusal is not None:
+                        self._refuse(work, f"{refusal}; retry later")
+            except Exception as error:  # a bug must cost one reply, not the broker
+                traceback.print_exc(file=sys.stderr)
+                held = work is not None and (work.ticket in self.in_flight or work in self.queue)
+                if not held:  # answered once: here, unless it is waiting or with a worker
+                    message = f"{type(error).__name__}: {error}"
+                    self._answer(route, error_reply(None, "internal", message))
+
+    def _answer(self, route: list, reply: Reply) -> None:
+        self._forward(route, reply.encode())
+
+    def _forward(self, route: list, frames: list) -> None:
+        """Send to a client; ROUTER never waits and drops what it cannot route (a client
+        that has gone). A failure is reported, never raised: it must not stop the broker."""
+        try:
+            self.frontend.send_multipart(route + frames, copy=False)
+        except zmq.ZMQError as error:
+            print(f"broker: a reply could not be sent: {error}", file=sys.stderr)
 
     def _refuse(self, work: Work, message: str) -> None:
-        reply = error_reply(work.request_id, "busy", message)
-        self.frontend.send_multipart(work.route + reply.encode())
+        self._answer(work.route, error_reply(work.request_id, "busy", message))
 
     def _next_worker(self) -> Worker | None:
         """The live worker with the most free capacity; of equals, the longest idle."""
@@ -200,37 +247,54 @@ class Broker:
 
     # --- workers --------------------------------------------------------------------------
     def _from_workers(self) -> None:
+        # [identity, ticket, reply header, pixels] or [identity, "", READY, capacity]
+        max_frames = 2 + MAX_REQUEST_FRAMES
+        max_bytes = max_request_bytes(self.settings.max_pixels)
         for _ in range(64):
             try:
-                identity, first, *rest = self.backend.recv_multipart(zmq.NOBLOCK, copy=False)
+                frames, cut = receive_bounded(self.backend, max_frames, max_bytes)
             except zmq.Again:
                 return
-            except ValueError:  # fewer than two frames: not from a worker of ours
-                continue
-            identity = identity.bytes
-            if len(first) == 0:
-                self._control(identity, [frame.bytes for frame in rest])
-                continue
-            worker = self.workers.get(identity)
-            if worker is not None:
-                worker.last_seen = time.monotonic()
-            ticket = TICKET.unpack(first.bytes)[0] if len(first) == TICKET.size else None
-            if ticket not in self.in_flight or self.in_flight[ticket][1] != identity:
-                continue  # a reply for a job already given to another worker
-            work, _ = self.in_flight.pop(ticket)
-            if worker is not None:
-                worker.jobs.discard(ticket)
-            self.frontend.send_multipart(work.route + rest, copy=False)
+            try:
+                self._from_worker(frames, cut)
+            except Exception:  # a bug, or a worker sending nonsense: not the broker's end
+                traceback.print_exc(file=sys.stderr)
+
+    def _from_worker(self, frames: list, cut: bool) -> None:
+        if cut or len(frames) < 2:  # not from a daemon of ours
+            return
+        identity, first, *rest = frames
+        identity = identity.bytes
+        if len(first) == 0:
+            self._control(identity, [frame.bytes for frame in rest])
+            return
+        worker = self.workers.get(identity)
+        if worker is not None:
+            worker.last_seen = time.monotonic()
+        ticket = TICKET.unpack(first.bytes)[0] if len(first) == TICKET.size else None
+        if ticket not in self.in_flight or self.in_flight[ticket][1] != identity:
+            return  # a reply for a job already given to another worker
+        work, _ = self.in_flight.pop(ticket)
+        if worker is not None:
+            worker.jobs.discard(ticket)
+        if not rest:
+            message = "the worker sent an empty reply"
+            self._answer(work.route, error_reply(work.request_id, "internal", message))
+        else:
+            self._forward(work.route, rest)
 
     def _control(self, identity: bytes, message: list) -> None:
         verb = message[0] if message else b""
         if verb == READY:
-            capacity = int(message[1]) if len(message) > 1 and message[1].isdigit() else 1
+            text = message[1] if len(message) > 1 else b""
+            # a capacity of at most 4 digits: int() of a 64 KiB digit string would raise
+            capacity = int(text) if text.isdigit() and len(text) <= 4 else 1
+            capacity = min(max(1, capacity), MAX_CAPACITY)
             worker = self.workers.get(identity)
             if worker is None:
-                self.workers[identity] = Worker(identity, max(1, capacity), time.monotonic())
+                self.workers[identity] = Worker(identity, capacity, time.monotonic())
             else:
-                worker.capacity, worker.last_seen = max(1, capacity), time.monotonic()
+                worker.capacity, worker.last_seen = capacity, time.monotonic()
         elif verb == BYE and identity in self.workers:
             self.workers[identity].leaving = True
 
@@ -242,7 +306,12 @@ class Broker:
             del self.workers[identity]
             for ticket in worker.jobs:
                 work, _ = self.in_flight.pop(ticket)
-                if work.tries <= self.settings.retries:
-                    self.queue.put(work.route[0].bytes, work, front=True)
-                else:
+                if work.tries > self.settings.retries:
                     self._refuse(work, "the worker handling this request stopped; retry")
+                    continue
+                # First in line again; if even that is refused (the queue is full), this
+                # client is told now rather than never.
+                refusal = self.queue.put(work.route[0].bytes, work, front=True)
+                if refusal is not None:
+                    message = f"the worker handling this request stopped and {refusal}; retry"
+                    self._refuse(work, message)

@@ -4,7 +4,7 @@ palettenet recolor IN -p "#hex,#hex,..." -o OUT [--method palettenet|chang2015] 
 palettenet palette IN [-k 6] [--server URL]
 palettenet info [--server URL]
 palettenet serve [--bind tcp://127.0.0.1:5555 | --connect BROKER] [--device auto|cpu|cuda]
-palettenet broker --frontend ADDRESS --backend ADDRESS
+palettenet broker --frontend ADDRESS --backend ADDRESS [--curve-workers DIR ...]
 palettenet keys DIR [--name NAME]
 palettenet bench [--sizes 0.1,1,12,24] [--device auto|cpu|cuda]
 
@@ -22,7 +22,14 @@ import numpy as np
 
 from backend import __version__
 from backend.protocol import DEFAULT_MAX_PIXELS, decode_reply, encode_request
-from backend.security import ClientKeys, SecurityError, ServerKeys, check_bind, create_keys
+from backend.security import (
+    ClientKeys,
+    SecurityError,
+    ServerKeys,
+    check_bind,
+    create_keys,
+    raise_fd_limit,
+)
 
 DEFAULT_WEIGHTS = Path(__file__).parent / "data" / "palettenet.pt"
 DEFAULT_ADDRESS = "tcp://127.0.0.1:5555"
@@ -38,22 +45,25 @@ def client_keys(args) -> ClientKeys | None:
 
 
 def server_keys(args) -> ServerKeys | None:
+    workers = getattr(args, "curve_workers", None)  # a broker's option only
     if args.curve_clients is None:
+        if workers is not None:
+            raise SystemExit("--curve-workers needs --curve-clients and --curve-secret")
         return None
     if args.curve_secret is None:
         raise SystemExit("--curve-clients needs --curve-secret (this server's secret key)")
-    return ServerKeys(args.curve_secret, args.curve_clients)
+    return ServerKeys(args.curve_secret, args.curve_clients, workers)
 
 
 def call(args, header: dict, pixels=None, mask=None, load_model=True) -> tuple[dict, list]:
     """One palettenet/1 request, through the daemon at args.server or in this process."""
     if args.server:
-        from backend.client import Client
+        from backend.client import AddressError, Client
 
         try:
             with Client(args.server, args.timeout, client_keys(args)) as client:
                 return client.request(header, pixels, mask)
-        except (TimeoutError, SecurityError) as error:
+        except (TimeoutError, AddressError, SecurityError) as error:
             raise SystemExit(str(error)) from None
     from backend.engine import Engine
 
@@ -143,6 +153,16 @@ def cmd_info(args):
     print(f"methods: {', '.join(info['methods'])}")
 
 
+def open_file_limit() -> str:
+    """As many open files as the system allows this process (each connection is one); a
+    note to print after the ready line when that is still few, since a flood of idle
+    connections could then starve clients."""
+    _, limit = raise_fd_limit()
+    if limit < 4096:
+        return f"note: at most {limit} open files (ulimit -n), so at most that many connections"
+    return ""
+
+
 def stop_on_signals(server) -> None:
     """SIGINT and SIGTERM ask the server to finish its work and stop; a second one of
     either ends the process at once."""
@@ -181,6 +201,7 @@ def cmd_serve(args):
     if args.max_batch is None:
         settings.max_batch = 4 if engine.device.type == "cuda" else 1
     daemon = Daemon(engine, settings)
+    note = open_file_limit()
     try:
         endpoint = daemon.start()
     except (SecurityError, OSError) as error:  # zmq.ZMQError is an OSError
@@ -191,6 +212,8 @@ def cmd_serve(args):
         model += f" ({engine.model_error}; serving chang2015 and palette only)"
     role = "worker of broker" if args.connect else "ready on"
     print(f"palettenet daemon {role} {endpoint} device={engine.device} model={model}", flush=True)
+    if note:
+        print(note, flush=True)
     daemon.serve()
     print("palettenet daemon stopped", flush=True)
     return 0
@@ -205,15 +228,19 @@ def cmd_broker(args):
         max_pixels=args.max_pixels,
         worker_timeout_s=args.worker_timeout,
         queue_timeout_s=args.queue_timeout,
+        max_queue=args.max_queue,
         server_keys=server_keys(args),
     )
     broker = Broker(settings)
+    note = open_file_limit()
     try:
         frontend, backend = broker.start()
     except (SecurityError, OSError) as error:
         raise SystemExit(f"cannot start the broker: {error}") from None
     stop_on_signals(broker)
     print(f"palettenet broker ready: clients {frontend}, workers {backend}", flush=True)
+    if note:
+        print(note, flush=True)
     broker.serve()
     print("palettenet broker stopped", flush=True)
     return 0
@@ -302,9 +329,13 @@ def main(argv=None):
     broker.add_argument("--backend", default="tcp://127.0.0.1:5556", help="address for daemons")
     broker.add_argument("--worker-timeout", type=float, default=5.0, help="seconds of silence")
     broker.add_argument("--queue-timeout", type=float, default=120.0, help="seconds waiting")
+    broker.add_argument("--max-queue", type=int, default=256, help="requests waiting, at most")
     add_limit_option(broker)
     broker.add_argument("--curve-secret", type=Path, help="the broker's .key_secret file")
-    broker.add_argument("--curve-clients", type=Path, help="folder of accepted .key files")
+    broker.add_argument("--curve-clients", type=Path, help="folder of accepted client .key files")
+    broker.add_argument(
+        "--curve-workers", type=Path, help="folder of accepted daemon (worker) .key files"
+    )
     broker.set_defaults(run=cmd_broker)
 
     keys = commands.add_parser("keys", help="create a CURVE key pair")

@@ -1,55 +1,166 @@
-"""A palettenet/1 client: one request at a time, with a deadline.
+"""A palettenet/1 client: one request at a time, with a deadline it always keeps.
 
 A REQ socket that never gets its reply is stuck for good, so on a timeout the socket is
 closed (LINGER 0: nothing is left queued) and the next request opens a fresh one: the
 "lazy pirate" pattern of the ZeroMQ guide. The CLI and the tests use this; the editor
 plug-ins speak the same protocol with their own sockets.
+
+Waiting is not blind. A monitor on the socket reports its connection: when the daemon closes
+it (it stopped, or was killed), the request is lost with it, so the client notices at once,
+opens a new socket and sends the request once more (every op is idempotent: the same request
+gives the same reply) as soon as the daemon is back, or fails with the reason when it is not
+back within `reconnect_s`. ZMTP heartbeats find a peer that vanished without closing (a host
+gone, a cable pulled) within HEARTBEAT_TIMEOUT_MS. A malformed address fails at once.
+Every call returns or raises within its timeout (plus a few milliseconds to close).
 """
 
+import time
+
 import zmq
+from zmq.utils.monitor import recv_monitor_message
 
 from backend.protocol import decode_reply, encode_request
 from backend.security import ClientKeys
 
+RECONNECT_S = 10.0  # how long to wait for a daemon that is not (or no longer) there
+HEARTBEAT_IVL_MS = 1000  # ZMTP PING this often while waiting
+HEARTBEAT_TIMEOUT_MS = 4000  # no traffic for this long after a PING: the connection is dead
+HEARTBEAT_TTL_MS = 10000  # the daemon may drop this connection after this much silence
+EVENTS = (
+    zmq.EVENT_HANDSHAKE_SUCCEEDED
+    | zmq.EVENT_DISCONNECTED
+    | zmq.EVENT_HANDSHAKE_FAILED_AUTH
+    | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
+    | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL
+)
+
+
+class AddressError(ValueError):
+    """An address ZeroMQ cannot connect to (tcp://HOST:PORT, ipc://PATH are expected)."""
+
 
 class Client:
-    def __init__(self, address: str, timeout_s: float = 300.0, keys: ClientKeys | None = None):
+    def __init__(
+        self,
+        address: str,
+        timeout_s: float = 300.0,
+        keys: ClientKeys | None = None,
+        reconnect_s: float = RECONNECT_S,
+    ):
+        """Raises AddressError at once if the address cannot be used."""
         self.address = address
-        self.timeout_ms = int(timeout_s * 1000)
+        self.timeout_s = timeout_s
         self.keys = keys
+        self.reconnect_s = reconnect_s
         self.context = zmq.Context()
-        self.socket = None
+        self.socket = self.monitor = None
+        try:
+            self._open()  # connect now: a malformed address is reported here, not later
+        except BaseException:
+            self.context.term()  # no socket is left open, so this returns at once
+            raise
 
-    def _connect(self) -> zmq.Socket:
+    def _open(self) -> None:
         socket = self.context.socket(zmq.REQ)
-        socket.linger = 0
+        socket.linger = 0  # closing never waits for unsent requests
         socket.ipv6 = "[" in self.address
-        if self.keys is not None:
-            self.keys.apply(socket)
-        socket.connect(self.address)
-        return socket
+        socket.setsockopt(zmq.HEARTBEAT_IVL, HEARTBEAT_IVL_MS)
+        socket.setsockopt(zmq.HEARTBEAT_TIMEOUT, HEARTBEAT_TIMEOUT_MS)
+        socket.setsockopt(zmq.HEARTBEAT_TTL, HEARTBEAT_TTL_MS)
+        monitor = socket.get_monitor_socket(EVENTS)
+        monitor.linger = 0
+        self.socket, self.monitor = socket, monitor
+        try:
+            if self.keys is not None:
+                self.keys.apply(socket)
+            socket.connect(self.address)
+        except zmq.ZMQError as error:
+            self._close_socket()  # else Context.term() would wait for it forever
+            raise AddressError(
+                f"cannot connect to {self.address!r}: {zmq.strerror(error.errno)}; expected "
+                "tcp://HOST:PORT (e.g. tcp://127.0.0.1:5555) or ipc://PATH"
+            ) from None
+        except BaseException:
+            self._close_socket()
+            raise
+
+    def _close_socket(self) -> None:
+        if self.socket is None:
+            return
+        self.socket.disable_monitor()
+        self.monitor.close()
+        self.socket.close()
+        self.socket = self.monitor = None
 
     def request(self, header: dict, pixels=None, mask=None) -> tuple[dict, list]:
         """Send one request, wait for its reply: (reply header, payload frames).
-        TimeoutError if none comes within the timeout."""
+        TimeoutError, saying why, if none comes within the timeout."""
         return decode_reply(self.exchange(encode_request(header, pixels, mask)))
 
     def exchange(self, frames: list) -> list:
         """Send frames as they are, return the reply's frames (for tests and tools)."""
-        if self.socket is None:
-            self.socket = self._connect()
-        self.socket.send_multipart(frames, copy=False)
-        if not self.socket.poll(self.timeout_ms, zmq.POLLIN):
-            self.socket.close()
-            self.socket = None
-            raise TimeoutError(f"no reply from {self.address} within {self.timeout_ms / 1000:g} s")
-        return self.socket.recv_multipart()
+        deadline = time.monotonic() + self.timeout_s
+        resent = False
+        while True:
+            if self.socket is None:
+                self._open()
+            self.socket.send_multipart(frames, copy=False)  # queued until connected
+            reply, lost, why = self._wait(deadline, resent)
+            if reply is not None:
+                return reply
+            self._close_socket()  # a REQ socket without its reply cannot be used again
+            if lost and not resent and time.monotonic() < deadline:
+                resent = True  # the daemon went away with the request: send it once more
+                continue
+            raise TimeoutError(why)
+
+    def _wait(self, deadline: float, resent: bool) -> tuple[list | None, bool, str]:
+        """Wait for the reply until the deadline: (reply, False, "") when it comes, else
+        (None, lost, why): lost when the connection that carried the request closed."""
+        poller = zmq.Poller()
+        poller.register(self.socket, zmq.POLLIN)
+        poller.register(self.monitor, zmq.POLLIN)
+        started, connected, handshake = time.monotonic(), False, ""
+        while True:
+            now = time.monotonic()
+            if now >= deadline:
+                why = f"no reply from {self.address} within {self.timeout_s:g} s"
+                if not connected:
+                    why += f" (not connected: {handshake or 'nothing answered there'})"
+                return None, False, why
+            if not connected and now - started >= self.reconnect_s:
+                if resent:
+                    why = "went away during the request and was not back"
+                else:
+                    why = "could not be reached"
+                why = f"the daemon at {self.address} {why} within {self.reconnect_s:g} s"
+                return None, False, why + (f": {handshake}" if handshake else "")
+            limit = deadline if connected else min(deadline, started + self.reconnect_s)
+            events = dict(poller.poll(max(1, round((limit - now) * 1000))))
+            if self.socket in events:
+                return self.socket.recv_multipart(), False, ""
+            if self.monitor not in events:
+                continue
+            event = recv_monitor_message(self.monitor)["event"]
+            if event == zmq.EVENT_HANDSHAKE_SUCCEEDED:
+                connected = True
+            elif event == zmq.EVENT_DISCONNECTED and connected:
+                why = (
+                    f"the daemon at {self.address} closed the connection before answering, "
+                    "twice (it stopped or was killed)"
+                )
+                return None, True, why
+            elif event == zmq.EVENT_HANDSHAKE_FAILED_AUTH:
+                return None, False, f"the server at {self.address} refused this client's key"
+            else:  # a handshake that failed, or was cut short by the server: ZeroMQ retries
+                handshake = (
+                    "the ZeroMQ handshake did not complete (not a palettenet daemon? does it "
+                    "need CURVE keys, or other ones?)"
+                )
 
     def close(self) -> None:
-        if self.socket is not None:
-            self.socket.close()
-            self.socket = None
-        self.context.term()
+        self._close_socket()
+        self.context.term()  # returns at once: every socket is closed, with LINGER 0
 
     def __enter__(self):
         return self

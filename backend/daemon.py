@@ -10,6 +10,9 @@ Threads and sockets (a ZeroMQ socket belongs to one thread):
     worker threads   take jobs from the queue, run the Engine, PUSH each reply back.
 
 So a long recolour never delays a ping, and one client's backlog never starves another.
+No message can stop the main thread: each is received within limits (frames, bytes: see
+backend.security.receive_bounded), parsed defensively (backend.protocol), and anything that
+still goes wrong answers that one request `internal` and goes on.
 Stopping (stop(), or SIGINT/SIGTERM through the CLI): new requests and the jobs still waiting
 are answered `busy`, the jobs being computed are finished and delivered, then the sockets
 close and serve() returns.
@@ -32,19 +35,29 @@ from backend.fairqueue import FairQueue
 from backend.protocol import (
     BYE,
     DEFAULT_MAX_PIXELS,
+    MAX_REQUEST_FRAMES,
     READY,
     ProtocolError,
     Reply,
     Request,
     error_reply,
     max_message_bytes,
+    max_request_bytes,
     ok_reply,
     parse_request,
     request_id,
 )
-from backend.security import ClientKeys, ServerKeys, check_bind
+from backend.security import (
+    ClientKeys,
+    ServerKeys,
+    bind,
+    check_bind,
+    receive_bounded,
+    server_socket,
+)
 
 POLL_MS = 100  # how often the loops look at the stop flag when there is nothing to do
+SEND_TIMEOUT_MS = 1000  # towards a broker (DEALER): a send waits at most this, then drops
 TICKET = struct.Struct(">Q")  # identifies a job between the main thread and the workers
 
 
@@ -94,6 +107,8 @@ class Daemon:
         settings = self.settings
         if settings.connect is not None:
             self.front = self._socket(zmq.DEALER, settings.connect)
+            # A DEALER's send waits while the broker is unreachable; never for long.
+            self.front.sndtimeo = SEND_TIMEOUT_MS
             if settings.client_keys is not None:
                 settings.client_keys.apply(self.front)
             self.front.connect(settings.connect)
@@ -104,8 +119,7 @@ class Daemon:
             if settings.server_keys is not None:
                 settings.server_keys.apply(self.front)
                 self._authenticator = settings.server_keys.authenticator(self.context)
-            self.front.bind(settings.bind)
-            self.endpoint = self.front.getsockopt_string(zmq.LAST_ENDPOINT)
+            self.endpoint = bind(self.front, settings.bind)
         self.results = self.context.socket(zmq.PULL)
         self.results.linger = 0
         self._results_address = f"inproc://results-{id(self)}"
@@ -117,11 +131,9 @@ class Daemon:
         return self.endpoint
 
     def _socket(self, kind, address: str) -> zmq.Socket:
-        socket = self.context.socket(kind)
-        socket.linger = self.settings.linger_ms
-        socket.setsockopt(zmq.MAXMSGSIZE, max_message_bytes(self.settings.max_pixels))
-        socket.ipv6 = "[" in address  # tcp://[::1]:PORT needs it
-        return socket
+        settings = self.settings
+        frame_limit = max_message_bytes(settings.max_pixels)
+        return server_socket(self.context, kind, address, frame_limit, settings.linger_ms)
 
     def stop(self) -> None:
         """Ask serve() to finish; safe from a signal handler or another thread."""
@@ -139,7 +151,7 @@ class Daemon:
                     stopping = True
                     self._refuse_waiting()
                     if self.settings.connect is not None:
-                        self.front.send_multipart([b"", BYE])
+                        self._send([b""], [BYE])
                 if stopping and not self.pending:
                     break
                 if self.settings.connect is not None and not stopping:
@@ -187,7 +199,7 @@ class Daemon:
     def _announce(self) -> None:
         """Tell the broker this worker is alive and how many jobs it may be sent at once."""
         capacity = self.settings.workers * self.settings.max_batch + 1
-        self.front.send_multipart([b"", READY, str(capacity).encode()])
+        self._send([b""], [READY, str(capacity).encode()])
 
     def _split(self, frames: list) -> tuple[list, list]:
         """A received message -> (route, body): the frames that address the reply, and the
@@ -199,33 +211,53 @@ class Daemon:
             return frames[:2], frames[2:]
         return frames[:1], frames[1:]
 
-    def _send(self, route: list, reply: Reply) -> None:
-        self.front.send_multipart(route + reply.encode(), copy=False)
+    def _send(self, route: list, frames: list) -> None:
+        """Send to a client (ROUTER: never waits; a client that has gone is dropped by
+        ZeroMQ) or to the broker (DEALER: waits at most SEND_TIMEOUT_MS). A failed send is
+        reported and dropped: it must not stop the daemon."""
+        try:
+            self.front.send_multipart(route + frames, copy=False)
+        except zmq.ZMQError as error:
+            print(f"daemon: a reply could not be sent: {error}", file=sys.stderr)
+
+    def _reply(self, route: list, reply: Reply) -> None:
+        self._send(route, reply.encode())
 
     def _receive(self, stopping: bool) -> None:
+        # Route frames (identity, REQ's empty delimiter; or the broker's ticket) come first.
+        max_frames = 2 + MAX_REQUEST_FRAMES
+        max_bytes = max_request_bytes(self.settings.max_pixels)
         for _ in range(64):  # a burst at a time, then the workers' replies get their turn
             try:
-                frames = self.front.recv_multipart(zmq.NOBLOCK, copy=False)
+                frames, cut = receive_bounded(self.front, max_frames, max_bytes)
             except zmq.Again:
                 return
             route, body = self._split(frames)
             try:
-                self._answer(route, body, stopping)
+                if cut:
+                    message = (
+                        f"a request has at most {MAX_REQUEST_FRAMES} frames (header, pixels, "
+                        f"mask) and {max_bytes} bytes in all; the rest was dropped unread"
+                    )
+                    self._reply(route, error_reply(request_id(body), "bad_request", message))
+                else:
+                    self._answer(route, body, stopping)
             except Exception as error:  # a bug must cost one reply, not the daemon
                 traceback.print_exc(file=sys.stderr)
+                # No second look at the request here: whatever failed might fail again.
                 message = f"{type(error).__name__}: {error}"
-                self._send(route, error_reply(request_id(body), "internal", message))
+                self._reply(route, error_reply(None, "internal", message))
 
     def _answer(self, route: list, body: list, stopping: bool) -> None:
         try:
             request = parse_request(body, self.settings.max_pixels)
         except ProtocolError as error:
-            self._send(route, error_reply(request_id(body), error.code, error.message))
+            self._reply(route, error.reply())
             return
         if request.op in ("ping", "info"):
-            self._send(route, ok_reply(request.id, **self.info()))
+            self._reply(route, ok_reply(request.id, **self.info()))
         elif stopping:
-            self._send(route, error_reply(request.id, "busy", "the daemon is stopping"))
+            self._reply(route, error_reply(request.id, "busy", "the daemon is stopping"))
         else:
             self._queue(route, request)
 
@@ -235,12 +267,12 @@ class Daemon:
         refusal = self.queue.put(route[0].bytes, Job(ticket, request, time.perf_counter()))
         if refusal is not None:
             del self.pending[ticket]
-            self._send(route, error_reply(request.id, "busy", f"{refusal}; retry later"))
+            self._reply(route, error_reply(request.id, "busy", f"{refusal}; retry later"))
 
     def _refuse_waiting(self) -> None:
         for job in self.queue.drain():
             message = "the daemon is stopping; this request was not started"
-            self._send(self.pending.pop(job.ticket), error_reply(job.request.id, "busy", message))
+            self._reply(self.pending.pop(job.ticket), error_reply(job.request.id, "busy", message))
 
     def _deliver(self) -> None:
         while True:
@@ -250,7 +282,7 @@ class Daemon:
                 return
             route = self.pending.pop(TICKET.unpack(ticket.bytes)[0])
             # A client that has gone is not an error: ROUTER drops what it cannot route.
-            self.front.send_multipart(route + reply, copy=False)
+            self._send(route, reply)
 
     # --- worker threads -------------------------------------------------------------------
     def _work(self) -> None:

@@ -21,10 +21,16 @@ class FairQueue:
     def __len__(self) -> int:
         return self._count
 
+    def __contains__(self, job) -> bool:
+        """Whether this very job (the object, not an equal one) is waiting."""
+        with self._changed:
+            return any(waiting is job for line in self._lines.values() for waiting in line)
+
     def put(self, client: bytes, job, front: bool = False) -> str | None:
         """Queue a job; None when queued, else why not (the queue or the client's line is
         full). `front` puts it first in its client's line, and that line first in turn: for
-        a job that was already waiting once (a retry after a worker died)."""
+        a job that was already waiting once (a retry after a worker died); it may exceed the
+        client's share but never the queue's size, so the caller must answer a refusal."""
         with self._changed:
             line = self._lines.get(client)
             if self._count >= self.max_jobs:
