@@ -1,6 +1,9 @@
 """Pixel formats of the wire protocol, and the layer a request carries.
 
-A layer is W*H tightly packed pixels in one of five formats. Recolouring needs float RGB in
+A layer is W*H tightly packed pixels in one of the formats below: sRGB-encoded values (what
+an 8-bit PNG holds) or, for the `_LINEAR` formats, linear light (what GIMP and Krita store in
+linear-precision images; the layer's own encoding, so an editor writes the answer back
+without a conversion that would round it). Recolouring needs float RGB in
 0..1, but everything else must come back untouched: alpha bytes identical, 16-bit and float
 layers at their own precision. So a Layer keeps the request's buffer as it is, hands out
 float RGB a band of rows at a time, and writes results into a copy of that buffer, colour
@@ -22,6 +25,7 @@ class PixelFormat:
     channels: int
     rgb: tuple[int, int, int]  # positions of R, G, B within a pixel
     alpha: int | None  # position of alpha, None without
+    linear: bool = False  # linear light instead of the sRGB transfer curve
 
     @property
     def bytes_per_pixel(self) -> int:
@@ -45,8 +49,28 @@ FORMATS = {
         PixelFormat("RGB8", np.dtype("u1"), 3, (0, 1, 2), None),
         PixelFormat("RGBA16", np.dtype("<u2"), 4, (0, 1, 2), 3),
         PixelFormat("RGBAF32", np.dtype("<f4"), 4, (0, 1, 2), 3),
+        PixelFormat("RGBAF16", np.dtype("<f2"), 4, (0, 1, 2), 3),
+        PixelFormat("RGBA8_LINEAR", np.dtype("u1"), 4, (0, 1, 2), 3, linear=True),
+        PixelFormat("RGBA16_LINEAR", np.dtype("<u2"), 4, (0, 1, 2), 3, linear=True),
+        PixelFormat("RGBAF16_LINEAR", np.dtype("<f2"), 4, (0, 1, 2), 3, linear=True),
+        PixelFormat("RGBAF32_LINEAR", np.dtype("<f4"), 4, (0, 1, 2), 3, linear=True),
     )
 }
+
+
+def srgb_encode(linear: np.ndarray) -> np.ndarray:
+    """Linear light -> sRGB-encoded values, both float32 in 0..1 (IEC 61966-2-1 transfer
+    curve, the one babl and Krita use for sRGB)."""
+    linear = np.clip(linear, 0, 1)
+    curve = 1.055 * np.power(linear, 1 / 2.4, dtype=np.float32) - 0.055
+    return np.where(linear <= 0.0031308, linear * 12.92, curve).astype(np.float32)
+
+
+def srgb_decode(encoded: np.ndarray) -> np.ndarray:
+    """sRGB-encoded values -> linear light, both float32 in 0..1 (the inverse of srgb_encode)."""
+    encoded = np.clip(encoded, 0, 1)
+    curve = np.power((encoded + 0.055) / 1.055, 2.4, dtype=np.float32)
+    return np.where(encoded <= 0.04045, encoded / 12.92, curve).astype(np.float32)
 
 
 def bands(height: int, width: int, pixels: int = BAND_PIXELS):
@@ -82,11 +106,13 @@ class Layer:
 
     # --- reading --------------------------------------------------------------------------
     def rgb(self, top=0, bottom=None) -> np.ndarray:
-        """Rows top..bottom as float32 RGB (rows, W, 3), clipped to 0..1."""
+        """Rows top..bottom as float32 sRGB-encoded RGB (rows, W, 3), clipped to 0..1."""
         rows = self.pixels[top:bottom, :, list(self.format.rgb)].astype(np.float32)
         if self.format.is_float:
-            return np.clip(rows, 0, 1, out=rows)
-        return np.multiply(rows, 1 / self.format.maximum, out=rows)
+            rows = np.clip(rows, 0, 1, out=rows)
+        else:
+            rows = np.multiply(rows, 1 / self.format.maximum, out=rows)
+        return srgb_encode(rows) if self.format.linear else rows
 
     def alpha(self, top=0, bottom=None) -> np.ndarray | None:
         """Rows top..bottom of alpha as float32 in 0..1, None for formats without alpha."""
@@ -149,7 +175,7 @@ class Layer:
     def rgb8(self) -> np.ndarray:
         """uint8 RGB (H, W, 3) for palette statistics only (16^3 histogram bins): never
         used for pixels that are sent back."""
-        if self.format.dtype == np.uint8:
+        if self.format.dtype == np.uint8 and not self.format.linear:
             return self.pixels[..., list(self.format.rgb)]
         out = np.empty((self.height, self.width, 3), np.uint8)
         for top, bottom in bands(self.height, self.width):
@@ -174,7 +200,10 @@ class Layer:
                 target[..., position] = np.where(weight[..., 0] > 0, values, target[..., position])
 
     def encode(self, values: np.ndarray) -> np.ndarray:
-        """float values in 0..1 -> this format's channel values (rounded for integers)."""
+        """sRGB-encoded float values in 0..1 -> this format's channel values (rounded for
+        integers; converted to linear light first for the linear formats)."""
+        if self.format.linear:
+            values = srgb_decode(values)
         if self.format.is_float:
             return np.clip(values, 0, 1).astype(self.format.dtype)
         scaled = np.clip(np.round(values * self.format.maximum), 0, self.format.maximum)

@@ -1,15 +1,64 @@
 """Stand-ins for GIMP 3's Gimp and Gegl modules, with what gimp_api.py relies on (see its
-docstring): babl-style conversions in buffer.get/set, drawable-relative mask_intersect,
-image-wide selection, insert_layer at the source's position, undo groups recorded."""
+docstring): babl-style conversions in buffer.get/set (linear formats through the sRGB
+curve), drawable-relative mask_intersect, image-wide selection, insert_layer at the
+source's position, undo groups recorded.
 
+Like the real libgimp (whose wire to the GIMP core is not thread-safe: a call from a second
+thread crashed GIMP), every call must come from the main thread: one from another thread
+raises here, so the unit tests catch what only the real GIMP showed before."""
+
+import functools
+import threading
 import types
 
 import numpy as np
 
-FORMAT_DTYPES = {"R'G'B'A u8": ("u1", 255), "R'G'B'A u16": ("=u2", 65535),
-                 "R'G'B'A float": ("=f4", 1.0), "Y u8": ("u1", 255)}  # fmt: skip
+# babl format -> (numpy dtype, value of 1.0, linear light)
+FORMAT_DTYPES = {
+    "R'G'B'A u8": ("u1", 255, False), "R~G~B~A u8": ("u1", 255, False),
+    "RGBA u8": ("u1", 255, True), "R'G'B'A u16": ("=u2", 65535, False),
+    "RGBA u16": ("=u2", 65535, True), "R'G'B'A half": ("=f2", 1.0, False),
+    "RGBA half": ("=f2", 1.0, True), "R'G'B'A float": ("=f4", 1.0, False),
+    "RGBA float": ("=f4", 1.0, True), "Y u8": ("u1", 255, False),
+}  # fmt: skip
 
 
+class WrongThreadError(AssertionError):
+    """A libgimp call from a thread other than the plug-in's main thread."""
+
+
+def main_thread_only(function):
+    @functools.wraps(function)
+    def guarded(*args, **kwargs):
+        if threading.current_thread() is not threading.main_thread():
+            raise WrongThreadError(f"{function.__qualname__} called from "
+                                   f"{threading.current_thread().name}: libgimp is not "
+                                   "thread-safe (this crashed the real GIMP)")  # fmt: skip
+        return function(*args, **kwargs)
+
+    return guarded
+
+
+def gimp_class(cls):
+    """Guard every public method of a mock libgimp class (main_thread_only)."""
+    for name, value in list(vars(cls).items()):
+        if callable(value) and not name.startswith("_"):
+            setattr(cls, name, main_thread_only(value))
+        elif isinstance(value, classmethod):
+            setattr(cls, name, classmethod(main_thread_only(value.__func__)))
+    return cls
+
+
+def _to_linear(values):
+    return np.where(values <= 0.04045, values / 12.92, ((values + 0.055) / 1.055) ** 2.4)
+
+
+def _from_linear(values):
+    values = np.clip(values, 0, 1)
+    return np.where(values <= 0.0031308, values * 12.92, 1.055 * values ** (1 / 2.4) - 0.055)
+
+
+@gimp_class
 class Rectangle:
     def __init__(self, x, y, width, height):
         self.x, self.y, self.width, self.height = x, y, width, height
@@ -19,6 +68,7 @@ class Rectangle:
         return cls(x, y, width, height)
 
 
+@gimp_class
 class Buffer:
     """Perceptual RGBA (or Y) values 0..1 as float64, converted on get/set like babl."""
 
@@ -29,24 +79,29 @@ class Buffer:
 
     def get(self, rect, scale, fmt, abyss):
         assert scale == 1.0
-        dtype, top = FORMAT_DTYPES[fmt]
+        dtype, top, linear = FORMAT_DTYPES[fmt]
         block = self.values[rect.y : rect.y + rect.height, rect.x : rect.x + rect.width]
         if fmt == "Y u8":
             block = block[..., 0] if block.ndim == 3 else block
-        if dtype.endswith("f4"):
+        if linear:
+            block = np.concatenate([_to_linear(block[..., :3]), block[..., 3:]], -1)
+        if "f" in dtype:
             return block.astype(dtype).tobytes()
         return np.round(block * top).astype(dtype).tobytes()
 
     def set(self, rect, fmt, data):
-        dtype, top = FORMAT_DTYPES[fmt]
-        block = np.frombuffer(bytes(data), dtype).reshape(rect.height, rect.width, 4)
-        self.values[rect.y : rect.y + rect.height, rect.x : rect.x + rect.width] = block / top
+        dtype, top, linear = FORMAT_DTYPES[fmt]
+        block = np.frombuffer(bytes(data), dtype).reshape(rect.height, rect.width, 4) / top
+        if linear:
+            block = np.concatenate([_from_linear(block[..., :3]), block[..., 3:]], -1)
+        self.values[rect.y : rect.y + rect.height, rect.x : rect.x + rect.width] = block
         self.writes.append((fmt, bytes(data)))
 
     def flush(self):
         self.flushed = True
 
 
+@gimp_class
 class Color:
     def __init__(self, linear_rgba):
         self.linear = linear_rgba
@@ -62,12 +117,27 @@ class Color:
         return self.linear
 
 
+@gimp_class
+class Palette:
+    """One of GIMP's palettes (the Palettes dialog)."""
+
+    def __init__(self, name, hex_colors):
+        self.name, self.colors = name, [Color.new(color) for color in hex_colors]
+
+    def get_name(self):
+        return self.name
+
+    def get_colors(self):
+        return list(self.colors)
+
+
 Gegl = types.SimpleNamespace(
     Rectangle=Rectangle, Color=Color,
     AbyssPolicy=types.SimpleNamespace(CLAMP="clamp", NONE="none"),
 )  # fmt: skip
 
 
+@gimp_class
 class Layer:
     def __init__(self, image, name, width, height, values=None, offsets=(0, 0)):
         self.image, self.name = image, name
@@ -135,6 +205,7 @@ class Layer:
         self.updated = (x, y, w, h)
 
 
+@gimp_class
 class Channel:
     def __init__(self, values):
         self.buffer = Buffer(values)
@@ -148,6 +219,7 @@ class Precision:
         self.value_nick = nick
 
 
+@gimp_class
 class Image:
     def __init__(self, width, height, precision="u8-non-linear", base="RGB"):
         self.width, self.height = width, height
@@ -194,6 +266,7 @@ class Image:
         self.log.append("undo group end")
 
 
+@gimp_class
 class Progress:
     def __init__(self):
         self.calls = []
@@ -211,14 +284,17 @@ class Progress:
 def gimp_module():
     progress = Progress()
     return types.SimpleNamespace(
-        Selection=types.SimpleNamespace(is_empty=lambda image: image.selection_rect is None),
-        ImageBaseType=types.SimpleNamespace(GRAY="GRAY", RGB="RGB"),
+        Selection=types.SimpleNamespace(
+            is_empty=main_thread_only(lambda image: image.selection_rect is None)
+        ),
+        ImageBaseType=types.SimpleNamespace(GRAY="GRAY", RGB="RGB", INDEXED="INDEXED"),
         ImageType=types.SimpleNamespace(RGBA_IMAGE="RGBA_IMAGE"),
         LayerMode=types.SimpleNamespace(NORMAL="normal"),
         Layer=Layer,
+        Palette=Palette,
         progress_init=progress.progress_init,
         progress_pulse=progress.progress_pulse,
         progress_end=progress.progress_end,
         progress=progress,
-        displays_flush=lambda: None,
+        displays_flush=main_thread_only(lambda: None),
     )

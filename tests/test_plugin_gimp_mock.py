@@ -1,10 +1,12 @@
 """The GIMP 3 plug-in's logic (gimp_api.py) against mock Gimp/Gegl modules and a real daemon:
-the new layer above, one undo group, the image's precision on the wire, the selection as a
-mask, greyscale images, and errors as the PDB error's text."""
+the new layer above, one undo group, the image's own storage format on the wire, the
+selection as a mask, greyscale and indexed images, GIMP palettes, errors as the PDB error's
+text, and every libgimp call on the main thread (the mock refuses others, as the real GIMP
+crashed on them). tests/test_plugin_gimp_real.py checks the same in the real GIMP 3."""
 
 import numpy as np
 import pytest
-from gimp_mock import Gegl, Image, gimp_module
+from gimp_mock import Gegl, Image, Palette, WrongThreadError, gimp_module
 from servers import daemon_answer
 
 from plugin.recolor_with_palette.autostart import Launcher
@@ -12,6 +14,7 @@ from plugin.recolor_with_palette.client import Client, Connection
 from plugin.recolor_with_palette.errors import MESSAGES, EditorError, RecolorError
 from plugin.recolor_with_palette.gimp_api import (
     GimpEditor,
+    gimp_palette_colors,
     layer_palette,
     pdb_error_text,
     ready_client,
@@ -42,8 +45,11 @@ def picture(height=30, width=40):
 
 @pytest.mark.parametrize(
     "precision, babl, wire",
-    [("u8-non-linear", "R'G'B'A u8", "RGBA8"), ("u16-linear", "R'G'B'A u16", "RGBA16"),
-     ("half-linear", "R'G'B'A float", "RGBAF32"), ("float-non-linear", "R'G'B'A float", "RGBAF32")],
+    [("u8-non-linear", "R'G'B'A u8", "RGBA8"), ("u8-perceptual", "R~G~B~A u8", "RGBA8"),
+     ("u16-linear", "RGBA u16", "RGBA16_LINEAR"), ("u32-non-linear", "R'G'B'A u16", "RGBA16"),
+     ("half-linear", "RGBA half", "RGBAF16_LINEAR"),
+     ("double-linear", "RGBA float", "RGBAF32_LINEAR"),
+     ("float-non-linear", "R'G'B'A float", "RGBAF32")],
 )  # fmt: skip
 def test_new_layer_above_in_one_undo_group_at_the_images_precision(
     gimp, client, daemon, precision, babl, wire
@@ -99,11 +105,44 @@ def test_a_greyscale_image_becomes_rgb_in_the_same_undo_group(gimp, client):
     assert image.log[-1] == "undo group end" and image.layers[0] is layer
 
 
+def test_an_indexed_image_becomes_rgb_so_the_result_is_not_snapped(gimp, client):
+    image = Image(40, 30, base="INDEXED")
+    photo = image.add_layer("Indexed", picture())
+    layer = recolor_layer(GimpEditor(gimp, Gegl), client, image, photo, PALETTE, "chang2015")
+    assert image.log[:2] == ["undo group start", "convert to RGB"]
+    assert image.log[-1] == "undo group end" and image.layers[0] is layer
+
+
+def test_a_gimp_palette_gives_its_colours_and_names_the_layer(gimp, client):
+    editor = GimpEditor(gimp, Gegl)
+    palette = Palette("Bears", ["#2a1a0f", "#8b5a2b", "#d2b48c"])
+    assert gimp_palette_colors(editor, palette) == ["#2a1a0f", "#8b5a2b", "#d2b48c"]
+    image = Image(40, 30)
+    photo = image.add_layer("Photo", picture())
+    colors = gimp_palette_colors(editor, palette)
+    layer = recolor_layer(editor, client, image, photo, colors, "chang2015", palette_name="Bears")
+    assert layer.name == "Recolor: Bears"
+    with pytest.raises(EditorError, match="has no colours"):
+        gimp_palette_colors(editor, Palette("Empty", []))
+    with pytest.raises(EditorError, match="Choose a GIMP palette"):
+        gimp_palette_colors(editor, None)
+
+
+def test_the_mock_refuses_libgimp_calls_from_another_thread(gimp):
+    image = Image(40, 30)
+    photo = image.add_layer("Photo", picture())
+    editor = GimpEditor(gimp, Gegl)
+    with pytest.raises(WrongThreadError, match="not thread-safe"):
+        with_progress(gimp, "Reading…", lambda: editor.thumbnail(photo))
+
+
 def test_the_dialog_is_prefilled_with_the_layers_palette(gimp, client):
     image = Image(40, 30)
     photo = image.add_layer("Photo", picture())
     editor = GimpEditor(gimp, Gegl)
-    colors = layer_palette(editor, client, photo, 5)
+    progress = lambda text, work: with_progress(gimp, text, work)  # noqa: E731
+    colors = layer_palette(editor, client, photo, 5, progress)  # pixels read on this thread
+    assert ("init", "Reading the layer's palette…") in gimp.progress.calls
     assert len(colors) == 5 and all(c.startswith("#") and len(c) == 7 for c in colors)
     for color in colors:  # what the colour buttons hold reads back as the same hex
         assert editor.color_hex(editor.color(color)) == color
@@ -221,10 +260,10 @@ def test_procedure_registers_its_menu_and_arguments(gimp_plugin):
     calls = dict(procedure.calls)
     assert calls["set_menu_label"] == ("Recolor with Palette...",)
     assert ("add_menu_path", ("<Image>/Colors",)) in procedure.calls
-    assert calls["set_image_types"] == ("RGB*, GRAY*",)
+    assert calls["set_image_types"] == ("*",)  # indexed images too: they become RGB
     arguments = [args[0] for name, args in procedure.calls if name.endswith("_argument")]
-    assert arguments == ["method", "colors"] + [f"color-{i}" for i in range(1, 13)] + [
-        "palette", "server"]  # fmt: skip
+    assert arguments == ["method", "target", "gimp-palette", "colors"] + [
+        f"color-{i}" for i in range(1, 13)] + ["palette", "server"]  # fmt: skip
     assert module.RecolorWithPalette().do_query_procedures() == ["python-fu-recolor-with-palette"]
 
 
@@ -233,7 +272,7 @@ def test_non_interactive_run_adds_the_layer_and_failures_are_pdb_errors(gimp_plu
     image = Image(40, 30)
     photo = image.add_layer("Photo", picture())
     config = Config({"server": daemon.address, "palette": ",".join(PALETTE), "colors": 6,
-                     "method": "chang2015"})  # fmt: skip
+                     "method": "chang2015", "target": "colors"})  # fmt: skip
     status, message = module.run(procedure, "non", image, [photo], config, None)
     assert (status, message) == ("success", None)
     assert image.layers[0].name.startswith("Recolor: #0b1d51") and len(image.layers) == 2
@@ -242,3 +281,33 @@ def test_non_interactive_run_adds_the_layer_and_failures_are_pdb_errors(gimp_plu
     config.values["server"] = "nonsense"
     status, message = module.run(procedure, "non", image, [photo], config, None)
     assert status == "execution-error" and message.startswith(MESSAGES["bad_address"])
+
+
+def test_interactive_run_reads_pixels_on_the_main_thread_and_uses_the_dialogs_colours(
+    gimp_plugin, daemon
+):
+    """The menu's path (INTERACTIVE): the layer's palette fills the colour buttons, the
+    dialog (accepted here) hands back the colours; no libgimp call leaves the main thread."""
+    module, procedure = gimp_plugin
+    image = Image(40, 30)
+    photo = image.add_layer("Photo", picture())
+    config = Config({"server": daemon.address, "palette": "", "colors": 4,
+                     "method": "chang2015", "target": "colors"})  # fmt: skip
+    status, message = module.run(procedure, "interactive", image, [photo], config, None)
+    assert (status, message) == ("success", None)
+    prefilled = [config.values[f"color-{i}"] for i in range(1, 5)]
+    assert all(hasattr(color, "get_rgba") for color in prefilled)
+    assert len(image.layers) == 2
+
+
+def test_a_gimp_palette_chosen_in_the_dialog_is_the_target(gimp_plugin, daemon):
+    module, procedure = gimp_plugin
+    image = Image(40, 30)
+    photo = image.add_layer("Photo", picture())
+    bears = Palette("Bears", ["#2a1a0f", "#8b5a2b", "#d2b48c", "#f5deb3"])
+    config = Config({"server": daemon.address, "palette": "", "colors": 6,
+                     "method": "chang2015", "target": "gimp-palette",
+                     "gimp-palette": bears})  # fmt: skip
+    status, message = module.run(procedure, "non", image, [photo], config, None)
+    assert (status, message) == ("success", None)
+    assert image.layers[0].name == "Recolor: Bears"

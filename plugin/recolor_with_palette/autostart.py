@@ -96,7 +96,7 @@ class Launcher:
         if sys.platform == "win32":
             options = {"creationflags": subprocess.DETACHED_PROCESS | subprocess.CREATE_NO_WINDOW}
         try:
-            log = open(self.log, "ab")  # noqa: SIM115 - the child keeps it open
+            log = open(self.log, "wb")  # noqa: SIM115 - fresh per start; the child keeps it open
         except OSError:
             log = subprocess.DEVNULL
         try:

@@ -2,15 +2,23 @@
 one place, plus the recolouring flow built on it. The gi modules are passed in, so tests run
 all of this against mock modules; gimp_plugin.py (which needs GIMP) stays a thin shell.
 
-GIMP facts this relies on (GIMP 3.0, see ../shared/notes/editors.md):
-- buffer.get(rect, 1.0, "R'G'B'A u8" | "R'G'B'A u16" | "R'G'B'A float", abyss) returns the
-  pixels converted by babl to that format: R'G'B' means the sRGB tone curve whatever the
-  image's storage (linear or not), and grey becomes R = G = B. buffer.set takes the same.
+GIMP facts this relies on (GIMP 3.0.4, checked in the real GIMP by tests/test_plugin_gimp_real.py):
+- libgimp talks to the GIMP core over one wire per plug-in process and is NOT thread-safe:
+  a libgimp call from a second thread while the main thread pulses the progress bar made
+  GIMP abort ("gimp_wire_read_msg: could not find handler for message", "GIMP crashed").
+  So every call into Gimp/Gegl stays on the main thread; only network waits (which make no
+  libgimp call) run in a worker thread, see with_progress.
+- buffer.get(rect, 1.0, babl_format, abyss) returns the pixels converted by babl to that
+  format, buffer.set takes the same. Reading and writing in the image's own storage format
+  ("RGBA u16" for 16-bit linear, "R'G'B'A half" for half-float non-linear, ...) converts
+  nothing, so the new layer holds exactly the daemon's answer; grey becomes R = G = B.
 - drawable.mask_intersect() -> (non_empty, x, y, width, height), relative to the drawable;
   drawable.get_offsets() -> (ok, x, y); the selection channel covers the whole image.
 - A new layer goes in with image.insert_layer(layer, parent, position-of-the-source), which
-  puts it right above the source; undo_group_start/end make everything one undo step.
+  puts it right above the source; undo_group_start/end make everything one undo step. In an
+  indexed image a new layer is snapped to the colormap, so the image becomes RGB first.
 - Gegl.Color.get_rgba() is linear light; Gegl.Color.new("#rrggbb") reads sRGB.
+- A PDB call ignores set_image_types: scripts can hand the procedure an indexed image.
 """
 
 from __future__ import annotations
@@ -24,11 +32,17 @@ from .errors import EditorError, RecolorError
 from .palettes import normalize_hex, rgb_to_hex
 from .pixels import Pixels, downsample_rgba8, srgb_encode
 
-# babl format read and written for each precision family, and its palettenet/1 name
-FORMATS = {
-    "u8": ("R'G'B'A u8", "RGBA8"),
-    "u16": ("R'G'B'A u16", "RGBA16"),  # 32-bit integer images too: 16 bits are plenty here
-    "float": ("R'G'B'A float", "RGBAF32"),  # half, float and double
+# GIMP precision "<depth>-<curve>" -> the babl format read and written (the image's own
+# storage format) and its palettenet/1 pixel format.
+CURVES = {"linear": ("RGBA", "_LINEAR"), "non-linear": ("R'G'B'A", ""),
+          "perceptual": ("R~G~B~A", "")}  # fmt: skip
+DEPTHS = {
+    "u8": ("u8", "RGBA8"),
+    "u16": ("u16", "RGBA16"),
+    "u32": ("u16", "RGBA16"),  # written as 16 bits, which GIMP widens exactly
+    "half": ("half", "RGBAF16"),
+    "float": ("float", "RGBAF32"),
+    "double": ("float", "RGBAF32"),  # every float is a double: exact both ways
 }
 THUMBNAIL_SIDE = 256
 
@@ -56,11 +70,12 @@ class GimpEditor:
         precision = image.get_precision()
         name = str(getattr(precision, "value_nick", None) or precision).lower()
         name = name.rsplit(".", 1)[-1].replace("_", "-")  # "Precision.U16_LINEAR" -> "u16-linear"
-        if name.startswith("u8"):
-            return FORMATS["u8"]
-        if name.startswith(("u16", "u32")):
-            return FORMATS["u16"]
-        return FORMATS["float"]
+        depth, _, curve = name.partition("-")
+        if depth not in DEPTHS or curve not in CURVES:
+            raise EditorError(f"Images of precision “{name}” are not supported.")
+        babl_type, wire = DEPTHS[depth]
+        channels, suffix = CURVES[curve]
+        return f"{channels} {babl_type}", wire + suffix
 
     def region(self, image, drawable) -> Region:
         non_empty, x, y, width, height = drawable.mask_intersect()
@@ -95,11 +110,12 @@ class GimpEditor:
     def add_layer_above(self, image, drawable, region: Region, name: str, babl_format: str,
                         data: bytes):  # fmt: skip
         """A new layer right above `drawable` holding `data`, as ONE undo step. A greyscale
-        image becomes RGB in that same step: the colours would be lost otherwise."""
+        or indexed image becomes RGB in that same step: a grey image would lose the colours,
+        an indexed one would snap them to its colormap."""
         gimp = self.Gimp
         image.undo_group_start()
         try:
-            if image.get_base_type() == gimp.ImageBaseType.GRAY:
+            if image.get_base_type() != gimp.ImageBaseType.RGB:
                 image.convert_rgb()
             size = (region.width, region.height)
             layer = gimp.Layer.new(
@@ -139,8 +155,9 @@ def single_drawable(drawables):
 
 def with_progress(gimp, text: str, work):
     """Run work() in a thread while GIMP's progress bar pulses; its result or its error.
-    (The plug-in is its own process: waiting here freezes nothing in GIMP itself, but a
-    moving bar tells the artist that something is happening.)"""
+    work must not call libgimp (see the module's docstring): only the network. (The plug-in
+    is its own process: waiting here freezes nothing in GIMP itself, but a moving bar tells
+    the artist that something is happening.)"""
     gimp.progress_init(text)
     outcome = {}
 
@@ -169,13 +186,29 @@ def ready_client(address: str, launcher: Launcher, timeout_s: float = 300.0) -> 
     return client
 
 
-def layer_palette(editor: GimpEditor, client: Client, drawable, k: int) -> list[str]:
-    colors, _weights = client.palette(editor.thumbnail(drawable), k)
+def layer_palette(editor: GimpEditor, client: Client, drawable, k: int, progress=None):
+    """The layer's own k colours ("#rrggbb", dark to light as the daemon sorts them)."""
+    thumbnail = editor.thumbnail(drawable)  # a libgimp call: here, on the main thread
+
+    def request():
+        return client.palette(thumbnail, k)
+
+    colors, _weights = progress("Reading the layer's palette…", request) if progress else request()
     return [normalize_hex(color) for color in colors]
 
 
+def gimp_palette_colors(editor: GimpEditor, palette) -> list[str]:
+    """The colours of one of GIMP's palettes (the Palettes dialog) as "#rrggbb"."""
+    if palette is None:
+        raise EditorError("Choose a GIMP palette, or use the colour buttons.")
+    colors = [editor.color_hex(color) for color in palette.get_colors()]
+    if not colors:
+        raise EditorError(f"The palette “{palette.get_name()}” has no colours.")
+    return colors
+
+
 def recolor_layer(editor: GimpEditor, client: Client, image, drawable, palette, method: str,
-                  source_palette=None, progress=None):  # fmt: skip
+                  source_palette=None, progress=None, palette_name=None):  # fmt: skip
     """Recolour `drawable` (within the selection) into a new layer above it; the layer."""
     from .palettes import fit_palette, layer_name
 
@@ -195,7 +228,7 @@ def recolor_layer(editor: GimpEditor, client: Client, image, drawable, palette, 
         return client.recolor(pixels, palette, method, mask, source_palette)
 
     result = progress("Recolouring…", request) if progress else request()
-    name = layer_name(None, palette)
+    name = layer_name(palette_name, palette)
     return editor.add_layer_above(image, drawable, region, name, babl_format, result.data)
 
 

@@ -19,6 +19,7 @@ from .autostart import Launcher  # noqa: E402
 from .client import METHODS  # noqa: E402
 from .gimp_api import (  # noqa: E402
     GimpEditor,
+    gimp_palette_colors,
     layer_palette,
     pdb_error_text,
     ready_client,
@@ -31,31 +32,37 @@ from .palettes import DEFAULT_COLORS, MAX_COLORS  # noqa: E402
 PROCEDURE = "python-fu-recolor-with-palette"
 DEFAULT_ADDRESS = os.environ.get("PALETTENET_ADDRESS", "tcp://127.0.0.1:5555")
 READWRITE = GObject.ParamFlags.READWRITE
+# Where the target colours come from: the colour buttons (pre-filled with the layer's own
+# palette in the dialog) or one of GIMP's palettes (the Palettes dialog's list).
+TARGETS = {"colors": "The colour buttons", "gimp-palette": "A GIMP palette"}
 
 
 def run(procedure, run_mode, image, drawables, config, data):
+    # Every Gimp/Gegl call happens on this (the main) thread; with_progress runs only the
+    # network waits in a worker thread (libgimp is not thread-safe, see gimp_api.py).
     editor = GimpEditor(Gimp, Gegl)
+
+    def progress(text, work):
+        return with_progress(Gimp, text, work)
+
     try:
         drawable = single_drawable(drawables)
         address = config.get_property("server") or DEFAULT_ADDRESS
-        client = with_progress(Gimp, "Connecting to the backend…",
-                               lambda: ready_client(address, Launcher()))  # fmt: skip
+        client = progress("Connecting to the backend…", lambda: ready_client(address, Launcher()))
         source_palette = None
         if run_mode == Gimp.RunMode.INTERACTIVE:
             count = config.get_property("colors")
-            source_palette = with_progress(
-                Gimp,
-                "Reading the layer's palette…",
-                lambda: layer_palette(editor, client, drawable, count),
-            )
+            source_palette = layer_palette(editor, client, drawable, count, progress)
             for index, color in enumerate(source_palette):
                 config.set_property(f"color-{index + 1}", editor.color(color))
             if not show_dialog(procedure, config, len(source_palette)):
                 return procedure.new_return_values(Gimp.PDBStatusType.CANCEL, GLib.Error())
-        palette = target_palette(editor, config)
+        palette, palette_name = target_palette(editor, config)
+        if palette_name is not None:
+            source_palette = None  # a designer palette: the daemon pairs it by lightness
         method = config.get_property("method")
         recolor_layer(editor, client, image, drawable, palette, method, source_palette,
-                      progress=lambda text, work: with_progress(Gimp, text, work))  # fmt: skip
+                      progress=progress, palette_name=palette_name)  # fmt: skip
     except Exception as error:  # every failure is a PDB error with a message, never a trace
         message = pdb_error_text(error)
         failure = GLib.Error.new_literal(Gimp.PlugIn.error_quark(), message, 0)
@@ -63,20 +70,24 @@ def run(procedure, run_mode, image, drawables, config, data):
     return procedure.new_return_values(Gimp.PDBStatusType.SUCCESS, GLib.Error())
 
 
-def target_palette(editor: GimpEditor, config) -> list:
-    """The "palette" text argument (scripts) if given, else the colour arguments."""
+def target_palette(editor: GimpEditor, config) -> tuple[list, str | None]:
+    """(colours, palette name or None): the "palette" text argument (scripts) if given, else
+    the chosen GIMP palette, else the colour arguments."""
     text = (config.get_property("palette") or "").strip()
     if text:
-        return [entry.strip() for entry in text.split(",") if entry.strip()]
+        return [entry.strip() for entry in text.split(",") if entry.strip()], None
+    if config.get_property("target") == "gimp-palette":
+        gimp_palette = config.get_property("gimp-palette")
+        return gimp_palette_colors(editor, gimp_palette), gimp_palette.get_name()
     count = config.get_property("colors")
-    return [editor.color_hex(config.get_property(f"color-{i + 1}")) for i in range(count)]
+    return [editor.color_hex(config.get_property(f"color-{i + 1}")) for i in range(count)], None
 
 
 def show_dialog(procedure, config, count: int) -> bool:
     GimpUi.init(PROCEDURE)
     dialog = GimpUi.ProcedureDialog(procedure=procedure, config=config,
                                     title="Recolor with Palette")  # fmt: skip
-    dialog.fill(["method"] + [f"color-{i + 1}" for i in range(count)])
+    dialog.fill(["method", "target", "gimp-palette"] + [f"color-{i + 1}" for i in range(count)])
     accepted = dialog.run()
     dialog.destroy()
     return accepted
@@ -92,7 +103,7 @@ class RecolorWithPalette(Gimp.PlugIn):
     def do_create_procedure(self, name):  # noqa: N802
         Gegl.init(None)
         procedure = Gimp.ImageProcedure.new(self, name, Gimp.PDBProcType.PLUGIN, run, None)
-        procedure.set_image_types("RGB*, GRAY*")
+        procedure.set_image_types("*")  # indexed images become RGB in the undo step
         procedure.set_sensitivity_mask(Gimp.ProcedureSensitivityMask.DRAWABLE)
         procedure.set_menu_label("Recolor with Palette...")
         procedure.add_menu_path("<Image>/Colors")
@@ -110,6 +121,15 @@ class RecolorWithPalette(Gimp.PlugIn):
             methods.add(method, number, label, "")
         procedure.add_choice_argument("method", "_Method", "Recolouring method", methods,
                                       "palettenet", READWRITE)  # fmt: skip
+        targets = Gimp.Choice.new()
+        for number, (target, label) in enumerate(TARGETS.items()):
+            targets.add(target, number, label, "")
+        procedure.add_choice_argument("target", "_Target colours", "Where the new colours come "
+                                      "from", targets, "colors", READWRITE)  # fmt: skip
+        procedure.add_palette_argument("gimp-palette", "GIMP _palette", "The palette to "
+                                       "recolour to when Target colours is a GIMP palette "
+                                       "(its first 12 colours)", True, None, True,
+                                       READWRITE)  # fmt: skip
         procedure.add_int_argument("colors", "_Colours", "How many colours (1-12)",
                                    1, MAX_COLORS, DEFAULT_COLORS, READWRITE)  # fmt: skip
         grey = Gegl.Color.new("#808080")
