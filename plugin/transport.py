@@ -18,6 +18,25 @@ allowed: the old connection is dropped and a fresh one made, so a late reply to 
 request can never be taken for the answer to the new one (the ZeroMQ guide's "lazy pirate").
 Receiving again after a timeout, without sending, keeps waiting for the same reply.
 
+Both notice a daemon that goes away while a reply is awaited, and say so at once
+(ZmtpConnectionLost) instead of waiting out the timeout: the built-in client sees the
+connection close and PINGs a silent peer (plugin/zmtp.py); over pyzmq, libzmq sends ZMTP
+heartbeats from its I/O thread (ZMQ_HEARTBEAT_IVL/TIMEOUT, libzmq 4.2+) and a socket monitor
+reports the closed connection, which libzmq itself would silently replace, the request lost.
+After that, connect() waits for the daemon to be back (a restarted one) so the caller may
+send the request again.
+
+limit_reply(max_bytes, max_frames) bounds the reply to the request about to be sent. The
+built-in client refuses a frame or message over the limits from its header, before
+allocating anything. pyzmq gets ZMQ_MAXMSGSIZE, with which libzmq drops a connection that
+announces a larger frame before allocating it (seen here as a lost connection); the number
+of frames and the total are checked once the message is complete, because libzmq keeps an
+unfinished multipart message to itself: a peer sending one endless message can make libzmq
+buffer it until the timeout. Only the built-in client bounds that.
+
+pyzmq sockets share one zmq.Context per process (a context is a pool of I/O threads: one
+per request would start and stop a thread each time) and close with LINGER 0.
+
 Errors are the plugin.zmtp family whichever implementation runs: TransportError (ZmtpError)
 and its subclasses TransportTimeout, ZmtpConnectionRefused (the built-in client only: pyzmq
 reconnects silently, so there a missing daemon shows as a timeout), ZmtpConnectionLost,
@@ -26,7 +45,11 @@ ZmtpProtocolError. A socket is for one thread at a time.
 
 from __future__ import annotations  # editors may embed a Python older than 3.10
 
+import itertools
 import os
+import struct
+import threading
+import time
 
 try:
     from . import zmtp
@@ -39,6 +62,7 @@ ZmtpConnectionRefused = zmtp.ZmtpConnectionRefused
 ZmtpEndpointError = zmtp.ZmtpEndpointError
 ZmtpError = zmtp.ZmtpError
 ZmtpMechanismError = zmtp.ZmtpMechanismError
+ZmtpOutOfMemory = zmtp.ZmtpOutOfMemory
 ZmtpProtocolError = zmtp.ZmtpProtocolError
 ZmtpTimeout = zmtp.ZmtpTimeout
 TransportError = ZmtpError
@@ -46,6 +70,8 @@ TransportTimeout = ZmtpTimeout
 
 FORCE_BUILTIN_ENV = "PALETTENET_FORCE_BUILTIN_ZMTP"
 PYZMQ, BUILTIN = "pyzmq", "builtin"
+# Without limit_reply(): the daemon's replies have one or two frames; no bound on bytes.
+DEFAULT_MAX_REPLY_FRAMES = 16
 
 __all__ = [
     "BUILTIN",
@@ -63,6 +89,7 @@ __all__ = [
     "ZmtpEndpointError",
     "ZmtpError",
     "ZmtpMechanismError",
+    "ZmtpOutOfMemory",
     "ZmtpProtocolError",
     "ZmtpTimeout",
 ]
@@ -152,6 +179,8 @@ def open_socket(
     client_keys=None,
     *,
     force_builtin: bool | None = None,
+    max_reply_bytes: int | None = None,
+    max_reply_frames: int | None = DEFAULT_MAX_REPLY_FRAMES,
 ) -> Transport:
     """A REQ-like client socket for the daemon at `endpoint` (tcp://HOST:PORT, ipc:///PATH).
 
@@ -159,7 +188,8 @@ def open_socket(
     `server_public_key` (Z85 text, or the server's .key file) and `client_keys` ((public,
     secret) Z85, or this client's .key_secret file); that needs pyzmq. `force_builtin`
     (default: the PALETTENET_FORCE_BUILTIN_ZMTP environment variable) skips pyzmq.
-    Nothing is sent until the first send_multipart()."""
+    `max_reply_bytes` and `max_reply_frames`: see Transport.limit_reply. Nothing is sent,
+    and no connection made, until the first send_multipart() or connect()."""
     if _forced_builtin(force_builtin):
         zmq, why = None, f"{FORCE_BUILTIN_ENV} is set"
     else:
@@ -179,17 +209,22 @@ def open_socket(
                 "CurveZMQ encryption needs a libzmq built with CURVE support, and this "
                 f"pyzmq's libzmq {zmq.zmq_version()} has none: install pyzmq's own wheel"
             )
-        return _PyzmqTransport(zmq, endpoint, timeout_s, keys)
-    if zmq is not None:
-        return _PyzmqTransport(zmq, endpoint, timeout_s, None)
-    return _BuiltinTransport(endpoint, timeout_s, why)
+        sock = _PyzmqTransport(zmq, endpoint, timeout_s, keys)
+    elif zmq is not None:
+        sock = _PyzmqTransport(zmq, endpoint, timeout_s, None)
+    else:
+        sock = _BuiltinTransport(endpoint, timeout_s, why)
+    sock.limit_reply(max_reply_bytes, max_reply_frames)
+    return sock
 
 
 class Transport:
-    """What open_socket() returns: send_multipart(), recv_multipart(), close().
+    """What open_socket() returns: send_multipart(), recv_multipart(), close(), and for a
+    lost request limit_reply() and connect().
 
     `implementation` is "pyzmq" or "builtin"; `fallback_reason` says why pyzmq is not used
-    (None when it is)."""
+    (None when it is). `timeout_s` bounds each send, and each receive without a timeout of
+    its own; it may be changed between calls."""
 
     implementation = ""
     fallback_reason: str | None = None
@@ -197,7 +232,16 @@ class Transport:
     def __init__(self, endpoint: str, timeout_s: float | None):
         self.endpoint = endpoint
         self.timeout_s = timeout_s
+        self.max_reply_bytes: int | None = None
+        self.max_reply_frames: int | None = None
         self._awaiting_reply = False
+
+    def limit_reply(self, max_bytes: int | None, max_frames: int | None) -> None:
+        """Refuse (ZmtpProtocolError) a reply of more than `max_bytes` octets in all or
+        more than `max_frames` frames, the delimiter not counted; None: no limit. Set it
+        before sending the request: pyzmq's part of it holds from the next connection."""
+        self.max_reply_bytes, self.max_reply_frames = max_bytes, max_frames
+        self._limits_changed()
 
     def send_multipart(self, frames) -> None:
         """Send one request (a list of bytes-like frames)."""
@@ -209,7 +253,9 @@ class Transport:
 
     def recv_multipart(self, timeout_s: float | None = ...) -> list[bytes]:
         """The reply's frames; TransportTimeout if none comes within the timeout (default:
-        the socket's). Calling again after a timeout keeps waiting for the same reply."""
+        the socket's), ZmtpConnectionLost if the connection carrying the request was lost
+        (the request is then gone: send it again), ZmtpProtocolError if the reply breaks
+        the limits. Calling again after a timeout keeps waiting for the same reply."""
         timeout_s = self.timeout_s if timeout_s is ... else timeout_s
         frames = self._recv(timeout_s)
         self._awaiting_reply = False
@@ -218,7 +264,30 @@ class Transport:
                 f"{self.endpoint} replied without the empty delimiter frame a REQ client "
                 "expects: is it a palettenet daemon?"
             )
-        return frames[1:]
+        frames = frames[1:]
+        # The built-in client refused these before reading them; pyzmq only now can tell.
+        if self.max_reply_frames is not None and len(frames) > self.max_reply_frames:
+            raise ZmtpProtocolError(
+                f"{self.endpoint} replied with {len(frames)} frames, more than the "
+                f"{self.max_reply_frames} a reply to this request has"
+            )
+        total = sum(len(frame) for frame in frames)
+        if self.max_reply_bytes is not None and total > self.max_reply_bytes:
+            raise ZmtpProtocolError(
+                f"{self.endpoint} replied with {total:,} bytes, more than the "
+                f"{self.max_reply_bytes:,} a reply to this request can have"
+            )
+        return frames
+
+    def connect(self, timeout_s: float | None = ...) -> None:
+        """Return once a connection to the endpoint is up (handshake done), making a new one
+        if the last request's connection was lost. ZmtpConnectionRefused (built-in client)
+        or TransportTimeout when none is made within `timeout_s` (default: the socket's);
+        trying again goes on where this left off."""
+        if self._awaiting_reply:  # whatever was in flight is gone with its connection
+            self._reset()
+            self._awaiting_reply = False
+        self._connect(self.timeout_s if timeout_s is ... else timeout_s)
 
     def close(self) -> None:
         raise NotImplementedError
@@ -239,7 +308,13 @@ class Transport:
     def _recv(self, timeout_s: float | None) -> list[bytes]:
         raise NotImplementedError
 
+    def _connect(self, timeout_s: float | None) -> None:
+        raise NotImplementedError
+
     def _reset(self) -> None:
+        raise NotImplementedError
+
+    def _limits_changed(self) -> None:
         raise NotImplementedError
 
 
@@ -251,18 +326,64 @@ class _BuiltinTransport(Transport):
         self.fallback_reason = fallback_reason
         self._socket = zmtp.ZmtpSocket(endpoint, timeout_s)
 
+    def _limits_changed(self) -> None:
+        # Frames and bytes as ZmtpSocket counts them: the delimiter is one more, of 0 octets.
+        sock = self._socket
+        sock.max_frame_bytes = sock.max_message_bytes = self.max_reply_bytes
+        sock.max_frames = None if self.max_reply_frames is None else self.max_reply_frames + 1
+
     def _send(self, frames: list) -> None:
-        self._socket.send_multipart(frames)
+        self._socket.send_multipart(frames, self.timeout_s)
 
     def _recv(self, timeout_s: float | None) -> list[bytes]:
         return self._socket.recv_multipart(timeout_s)
 
+    def _connect(self, timeout_s: float | None) -> None:
+        self._socket.connect(timeout_s)
+
     def _reset(self) -> None:
         self._socket.close()
         self._socket = zmtp.ZmtpSocket(self.endpoint, self.timeout_s)
+        self._limits_changed()
 
     def close(self) -> None:
         self._socket.close()
+
+
+# --- pyzmq -------------------------------------------------------------------------------
+_context = None  # the plug-in's zmq.Context in this process (see _shared_context)
+_context_pid = None
+_context_lock = threading.Lock()
+_monitor_ids = itertools.count(1)
+
+
+def _shared_context(zmq):
+    """One context for all of the plug-in's pyzmq sockets in this process. Its own, not
+    zmq.Context.instance(), which the editor or another plug-in may terminate; made again
+    in a forked child, where the parent's I/O threads do not exist."""
+    global _context, _context_pid
+    with _context_lock:
+        if _context is None or _context.closed or _context_pid != os.getpid():
+            _context, _context_pid = zmq.Context(), os.getpid()
+        return _context
+
+
+def _set_heartbeats(zmq, sock) -> None:
+    """ZMTP heartbeats from libzmq's I/O thread (libzmq 4.2 and later): a PING every
+    HEARTBEAT_IVL, the connection closed when HEARTBEAT_TIMEOUT passes without a byte from
+    the daemon after one, which the monitor reports. The same values as the built-in client."""
+    for name, seconds in (
+        ("HEARTBEAT_IVL", zmtp.HEARTBEAT_IVL_S),
+        ("HEARTBEAT_TIMEOUT", zmtp.HEARTBEAT_TIMEOUT_S),
+        ("HEARTBEAT_TTL", zmtp.HEARTBEAT_TTL_S),
+    ):
+        option = getattr(zmq, name, None)
+        if option is None:
+            continue
+        try:
+            sock.setsockopt(option, round(seconds * 1000))
+        except zmq.ZMQError:  # an older libzmq: a daemon that dies is still seen by the monitor
+            pass
 
 
 class _PyzmqTransport(Transport):
@@ -272,36 +393,81 @@ class _PyzmqTransport(Transport):
         super().__init__(endpoint, timeout_s)
         self._zmq = zmq
         self._curve_keys = curve_keys
-        self._context = zmq.Context()
-        try:
-            self._socket = self._open()
-        except BaseException:
-            self._context.term()
-            raise
+        self._context = _shared_context(zmq)
+        # The connection's state, from the monitor: libzmq says when a handshake succeeded
+        # (HANDSHAKE_SUCCEEDED, libzmq 4.3; CONNECTED before that) and when a connection closed.
+        self._up_event = getattr(zmq, "EVENT_HANDSHAKE_SUCCEEDED", zmq.EVENT_CONNECTED)
+        self._socket = self._monitor = self._poller = None
+        self._up = False  # a connection is up now
+        self._lost = False  # one that was up closed while a reply was awaited
+        self.connections = 0  # connections made (diagnostics, tests)
 
     @staticmethod
     def _milliseconds(timeout_s: float | None) -> int:
         return -1 if timeout_s is None else max(0, round(timeout_s * 1000))
 
     def _open(self):
+        """The socket, connected (libzmq connects in the background); made on first use so
+        that limit_reply() can still set its options."""
+        if self._socket is not None:
+            return self._socket
         zmq = self._zmq
         sock = self._context.socket(zmq.DEALER)
         sock.linger = 0  # close() never waits for unsent requests
-        sock.sndtimeo = sock.rcvtimeo = self._milliseconds(self.timeout_s)
         sock.ipv6 = True  # tcp://[::1]:PORT; IPv4 addresses work as before
+        if self.max_reply_bytes is not None:
+            # libzmq drops the connection at the header of a larger frame, unallocated
+            sock.maxmsgsize = self.max_reply_bytes
+        _set_heartbeats(zmq, sock)
         if self._curve_keys is not None:
             sock.curve_serverkey, sock.curve_publickey, sock.curve_secretkey = self._curve_keys
+        events = self._up_event | zmq.EVENT_DISCONNECTED
+        monitor = sock.get_monitor_socket(
+            events, addr=f"inproc://recolor-with-palette-monitor-{os.getpid()}-{next(_monitor_ids)}"
+        )
+        monitor.linger = 0
         try:
             sock.connect(self.endpoint)
         except zmq.ZMQError as error:
-            sock.close()
+            self._close(sock, monitor)
             raise ZmtpEndpointError(f"cannot connect to {self.endpoint!r}: {error}") from None
+        self._poller = zmq.Poller()
+        self._poller.register(sock, zmq.POLLIN)
+        self._poller.register(monitor, zmq.POLLIN)
+        self._socket, self._monitor = sock, monitor
+        self._up = self._lost = False
         return sock
+
+    def _watch(self) -> None:
+        """Take in the monitor's events: is a connection up, was one lost?"""
+        zmq = self._zmq
+        while True:
+            try:
+                frames = self._monitor.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            # event frame: event number (16 bits) and value (32 bits), native byte order
+            (event,) = struct.unpack_from("=H", frames[0])
+            if event == self._up_event:
+                self._up = True
+                self.connections += 1
+            elif event == zmq.EVENT_DISCONNECTED:
+                self._lost = self._lost or self._up
+                self._up = False
+
+    def _limits_changed(self) -> None:
+        self._reset()  # MAXMSGSIZE holds from the next connection: make that a new socket
 
     def _send(self, frames: list) -> None:
         zmq = self._zmq
+        sock = self._open()
+        # A connection closed before this request changes nothing for it: libzmq sends it
+        # on the next one.
+        self._watch()
+        self._lost = False
+        sock.sndtimeo = self._milliseconds(self.timeout_s)
         try:
-            self._socket.send_multipart(frames, copy=False)  # small frames are copied anyway
+            sock.send_multipart(frames, copy=False)  # small frames are copied anyway
         except zmq.Again:
             raise ZmtpTimeout(
                 f"could not send to {self.endpoint} within {self.timeout_s:g} s: is the daemon "
@@ -312,22 +478,56 @@ class _PyzmqTransport(Transport):
 
     def _recv(self, timeout_s: float | None) -> list[bytes]:
         zmq = self._zmq
-        self._socket.rcvtimeo = self._milliseconds(timeout_s)
+        sock = self._open()
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        while True:
+            try:
+                return sock.recv_multipart(zmq.NOBLOCK)  # a reply that came wins
+            except zmq.Again:
+                pass
+            except zmq.ZMQError as error:
+                raise ZmtpError(f"receiving from {self.endpoint} failed: {error}") from None
+            self._watch()
+            if self._lost:
+                raise ZmtpConnectionLost(
+                    f"{self.endpoint} closed the connection before the reply came: the daemon "
+                    "stopped or restarted, stopped answering heartbeats, or one side refused "
+                    "a message over its size limit"
+                )
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if remaining is not None and remaining <= 0:
+                raise ZmtpTimeout(
+                    f"no reply from {self.endpoint} within {timeout_s:g} s: is the daemon "
+                    "running there, and is the address the one it printed?"
+                )
+            self._poller.poll(self._milliseconds(remaining))  # a reply, or a monitor event
+
+    def _connect(self, timeout_s: float | None) -> None:
+        self._open()
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        while True:
+            self._watch()
+            if self._up:
+                return
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if remaining is not None and remaining <= 0:
+                raise ZmtpTimeout(f"could not connect to {self.endpoint} within {timeout_s:g} s")
+            self._monitor.poll(self._milliseconds(remaining))
+
+    def _close(self, sock, monitor) -> None:
         try:
-            return self._socket.recv_multipart()
-        except zmq.Again:
-            raise ZmtpTimeout(
-                f"no reply from {self.endpoint} within {timeout_s:g} s: is the daemon running "
-                "there, and is the address the one it printed?"
-            ) from None
-        except zmq.ZMQError as error:
-            raise ZmtpError(f"receiving from {self.endpoint} failed: {error}") from None
+            sock.disable_monitor()
+        except self._zmq.ZMQError:  # closing anyway
+            pass
+        monitor.close(linger=0)
+        sock.close(linger=0)
 
     def _reset(self) -> None:
-        self._socket.close()
-        self._socket = self._open()
+        """Close the socket; the next call opens a fresh one (nothing late reaches it)."""
+        if self._socket is not None:
+            self._close(self._socket, self._monitor)
+            self._socket = self._monitor = self._poller = None
+            self._up = self._lost = False
 
     def close(self) -> None:
-        if not self._socket.closed:
-            self._socket.close()
-            self._context.term()
+        self._reset()

@@ -24,6 +24,17 @@ Unlike libzmq there is no background I/O thread: bytes move only inside send_mul
 recv_multipart(). Heartbeat PINGs are therefore answered when the caller next sends or
 receives, and a connection the peer closed while we were idle is noticed (and silently
 replaced, as libzmq reconnects) at the next send.
+
+Two protections for the editor's process, whatever the peer sends:
+- limits: a frame's size is read before its body, so a frame larger than `max_frame_bytes`,
+  a message larger than `max_message_bytes` or with more than `max_frames` frames is
+  refused (ZmtpProtocolError, connection closed) before anything is allocated for it, and
+  command frames are never larger than MAX_COMMAND_BYTES. A size this process cannot hold
+  at all is ZmtpOutOfMemory, not a bare MemoryError.
+- heartbeats (ZMTP 3.1, as libzmq's ZMQ_HEARTBEAT_IVL/TIMEOUT): while waiting for a message,
+  a peer silent for `heartbeat_ivl_s` is sent a PING; one that then stays silent for
+  `heartbeat_timeout_s` (a stopped or hung daemon, a vanished host) is ZmtpConnectionLost.
+  A daemon that dies is usually noticed sooner: its kernel closes the connection.
 """
 
 from __future__ import annotations  # editors may embed a Python older than 3.10
@@ -41,6 +52,7 @@ __all__ = [
     "ZmtpEndpointError",
     "ZmtpError",
     "ZmtpMechanismError",
+    "ZmtpOutOfMemory",
     "ZmtpProtocolError",
     "ZmtpSocket",
     "ZmtpTimeout",
@@ -81,6 +93,10 @@ class ZmtpMechanismError(ZmtpProtocolError):
     """The peer wants a security mechanism other than NULL (CurveZMQ needs pyzmq)."""
 
 
+class ZmtpOutOfMemory(ZmtpError, MemoryError):
+    """The peer announced a frame this process cannot hold; the connection was closed."""
+
+
 # --- wire constants ----------------------------------------------------------------------
 FLAG_MORE = 0x01  # more frames of this message follow
 FLAG_LONG = 0x02  # the size is 8 octets, not 1
@@ -100,6 +116,18 @@ assert len(GREETING) == GREETING_SIZE
 SOCKET_TYPE = b"DEALER"
 # The socket types a DEALER may talk to (ZeroMQ RFC 28); libzmq closes any other pairing.
 COMPATIBLE_PEERS = (b"ROUTER", b"DEALER", b"REP")
+
+# Commands (READY, PING, PONG, ERROR) are a few dozen octets; libzmq's READY with user
+# metadata stays far below this. A larger command is refused before it is read.
+MAX_COMMAND_BYTES = 1 << 16
+
+# Heartbeats while waiting for a message: PING a peer silent for HEARTBEAT_IVL_S, give up on
+# one still silent HEARTBEAT_TIMEOUT_S after that. A live libzmq peer answers from its I/O
+# thread within milliseconds, however busy its application is. The TTL sent with each PING
+# asks the peer to drop us in turn if we go silent that long (our process gone).
+HEARTBEAT_IVL_S = 1.0
+HEARTBEAT_TIMEOUT_S = 3.0
+HEARTBEAT_TTL_S = 10.0
 
 # Reads go through a 64 KiB buffer; a frame body at least this large is instead received
 # straight into its own preallocated bytearray (recv_into), and sent straight from the
@@ -209,22 +237,38 @@ class ZmtpSocket:
     again by a send after the peer closed it. After a receive timeout the connection and
     any partly received message are kept, so receiving again resumes; a send that times out
     part-way leaves half a frame on the wire, so it closes the connection.
-    `max_frame_bytes` rejects larger incoming frames (protection from a confused peer);
-    None accepts any size that fits in memory. Like a ZeroMQ socket, it is for one thread
-    at a time.
+
+    Incoming messages are limited (None: no limit, besides memory) to `max_frame_bytes` per
+    frame, `max_message_bytes` in all and `max_frames` frames: a message over a limit is
+    refused before it is read (ZmtpProtocolError) and the connection closed. The limits may
+    be changed between messages. `heartbeat_ivl_s` and `heartbeat_timeout_s` (None: no
+    heartbeats) say when a silent peer is pinged, and when it is given up for dead. Like a
+    ZeroMQ socket, it is for one thread at a time.
     """
 
     def __init__(
-        self, endpoint: str, timeout_s: float | None = 30.0, max_frame_bytes: int | None = None
+        self,
+        endpoint: str,
+        timeout_s: float | None = 30.0,
+        max_frame_bytes: int | None = None,
+        max_message_bytes: int | None = None,
+        max_frames: int | None = None,
+        heartbeat_ivl_s: float | None = HEARTBEAT_IVL_S,
+        heartbeat_timeout_s: float = HEARTBEAT_TIMEOUT_S,
     ):
         self.endpoint = endpoint
         self.family, self.address = parse_endpoint(endpoint)  # fail early on a bad string
         self.timeout_s = timeout_s
         self.max_frame_bytes = max_frame_bytes
+        self.max_message_bytes = max_message_bytes
+        self.max_frames = max_frames
+        self.heartbeat_ivl_s = heartbeat_ivl_s
+        self.heartbeat_timeout_s = heartbeat_timeout_s
         self.peer_version: tuple[int, int] | None = None
         self.peer_properties: dict[str, bytes] = {}
         self.connections = 0  # connections made so far (diagnostics, tests)
         self.pings_answered = 0
+        self.pings_sent = 0
         self._sock: socket.socket | None = None
         self._closed = False
         self._op_timeout: float | None = timeout_s  # the timeout of the call in progress
@@ -236,7 +280,10 @@ class ZmtpSocket:
         self._big_flags = 0
         self._big_filled = 0
         self._frames: list[bytes] = []  # frames of the message being received
+        self._message_bytes = 0  # their total size
         self._handshaking = False
+        self._last_heard = 0.0  # time.monotonic() of the last octet received
+        self._ping_sent: float | None = None  # when our unanswered PING went out
         # Whole messages received and not yet returned; kept across reconnections.
         self._inbox: collections.deque[list[bytes]] = collections.deque()
 
@@ -289,7 +336,8 @@ class ZmtpSocket:
 
     def recv_multipart(self, timeout_s: float | None = ...) -> list[bytes]:
         """Receive one message; ZmtpTimeout if none arrives in time (nothing is lost: a
-        later call gets it), ZmtpConnectionLost if the peer closes the connection first."""
+        later call gets it), ZmtpConnectionLost if the peer closes the connection first or
+        stops answering heartbeats, ZmtpProtocolError for a message over the limits."""
         deadline = self._deadline(timeout_s)
         if self._sock is None:
             if self._inbox:
@@ -297,7 +345,14 @@ class ZmtpSocket:
             self._connect(deadline)
         while not self._inbox:
             try:
-                self._read(deadline)
+                wake = self._heartbeat(deadline)
+                if wake is None or (deadline is not None and deadline <= wake):
+                    self._read(deadline)
+                else:
+                    try:
+                        self._read(wake)
+                    except ZmtpTimeout:
+                        continue  # time for the next heartbeat step, not the caller's timeout
             except ZmtpTimeout:
                 raise ZmtpTimeout(
                     f"no reply from {self.endpoint} within {self._timeout_text()}"
@@ -358,6 +413,7 @@ class ZmtpSocket:
         except OSError as error:  # unknown host, unreachable network, path too long, ...
             raise ZmtpConnectError(f"cannot connect to {self.endpoint}: {error}") from None
         self.connections += 1
+        self._last_heard, self._ping_sent = time.monotonic(), None
         try:
             self._handshake(deadline)
         except ZmtpTimeout:
@@ -466,7 +522,9 @@ class ZmtpSocket:
         self._big = None
         self._rbuf = bytearray()
         self._frames = []  # half a message is no message
+        self._message_bytes = 0
         self._handshaking = False
+        self._ping_sent = None
 
     # --- bytes in and out ----------------------------------------------------------------
     def _send_all(self, data, deadline: float | None) -> None:
@@ -504,9 +562,48 @@ class ZmtpSocket:
         if received == 0:
             self._drop()
             raise ZmtpConnectionLost(f"{self.endpoint} closed the connection")
+        self._last_heard, self._ping_sent = time.monotonic(), None  # any octet is a sign of life
         if parse:
             self._parse()
         return True
+
+    def _heartbeat(self, deadline: float | None) -> float | None:
+        """While waiting for a message: PING a peer silent for heartbeat_ivl_s; drop one
+        silent for heartbeat_timeout_s after that (ZmtpConnectionLost). Returns when to come
+        back here (None: no heartbeats on this connection)."""
+        if (
+            self.heartbeat_ivl_s is None
+            or self._sock is None
+            or self._handshaking
+            or (self.peer_version or (0, 0)) < (3, 1)  # ZMTP 3.0 has no PING
+        ):
+            return None
+        now = time.monotonic()
+        if self._ping_sent is None:
+            due = self._last_heard + self.heartbeat_ivl_s
+            if now < due:
+                return due
+            # ping = "PING" ping-ttl (2 octets, tenths of a second) ping-context (none)
+            ttl = struct.pack(">H", min(0xFFFF, round(HEARTBEAT_TTL_S * 10)))
+            try:
+                self._send_all(_command(b"PING", ttl), deadline)
+            except ZmtpTimeout:
+                self._drop()  # half a PING may be on the wire
+                raise
+            self.pings_sent += 1
+            self._ping_sent = now
+        give_up = self._ping_sent + self.heartbeat_timeout_s
+        if now < give_up:
+            return give_up
+        # The caller may not have been receiving for a while: an answer may be waiting unread.
+        if self._read(None, block=False):
+            return now
+        silent = now - self._last_heard
+        self._drop()
+        raise ZmtpConnectionLost(
+            f"{self.endpoint} did not answer a heartbeat (silent for {silent:.1f} s): it has "
+            "stopped or hung, or the network is down"
+        )
 
     def _poll_incoming(self) -> None:
         """Before a send: take in whatever arrived while the caller was not receiving (PINGs
@@ -541,19 +638,21 @@ class ZmtpSocket:
             else:
                 size = buffer[position + 1]
                 start = position + 2
-            if self.max_frame_bytes is not None and size > self.max_frame_bytes:
-                self._drop()
-                raise ZmtpProtocolError(
-                    f"{self.endpoint} sent a {size}-byte frame, more than the "
-                    f"{self.max_frame_bytes} bytes allowed"
-                )
+            self._check_frame(flags, size)  # before a single octet is allocated for it
             end = start + size
             if end <= len(buffer):
                 position = end
                 self._frame(flags, bytes(buffer[start:end]))
             elif size >= CHUNK:
                 # Receive the rest of this frame straight into its final place.
-                self._big = bytearray(size)
+                try:
+                    self._big = bytearray(size)
+                except (MemoryError, OverflowError):  # OverflowError: over sys.maxsize
+                    self._drop()
+                    raise ZmtpOutOfMemory(
+                        f"{self.endpoint} announced a {size:,}-byte frame, more than this "
+                        "process can hold; the connection was closed"
+                    ) from None
                 self._big_flags = flags
                 self._big_filled = len(buffer) - start
                 self._big[: self._big_filled] = buffer[start:]
@@ -563,6 +662,29 @@ class ZmtpSocket:
                 break
         del buffer[:position]
 
+    def _check_frame(self, flags: int, size: int) -> None:
+        """Refuse a frame that breaks a limit, from its header alone: nothing of it has
+        been allocated yet, and the connection is closed (its stream cannot be resumed
+        without reading the frame)."""
+        if flags & FLAG_COMMAND:
+            if size > MAX_COMMAND_BYTES:
+                self._refuse(f"a {size:,}-byte command", MAX_COMMAND_BYTES, "bytes")
+            return
+        if self.max_frame_bytes is not None and size > self.max_frame_bytes:
+            self._refuse(f"a {size:,}-byte frame", self.max_frame_bytes, "bytes")
+        limit = self.max_message_bytes
+        if limit is not None and self._message_bytes + size > limit:
+            self._refuse(f"a message of {self._message_bytes + size:,} bytes", limit, "bytes")
+        if self.max_frames is not None and len(self._frames) >= self.max_frames:
+            self._refuse(f"a message of {len(self._frames) + 1} frames", self.max_frames, "frames")
+
+    def _refuse(self, what: str, limit: int, unit: str) -> None:
+        self._drop()
+        raise ZmtpProtocolError(
+            f"{self.endpoint} sent {what}, more than the {limit:,} {unit} allowed here: it was "
+            "refused unread and the connection closed"
+        )
+
     def _frame(self, flags: int, body: bytes) -> None:
         if flags & FLAG_COMMAND:
             self._command(body)
@@ -571,9 +693,10 @@ class ZmtpSocket:
             self._drop()
             raise ZmtpProtocolError(f"{self.endpoint} sent a message before its READY command")
         self._frames.append(body)
+        self._message_bytes += len(body)
         if not flags & FLAG_MORE:
             self._inbox.append(self._frames)
-            self._frames = []
+            self._frames, self._message_bytes = [], 0
 
     def _command(self, body: bytes) -> None:
         if not body or 1 + body[0] > len(body):

@@ -7,6 +7,17 @@ well under a millisecond. Every failure becomes a RecolorError with a message fo
 
 The sockets come from transport.open_socket: pyzmq where the editor's Python can load it,
 otherwise the built-in pure-Python ZMTP client (plugin/zmtp.py).
+
+Whatever answers at the address, a request ends within its timeout (plus a fraction of a
+second) with a reply or a RecolorError:
+- the reply may be no larger than the largest legal answer to that request (a recolour:
+  the pixels sent, plus a header; anything else: a header), which the transport enforces
+  before receiving it; its JSON header is checked for size and nesting before it is parsed,
+  and its fields for their types;
+- a daemon that goes away with the request (killed, crashed, its machine gone silent) is
+  noticed within seconds (see transport.py). If it is back within restart_grace_s (restarted
+  by hand or by a service manager), the request is sent once more: every op is idempotent.
+  Otherwise the error says the backend stopped, which the next Apply's auto-start mends.
 """
 
 from __future__ import annotations
@@ -14,16 +25,35 @@ from __future__ import annotations
 import importlib
 import itertools
 import json
+import math
+import re
 import threading
 import time
 from dataclasses import dataclass, field
 
-from .errors import RecolorError
+from .errors import (
+    BackendStoppedError,
+    BadReplyError,
+    ConnectionLostError,
+    OutOfMemoryError,
+    RecolorError,
+)
 from .pixels import Pixels
 
 PROTOCOL = "palettenet/1"
 CANCEL_POLL_S = 0.25  # how soon a cancel is noticed while waiting for a reply
 METHODS = {"palettenet": "PaletteNet", "chang2015": "Classical (Chang 2015)"}
+# A daemon that went away with a request may be back this soon (a service manager restarts
+# it, it loads in a second or two); then the request is sent again.
+RESTART_GRACE_S = 3.0
+RECONNECT_PAUSE_S = 0.1  # between attempts to reach it (a refused connect returns at once)
+# A reply's JSON header: the largest, info's with the model's record, is about 3 KB and
+# nests 4 levels deep.
+REPLY_HEADER_MAX_BYTES = 256 * 1024
+REPLY_JSON_MAX_DEPTH = 32
+REPLY_NUMBER_MAX_DIGITS = 64  # Python's int() is quadratic in the digits before 3.11
+MAX_PALETTE_COLORS = 12
+DETAIL_MAX_CHARS = 2000  # of the daemon's own words in a message for the artist
 
 
 def load_transport():
@@ -74,6 +104,7 @@ class Connection:
     address: str = "tcp://127.0.0.1:5555"
     timeout_s: float = 300.0  # a recolour of a very large layer on a CPU takes a while
     quick_timeout_s: float = 3.0  # ping, and "is anyone there?"
+    restart_grace_s: float = RESTART_GRACE_S  # see RESTART_GRACE_S
     server_public_key: bytes | None = None  # CurveZMQ, for a daemon on another machine
     client_keys: tuple[bytes, bytes] | None = None  # (public, secret)
 
@@ -106,8 +137,14 @@ class Client:
             {**_layer_header("palette", pixels), "options": {"k": k}}, pixels.data, cancel=cancel
         )
         colours, weights = header.get("palette"), header.get("weights")
-        if not isinstance(colours, list) or not isinstance(weights, list):
-            raise RecolorError("bad_reply", f"palette reply without palette/weights: {header}")
+        if not (
+            isinstance(colours, list)
+            and isinstance(weights, list)
+            and len(colours) == len(weights) <= MAX_PALETTE_COLORS
+            and all(isinstance(colour, str) and _HEX.fullmatch(colour) for colour in colours)
+            and all(_is_number(weight) for weight in weights)
+        ):
+            raise BadReplyError(f"palette reply without colours and weights: {_short(header)}")
         return colours, weights
 
     def recolor(
@@ -127,31 +164,39 @@ class Client:
         if max_side is not None:
             header["options"] = {"max_side": int(max_side)}
         reply, frames = self.request(header, pixels.data, mask, cancel=cancel)
+        width, height = reply.get("width"), reply.get("height")
+        if not (_is_size(width) and _is_size(height)) or len(frames) != 1:
+            raise BadReplyError(f"recolor reply without a size and its pixels: {_short(reply)}")
+        if reply.get("pixel_format", pixels.pixel_format) != pixels.pixel_format:
+            raise BadReplyError(f"sent {pixels.pixel_format}, got {_short(reply['pixel_format'])}")
         try:
-            width, height = int(reply["width"]), int(reply["height"])
             result = Pixels(width, height, pixels.pixel_format, bytes(frames[0]))
-        except (KeyError, IndexError, TypeError, ValueError) as error:
-            raise RecolorError("bad_reply", f"recolor reply: {error}") from None
+        except ValueError as error:  # not width x height pixels
+            raise BadReplyError(f"recolor reply: {error}") from None
         if max_side is None and (width, height) != (pixels.width, pixels.height):
-            raise RecolorError("bad_reply", f"asked for {pixels.width} x {pixels.height}, "
-                               f"got {width} x {height}")  # fmt: skip
+            raise BadReplyError(f"asked for {pixels.width} x {pixels.height}, "
+                                f"got {width} x {height}")  # fmt: skip
         return result
 
     # --- one round trip -----------------------------------------------------------------------
     def request(self, header: dict, pixels=None, mask=None, timeout_s=None, cancel=None):
         """Send one request and wait for its reply: (reply header, payload frames).
-        RecolorError for an error reply, no answer, no connection, or a cancel."""
+        RecolorError for an error reply, no answer, no connection, a lost daemon, a reply
+        that is no palettenet/1 answer to this request, or a cancel."""
         if cancel is not None:
             cancel.check()
         timeout_s = timeout_s or self.connection.timeout_s
+        deadline = time.monotonic() + timeout_s  # for everything below, re-sending included
         request_id = f"{self.client_name}-{next(self._ids)}"
         frames = [json.dumps({"protocol": PROTOCOL, "id": request_id, **header}).encode()]
         frames += [frame for frame in (pixels, mask) if frame is not None]
+        max_bytes, max_frames = reply_limits(header.get("op"), pixels)
         try:
             socket = self._open(timeout_s)
             try:
-                socket.send_multipart(frames)
-                reply = self._receive(socket, timeout_s, cancel)
+                if hasattr(socket, "limit_reply"):  # tests' scripted sockets may not have it
+                    socket.limit_reply(max_bytes, max_frames)
+                reply = self._exchange(socket, frames, deadline, cancel, max_bytes)
             finally:
                 socket.close()
         except RecolorError:
@@ -170,11 +215,63 @@ class Client:
             client_keys=connection.client_keys,
         )
 
+    def _exchange(self, socket, frames, deadline: float, cancel, max_bytes: int) -> list:
+        """Send the request, wait for its reply. If the connection is lost meanwhile and the
+        daemon is back within restart_grace_s, send it once more (every op is idempotent);
+        otherwise BackendStoppedError."""
+        lost = load_transport().ZmtpConnectionLost
+        try:
+            return self._send_and_receive(socket, frames, deadline, cancel)
+        except lost as error:
+            was_gone = self._await_return(socket, deadline, cancel, error)
+        try:
+            return self._send_and_receive(socket, frames, deadline, cancel)
+        except lost as error:
+            if was_gone:  # back, and gone again with the same request
+                raise BackendStoppedError(
+                    f"{self.address}: it stopped again when the request was sent a second time "
+                    f"(does this layer make it crash? see its log). {error}"
+                ) from None
+            raise ConnectionLostError(
+                f"{self.address} is running but closed the connection twice before answering: "
+                "the request may be larger than it accepts (see its `info` limits), or its "
+                f"answer larger than this request's can be ({max_bytes:,} bytes). {error}"
+            ) from None
+
+    def _send_and_receive(self, socket, frames, deadline: float, cancel) -> list:
+        socket.timeout_s = max(0.0, deadline - time.monotonic())  # bounds the send
+        socket.send_multipart(frames)
+        return self._receive(socket, deadline, cancel)
+
+    def _await_return(self, socket, deadline: float, cancel, error: Exception) -> bool:
+        """After the connection was lost with the request: wait up to restart_grace_s for
+        a new one (a restarted daemon). Whether the daemon was gone for a while (refused or
+        unanswered attempts) rather than back at once; BackendStoppedError if not back."""
+        grace_s = self.connection.restart_grace_s
+        give_up = min(time.monotonic() + grace_s, deadline)
+        was_gone = False
+        while True:
+            if cancel is not None:
+                cancel.check()
+            started = time.monotonic()
+            if started >= give_up:
+                raise BackendStoppedError(
+                    f"{self.address} went away with the request and was not back within "
+                    f"{grace_s:g} s. ({error})"
+                )
+            try:
+                socket.connect(min(CANCEL_POLL_S, give_up - started))
+                return was_gone
+            except (ConnectionError, TimeoutError):  # refused, or no handshake yet
+                was_gone = True
+            pause = min(RECONNECT_PAUSE_S - (time.monotonic() - started), give_up - started)
+            if pause > 0:
+                time.sleep(pause)
+
     @staticmethod
-    def _receive(socket, timeout_s: float, cancel: CancelToken | None) -> list:
+    def _receive(socket, deadline: float, cancel: CancelToken | None) -> list:
         """The reply, waiting in short slices so that a cancel is noticed within a fraction
         of a second (receiving again after a timeout keeps waiting for the same reply)."""
-        deadline = time.monotonic() + timeout_s
         while True:
             remaining = deadline - time.monotonic()
             try:
@@ -187,6 +284,8 @@ class Client:
 
     def _failure(self, error: Exception, timeout_s: float) -> RecolorError:
         """A transport exception -> the RecolorError the artist sees."""
+        if isinstance(error, MemoryError):  # ZmtpOutOfMemory too
+            return OutOfMemoryError(f"{self.address}: {error}")
         if isinstance(error, TimeoutError):
             return RecolorError("timeout", f"No answer from {self.address} within {timeout_s:g} s.")
         if isinstance(error, ConnectionRefusedError):
@@ -195,10 +294,10 @@ class Client:
             return RecolorError("encryption_unavailable", str(error))
         if isinstance(error, ValueError):  # an endpoint that is no address
             return RecolorError("bad_address", f"{self.address}: {error}")
-        if type(error).__name__ in ("ZmtpProtocolError", "ZmtpMechanismError"):
-            return RecolorError("bad_reply", f"{self.address}: {error}")
+        if isinstance(error, load_transport().ZmtpProtocolError):  # ZmtpMechanismError too
+            return BadReplyError(f"{self.address}: {error}")
         if isinstance(error, (OSError, ConnectionError)) or "Zmtp" in type(error).__name__:
-            return RecolorError("connection_lost", f"{self.address}: {error}")
+            return ConnectionLostError(f"{self.address}: {error}")
         raise error
 
 
@@ -207,18 +306,93 @@ def _layer_header(op: str, pixels: Pixels) -> dict:
             "pixel_format": pixels.pixel_format}  # fmt: skip
 
 
+def reply_limits(op, pixels) -> tuple[int, int]:
+    """The largest legal reply to a request: (bytes in all, frames). A recolour comes back
+    as a header and at most the pixel bytes sent (max_side only shrinks them); any other
+    reply, and every error, is one header frame."""
+    if op == "recolor" and pixels is not None:
+        return REPLY_HEADER_MAX_BYTES + memoryview(pixels).nbytes, 2
+    return REPLY_HEADER_MAX_BYTES, 1
+
+
 def _decode(frames: list, request_id: str) -> tuple[dict, list]:
+    """(header, payload frames) of a successful reply; RecolorError for an error reply,
+    BadReplyError for anything that is not a palettenet/1 reply to this request."""
+    if not frames:
+        raise BadReplyError(f"an empty message, not a {PROTOCOL} reply")
+    raw = bytes(frames[0])
+    if len(raw) > REPLY_HEADER_MAX_BYTES:
+        raise BadReplyError(f"a {len(raw):,}-byte reply header; at most "
+                            f"{REPLY_HEADER_MAX_BYTES:,} are expected")  # fmt: skip
+    # json.loads recurses once per level: check the nesting before it does.
+    if _json_depth(raw, REPLY_JSON_MAX_DEPTH) > REPLY_JSON_MAX_DEPTH:
+        raise BadReplyError(f"a reply header nested more than {REPLY_JSON_MAX_DEPTH} levels deep")
     try:
-        header = json.loads(bytes(frames[0]))
-    except (IndexError, ValueError) as error:
-        raise RecolorError("bad_reply", f"not a {PROTOCOL} reply: {error}") from None
-    if not isinstance(header, dict):
-        raise RecolorError("bad_reply", f"not a {PROTOCOL} reply: {header!r}")
-    if header.get("ok") is not True:
-        error = header.get("error") or {}
-        code = error.get("code", "internal") if isinstance(error, dict) else "internal"
-        message = error.get("message", "") if isinstance(error, dict) else str(error)
-        raise RecolorError(str(code), message)
+        header = json.loads(raw, parse_int=_parse_int)
+    except (ValueError, RecursionError) as error:  # UnicodeDecodeError is a ValueError
+        raise BadReplyError(f"not a {PROTOCOL} reply: {_short(str(error))}") from None
+    if not isinstance(header, dict) or not isinstance(header.get("ok"), bool):
+        raise BadReplyError(f"not a {PROTOCOL} reply: {_short(header)}")
+    if not header["ok"]:
+        error = header.get("error")
+        code = error.get("code") if isinstance(error, dict) else None
+        message = error.get("message", "") if isinstance(error, dict) else error or ""
+        if not isinstance(code, str) or not re.fullmatch(r"[a-z0-9_]{1,40}", code):
+            code = "internal"
+        raise RecolorError(code, _short(message))
     if header.get("id") not in (None, request_id):
-        raise RecolorError("bad_reply", f"reply to {header.get('id')!r}, sent {request_id!r}")
+        raise BadReplyError(f"reply to {_short(header.get('id'))}, sent {request_id!r}")
     return header, list(frames[1:])
+
+
+_JSON_SPECIAL = re.compile(rb'[][{}"\\]')
+_HEX = re.compile(r"#[0-9a-fA-F]{6}")
+
+
+def _json_depth(data: bytes, limit: int) -> int:
+    """How deeply JSON text nests ([ and { outside strings), counting up to limit + 1. One
+    pass over the special characters: linear whatever the text."""
+    depth = deepest = 0
+    in_string, escaped_until = False, -1
+    for match in _JSON_SPECIAL.finditer(data):
+        position = match.start()
+        if position < escaped_until:  # the character after a backslash
+            continue
+        char = data[position]
+        if in_string:
+            if char == 0x5C:  # backslash
+                escaped_until = position + 2
+            elif char == 0x22:  # closing quote
+                in_string = False
+        elif char == 0x22:
+            in_string = True
+        elif char in b"[{":
+            depth += 1
+            deepest = max(deepest, depth)
+            if deepest > limit:
+                break
+        elif char in b"]}":
+            depth -= 1
+    return deepest
+
+
+def _parse_int(text: str) -> int:
+    if len(text) > REPLY_NUMBER_MAX_DIGITS:
+        raise ValueError(f"a {len(text)}-digit number")
+    return int(text)
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _is_size(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+
+
+def _short(value) -> str:
+    """A value from the daemon, as text short enough for a message."""
+    text = value if isinstance(value, str) else repr(value)
+    if len(text) > DETAIL_MAX_CHARS:
+        return text[:DETAIL_MAX_CHARS] + f"... ({len(text):,} characters)"
+    return text

@@ -33,6 +33,11 @@ MESSAGES = {
     "try again, or raise the timeout in the settings.",
     "connection_lost": "The connection to the backend failed. Check that it is still "
     "running, then try again.",
+    "backend_stopped": "The backend stopped while working on this request (it may have "
+    "crashed or been killed). It will be restarted on the next Apply; if it runs on another "
+    "computer, or auto-start is off, start it again there first.",
+    "no_memory": "There is not enough memory for the backend's answer. Close other images "
+    "or select a smaller area, then try again.",
     "bad_address": "The backend address in the settings is not valid. It looks like "
     "tcp://127.0.0.1:5555 or ipc:///path/to/socket.",
     "unreachable": "No backend answers at the configured address. Start it (palettenet "
@@ -70,6 +75,35 @@ def user_message(code: str, detail: str = "") -> str:
     if detail and text:
         return f"{text}\n{detail}"
     return text or detail
+
+
+class BadReplyError(RecolorError):
+    """The daemon's answer breaks palettenet/1, or is larger than the request allows."""
+
+    def __init__(self, detail: str = ""):
+        super().__init__("bad_reply", detail)
+
+
+class ConnectionLostError(RecolorError):
+    """The connection failed, neither refused nor timed out (`code` connection_lost), or
+    the daemon went away with the request and did not come back (backend_stopped)."""
+
+    def __init__(self, detail: str = "", code: str = "connection_lost"):
+        super().__init__(code, detail)
+
+
+class BackendStoppedError(ConnectionLostError):
+    """The daemon stopped (crashed, killed) while it had the request."""
+
+    def __init__(self, detail: str = ""):
+        super().__init__(detail, "backend_stopped")
+
+
+class OutOfMemoryError(RecolorError):
+    """The editor's process could not hold the answer."""
+
+    def __init__(self, detail: str = ""):
+        super().__init__("no_memory", detail)
 
 
 class EditorError(RecolorError):
