@@ -253,8 +253,8 @@ class ZmtpSocket:
         max_frame_bytes: int | None = None,
         max_message_bytes: int | None = None,
         max_frames: int | None = None,
-        heartbeat_ivl_s: float | None = HEARTBEAT_IVL_S,
-        heartbeat_timeout_s: float = HEARTBEAT_TIMEOUT_S,
+        heartbeat_ivl_s: float | None = ...,  # ...: HEARTBEAT_IVL_S (read now, not at import)
+        heartbeat_timeout_s: float = ...,  # ...: HEARTBEAT_TIMEOUT_S
     ):
         self.endpoint = endpoint
         self.family, self.address = parse_endpoint(endpoint)  # fail early on a bad string
@@ -262,8 +262,10 @@ class ZmtpSocket:
         self.max_frame_bytes = max_frame_bytes
         self.max_message_bytes = max_message_bytes
         self.max_frames = max_frames
-        self.heartbeat_ivl_s = heartbeat_ivl_s
-        self.heartbeat_timeout_s = heartbeat_timeout_s
+        self.heartbeat_ivl_s = HEARTBEAT_IVL_S if heartbeat_ivl_s is ... else heartbeat_ivl_s
+        self.heartbeat_timeout_s = (
+            HEARTBEAT_TIMEOUT_S if heartbeat_timeout_s is ... else heartbeat_timeout_s
+        )
         self.peer_version: tuple[int, int] | None = None
         self.peer_properties: dict[str, bytes] = {}
         self.connections = 0  # connections made so far (diagnostics, tests)

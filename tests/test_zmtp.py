@@ -451,3 +451,238 @@ def test_curve_with_pyzmq_and_key_files(tmp_path):
             assert sock.implementation == "pyzmq"
             sock.send_multipart([b"secret"])
             assert sock.recv_multipart() == [b"secret", b"6"]
+
+
+# --- limits on what the peer sends -------------------------------------------------------
+def read_message(connection: socket.socket) -> list[bytes]:
+    """One message (commands skipped), read by hand on the server side; EOFError when the
+    client hangs up."""
+    frames = []
+    while True:
+        flags, size = read_exact(connection, 2)
+        if flags & 0x02:
+            size = int.from_bytes(bytes([size]) + read_exact(connection, 7), "big")
+        body = read_exact(connection, size)
+        if flags & 0x04:
+            continue
+        frames.append(body)
+        if not flags & 0x01:
+            return frames
+
+
+def read_exact(connection: socket.socket, size: int) -> bytes:
+    data = b""
+    while len(data) < size:
+        chunk = connection.recv(size - len(data))
+        if not chunk:
+            raise EOFError
+        data += chunk
+    return data
+
+
+def replying(data: bytes):
+    """A raw_server script: handshake, read the request, send `data` (frames by hand)."""
+
+    def script(connection):
+        zmtp_server_handshake(connection)
+        read_message(connection)
+        connection.sendall(data)
+
+    return script
+
+
+def long_frame(flags: int, size: int, body: bytes = b"") -> bytes:
+    return bytes((flags | 0x02,)) + size.to_bytes(8, "big") + body
+
+
+LIMITS = dict(max_frame_bytes=1 << 20, max_message_bytes=1 << 20, max_frames=3)
+
+
+@pytest.mark.parametrize("size", [1 << 30, 1 << 62, (1 << 64) - 1], ids=["1GiB", "2^62", "2^64-1"])
+def test_a_frame_over_the_limit_is_refused_before_it_is_allocated(size):
+    import tracemalloc
+
+    hostile = replying(long_frame(0x01, 0) + long_frame(0x00, size, b"x" * 100_000))
+    with raw_server(hostile) as endpoint, ZmtpSocket(endpoint, timeout_s=5, **LIMITS) as sock:
+        sock.send_multipart([b"", b"request"])
+        tracemalloc.start()
+        try:
+            with pytest.raises(ZmtpProtocolError, match=f"{size:,}-byte frame.*refused unread"):
+                sock.recv_multipart()
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+        assert peak < 1 << 20  # the read buffer, not the frame
+        assert not sock.connected  # the rest of the stream cannot be trusted
+
+
+@pytest.mark.parametrize("size", [1 << 62, (1 << 64) - 1], ids=["2^62", "2^64-1"])
+def test_without_limits_an_impossible_frame_is_an_error_not_a_crash(size):
+    with raw_server(replying(long_frame(0x00, size))) as endpoint, ZmtpSocket(endpoint, 5) as sock:
+        sock.send_multipart([b"request"])
+        with pytest.raises(zmtp.ZmtpOutOfMemory, match="more than this process can hold") as caught:
+            sock.recv_multipart()
+        assert isinstance(caught.value, MemoryError) and isinstance(caught.value, zmtp.ZmtpError)
+        assert not sock.connected
+
+
+def test_endless_frames_stop_at_the_frame_limit():
+    stop = threading.Event()
+
+    def endless(connection):
+        zmtp_server_handshake(connection)
+        read_message(connection)
+        with contextlib.suppress(OSError):
+            while not stop.is_set():
+                connection.sendall(b"\x01\x00" * 10_000)  # empty frames, always one more
+
+    with raw_server(endless) as endpoint, ZmtpSocket(endpoint, timeout_s=5, **LIMITS) as sock:
+        sock.send_multipart([b"request"])
+        started = time.monotonic()
+        with pytest.raises(ZmtpProtocolError, match="a message of 4 frames, more than the 3"):
+            sock.recv_multipart()
+        assert time.monotonic() - started < 1
+        stop.set()
+
+
+def test_a_message_over_the_total_is_refused_at_the_frame_that_crosses_it():
+    frames = b"".join(long_frame(0x01, 400_000, bytes(400_000)) for _ in range(3)) + b"\x00\x00"
+    with raw_server(replying(frames)) as endpoint:
+        with ZmtpSocket(endpoint, timeout_s=5, **LIMITS) as sock:
+            sock.send_multipart([b"request"])
+            with pytest.raises(ZmtpProtocolError, match="1,200,000 bytes, more than the 1,048,576"):
+                sock.recv_multipart()
+
+
+def test_a_huge_command_is_refused():
+    with raw_server(replying(long_frame(0x04, 1 << 20))) as endpoint:
+        with ZmtpSocket(endpoint, timeout_s=5) as sock:  # even without limits
+            sock.send_multipart([b"request"])
+            with pytest.raises(ZmtpProtocolError, match="1,048,576-byte command"):
+                sock.recv_multipart()
+
+
+def test_limits_allow_a_message_exactly_at_them():
+    message = [b"a" * 100, b"b" * ((1 << 20) - 200), b"c" * 100]
+    with router("tcp", None, handler=lambda frames: message) as (endpoint, _):
+        with ZmtpSocket(endpoint, timeout_s=5, **LIMITS) as sock:
+            sock.send_multipart([b"x"])
+            assert sock.recv_multipart() == message
+
+
+# --- heartbeats --------------------------------------------------------------------------
+def test_a_silent_peer_is_given_up_after_its_heartbeat():
+    """A daemon that stops (SIGSTOP, a hung machine) keeps the connection open but answers
+    nothing, not even PINGs: the client gives up after heartbeat_timeout_s."""
+    commands = []
+
+    def silent(connection):
+        zmtp_server_handshake(connection)
+        read_message(connection)
+        with contextlib.suppress(EOFError, OSError):
+            flags, size = read_exact(connection, 2)  # our PING; never answered
+            commands.append((flags, read_exact(connection, size)))
+
+    with raw_server(silent) as endpoint:
+        with ZmtpSocket(endpoint, 10, heartbeat_ivl_s=0.1, heartbeat_timeout_s=0.3) as sock:
+            sock.send_multipart([b"request"])
+            started = time.monotonic()
+            with pytest.raises(zmtp.ZmtpConnectionLost, match="did not answer a heartbeat"):
+                sock.recv_multipart()
+            assert 0.35 < time.monotonic() - started < 1.5
+            assert sock.pings_sent == 1 and not sock.connected
+    ttl = int(zmtp.HEARTBEAT_TTL_S * 10).to_bytes(2, "big")
+    assert commands == [(0x04, b"\x04PING" + ttl)]
+
+
+def test_heartbeats_keep_a_slow_live_peer():
+    """libzmq answers PINGs from its I/O thread while the daemon computes."""
+
+    def slow(frames):
+        time.sleep(1.0)
+        return frames
+
+    with router("tcp", None, handler=slow) as (endpoint, _):
+        with ZmtpSocket(endpoint, 10, heartbeat_ivl_s=0.1, heartbeat_timeout_s=0.3) as sock:
+            sock.send_multipart([b"slow"])
+            assert sock.recv_multipart() == [b"slow"]
+            assert sock.pings_sent >= 5 and sock.connections == 1
+
+
+# --- the transport: limits, a lost connection, one context -------------------------------
+@pytest.mark.parametrize("force_builtin", [True, False], ids=["builtin", "pyzmq"])
+def test_transport_refuses_a_frame_over_the_reply_limit(force_builtin):
+    """The built-in client refuses it from its header; libzmq (ZMQ_MAXMSGSIZE) drops the
+    connection at the header, which the transport reports as a lost connection."""
+    hostile = replying(b"\x01\x00" + long_frame(0x00, 1 << 30, b"x" * 1000))
+    expected = ZmtpProtocolError if force_builtin else zmtp.ZmtpConnectionLost
+    with raw_server(hostile) as endpoint:
+        with open_socket(endpoint, 5, force_builtin=force_builtin, max_reply_bytes=1 << 20) as sock:
+            sock.send_multipart([b"request"])
+            started = time.monotonic()
+            with pytest.raises(expected):
+                sock.recv_multipart()
+            assert time.monotonic() - started < 2
+
+
+@pytest.mark.parametrize("force_builtin", [True, False], ids=["builtin", "pyzmq"])
+def test_transport_counts_reply_frames_and_bytes(force_builtin, tmp_path):
+    many = lambda frames: [frames[0], b"1", b"2", b"3"]  # noqa: E731 - delimiter kept
+    big = lambda frames: [frames[0], b"x" * 600, b"y" * 600]  # noqa: E731
+    for handler, words in ((many, "frames, more than the"), (big, "1,200 bytes")):
+        with router("tcp", tmp_path, handler=handler) as (endpoint, _):
+            with open_socket(endpoint, 5, force_builtin=force_builtin) as sock:
+                sock.limit_reply(1000, 2)
+                sock.send_multipart([b"request"])
+                with pytest.raises(ZmtpProtocolError, match=words):
+                    sock.recv_multipart()
+
+
+@pytest.mark.parametrize("force_builtin", [True, False], ids=["builtin", "pyzmq"])
+def test_transport_notices_a_daemon_that_goes_away(force_builtin, tmp_path):
+    """pyzmq alone would reconnect silently and wait out the timeout."""
+    got_request = threading.Event()
+    with router("tcp", tmp_path, handler=lambda frames: got_request.set()) as (endpoint, _):
+        sock = open_socket(endpoint, 30, force_builtin=force_builtin)
+        sock.send_multipart([b"request"])
+        assert got_request.wait(5)
+    with sock:  # the router is closed now
+        started = time.monotonic()
+        with pytest.raises(zmtp.ZmtpConnectionLost, match="closed the connection"):
+            sock.recv_multipart()
+        assert time.monotonic() - started < 1
+        with pytest.raises((ZmtpConnectionRefused, ZmtpTimeout)):
+            sock.connect(0.3)  # nobody there any more
+
+
+def test_pyzmq_transport_gives_up_on_a_silent_peer(monkeypatch):
+    monkeypatch.setattr(zmtp, "HEARTBEAT_IVL_S", 0.1)
+    monkeypatch.setattr(zmtp, "HEARTBEAT_TIMEOUT_S", 0.3)
+
+    def silent(connection):
+        zmtp_server_handshake(connection)
+        with contextlib.suppress(EOFError, OSError):
+            read_message(connection)
+            while connection.recv(1024):  # reads the PINGs, answers nothing
+                pass
+
+    with raw_server(silent) as endpoint, open_socket(endpoint, 10, force_builtin=False) as sock:
+        sock.send_multipart([b"request"])
+        started = time.monotonic()
+        with pytest.raises(zmtp.ZmtpConnectionLost):
+            sock.recv_multipart()
+        assert time.monotonic() - started < 2
+
+
+def test_pyzmq_sockets_share_one_context_and_linger_zero(tmp_path):
+    with router("tcp", tmp_path) as (endpoint, _):
+        first = open_socket(endpoint, 5, force_builtin=False)
+        second = open_socket(endpoint, 5, force_builtin=False)
+        with first, second:
+            for sock in (first, second):
+                sock.send_multipart([b"hi"])
+                assert sock.recv_multipart() == [b"hi", b"2"]
+                assert sock._socket.getsockopt(zmq.LINGER) == 0
+                assert sock._monitor.getsockopt(zmq.LINGER) == 0
+            assert first._context is second._context is transport._shared_context(zmq)
+    assert not transport._shared_context(zmq).closed  # closing sockets leaves it to others
