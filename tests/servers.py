@@ -8,6 +8,7 @@ the ready line and hands out the address it printed.
 import queue
 import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -35,10 +36,11 @@ def random_weights(folder: Path) -> Path:
 class Server:
     """`palettenet ARGS...` in a subprocess; its output lines are collected as they come."""
 
-    def __init__(self, *args, start_timeout=90):
+    def __init__(self, *args, start_timeout=90, **popen):
+        """popen: more subprocess.Popen arguments (umask, preexec_fn, ...)."""
         command = [sys.executable, "-m", "backend.cli", *map(str, args)]
         self.process = subprocess.Popen(
-            command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+            command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **popen
         )
         self.lines: list[str] = []
         self._lines = queue.Queue()
@@ -69,6 +71,13 @@ class Server:
             if match:
                 return match
 
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def peak_rss_mib(self) -> float:
+        """The process's peak resident memory so far (Linux: VmHWM), in MiB."""
+        return peak_rss_mib(self.process.pid)
+
     def stop(self, signum=signal.SIGTERM, timeout=60) -> int:
         if self.process.poll() is None:
             self.process.send_signal(signum)
@@ -77,6 +86,18 @@ class Server:
         except subprocess.TimeoutExpired:
             self.process.kill()
             raise
+
+
+def peak_rss_mib(pid: int) -> float:
+    status = Path(f"/proc/{pid}/status").read_text()
+    return int(re.search(r"VmHWM:\s+(\d+) kB", status).group(1)) / 1024
+
+
+def free_tcp_address() -> str:
+    """A loopback address nobody listens on now (to start, kill and restart a daemon on)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return f"tcp://127.0.0.1:{probe.getsockname()[1]}"
 
 
 def photo_pixels(rgb8: np.ndarray, pixel_format: str, seed=0) -> np.ndarray:
