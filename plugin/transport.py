@@ -61,6 +61,7 @@ ZmtpConnectionLost = zmtp.ZmtpConnectionLost
 ZmtpConnectionRefused = zmtp.ZmtpConnectionRefused
 ZmtpEndpointError = zmtp.ZmtpEndpointError
 ZmtpError = zmtp.ZmtpError
+ZmtpHandshakeClosed = zmtp.ZmtpHandshakeClosed
 ZmtpMechanismError = zmtp.ZmtpMechanismError
 ZmtpOutOfMemory = zmtp.ZmtpOutOfMemory
 ZmtpProtocolError = zmtp.ZmtpProtocolError
@@ -88,6 +89,7 @@ __all__ = [
     "ZmtpConnectionRefused",
     "ZmtpEndpointError",
     "ZmtpError",
+    "ZmtpHandshakeClosed",
     "ZmtpMechanismError",
     "ZmtpOutOfMemory",
     "ZmtpProtocolError",

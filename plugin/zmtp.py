@@ -51,6 +51,7 @@ __all__ = [
     "ZmtpConnectionRefused",
     "ZmtpEndpointError",
     "ZmtpError",
+    "ZmtpHandshakeClosed",
     "ZmtpMechanismError",
     "ZmtpOutOfMemory",
     "ZmtpProtocolError",
@@ -91,6 +92,11 @@ class ZmtpProtocolError(ZmtpError):
 
 class ZmtpMechanismError(ZmtpProtocolError):
     """The peer wants a security mechanism other than NULL (CurveZMQ needs pyzmq)."""
+
+
+class ZmtpHandshakeClosed(ZmtpProtocolError, ConnectionError):
+    """The peer closed the connection before the handshake was done: not a ZeroMQ socket
+    this client can talk to, or one that was going away as we connected."""
 
 
 class ZmtpOutOfMemory(ZmtpError, MemoryError):
@@ -426,9 +432,10 @@ class ZmtpSocket:
             ) from None
         except ZmtpConnectionLost:
             self._drop()
-            raise ZmtpProtocolError(
+            raise ZmtpHandshakeClosed(
                 f"{self.endpoint} closed the connection during the ZeroMQ handshake: it is "
-                "not a ZeroMQ socket this client can talk to (or it wants encryption)"
+                "not a ZeroMQ socket this client can talk to (or it wants encryption, or it "
+                "was stopping)"
             ) from None
         except BaseException:
             self._drop()

@@ -262,7 +262,9 @@ class Client:
             try:
                 socket.connect(min(CANCEL_POLL_S, give_up - started))
                 return was_gone
-            except (ConnectionError, TimeoutError):  # refused, or no handshake yet
+            # Refused, no handshake yet, or closed during it (the dying daemon's listening
+            # socket can take a connection before the kernel closes it).
+            except (ConnectionError, TimeoutError):
                 was_gone = True
             pause = min(RECONNECT_PAUSE_S - (time.monotonic() - started), give_up - started)
             if pause > 0:
