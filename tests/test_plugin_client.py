@@ -20,7 +20,12 @@ from backend.client import Client as BackendClient
 from plugin import transport
 from plugin.recolor_with_palette.autostart import Launcher, is_local
 from plugin.recolor_with_palette.client import CancelToken, Client, Connection
-from plugin.recolor_with_palette.errors import MESSAGES, RecolorError
+from plugin.recolor_with_palette.errors import (
+    MESSAGES,
+    BackendStoppedError,
+    ConnectionLostError,
+    RecolorError,
+)
 from plugin.recolor_with_palette.pixels import Pixels
 
 PROTOCOL_CODES = ["bad_request", "bad_palette", "size_mismatch", "unsupported_format",
@@ -181,6 +186,86 @@ def test_no_answer_is_a_timeout_that_names_the_address():
     assert 0.25 < time.monotonic() - started < 2
     assert caught.value.code == "timeout" and "tcp://127.0.0.1:9" in str(caught.value)
     assert socket_.closed
+
+
+class LosingSocket(ScriptedSocket):
+    """Loses the connection (as the transport reports a daemon that went away) for the
+    first `losses` requests; connect() succeeds once `back_after_s` has passed."""
+
+    def __init__(self, reply, losses=1, back_after_s=0.0):
+        super().__init__(reply)
+        self.losses, self.back_at = losses, time.monotonic() + back_after_s
+        self.connects = 0
+
+    def recv_multipart(self, timeout_s=None):
+        if len(self.sent) <= self.losses:
+            raise transport.ZmtpConnectionLost("the daemon closed the connection")
+        return super().recv_multipart(timeout_s)
+
+    def connect(self, timeout_s=None):
+        self.connects += 1
+        if time.monotonic() < self.back_at:
+            time.sleep(min(timeout_s, 0.01))  # as a refused connection: at once
+            raise transport.ZmtpConnectionRefused("nothing is listening")
+
+
+PING_REPLY = [json.dumps({"ok": True, "id": None, "protocol": "palettenet/1"}).encode()]
+
+
+def losing_client(socket_, timeout_s=30.0, grace_s=3.0) -> Client:
+    connection = Connection("tcp://127.0.0.1:9", timeout_s, timeout_s, restart_grace_s=grace_s)
+    return Client(connection, open_socket=lambda *a, **k: socket_)
+
+
+def test_a_lost_request_is_sent_again_once_the_daemon_is_back():
+    socket_ = LosingSocket(PING_REPLY, back_after_s=0.5)
+    started = time.monotonic()
+    assert losing_client(socket_).ping()["ok"]
+    assert 0.5 <= time.monotonic() - started < 1.5
+    assert len(socket_.sent) == 2 and socket_.sent[0] == socket_.sent[1]
+    assert socket_.connects > 1 and socket_.closed
+
+
+def test_a_daemon_that_does_not_come_back_is_said_to_have_stopped():
+    socket_ = LosingSocket(PING_REPLY, back_after_s=3600)
+    started = time.monotonic()
+    with pytest.raises(BackendStoppedError) as caught:
+        losing_client(socket_, grace_s=0.5).ping()
+    assert 0.5 <= time.monotonic() - started < 1.5
+    assert caught.value.code == "backend_stopped" and len(socket_.sent) == 1
+    assert str(caught.value).startswith(MESSAGES["backend_stopped"])
+    assert "was not back within 0.5 s" in str(caught.value)
+
+
+def test_lost_twice_is_an_error_not_a_loop():
+    back_at_once = LosingSocket(PING_REPLY, losses=2)
+    with pytest.raises(ConnectionLostError, match="closed the connection twice") as caught:
+        losing_client(back_at_once).ping()
+    assert caught.value.code == "connection_lost" and len(back_at_once.sent) == 2
+    came_back = LosingSocket(PING_REPLY, losses=2, back_after_s=0.2)
+    with pytest.raises(BackendStoppedError, match="stopped again"):
+        losing_client(came_back).ping()
+
+
+def test_waiting_for_a_lost_daemon_keeps_to_the_timeout_and_the_cancel():
+    started = time.monotonic()
+    with pytest.raises(BackendStoppedError):  # the grace is cut to what the timeout leaves
+        losing_client(LosingSocket(PING_REPLY, back_after_s=3600), timeout_s=0.6).ping()
+    assert time.monotonic() - started < 0.6 + 0.5
+    token = CancelToken()
+    threading.Timer(0.3, token.cancel).start()
+    started = time.monotonic()
+    with pytest.raises(RecolorError) as caught:
+        losing_client(LosingSocket(PING_REPLY, back_after_s=3600)).request(
+            {"op": "ping"}, cancel=token
+        )
+    assert caught.value.code == "cancelled" and time.monotonic() - started < 1
+
+
+@pytest.mark.parametrize("code", ["backend_stopped", "no_memory", "connection_lost"])
+def test_failures_of_this_side_have_messages(code):
+    assert len(MESSAGES[code]) > 30
+    assert "raise the timeout" not in MESSAGES["backend_stopped"]
 
 
 def free_port() -> int:
