@@ -51,6 +51,15 @@ def free_display() -> int:
     raise RuntimeError("no free X display number")
 
 
+def _accepts(display: str) -> bool:
+    """Whether an X client can connect (the socket exists before the server answers)."""
+    if shutil.which("xdotool") is None:
+        return True
+    probe = subprocess.run(["xdotool", "getdisplaygeometry"], env={"DISPLAY": display},
+                           capture_output=True, timeout=10)  # fmt: skip
+    return probe.returncode == 0
+
+
 @pytest.fixture
 def xvfb():
     """One persistent Xvfb for the test (xvfb-run -a failed 1 run in 15 here)."""
@@ -60,7 +69,7 @@ def xvfb():
     command = ["Xvfb", f":{number}", "-screen", "0", "1600x1000x24", "-nolisten", "tcp"]
     server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 20
-    while not Path(f"/tmp/.X11-unix/X{number}").exists():
+    while not (Path(f"/tmp/.X11-unix/X{number}").exists() and _accepts(f":{number}")):
         if time.monotonic() > deadline or server.poll() is not None:
             server.kill()
             pytest.fail("Xvfb did not start")
