@@ -344,3 +344,69 @@ def test_interactive_dialog_in_the_gimp_window(daemon, gimp_home, xvfb, tmp_path
     with Client(daemon.address, timeout_s=60) as client:
         reply, frames = client.request(header, (tmp_path / "sent.bin").read_bytes())
     assert reply["ok"] and (tmp_path / "new.bin").read_bytes() == bytes(frames[0])
+
+
+KILLED = r"""
+import json, time
+import gi
+gi.require_version("Gimp", "3.0")
+from gi.repository import Gimp, Gio
+
+image = Gimp.file_load(Gimp.RunMode.NONINTERACTIVE, Gio.File.new_for_path({path!r}))
+procedure = Gimp.get_pdb().lookup_procedure({procedure!r})
+config = procedure.create_config()
+config.set_property("run-mode", Gimp.RunMode.NONINTERACTIVE)
+config.set_property("image", image)
+config.set_core_object_array("drawables", [image.get_layers()[0]])
+config.set_property("palette", {palette!r})
+config.set_property("method", "palettenet")
+config.set_property("server", {address!r})
+result = procedure.run(config)
+record = {{"status": result.index(0).value_nick, "ended": time.time(),
+           "layers": len(image.get_layers())}}
+if result.index(0) != Gimp.PDBStatusType.SUCCESS:
+    record["error"] = str(result.index(1))
+open({out!r}, "w").write(json.dumps(record))
+"""
+
+
+def test_a_daemon_killed_mid_job_is_a_clear_error_within_seconds(gimp_home, tmp_path):
+    """kill -9 of the daemon while it recolours a 24-megapixel layer: GIMP gets a PDB error
+    saying the backend stopped within seconds (not after the 5-minute timeout), and no layer."""
+    from backend.client import Client
+    from tests.servers import Server, random_weights
+
+    weights = random_weights(tmp_path)
+    server = Server("serve", "--bind", "tcp://127.0.0.1:*", "--weights", weights, "--device",
+                    "cpu")  # fmt: skip
+    try:
+        y, x = np.mgrid[0:4000, 0:6000]
+        rgb = np.stack([x * 255 // 6000, y * 255 // 4000, (x + y) % 256], -1).astype(np.uint8)
+        Image.fromarray(rgb, "RGB").save(tmp_path / "large.png", compress_level=1)
+        script = KILLED.format(path=str(tmp_path / "large.png"), procedure=PROCEDURE,
+                               palette=PALETTE, address=server.address,
+                               out=str(tmp_path / "killed.json"))  # fmt: skip
+        command = gimp_command("gimp-console-3.0", gimp_home) + [
+            "-i", "--batch-interpreter=python-fu-eval", "-b", "-", "--quit"]  # fmt: skip
+        gimp = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL, text=True)  # fmt: skip
+        gimp.stdin.write(script)
+        gimp.stdin.close()
+        killed_at = None
+        with Client(server.address, timeout_s=5) as client:
+            deadline = time.monotonic() + 240
+            while killed_at is None and time.monotonic() < deadline:
+                reply, _ = client.request({"op": "info"})
+                if reply.get("running", 0) > 0:  # the layer is being recoloured: kill it
+                    server.process.kill()
+                    killed_at = time.time()
+                time.sleep(0.05)
+        assert killed_at is not None, "the recolour never started"
+        gimp.wait(timeout=300)
+    finally:
+        server.stop()
+    record = json.loads((tmp_path / "killed.json").read_text())
+    assert record["status"] == "execution-error" and record["layers"] == 1, record
+    assert "backend stopped" in record["error"], record["error"]
+    print(f"killed mid-job: GIMP had the error {record['ended'] - killed_at:.1f} s later")
+    assert record["ended"] - killed_at < 15, record["ended"] - killed_at
