@@ -353,7 +353,7 @@ class ZmtpSocket:
             self._connect(deadline)
         while not self._inbox:
             try:
-                wake = self._heartbeat(deadline)
+                wake = self._heartbeat()
                 if wake is None or (deadline is not None and deadline <= wake):
                     self._read(deadline)
                 else:
@@ -576,7 +576,7 @@ class ZmtpSocket:
             self._parse()
         return True
 
-    def _heartbeat(self, deadline: float | None) -> float | None:
+    def _heartbeat(self) -> float | None:
         """While waiting for a message: PING a peer silent for heartbeat_ivl_s; drop one
         silent for heartbeat_timeout_s after that (ZmtpConnectionLost). Returns when to come
         back here (None: no heartbeats on this connection)."""
@@ -594,13 +594,9 @@ class ZmtpSocket:
                 return due
             # ping = "PING" ping-ttl (2 octets, tenths of a second) ping-context (none)
             ttl = struct.pack(">H", min(0xFFFF, round(HEARTBEAT_TTL_S * 10)))
-            try:
-                self._send_all(_command(b"PING", ttl), deadline)
-            except ZmtpTimeout:
-                self._drop()  # half a PING may be on the wire
-                raise
+            self._send_now(_command(b"PING", ttl))
             self.pings_sent += 1
-            self._ping_sent = now
+            self._ping_sent = now  # even if it could not go out: the silence counts anyway
         give_up = self._ping_sent + self.heartbeat_timeout_s
         if now < give_up:
             return give_up
@@ -613,6 +609,22 @@ class ZmtpSocket:
             f"{self.endpoint} did not answer a heartbeat (silent for {silent:.1f} s): it has "
             "stopped or hung, or the network is down"
         )
+
+    def _send_now(self, data: bytes) -> None:
+        """Send a small command without waiting: our side has sent its request, so the
+        kernel's buffer has room unless the peer stopped reading, in which case the
+        command is skipped (nothing sent) or the connection dropped (part of it sent)."""
+        try:
+            self._sock.settimeout(0.0)
+            sent = self._sock.send(data, _SEND_FLAGS)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as error:  # EPIPE, ECONNRESET
+            self._drop()
+            raise ZmtpConnectionLost(f"{self.endpoint} closed the connection ({error})") from None
+        if sent < len(data):
+            self._drop()  # half a command on the wire: this stream is unusable now
+            raise ZmtpConnectionLost(f"{self.endpoint} stopped reading from the connection")
 
     def _poll_incoming(self) -> None:
         """Before a send: take in whatever arrived while the caller was not receiving (PINGs
