@@ -273,20 +273,30 @@ def mortal_daemon():
         server.stop(signal.SIGKILL)
 
 
-def occupy(address: str) -> zmq.Socket:
-    """Give the daemon's one worker a palettenet recolour of a few seconds, so that the
-    request sent next waits in its queue: killing it then is killing it mid-request."""
+@contextlib.contextmanager
+def occupied(address: str, clients: int = 2):
+    """Keep the daemon's one worker busy with palettenet recolours from other clients
+    (about 1.5 s each here), so that the request sent next waits in its queue, behind them
+    all (the queue is fair between clients): killing the daemon then is killing it
+    mid-request."""
     side = 2000
     header = {"op": "recolor", "width": side, "height": side, "pixel_format": "RGBA8",
               "palette": PALETTE, "method": "palettenet"}  # fmt: skip
-    pixels = np.random.default_rng(0).integers(0, 256, (side, side, 4), np.uint8)
+    pixels = np.random.default_rng(0).integers(0, 256, (side, side, 4), np.uint8).tobytes()
     context = zmq.Context.instance()
-    blocker = context.socket(zmq.DEALER)
-    blocker.linger = 0
-    blocker.connect(address)
-    blocker.send_multipart([b"", *encode_request(header, pixels.tobytes())])
-    time.sleep(0.5)  # received and taken by the worker
-    return blocker
+    blockers = []
+    try:
+        for _ in range(clients):
+            blocker = context.socket(zmq.DEALER)
+            blocker.linger = 0
+            blocker.connect(address)
+            blocker.send_multipart([b"", *encode_request(header, pixels)])
+            blockers.append(blocker)
+        time.sleep(0.5)  # received and queued
+        yield
+    finally:
+        for blocker in blockers:
+            blocker.close()
 
 
 SMALL = Pixels(48, 32, "RGBA8", np.random.default_rng(1).integers(0, 256, 48 * 32 * 4,
@@ -313,15 +323,14 @@ def in_background(function):
 
 def test_a_killed_daemon_is_said_within_seconds(mortal_daemon, implementation):
     daemon = mortal_daemon[0]
-    blocker = occupy(daemon.address)
     client = Client(Connection(daemon.address, timeout_s=300))  # the settings' default
-    thread, outcome = in_background(lambda: client.recolor(SMALL, PALETTE, "chang2015"))
-    time.sleep(0.5)  # the request is in the daemon's queue
-    assert daemon.process.poll() is None
-    killed = time.monotonic()
-    daemon.process.kill()  # kill -9
-    thread.join(30)
-    blocker.close()
+    with occupied(daemon.address):
+        thread, outcome = in_background(lambda: client.recolor(SMALL, PALETTE, "chang2015"))
+        time.sleep(0.5)  # the request is in the daemon's queue
+        assert daemon.process.poll() is None
+        killed = time.monotonic()
+        daemon.process.kill()  # kill -9
+        thread.join(30)
     noticed = outcome["ended"] - killed
     print(f"{implementation}: kill -9 to the error: {noticed:.2f} s")
     error = outcome.get("error")
@@ -338,14 +347,13 @@ def test_a_stopped_daemon_is_given_up_after_its_heartbeat(mortal_daemon, impleme
     monkeypatch.setattr(transport.zmtp, "HEARTBEAT_IVL_S", 0.2)
     monkeypatch.setattr(transport.zmtp, "HEARTBEAT_TIMEOUT_S", 0.6)
     daemon = mortal_daemon[0]
-    blocker = occupy(daemon.address)
     client = Client(Connection(daemon.address, timeout_s=300, restart_grace_s=1.0))
-    thread, outcome = in_background(lambda: client.recolor(SMALL, PALETTE, "chang2015"))
-    time.sleep(0.5)
-    stopped = time.monotonic()
-    os.kill(daemon.process.pid, signal.SIGSTOP)
-    thread.join(30)
-    blocker.close()
+    with occupied(daemon.address):
+        thread, outcome = in_background(lambda: client.recolor(SMALL, PALETTE, "chang2015"))
+        time.sleep(0.5)
+        stopped = time.monotonic()
+        os.kill(daemon.process.pid, signal.SIGSTOP)
+        thread.join(30)
     print(f"{implementation}: SIGSTOP to the error: {outcome['ended'] - stopped:.2f} s")
     assert isinstance(outcome.get("error"), BackendStoppedError), outcome
     assert outcome["ended"] - stopped < 0.2 + 0.6 + 1.0 + 1.5
@@ -353,7 +361,6 @@ def test_a_stopped_daemon_is_given_up_after_its_heartbeat(mortal_daemon, impleme
 
 def test_a_restarted_daemon_gets_the_request_again(mortal_daemon, implementation):
     daemon = mortal_daemon[0]
-    blocker = occupy(daemon.address)
     # Generous: starting a daemon (Python, torch, the model) takes 1-3 s, more on a busy
     # machine; a service manager restarting it would add its own delay.
     sent = []
@@ -365,10 +372,10 @@ def test_a_restarted_daemon_gets_the_request_again(mortal_daemon, implementation
         return sock
 
     client = Client(Connection(daemon.address, timeout_s=300, restart_grace_s=60), open_socket)
-    thread, outcome = in_background(lambda: client.recolor(SMALL, PALETTE, "chang2015"))
-    time.sleep(0.5)
-    daemon.process.kill()
-    blocker.close()
+    with occupied(daemon.address):
+        thread, outcome = in_background(lambda: client.recolor(SMALL, PALETTE, "chang2015"))
+        time.sleep(0.5)
+        daemon.process.kill()
     mortal_daemon.append(Server("serve", "--bind", daemon.address, "--device", "cpu"))
     thread.join(90)
     assert "result" in outcome, outcome
