@@ -1,0 +1,173 @@
+"""Files and resources (issue #12): secret key files are 0600, an ipc:// socket is 0600
+whatever the umask, the open-file limit is raised at start, and a flood of idle connections
+does not delay a real client's ping.
+
+`python -m tests.test_hardening_resources` prints the flood measurements."""
+
+import os
+import re
+import resource
+import shutil
+import socket
+import stat
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+import zmq
+
+from backend.cli import main
+from backend.client import Client
+from backend.security import HANDSHAKE_MS, bind
+from tests.servers import Server, random_weights
+
+FLOOD = 1500
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory):
+    return random_weights(tmp_path_factory.mktemp("weights"))
+
+
+def mode(path) -> int:
+    return stat.S_IMODE(os.stat(path).st_mode)
+
+
+def test_keys_writes_the_secret_key_0600_whatever_the_umask(tmp_path, capsys):
+    previous = os.umask(0)
+    try:
+        main(["keys", str(tmp_path / "keys"), "--name", "alice"])
+    finally:
+        os.umask(previous)
+    assert mode(tmp_path / "keys" / "alice.key_secret") == 0o600
+    assert mode(tmp_path / "keys" / "alice.key") == 0o644
+    assert sorted(p.name for p in (tmp_path / "keys").iterdir()) == [
+        "alice.key",
+        "alice.key_secret",
+    ]
+    assert "alice.key_secret" in capsys.readouterr().out
+
+
+def test_an_ipc_socket_is_0600_whatever_the_umask():
+    folder = tempfile.mkdtemp(prefix="pn-", dir="/tmp")  # ipc paths must be short
+    context = zmq.Context()
+    server = context.socket(zmq.ROUTER)
+    server.linger = 0
+    previous = os.umask(0)
+    try:
+        bind(server, f"ipc://{folder}/s.sock")
+        assert os.umask(0) == 0  # bind() put the umask back as it was
+        assert mode(f"{folder}/s.sock") == 0o600
+    finally:
+        os.umask(previous)
+        server.close()
+        context.term()
+        os.unlink(f"{folder}/s.sock")
+        os.rmdir(folder)
+
+
+def test_a_daemon_started_with_umask_000_creates_its_ipc_socket_0600(weights):
+    folder = tempfile.mkdtemp(prefix="pn-", dir="/tmp")
+    daemon = Server("serve", "--bind", f"ipc://{folder}/d.sock", "--weights", weights, umask=0)
+    try:
+        assert mode(f"{folder}/d.sock") == 0o600
+        with Client(daemon.address, timeout_s=30) as client:
+            assert client.request({"op": "ping"})[0]["ok"]
+    finally:
+        daemon.stop()
+        shutil.rmtree(folder)
+
+
+def open_files_limit(pid: int) -> int:
+    limits = Path(f"/proc/{pid}/limits").read_text()
+    return int(re.search(r"Max open files\s+(\d+)", limits).group(1))
+
+
+def soft_limit(soft: int, hard: int | None = None):
+    """A preexec_fn: start the child with these open-file limits (hard: keep the current)."""
+
+    def limit():
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard or resource.getrlimit(
+            resource.RLIMIT_NOFILE)[1]))  # fmt: skip
+
+    return limit
+
+
+def room_for_connections(count: int) -> None:
+    """This test process needs a file descriptor per connection it opens."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < count + 200:
+        pytest.skip(f"the open-file hard limit ({hard}) is too low for {count} connections")
+    if soft != resource.RLIM_INFINITY and soft < count + 200:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (count + 200, hard))
+
+
+def ping_seconds_during_flood(address: str, count: int = FLOOD) -> float:
+    """Open `count` idle raw TCP connections, then time a real client's ping."""
+    port = int(address.rsplit(":", 1)[1])
+    idle = []
+    try:
+        for _ in range(count):
+            connection = socket.socket()
+            connection.setblocking(False)  # the daemon may not accept them all at once
+            connection.connect_ex(("127.0.0.1", port))
+            idle.append(connection)
+        time.sleep(0.5)
+        start = time.monotonic()
+        with Client(address, timeout_s=60) as client:
+            assert client.request({"op": "ping"})[0]["ok"]
+        return time.monotonic() - start
+    finally:
+        for connection in idle:
+            connection.close()
+
+
+def test_idle_connection_floods_do_not_delay_a_ping_under_a_1024_file_limit(weights):
+    room_for_connections(FLOOD)
+    if resource.getrlimit(resource.RLIMIT_NOFILE)[1] < FLOOD + 200:
+        pytest.skip("the hard limit does not let the daemon raise its own")
+    daemon = Server("serve", "--bind", "tcp://127.0.0.1:*", "--weights", weights,
+                    preexec_fn=soft_limit(1024))  # fmt: skip
+    try:
+        assert open_files_limit(daemon.process.pid) > FLOOD + 100  # raised at start
+        assert ping_seconds_during_flood(daemon.address) < 1.0
+    finally:
+        daemon.stop()
+
+
+def test_idle_connections_are_closed_after_the_handshake_deadline(weights):
+    daemon = Server("serve", "--bind", "tcp://127.0.0.1:*", "--weights", weights)
+    port = int(daemon.address.rsplit(":", 1)[1])
+    try:
+        idle = socket.create_connection(("127.0.0.1", port))
+        idle.settimeout(HANDSHAKE_MS / 1000 + 5)
+        start = time.monotonic()
+        data = idle.recv(100)  # the daemon's greeting; then it closes: no greeting came back
+        while data:
+            data = idle.recv(100)
+        assert HANDSHAKE_MS / 1000 - 0.5 < time.monotonic() - start < HANDSHAKE_MS / 1000 + 2
+        idle.close()
+    finally:
+        daemon.stop()
+
+
+# --- measurements for the closing note ------------------------------------------------------
+def measure() -> None:
+    weights = random_weights(Path(tempfile.mkdtemp()))
+    room_for_connections(FLOOD)
+    print(f"| open-file limits of the daemon | {FLOOD} idle TCP connections: ping took |")
+    print("|---|---:|")
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    for soft_, hard_ in ((1024, None), (1024, 1024)):
+        daemon = Server("serve", "--bind", "tcp://127.0.0.1:*", "--weights", weights,
+                        preexec_fn=soft_limit(soft_, hard_))  # fmt: skip
+        raised = open_files_limit(daemon.process.pid)
+        seconds = ping_seconds_during_flood(daemon.address)
+        label = f"soft 1024, hard {hard_ or hard}: raised to {raised}"
+        print(f"| {label} | {seconds:.2f} s |")
+        daemon.stop()
+
+
+if __name__ == "__main__":
+    measure()
