@@ -31,6 +31,11 @@ CLIENTS, WORKERS = "clients", "workers"
 HANDSHAKE_MS = 3000  # a peer must finish the ZMTP greeting (and CURVE) within this
 RECEIVE_QUEUE = 8  # complete messages ZeroMQ holds per connection before it stops reading
 FD_LIMIT_WANTED = 1 << 16  # open files to ask for: thousands of connections and more
+# Connections the kernel completes and holds until ZeroMQ accepts them (capped by the
+# system's somaxconn). ZeroMQ's default, 100, makes the kernel drop further connection
+# attempts during a burst, and a real client's dropped attempt is retried only after 1, 3,
+# 7 s: a long queue behind a burst of idle connections costs it less than that.
+ACCEPT_BACKLOG = 1024
 
 
 class SecurityError(ValueError):
@@ -164,13 +169,19 @@ def server_socket(
     """A socket for untrusted peers, not yet bound: frames above max_frame_bytes close the
     connection (ZeroMQ checks each frame's announced size before storing it), at most
     RECEIVE_QUEUE whole messages wait per connection (then ZeroMQ stops reading from it),
-    handshakes must finish within HANDSHAKE_MS, dead TCP peers are found by keepalive."""
+    handshakes must finish within HANDSHAKE_MS, dead TCP peers are found by keepalive, and
+    bursts of connections wait in a long accept queue rather than being dropped.
+
+    ZeroMQ has no cap on connections per socket; what bounds them is the open-file limit
+    (raise_fd_limit) and HANDSHAKE_MS, which frees the descriptor of any connection that does
+    not complete a ZeroMQ handshake, so idle or garbage connections cost seconds, not more."""
     socket = context.socket(kind)
     socket.linger = linger_ms
     socket.ipv6 = "[" in address  # tcp://[::1]:PORT needs it
     socket.setsockopt(zmq.MAXMSGSIZE, max_frame_bytes)
     socket.rcvhwm = RECEIVE_QUEUE
     socket.setsockopt(zmq.HANDSHAKE_IVL, HANDSHAKE_MS)
+    socket.setsockopt(zmq.BACKLOG, ACCEPT_BACKLOG)
     socket.setsockopt(zmq.TCP_KEEPALIVE, 1)
     socket.setsockopt(zmq.TCP_KEEPALIVE_IDLE, 60)
     socket.setsockopt(zmq.TCP_KEEPALIVE_INTVL, 10)
