@@ -172,7 +172,7 @@ class Broker:
                 if cut:
                     message = (
                         f"a request has at most {MAX_REQUEST_FRAMES} frames (header, pixels, "
-                        f"mask) and {max_bytes} bytes in all; the rest was dropped unread"
+                        f"mask) and {max_bytes} bytes in all; the rest was discarded"
                     )
                     self._answer(route, error_reply(request_id(body), "bad_request", message))
                     continue

@@ -237,7 +237,7 @@ class Daemon:
                 if cut:
                     message = (
                         f"a request has at most {MAX_REQUEST_FRAMES} frames (header, pixels, "
-                        f"mask) and {max_bytes} bytes in all; the rest was dropped unread"
+                        f"mask) and {max_bytes} bytes in all; the rest was discarded"
                     )
                     self._reply(route, error_reply(request_id(body), "bad_request", message))
                 else:

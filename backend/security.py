@@ -212,10 +212,11 @@ def bind(socket: zmq.Socket, address: str) -> str:
 def receive_bounded(socket: zmq.Socket, max_frames: int, max_bytes: int) -> tuple[list, bool]:
     """One whole message without waiting (zmq.Again if none is there): (frames, cut).
 
-    ZeroMQ limits each frame (MAXMSGSIZE) but not how many frames a message has. Here the
-    frames are taken one at a time: once a message has more than max_frames frames or
-    max_bytes in all, the rest are received and dropped at once (cut is then True), so no
-    list of thousands of frames is ever built and no dropped frame outlives its recv()."""
+    ZeroMQ limits each frame (MAXMSGSIZE) but not how many frames a message has, and hands
+    a message over only once all of it has arrived. Here the frames are taken one at a
+    time: once a message has more than max_frames frames or max_bytes in all, the rest are
+    received and dropped at once (cut is then True), so no list of thousands of frames is
+    built and each dropped frame's memory is given back as soon as it is received."""
     frames, total, cut = [], 0, False
     frame = socket.recv(zmq.NOBLOCK, copy=False)
     while True:
