@@ -2,7 +2,9 @@
 whatever the umask, the open-file limit is raised at start, and a flood of idle connections
 does not delay a real client's ping.
 
-`python -m tests.test_hardening_resources` prints the flood measurements."""
+`python -m tests.test_hardening_resources [HARD_LIMIT]` prints a flood measurement (a daemon
+started with 1024 open files, and this hard limit), `... big` the memory one message of
+twelve 100 MiB frames costs."""
 
 import os
 import re
@@ -180,7 +182,44 @@ def measure(hard: int | None) -> None:
     daemon.stop()
 
 
+def measure_big_message() -> None:
+    """Issue #12's message: a ping header and twelve frames of 100 MiB, at the default
+    --max-pixels. Prints the reply and the daemon's memory before and after."""
+    import json
+
+    from tests.servers import peak_rss_mib
+
+    def resident(pid: int) -> float:
+        status = Path(f"/proc/{pid}/status").read_text()
+        return int(re.search(r"VmRSS:\s+(\d+) kB", status).group(1)) / 1024
+
+    daemon = Server("serve", "--bind", "tcp://127.0.0.1:*", "--weights",
+                    random_weights(Path(tempfile.mkdtemp())))  # fmt: skip
+    pid = daemon.process.pid
+    before = resident(pid), peak_rss_mib(pid)
+    context = zmq.Context()
+    client = context.socket(zmq.DEALER)
+    client.linger = 0
+    client.connect(daemon.address)
+    header = json.dumps({"protocol": "palettenet/1", "op": "ping", "id": "big"}).encode()
+    start = time.monotonic()
+    client.send_multipart([b"", header] + [bytes(100 << 20)] * 12)
+    reply = json.loads(client.recv_multipart()[1]) if client.poll(120_000) else None
+    seconds = time.monotonic() - start
+    time.sleep(1)
+    after = resident(pid), peak_rss_mib(pid)
+    print(f"reply after {seconds:.2f} s: {reply and reply['error']['code']}; alive: "
+          f"{daemon.alive()}; resident MiB {before[0]:.0f} -> {after[0]:.0f}; "
+          f"peak MiB {before[1]:.0f} -> {after[1]:.0f}")  # fmt: skip
+    client.close()
+    context.term()
+    daemon.stop()
+
+
 if __name__ == "__main__":
     import sys
 
-    measure(int(sys.argv[1]) if len(sys.argv) > 1 else None)
+    if sys.argv[1:] == ["big"]:
+        measure_big_message()
+    else:
+        measure(int(sys.argv[1]) if len(sys.argv) > 1 else None)
