@@ -328,8 +328,12 @@ def main() -> None:
     worker = Server("serve", "--connect", broker.backend, "--weights", weights_file,
                     "--device", "cpu", "--max-pixels", MAX_PIXELS, "--heartbeat", 0.3)  # fmt: skip
     forged = forge_worker_messages(broker.backend, random.Random(3))
+    backend_raw = open_raw_connections(broker.backend, random.Random(4), 100)
     stats = fuzz(broker.address, seed=2)
-    stats["forged worker messages"] = forged
+    for connection in backend_raw:
+        connection.close()
+    stats["raw tcp connections"] += len(backend_raw)
+    print(f"forged worker messages on the broker's backend: {forged}")
     assert_recolours_as_reference(broker.address, Engine(weights_file, "cpu"))
     deaths = (not broker.alive()) + (not worker.alive())
     rows.append(("broker+worker", stats, deaths, max(broker.peak_rss_mib(), worker.peak_rss_mib())))
