@@ -180,7 +180,7 @@ def main() -> None:
         stopped = time.monotonic()
         thread.join()
         timeout = 600 if "killed" in case else 6
-        rows.append((f"daemon {case} mid-request: after the kill", timeout,
+        rows.append((f"daemon {case} mid-request: after the signal", timeout,
                      time.monotonic() - stopped))  # fmt: skip
         daemon.process.send_signal(signal.SIGCONT)
         daemon.stop(signal.SIGKILL)
