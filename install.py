@@ -388,7 +388,7 @@ def demo(python: Path):
     """The main job: the daemon on the plug-ins' address, the bundled photo recoloured through
     it to demo-recolored.png, then the daemon keeps serving (backend/demo.py)."""
     try:
-        subprocess.run([str(python), "-m", "backend.demo", str(ROOT / "demo-recolored.png")],
+        subprocess.run([str(python), "-m", "backend.cli.demo", str(ROOT / "demo-recolored.png")],
                        check=True, cwd=ROOT)  # fmt: skip
     except KeyboardInterrupt:
         pass

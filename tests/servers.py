@@ -17,9 +17,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from backend.model import PaletteNet
-from backend.pixels import FORMATS
-from backend.weights import save_weights
+from backend.core.model import PaletteNet
+from backend.core.pixels import FORMATS
+from backend.core.weights import save_weights
 
 READY = re.compile(r"ready on (\S+)|broker ready: clients (\S+), workers (\S+)|worker of broker")
 PALETTE = ["#0b1d51", "#725ac1", "#8d86c9", "#cac4ce", "#f7ece1", "#e0b1cb"]
@@ -38,7 +38,7 @@ class Server:
 
     def __init__(self, *args, start_timeout=90, **popen):
         """popen: more subprocess.Popen arguments (umask, preexec_fn, ...)."""
-        command = [sys.executable, "-m", "backend.cli", *map(str, args)]
+        command = [sys.executable, "-m", "backend.cli.main", *map(str, args)]
         self.process = subprocess.Popen(
             command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **popen
         )
@@ -133,7 +133,7 @@ def daemon_answer(
     daemon, pixel_format, width, height, data, palette, mask=None, method="palettenet"
 ):
     """The daemon's own recolour of these pixels: what a plug-in must write back."""
-    from backend.client import Client
+    from backend.service.client import Client
 
     header = {"op": "recolor", "width": width, "height": height, "pixel_format": pixel_format,
               "palette": palette, "method": method}  # fmt: skip

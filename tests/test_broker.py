@@ -8,7 +8,7 @@ import time
 import numpy as np
 import pytest
 
-from backend.client import Client
+from backend.service.client import Client
 from tests.conftest import small_photo
 from tests.servers import Server, as_pixels, photo_pixels, random_weights, recolor_header
 

@@ -1,4 +1,4 @@
-"""Chang et al. 2015 palette recolouring (backend.chang2015)."""
+"""Chang et al. 2015 palette recolouring (backend.core.chang2015)."""
 
 import subprocess
 import sys
@@ -10,7 +10,7 @@ from skimage import data
 from skimage.color import deltaE_ciede2000
 from skimage.transform import resize
 
-from backend.chang2015 import (
+from backend.core.chang2015 import (
     build_lattice,
     chang_palette,
     in_gamut,
@@ -20,7 +20,8 @@ from backend.chang2015 import (
     transfer_colours,
     transfer_luminance,
 )
-from backend.palette import extract_palette, lab_to_rgb_np, rgb_to_lab_np
+from backend.core.color import lab_to_rgb_np, rgb_to_lab_np
+from backend.core.palette import extract_palette
 from training.variants import rotate_ab
 
 
@@ -183,7 +184,7 @@ def test_24_megapixels_in_bounded_memory():
     script = textwrap.dedent(
         """
         import resource, numpy as np
-        from backend.chang2015 import recolor_chang2015
+        from backend.core.chang2015 import recolor_chang2015
         from training.variants import rotate_ab
         image = np.empty((4000, 6000, 3), dtype=np.uint8)  # smooth ramps over the cube
         image[..., 0] = np.linspace(0, 255, 6000).astype(np.uint8)[None, :]

@@ -3,10 +3,10 @@ import pytest
 import torch
 from PIL import Image
 
-from backend.cli import main
-from backend.model import PaletteNet
-from backend.palette import extract_palette
-from backend.weights import save_weights
+from backend.cli.main import main
+from backend.core.model import PaletteNet
+from backend.core.palette import extract_palette
+from backend.core.weights import save_weights
 from tests.conftest import small_photo
 
 

@@ -5,7 +5,7 @@ import pytest
 import torch
 from skimage import color
 
-from backend.color import lab_to_net, lab_to_rgb, net_to_lab, rgb_to_lab
+from backend.core.color import lab_to_net, lab_to_rgb, net_to_lab, rgb_to_lab
 
 EDGE_RGB = np.array(
     [

@@ -18,10 +18,11 @@ import zmq
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from backend.cli import main
-from backend.client import Client
-from backend.engine import Engine
-from backend.protocol import PROTOCOL, decode_reply, encode_request
+from backend.cli.main import main
+from backend.service.client import Client
+from backend.service.engine import Engine
+from backend.service.protocol import decode_reply, encode_request
+from backend.wire import PROTOCOL
 from tests.conftest import small_photo
 from tests.servers import PALETTE, Server, as_pixels, photo_pixels, random_weights, recolor_header
 

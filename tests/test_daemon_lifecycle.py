@@ -9,11 +9,11 @@ import time
 import numpy as np
 import pytest
 
-from backend.cli import main
-from backend.client import Client
-from backend.daemon import Daemon, Settings
-from backend.engine import Engine
-from backend.security import ClientKeys, SecurityError, ServerKeys, create_keys, is_local
+from backend.cli.main import main
+from backend.service.client import Client
+from backend.service.daemon import Daemon, Settings
+from backend.service.engine import Engine
+from backend.service.security import ClientKeys, SecurityError, ServerKeys, create_keys, is_local
 from tests.conftest import small_photo
 from tests.servers import Server, as_pixels, photo_pixels, random_weights, recolor_header
 

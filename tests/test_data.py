@@ -8,7 +8,8 @@ from PIL import Image
 from scipy.ndimage import binary_dilation
 from scipy.optimize import linear_sum_assignment
 
-from backend.palette import extract_palette, lab_to_rgb_np, rgb_to_lab_np
+from backend.core.color import lab_to_rgb_np, rgb_to_lab_np
+from backend.core.palette import extract_palette
 from tests.test_palette import KNOWN, patch_image
 from training.dataset import PairDataset, parse_mix, training_batch
 from training.prepare import split_by_group

@@ -10,11 +10,13 @@ from PIL import Image
 from scipy.optimize import linear_sum_assignment
 from skimage.color import deltaE_ciede2000
 
-from backend.cli import DEFAULT_WEIGHTS
-from backend.demo import DEMO_PHOTO
-from backend.palette import extract_palette, parse_palette, rgb_to_lab_np
-from backend.recolor import recolor_rgb
-from backend.weights import WeightsError, load_weights, read_metadata
+from backend import DEFAULT_WEIGHTS
+from backend.cli.demo import DEMO_PHOTO
+from backend.core.color import rgb_to_lab_np
+from backend.core.palette import extract_palette
+from backend.core.recolor import recolor_rgb
+from backend.core.weights import WeightsError, load_weights, read_metadata
+from backend.service.protocol import parse_palette
 from training.evaluate import BUILTIN_PALETTES, designer_case
 
 MAX_SHIPPED_BYTES = 25 * 10**6
@@ -113,7 +115,7 @@ def test_a_damaged_weight_file_is_refused_by_name(tmp_path):
         [
             sys.executable,
             "-m",
-            "backend.cli",
+            "backend.cli.main",
             "recolor",
             str(DEMO_PHOTO),
             "-p",

@@ -6,10 +6,10 @@ import threading
 import numpy as np
 import pytest
 
-from backend.client import Client
-from backend.daemon import Daemon, Settings
-from backend.engine import Engine
-from backend.protocol import decode_reply, encode_request, parse_request
+from backend.service.client import Client
+from backend.service.daemon import Daemon, Settings
+from backend.service.engine import Engine
+from backend.service.protocol import decode_reply, encode_request, parse_request
 from tests.conftest import small_photo
 from tests.servers import as_pixels, photo_pixels, random_weights, recolor_header
 

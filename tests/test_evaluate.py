@@ -10,7 +10,8 @@ import pytest
 from PIL import Image
 from skimage import data
 
-from backend.palette import extract_palette, lab_to_rgb_np, rgb_to_lab_np
+from backend.core.color import lab_to_rgb_np, rgb_to_lab_np
+from backend.core.palette import extract_palette
 from training.__main__ import main
 from training.evaluate import (
     BUILTIN_PALETTES,
@@ -130,8 +131,8 @@ def test_split_file_selects_photos(photos, tmp_path, capsys):
 
 def test_palettenet_runs_from_a_checkpoint(photos, tmp_path, capsys):
     torch = pytest.importorskip("torch")
-    from backend.model import PaletteNet
-    from backend.weights import save_weights
+    from backend.core.model import PaletteNet
+    from backend.core.weights import save_weights
 
     torch.manual_seed(0)
     checkpoint = tmp_path / "random.pt"
@@ -183,8 +184,8 @@ def test_designer_palette_file(tmp_path):
 
 
 def test_figures_for_the_model_card(photos, tmp_path, capsys):
-    from backend.model import PaletteNet
-    from backend.weights import save_weights
+    from backend.core.model import PaletteNet
+    from backend.core.weights import save_weights
 
     weights = tmp_path / "palette-base.pt"
     save_weights(PaletteNet("source+target", "palette"), weights)

@@ -1,23 +1,24 @@
-"""Carrying a working-size result to full resolution (backend.fullres, backend.recolor)."""
+"""Carrying a working-size result to full resolution (backend.core: fullres, recolor)."""
 
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
-from backend.chang2015 import recolor_chang2015
-from backend.color import delta_e76, rgb_to_lab
-from backend.fullres import (
+from backend.core.chang2015 import recolor_chang2015
+from backend.core.color import delta_e76, rgb_to_lab, rgb_to_lab_np
+from backend.core.fullres import (
     AffineField,
     _area_1d,
     fit_local_affine,
     weighted_resize,
     working_size,
 )
-from backend.model import PaletteNet
-from backend.palette import extract_palette, parse_palette, rgb_to_lab_np
-from backend.pixels import FORMATS, Layer
-from backend.recolor import recolor_layer
+from backend.core.model import PaletteNet
+from backend.core.palette import extract_palette
+from backend.core.pixels import FORMATS, Layer
+from backend.core.recolor import recolor_layer
+from backend.service.protocol import parse_palette
 
 
 @pytest.mark.parametrize(

@@ -1,4 +1,4 @@
-"""Property-based fuzzing of request parsing (backend.protocol), in process and fast: any
+"""Property-based fuzzing of request parsing (backend.service.protocol), in process and fast: any
 frames at all give a Request or a ProtocolError with a documented code that is not
 `internal`, never another exception (issue #12: nesting, wrong types, frame counts)."""
 
@@ -9,17 +9,16 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from backend.protocol import (
-    ERROR_CODES,
+from backend.service.protocol import (
     MAX_HEADER_BYTES,
     MAX_JSON_DEPTH,
-    PROTOCOL,
     ProtocolError,
     encode_request,
     json_depth_exceeds,
     parse_request,
     request_id,
 )
+from backend.wire import ERROR_CODES, PROTOCOL
 
 FIELDS = ["protocol", "op", "id", "width", "height", "pixel_format", "palette", "method",
           "source_palette", "options"]  # fmt: skip
@@ -148,16 +147,27 @@ def test_too_many_frames_are_refused_before_the_header_is_parsed():
     assert caught.value.request_id == "x"
 
 
-def test_a_mask_selecting_no_visible_pixel_is_bad_request_for_palettenet_pairing():
+def test_a_mask_selecting_no_visible_pixel_is_bad_request_for_palettenet_pairing(
+    tmp_path_factory,
+):
+    """The one check that reads pixels, made by the engine (in the daemon's workers)."""
+    from backend.service.engine import Engine
+    from tests.servers import random_weights
+
+    engine = Engine(random_weights(tmp_path_factory.mktemp("weights")), "cpu")
+
+    def answer(header, pixels, mask):
+        frames = engine.handle(encode_request(header, pixels, mask), 10**6)
+        return json.loads(bytes(frames[0]))
+
     pixels = np.full((2, 4, 4), 200, np.uint8)
     mask = np.zeros((2, 4), np.uint8)
-    request = parse_request(encode_request(GOOD, pixels, mask))
-    with pytest.raises(ProtocolError) as caught:
-        request.layer()
-    assert caught.value.code == "bad_request" and "selects no visible pixel" in str(caught.value)
+    reply = answer(GOOD, pixels, mask)
+    assert reply["error"]["code"] == "bad_request"
+    assert "selects no visible pixel" in reply["error"]["message"]
     # chang2015, a source palette, or an invisible layer: nothing to pair, as before
     for edit in ({"method": "chang2015"}, {"source_palette": ["#000", "#fff"]}):
-        parse_request(encode_request({**GOOD, **edit}, pixels, mask)).layer()
+        assert answer({**GOOD, **edit}, pixels, mask)["ok"]
     transparent = pixels.copy()
     transparent[..., 3] = 0
-    parse_request(encode_request(GOOD, transparent, mask)).layer()
+    assert answer(GOOD, transparent, mask)["ok"]

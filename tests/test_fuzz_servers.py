@@ -22,9 +22,10 @@ import numpy as np
 import pytest
 import zmq
 
-from backend.client import Client
-from backend.engine import Engine
-from backend.protocol import ERROR_CODES, PROTOCOL, decode_reply, encode_request
+from backend.service.client import Client
+from backend.service.engine import Engine
+from backend.service.protocol import decode_reply, encode_request
+from backend.wire import ERROR_CODES, PROTOCOL
 from tests.conftest import small_photo
 from tests.servers import Server, as_pixels, photo_pixels, random_weights, recolor_header
 

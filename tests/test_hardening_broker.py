@@ -11,9 +11,9 @@ import time
 import pytest
 import zmq
 
-from backend.client import Client
-from backend.protocol import encode_request
-from backend.security import ClientKeys, create_keys
+from backend.service.client import Client
+from backend.service.protocol import encode_request
+from backend.service.security import ClientKeys, create_keys
 from tests.conftest import small_photo
 from tests.servers import Server, photo_pixels, random_weights, recolor_header
 
@@ -187,7 +187,7 @@ def test_with_curve_only_worker_keys_can_serve_as_workers(weights, tmp_path):
 
 def test_a_curve_broker_without_a_worker_key_folder_refuses_to_start(tmp_path):
     keys = make_keys(tmp_path)
-    command = [sys.executable, "-m", "backend.cli", "broker", "--frontend", "tcp://127.0.0.1:*",
+    command = [sys.executable, "-m", "backend.cli.main", "broker", "--frontend", "tcp://127.0.0.1:*",
                "--backend", "tcp://127.0.0.1:*", "--curve-secret", str(keys["broker"][1]),
                "--curve-clients", str(tmp_path / "clients")]  # fmt: skip
     result = subprocess.run(command, capture_output=True, text=True, timeout=60)

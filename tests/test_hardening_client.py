@@ -13,7 +13,7 @@ import time
 import numpy as np
 import pytest
 
-from backend.client import AddressError, Client
+from backend.service.client import AddressError, Client
 from tests.conftest import small_photo
 from tests.servers import (
     Server,
@@ -49,7 +49,7 @@ def ping(address, **options):
 
 
 def cli(*args, timeout=60) -> subprocess.CompletedProcess:
-    command = [sys.executable, "-m", "backend.cli", *map(str, args)]
+    command = [sys.executable, "-m", "backend.cli.main", *map(str, args)]
     return subprocess.run(command, capture_output=True, text=True, timeout=timeout)
 
 

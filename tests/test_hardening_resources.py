@@ -20,9 +20,9 @@ from pathlib import Path
 import pytest
 import zmq
 
-from backend.cli import main
-from backend.client import Client
-from backend.security import HANDSHAKE_MS, bind
+from backend.cli.main import main
+from backend.service.client import Client
+from backend.service.security import HANDSHAKE_MS, bind
 from tests.servers import Server, random_weights
 
 FLOOD = 1500

@@ -6,8 +6,8 @@ import pytest
 import tifffile
 from PIL import Image
 
-from backend.cli import main
-from backend.imagefile import read_image
+from backend.cli.imagefile import read_image
+from backend.cli.main import main
 
 PALETTE = "#0b1d51,#725ac1,#f7ece1"
 

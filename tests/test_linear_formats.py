@@ -5,9 +5,10 @@ The same picture sent sRGB-encoded or linear must come back as the same colours.
 import numpy as np
 import pytest
 
-from backend.engine import Engine
-from backend.pixels import FORMATS, srgb_decode
-from backend.protocol import decode_reply, encode_request
+from backend.core.color import srgb_to_linear_np
+from backend.core.pixels import FORMATS
+from backend.service.engine import Engine
+from backend.service.protocol import decode_reply, encode_request
 from tests.conftest import small_photo
 from tests.servers import as_pixels, photo_pixels, random_weights, recolor_header
 
@@ -21,7 +22,7 @@ def as_linear(pixels: np.ndarray, encoded_format: str, linear_format: str) -> np
     """The same picture in a linear format: colour channels decoded, alpha kept."""
     source, target = FORMATS[encoded_format], FORMATS[linear_format]
     values = pixels.astype(np.float32) / source.maximum
-    values[..., :3] = srgb_decode(values[..., :3])
+    values[..., :3] = srgb_to_linear_np(values[..., :3])
     if target.is_float:
         return values.astype(target.dtype)
     return np.round(values * target.maximum).astype(target.dtype)
@@ -51,7 +52,7 @@ def test_linear_formats_give_the_same_colours(engine, method, encoded, linear, t
     got = answer.astype(np.float32) / FORMATS[linear].maximum
     seen = pixels[..., 3] > 0
     # the linear answer, encoded, is the sRGB answer (up to the formats' own rounding)
-    assert np.abs(srgb_decode(expected[..., :3])[seen] - got[..., :3][seen]).max() < tolerance
+    assert np.abs(srgb_to_linear_np(expected[..., :3])[seen] - got[..., :3][seen]).max() < tolerance
 
 
 def test_half_float_keeps_its_precision_and_untouched_pixels(engine):

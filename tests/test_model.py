@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 import torch
 
-from backend.model import ARCH_VERSION, Discriminator, PaletteNet
-from backend.palette import rgb_to_lab_np
-from backend.recolor import recolor_rgb
-from backend.weights import WeightsError, load_weights, read_metadata, save_weights
+from backend.core.color import rgb_to_lab_np
+from backend.core.model import ARCH_VERSION, Discriminator, PaletteNet
+from backend.core.recolor import recolor_rgb
+from backend.core.weights import WeightsError, load_weights, read_metadata, save_weights
 from tests.conftest import small_photo
 
 
@@ -102,7 +102,8 @@ def soft_palette_transfer(lab, source, target, sigma=8.0, grey=(5, 15)):
 
 
 def test_an_untrained_palette_base_model_gives_the_soft_palette_transfer():
-    from backend.palette import extract_palette, lab_to_rgb_np
+    from backend.core.color import lab_to_rgb_np
+    from backend.core.palette import extract_palette
 
     rgb = (small_photo("coffee", 64) / 255).astype(np.float32)
     source, _ = extract_palette(np.round(rgb * 255).astype(np.uint8), 6)

@@ -4,16 +4,9 @@ import time
 import numpy as np
 import pytest
 
-from backend.palette import (
-    PaletteError,
-    extract_palette,
-    lab_to_rgb_np,
-    parse_hex,
-    parse_palette,
-    rgb_to_lab_np,
-    to_hex,
-    to_model_palette,
-)
+from backend.core.color import lab_to_rgb_np, rgb_to_lab_np
+from backend.core.palette import PaletteError, extract_palette, to_hex, to_model_palette
+from backend.service.protocol import ProtocolError, parse_hex, parse_palette
 
 KNOWN = np.array(
     [[200, 30, 40], [20, 160, 60], [30, 40, 200], [240, 230, 210], [40, 30, 20], [250, 180, 0]],
@@ -35,13 +28,13 @@ def test_hex_forms_and_errors_name_the_entry():
     assert np.allclose(parse_hex("#ff8000"), [1, 128 / 255, 0])
     assert to_hex(parse_hex("#aB12cD")) == "#ab12cd"
     for bad in ["#ff", "#gggggg", "red", "#12345", "", "#1234567"]:
-        with pytest.raises(PaletteError):
+        with pytest.raises(ProtocolError):
             parse_hex(bad)
-    with pytest.raises(PaletteError, match="entry 2.*#zz0000"):
+    with pytest.raises(ProtocolError, match="entry 2.*#zz0000"):
         parse_palette(["#000", "#zz0000"])
-    with pytest.raises(PaletteError, match="1 to 12"):
+    with pytest.raises(ProtocolError, match="1 to 12"):
         parse_palette([])
-    with pytest.raises(PaletteError, match="1 to 12"):
+    with pytest.raises(ProtocolError, match="1 to 12"):
         parse_palette(["#000"] * 13)
     assert parse_palette("#000, #fff").shape == (2, 3)
 

@@ -16,7 +16,7 @@ import pytest
 import zmq
 from servers import PALETTE, Server, random_weights
 
-from backend.client import Client as BackendClient
+from backend.service.client import Client as BackendClient
 from plugin import transport
 from plugin.recolor_with_palette.autostart import Launcher, is_local
 from plugin.recolor_with_palette.client import CancelToken, Client, Connection

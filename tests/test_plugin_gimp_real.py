@@ -339,7 +339,7 @@ def test_interactive_dialog_in_the_gimp_window(daemon, gimp_home, xvfb, tmp_path
     assert name.startswith("Recolor: #") and len(colors) == 6, name
     header = {"op": "recolor", "width": 40, "height": 30, "pixel_format": "RGBA8",
               "palette": colors, "source_palette": colors, "method": "palettenet"}  # fmt: skip
-    from backend.client import Client
+    from backend.service.client import Client
 
     with Client(daemon.address, timeout_s=60) as client:
         reply, frames = client.request(header, (tmp_path / "sent.bin").read_bytes())
@@ -373,7 +373,7 @@ open({out!r}, "w").write(json.dumps(record))
 def test_a_daemon_killed_mid_job_is_a_clear_error_within_seconds(gimp_home, tmp_path):
     """kill -9 of the daemon while it recolours a 24-megapixel layer: GIMP gets a PDB error
     saying the backend stopped within seconds (not after the 5-minute timeout), and no layer."""
-    from backend.client import Client
+    from backend.service.client import Client
     from tests.servers import Server, random_weights
 
     weights = random_weights(tmp_path)

@@ -24,7 +24,7 @@ import pytest
 from PIL import Image
 from servers import daemon_answer
 
-from backend.demo import DEMO_PHOTO
+from backend.cli.demo import DEMO_PHOTO
 from plugin.recolor_with_palette.pixels import is_linear_profile, layer_to_wire, wire_to_layer
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -27,7 +27,7 @@ import pytest
 import zmq
 from servers import PALETTE, Server, daemon_answer
 
-from backend.protocol import encode_request
+from backend.service.protocol import encode_request
 from plugin import transport
 from plugin.recolor_with_palette.client import Client, Connection
 from plugin.recolor_with_palette.errors import (

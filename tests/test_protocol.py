@@ -1,4 +1,4 @@
-"""Request checking (backend.protocol) and fair queueing (backend.fairqueue), no sockets."""
+"""Request checking and fair queueing (backend.service: protocol, fairqueue), no sockets."""
 
 import json
 
@@ -7,8 +7,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from backend.fairqueue import FairQueue
-from backend.protocol import PROTOCOL, ProtocolError, encode_request, parse_request
+from backend.service.fairqueue import FairQueue
+from backend.service.protocol import ProtocolError, encode_request, parse_request
+from backend.wire import PROTOCOL
 
 
 @settings(max_examples=300, deadline=None)
@@ -45,7 +46,7 @@ def test_too_large_is_decided_before_the_pixel_frame_is_looked_at():
     assert caught.value.code == "too_large"
 
 
-def test_a_valid_request_is_parsed_to_lab_palettes_and_a_zero_copy_layer():
+def test_a_valid_request_is_parsed_to_srgb_palettes_and_zero_copy_pixels():
     pixels = np.arange(2 * 3 * 4, dtype=np.uint8).reshape(2, 3, 4)
     header = {"op": "recolor", "id": "a", "width": 3, "height": 2, "pixel_format": "RGBA8",
               "palette": ["#ffffff", "#000"], "method": "chang2015",
@@ -54,9 +55,10 @@ def test_a_valid_request_is_parsed_to_lab_palettes_and_a_zero_copy_layer():
     assert (request.op, request.id, request.method, request.max_side) == (
         "recolor", "a", "chang2015", 64
     )  # fmt: skip
-    np.testing.assert_allclose(request.palette[:, 0], [100, 0], atol=1e-3)  # L of white, black
-    assert request.source_palette.shape == (2, 3)
-    np.testing.assert_array_equal(request.layer().pixels, pixels)
+    np.testing.assert_array_equal(request.palette, [[1, 1, 1], [0, 0, 0]])  # sRGB; LAB: engine
+    np.testing.assert_array_equal(request.source_palette, [[1, 0, 0], [0, 0, 1]])
+    assert request.pixel_format == "RGBA8"
+    assert bytes(request.pixels) == pixels.tobytes()
     assert json.loads(encode_request(header)[0])["protocol"] == PROTOCOL
 
 

@@ -7,8 +7,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from backend.model import PaletteNet
-from backend.weights import load_weights
+from backend.core.model import PaletteNet
+from backend.core.weights import load_weights
 from tests.test_data import dataset  # noqa: F401  (the prepared tiny dataset fixture)
 from training import train
 from training.dataset import PairDataset, parse_mix, training_batch
@@ -186,7 +186,7 @@ def test_export_writes_half_precision_with_notes(dataset, tmp_path):  # noqa: F8
     shipped = tmp_path / "shipped.pt"
     assert main(["export", str(full), str(shipped), "--note", "test=B1 3.3"]) == 0
     assert shipped.stat().st_size < 0.6 * full.stat().st_size
-    from backend.weights import read_metadata
+    from backend.core.weights import read_metadata
 
     record = read_metadata(shipped)
     assert record["training"]["notes"] == {"test": "B1 3.3"}

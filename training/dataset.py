@@ -14,7 +14,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from backend.color import lab_to_net, rgb_to_lab
+from backend.core.color import lab_to_net, rgb_to_lab
 
 MIX_KINDS = ("hue", "local", "multi")
 CROP_SCALES = (0.5, 1.0)  # side of a random crop, as a fraction of the photo's short side

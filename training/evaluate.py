@@ -21,7 +21,7 @@ ground truth, averaged over the images; B3 reports the mean and the 90th percent
 images of the per-image adherence. Times are milliseconds of the method alone per image.
 
 Methods: identity (no change), rotation (one global ab rotation, estimated from the two
-palettes), chang2015 (backend.chang2015) and palettenet (needs --checkpoint). Every photo
+palettes), chang2015 (backend.core.chang2015) and palettenet (needs --checkpoint). Every photo
 uses its own seeded random numbers, so results do not depend on which other photos run.
 --bench-chang also times Chang 2015 per image at 1 and 24 megapixels. docs/BENCHMARK.md has
 the held-out results.
@@ -41,17 +41,10 @@ from scipy.optimize import linear_sum_assignment
 from skimage.color import deltaE_ciede2000
 from tqdm import tqdm
 
-from backend.chang2015 import in_gamut, recolor_chang2015
-from backend.palette import (
-    MODEL_PALETTE_SIZE,
-    PaletteError,
-    canonical_order,
-    extract_palette,
-    lab_to_rgb_np,
-    parse_palette,
-    rgb_to_lab_np,
-    to_uint8,
-)
+from backend.core.chang2015 import in_gamut, recolor_chang2015
+from backend.core.color import lab_to_rgb_np, rgb_to_lab_np, to_uint8
+from backend.core.palette import MODEL_PALETTE_SIZE, canonical_order, extract_palette
+from backend.service.protocol import ProtocolError, parse_palette
 from training.variants import hue_shift, local_edit, random_edits, rotate_ab
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp"}
@@ -203,9 +196,9 @@ def recolor_rotation(rgb, source, target):
 def palettenet_method(checkpoint, device="cpu"):
     """PaletteNet from a weight file: a source+target model is told which colour each target
     entry replaces, as the plug-in tells it; a target-only model sees the target alone."""
-    from backend.engine import resolve_device
-    from backend.recolor import recolor_rgb  # torch model code: only loaded when asked for
-    from backend.weights import WeightsError, load_weights
+    from backend.core.recolor import recolor_rgb  # torch model code: only loaded when asked for
+    from backend.core.weights import WeightsError, load_weights
+    from backend.service.engine import resolve_device
 
     try:
         model = load_weights(checkpoint, resolve_device(device))
@@ -355,7 +348,7 @@ def load_designer_palettes(path=None) -> list[np.ndarray]:
     for i, entry in enumerate(entries):
         try:
             palettes.append(rgb_to_lab_np(parse_palette(entry)))
-        except PaletteError as error:
+        except ProtocolError as error:
             raise SystemExit(f"{path}: palette {i + 1}: {error}") from None
     return palettes
 

@@ -9,7 +9,7 @@ entries under "notes" in the record, e.g. the file's benchmark results.
 
 from pathlib import Path
 
-from backend.weights import WeightsError, load_weights, read_metadata, save_weights
+from backend.core.weights import WeightsError, load_weights, read_metadata, save_weights
 
 
 def add_arguments(parser):

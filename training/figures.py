@@ -17,10 +17,11 @@ import numpy as np
 from PIL import Image, ImageDraw
 from skimage.color import deltaE_ciede2000
 
-from backend.chang2015 import recolor_chang2015
-from backend.palette import extract_palette, lab_to_rgb_np, rgb_to_lab_np, to_uint8
-from backend.recolor import recolor_rgb
-from backend.weights import WeightsError, load_weights
+from backend.core.chang2015 import recolor_chang2015
+from backend.core.color import lab_to_rgb_np, rgb_to_lab_np, to_uint8
+from backend.core.palette import extract_palette
+from backend.core.recolor import recolor_rgb
+from backend.core.weights import WeightsError, load_weights
 from training.evaluate import designer_case, list_images, load_designer_palettes, load_photo
 
 SIDE = 256  # long side of each picture in a figure

@@ -36,7 +36,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from backend.palette import extract_palette, rgb_to_lab_np, to_model_palette
+from backend.core.color import rgb_to_lab_np
+from backend.core.palette import extract_palette, to_model_palette
 from training.variants import hue_shift, local_edit, random_edits, random_multi_edits
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp"}

@@ -39,9 +39,9 @@ import torch.nn.functional as F
 from PIL import Image
 from torch.nn.parallel import DistributedDataParallel
 
-from backend.color import lab_to_rgb, net_to_lab
-from backend.model import BASES, CONDITIONS, Discriminator, PaletteNet
-from backend.weights import WeightsError, load_weights, save_weights
+from backend.core.color import lab_to_rgb, net_to_lab, to_uint8
+from backend.core.model import BASES, CONDITIONS, Discriminator, PaletteNet
+from backend.core.weights import WeightsError, load_weights, save_weights
 from training.dataset import PairDataset, parse_mix, to_network, training_crops
 
 METRIC_FIELDS = [
@@ -224,8 +224,7 @@ def generate(model, batch, device):
 
 def to_rgb8(net_lab):
     """(3, H, W) network-range LAB -> uint8 RGB (H, W, 3)."""
-    rgb = lab_to_rgb(net_to_lab(net_lab.permute(1, 2, 0).float().cpu()))
-    return (rgb.numpy() * 255).round().astype(np.uint8)
+    return to_uint8(lab_to_rgb(net_to_lab(net_lab.permute(1, 2, 0).float().cpu())).numpy())
 
 
 @torch.no_grad()

@@ -15,7 +15,7 @@ import numpy as np
 from scipy.ndimage import gaussian_filter
 from skimage.color import hsv2rgb, rgb2hsv
 
-from backend.palette import lab_to_rgb_np, rgb_to_lab_np
+from backend.core.color import lab_to_rgb_np, rgb_to_lab_np
 
 MEMBERSHIP_SIGMA = 6.0  # LAB units: how softly a pixel belongs to its nearest palette colours
 FEATHER_PIXELS = 1.0  # spatial blur of the membership masks, so edits have no hard seams

@@ -1,4 +1,4 @@
-"""Palettes: hex parsing, extraction from an image, and the canonical six-colour form.
+"""Palettes: extraction from an image, pairing, and the canonical six-colour form.
 
 Extraction follows Chang et al. 2015 ("Palette-based Photo Recoloring"): the image is reduced
 to a 16x16x16 RGB histogram, the bins' mean colours are clustered by weighted k-means in LAB,
@@ -6,68 +6,20 @@ seeded greedily at the densest bins. Working on at most 4096 bins keeps it fast 
 deterministic at any image size.
 """
 
-import re
-
 import numpy as np
-import torch
 
-from backend.color import lab_to_rgb, rgb_to_lab
+from backend.core.color import rgb_to_lab_np, to_uint8
+from backend.wire import MAX_PALETTE_COLORS
 
 MODEL_PALETTE_SIZE = 6
-MAX_USER_PALETTE_SIZE = 12
-
-_HEX = re.compile(r"#?([0-9a-fA-F]{3}|[0-9a-fA-F]{6})")
 
 
 class PaletteError(ValueError):
-    """A palette the user gave cannot be used; the message names the bad entry."""
-
-
-# --- hex -------------------------------------------------------------------------------
-def parse_hex(text: str) -> np.ndarray:
-    """'#rgb' or '#rrggbb' (case-insensitive, '#' optional) -> RGB floats in 0..1."""
-    match = _HEX.fullmatch(text.strip()) if isinstance(text, str) else None
-    if match is None:
-        raise PaletteError(f"{text!r} is not a colour: use #rgb or #rrggbb hex")
-    digits = match.group(1)
-    if len(digits) == 3:
-        digits = "".join(d * 2 for d in digits)
-    return np.array([int(digits[i : i + 2], 16) for i in (0, 2, 4)], dtype=np.float64) / 255
-
-
-def parse_palette(entries) -> np.ndarray:
-    """A list of hex strings (or one comma-separated string) -> (n, 3) RGB in 0..1."""
-    if isinstance(entries, str):
-        entries = [e for e in entries.split(",") if e.strip()]
-    entries = list(entries)
-    if not 1 <= len(entries) <= MAX_USER_PALETTE_SIZE:
-        raise PaletteError(
-            f"a palette needs 1 to {MAX_USER_PALETTE_SIZE} colours, got {len(entries)}"
-        )
-    colours = []
-    for i, entry in enumerate(entries):
-        try:
-            colours.append(parse_hex(entry))
-        except PaletteError as error:
-            raise PaletteError(f"palette entry {i + 1}: {error}") from None
-    return np.stack(colours)
-
-
-def to_uint8(rgb) -> np.ndarray:
-    """Float RGB in 0..1 -> 8-bit RGB (what extract_palette and image files take)."""
-    return np.clip(np.round(np.asarray(rgb, dtype=np.float64) * 255), 0, 255).astype(np.uint8)
+    """No palette can be taken or formed (no visible pixel, a size out of range)."""
 
 
 def to_hex(rgb) -> str:
     return "#{:02x}{:02x}{:02x}".format(*to_uint8(rgb))
-
-
-def rgb_to_lab_np(rgb) -> np.ndarray:
-    return rgb_to_lab(torch.as_tensor(np.asarray(rgb), dtype=torch.float64)).numpy()
-
-
-def lab_to_rgb_np(lab) -> np.ndarray:
-    return lab_to_rgb(torch.as_tensor(np.asarray(lab), dtype=torch.float64)).numpy()
 
 
 # --- extraction --------------------------------------------------------------------------
@@ -148,8 +100,8 @@ def extract_palette(rgb8: np.ndarray, k: int = MODEL_PALETTE_SIZE, alpha=None, b
     Returns (LAB colours (k, 3) sorted by lightness, pixel share of each, summing to 1).
     Images with fewer distinct colours than k give repeated colours, so the shape is fixed.
     """
-    if not 1 <= k <= MAX_USER_PALETTE_SIZE:
-        raise PaletteError(f"k must be between 1 and {MAX_USER_PALETTE_SIZE}, got {k}")
+    if not 1 <= k <= MAX_PALETTE_COLORS:
+        raise PaletteError(f"k must be between 1 and {MAX_PALETTE_COLORS}, got {k}")
     bins, counts = colour_histogram(rgb8, alpha)
     if len(bins) == 0:
         raise PaletteError("the image has no visible pixels to take a palette from")
@@ -193,8 +145,8 @@ def to_model_palette(lab, weights=None, paired=None):
     """
     lab = np.asarray(lab, dtype=np.float64).reshape(-1, 3)
     n = len(lab)
-    if not 1 <= n <= MAX_USER_PALETTE_SIZE:
-        raise PaletteError(f"a palette needs 1 to {MAX_USER_PALETTE_SIZE} colours, got {n}")
+    if not 1 <= n <= MAX_PALETTE_COLORS:
+        raise PaletteError(f"a palette needs 1 to {MAX_PALETTE_COLORS} colours, got {n}")
     other = lab if paired is None else np.asarray(paired, dtype=np.float64).reshape(-1, 3)
     if len(other) != n:
         raise PaletteError(f"{n} source colours but {len(other)} target colours")

@@ -4,7 +4,7 @@ This is the one path from user input (an image, a palette of 1..12 colours) to t
 and back; the CLI, the benchmark and the daemon all call it. A layer of any size goes through
 three steps, split so the daemon can run the middle one on several layers at once:
 
-    prepare   crop to what is visible, reduce to the working size (backend.fullres)
+    prepare   crop to what is visible, reduce to the working size (backend.core.fullres)
     predict   the network on a batch of working images of one size
     finish    carry the result to every pixel of the layer, mask and alpha honoured
 """
@@ -14,12 +14,12 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from backend.color import lab_to_net, lab_to_rgb, net_to_lab, rgb_to_lab
-from backend.fullres import WORKING_SIDE, AffineField, fit_local_affine, weighted_resize
-from backend.fullres import working_size as reduced_size
-from backend.model import PaletteNet
-from backend.palette import pair_with_image, to_model_palette, to_uint8
-from backend.pixels import Layer
+from backend.core.color import lab_to_net, lab_to_rgb, net_to_lab, rgb_to_lab, to_uint8
+from backend.core.fullres import WORKING_SIDE, AffineField, fit_local_affine, weighted_resize
+from backend.core.fullres import working_size as reduced_size
+from backend.core.model import PaletteNet
+from backend.core.palette import pair_with_image, to_model_palette
+from backend.core.pixels import Layer
 
 
 def palette_to_net(palette_lab, source_lab=None):

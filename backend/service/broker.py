@@ -16,7 +16,7 @@ that waits longer than queue_timeout (no worker connected, or all saturated) is 
 or in_flight with one worker), and leaves it only by being answered or moved.
 
 Nothing a client or worker sends can stop the broker: messages are received within limits
-(backend.security.receive_bounded), parsed defensively, and each is handled inside a
+(backend.service.security.receive_bounded), parsed defensively, and each is handled inside a
 catch-all. With CURVE, clients and workers are checked against separate key folders, so a
 client key cannot be used to pose as a worker.
 """
@@ -30,8 +30,8 @@ from dataclasses import dataclass, field
 
 import zmq
 
-from backend.fairqueue import FairQueue
-from backend.protocol import (
+from backend.service.fairqueue import FairQueue
+from backend.service.protocol import (
     BYE,
     DEFAULT_MAX_PIXELS,
     MAX_REQUEST_FRAMES,
@@ -44,7 +44,7 @@ from backend.protocol import (
     parse_request,
     request_id,
 )
-from backend.security import (
+from backend.service.security import (
     CLIENTS,
     WORKERS,
     ServerKeys,
@@ -53,6 +53,7 @@ from backend.security import (
     receive_bounded,
     server_socket,
 )
+from backend.wire import DEFAULT_ADDRESS
 
 POLL_MS = 100  # how often the loop looks at the stop flag and the clocks when idle
 TICKET = struct.Struct(">Q")  # the broker's name for a job, echoed by the worker
@@ -61,7 +62,7 @@ MAX_CAPACITY = 1024  # jobs one worker may claim to hold at once (its READY says
 
 @dataclass
 class BrokerSettings:
-    frontend: str = "tcp://127.0.0.1:5555"
+    frontend: str = DEFAULT_ADDRESS
     backend: str = "tcp://127.0.0.1:5556"
     max_pixels: int = DEFAULT_MAX_PIXELS
     max_queue: int = 256

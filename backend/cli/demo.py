@@ -1,4 +1,4 @@
-"""The main job on the bundled model, end to end: python -m backend.demo OUT [--palette ...]
+"""The main job on the bundled model, end to end: python -m backend.cli.demo OUT [--palette ...]
 
 Starts the backend daemon on the address the editor plug-ins use (or uses the one already
 answering there), recolours the bundled demo photo through it to OUT, prints where the
@@ -12,17 +12,18 @@ import sys
 import time
 from pathlib import Path
 
-from backend.cli import DEFAULT_ADDRESS, DEFAULT_WEIGHTS
-from backend.cli import main as cli
+from backend import DEFAULT_WEIGHTS
+from backend.cli.main import main as cli
+from backend.wire import DEFAULT_ADDRESS
 
-DEMO_PHOTO = Path(__file__).parent / "data" / "demo-photo.jpg"
+DEMO_PHOTO = Path(__file__).resolve().parents[1] / "data" / "demo-photo.jpg"
 DEMO_PALETTE = "#0b1d51,#725ac1,#8d86c9,#cac4ce,#f7ece1,#e0b1cb"  # a designer palette
 START_TIMEOUT_S = 120  # loading torch and the model on a slow machine
 
 
 def ping(address: str, timeout_s: float) -> dict | None:
     """The daemon's info reply, or None when nothing answers within timeout_s."""
-    from backend.client import Client
+    from backend.service.client import Client
 
     with Client(address, timeout_s=timeout_s) as client:
         try:
@@ -34,7 +35,7 @@ def ping(address: str, timeout_s: float) -> dict | None:
 
 def start_daemon(address: str) -> subprocess.Popen:
     """A daemon serving `address`, answering; SystemExit with its own message if it fails."""
-    command = [sys.executable, "-m", "backend.cli", "serve", "--bind", address]
+    command = [sys.executable, "-m", "backend.cli.main", "serve", "--bind", address]
     daemon = subprocess.Popen(command)
     deadline = time.monotonic() + START_TIMEOUT_S
     while time.monotonic() < deadline:
@@ -47,7 +48,7 @@ def start_daemon(address: str) -> subprocess.Popen:
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m backend.demo", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m backend.cli.demo", description=__doc__)
     parser.add_argument("out", type=Path, help="where the recoloured photo goes")
     parser.add_argument("--palette", default=DEMO_PALETTE, help="target colours, #hex,...")
     parser.add_argument("--address", default=DEFAULT_ADDRESS, help="daemon address")

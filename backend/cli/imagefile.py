@@ -2,7 +2,7 @@
 
 Pillow reads 16-bit RGB PNGs only as 8-bit and cannot write them, so 16-bit PNGs go through
 imagecodecs (libpng) and TIFFs through tifffile (8- and 16-bit, float); every other format
-through Pillow at 8 bits. The pixels become one of the protocol's formats (backend.pixels):
+through Pillow at 8 bits. The pixels become one of the protocol's formats (backend.core.pixels):
 RGB8 or RGBA8 for 8-bit files, RGBA16 for 16-bit ones, RGBAF32 for float TIFFs; grey
 becomes RGB, and an alpha channel is added (opaque) only where the format needs one.
 Writing keeps the depth where the file type can hold it: 16-bit and float results written to
@@ -25,7 +25,7 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 @dataclass
 class Picture:
     pixels: np.ndarray  # (H, W, C) in `pixel_format`
-    pixel_format: str  # a backend.pixels.FORMATS name
+    pixel_format: str  # a backend.core.pixels.FORMATS name
     has_alpha: bool  # whether the file had alpha (an added opaque one is not written)
 
 

@@ -5,13 +5,13 @@ Threads and sockets (a ZeroMQ socket belongs to one thread):
     main thread      the front socket: a ROUTER bound for clients or, as one of a broker's
                      workers, a DEALER connected to the broker. It answers ping, info and
                      every malformed or oversized request at once, and queues real work
-                     per client (backend.fairqueue). A PULL socket brings finished replies
+                     per client (backend.service.fairqueue). A PULL socket brings finished replies
                      back from the workers; the main thread sends each to its client.
     worker threads   take jobs from the queue, run the Engine, PUSH each reply back.
 
 So a long recolour never delays a ping, and one client's backlog never starves another.
 No message can stop the main thread: each is received within limits (frames, bytes: see
-backend.security.receive_bounded), parsed defensively (backend.protocol), and anything that
+security.receive_bounded), parsed defensively (protocol), and anything that
 still goes wrong answers that one request `internal` and goes on.
 Stopping (stop(), or SIGINT/SIGTERM through the CLI): new requests and the jobs still waiting
 are answered `busy`, the jobs being computed are finished and delivered, then the sockets
@@ -30,9 +30,9 @@ from socket import gethostname
 
 import zmq
 
-from backend.engine import Engine
-from backend.fairqueue import FairQueue
-from backend.protocol import (
+from backend.service.engine import Engine
+from backend.service.fairqueue import FairQueue
+from backend.service.protocol import (
     BYE,
     DEFAULT_MAX_PIXELS,
     MAX_REQUEST_FRAMES,
@@ -47,7 +47,7 @@ from backend.protocol import (
     parse_request,
     request_id,
 )
-from backend.security import (
+from backend.service.security import (
     ClientKeys,
     ServerKeys,
     bind,
@@ -55,6 +55,7 @@ from backend.security import (
     receive_bounded,
     server_socket,
 )
+from backend.wire import DEFAULT_ADDRESS
 
 POLL_MS = 100  # how often the loops look at the stop flag when there is nothing to do
 SEND_TIMEOUT_MS = 1000  # towards a broker (DEALER): a send waits at most this, then drops
@@ -63,7 +64,7 @@ TICKET = struct.Struct(">Q")  # identifies a job between the main thread and the
 
 @dataclass
 class Settings:
-    bind: str = "tcp://127.0.0.1:5555"
+    bind: str = DEFAULT_ADDRESS
     connect: str | None = None  # a broker's backend address: serve as one of its workers
     max_pixels: int = DEFAULT_MAX_PIXELS
     workers: int = 1  # threads running the engine

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from backend.pixels import Layer, bands
+from backend.core.pixels import Layer, bands
 
 WORKING_SIDE = 512  # long side of the image the network sees
 MULTIPLE = 16  # the network's total stride

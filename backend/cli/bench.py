@@ -16,7 +16,7 @@ plug-ins use it). Printed per size and method:
 Without --weights (and no installed default model) a randomly initialised model is used:
 the time does not depend on the weights' values.
 
---quality PHOTO... measures instead how close the working-size path (backend.fullres) comes
+--quality PHOTO... measures instead how close the working-size path (backend.core.fullres) comes
 to running the network on every pixel: mean delta E76 against the network run at full size,
 over all pixels and over the 5 % with the strongest lightness edges, for the path the
 daemon uses and, for comparison, for plain bilinear upsampling of the network's change.
@@ -126,7 +126,7 @@ class DaemonProcess:
     """`palettenet serve` in a subprocess on a free loopback port, stopped with SIGTERM."""
 
     def __init__(self, weights: Path, device: str):
-        command = [sys.executable, "-m", "backend.cli", "serve", "--bind", "tcp://127.0.0.1:*",
+        command = [sys.executable, "-m", "backend.cli.main", "serve", "--bind", "tcp://127.0.0.1:*",
                    "--weights", str(weights), "--device", device]  # fmt: skip
         self.process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
         for line in self.process.stdout:
@@ -144,7 +144,7 @@ class DaemonProcess:
 def weights_for(args, folder: str) -> tuple[Path, str]:
     """--weights, else the installed model, else a random one saved in `folder`; and a note
     saying which when it is not the user's."""
-    from backend.cli import DEFAULT_WEIGHTS
+    from backend import DEFAULT_WEIGHTS
 
     if args.weights is not None:
         return args.weights, ""
@@ -152,8 +152,8 @@ def weights_for(args, folder: str) -> tuple[Path, str]:
         return DEFAULT_WEIGHTS, " (the installed default model)"
     import torch
 
-    from backend.model import PaletteNet
-    from backend.weights import save_weights
+    from backend.core.model import PaletteNet
+    from backend.core.weights import save_weights
 
     torch.manual_seed(0)
     weights = Path(folder) / "random.pt"
@@ -178,9 +178,9 @@ def in_a_thread(function):
 def run_bench(args) -> int:
     if args.quality:
         return run_quality(args)
-    from backend.client import Client
-    from backend.engine import Engine
-    from backend.protocol import DEFAULT_MAX_PIXELS, decode_reply, encode_request
+    from backend.service.client import Client
+    from backend.service.engine import Engine
+    from backend.service.protocol import DEFAULT_MAX_PIXELS, decode_reply, encode_request
 
     sizes = [float(s) for s in args.sizes.split(",")]
     methods = [m.strip() for m in args.methods.split(",")]
@@ -250,12 +250,12 @@ def run_quality(args) -> int:
     import torch.nn.functional as F
     from PIL import Image
 
-    from backend.color import delta_e76, rgb_to_lab
-    from backend.engine import resolve_device
-    from backend.palette import parse_palette, rgb_to_lab_np
-    from backend.pixels import FORMATS, Layer
-    from backend.recolor import predict, prepare, recolor_layer, recolor_rgb
-    from backend.weights import load_weights
+    from backend.core.color import delta_e76, rgb_to_lab, rgb_to_lab_np, to_uint8
+    from backend.core.pixels import FORMATS, Layer
+    from backend.core.recolor import predict, prepare, recolor_layer, recolor_rgb
+    from backend.core.weights import load_weights
+    from backend.service.engine import resolve_device
+    from backend.service.protocol import parse_palette
 
     target = rgb_to_lab_np(parse_palette(PALETTE))
     with tempfile.TemporaryDirectory() as folder:
@@ -277,7 +277,7 @@ def run_quality(args) -> int:
         height, width = rgb8.shape[:2]
         layer = Layer(np.dstack([rgb8, np.full((height, width), 255, np.uint8)]), FORMATS["RGBA8"])
         start = time.perf_counter()
-        truth = np.round(recolor_rgb(model, rgb, target) * 255) / 255  # what 8 bits can hold
+        truth = to_uint8(recolor_rgb(model, rgb, target)) / 255  # what 8 bits can hold
         full_seconds = time.perf_counter() - start
         start = time.perf_counter()
         ours = recolor_layer(model, layer, target)[..., :3] / np.float32(255)
@@ -286,7 +286,7 @@ def run_quality(args) -> int:
         (result,) = predict(model, [working.rgb], [target])
         change = torch.from_numpy(result - working.rgb).permute(2, 0, 1)[None]
         change = F.interpolate(change, size=(height, width), mode="bilinear")[0].permute(1, 2, 0)
-        bilinear = np.round((torch.from_numpy(rgb) + change).clamp(0, 1).numpy() * 255) / 255
+        bilinear = to_uint8((torch.from_numpy(rgb) + change).clamp(0, 1).numpy()) / 255
 
         lightness = lab(rgb)[..., 0].numpy()
         gradient = np.hypot(*np.gradient(lightness))
@@ -327,10 +327,12 @@ def _worst_window(difference: np.ndarray) -> tuple[float, int, int]:
 def _save_crop(path: Path, images, top: int, left: int) -> None:
     from PIL import Image
 
+    from backend.core.color import to_uint8
+
     panels = []
     for image in images:
         crop = np.asarray(image)[top : top + CROP, left : left + CROP]
-        crop = np.round(np.clip(crop, 0, 1) * 255).astype(np.uint8)
+        crop = to_uint8(crop)
         panels.append(crop.repeat(ZOOM, axis=0).repeat(ZOOM, axis=1))
         panels.append(np.full((CROP * ZOOM, 4, 3), 255, np.uint8))  # a white gap
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -20,9 +20,9 @@ from pathlib import Path
 
 import numpy as np
 
-from backend import __version__
-from backend.protocol import DEFAULT_MAX_PIXELS, decode_reply, encode_request
-from backend.security import (
+from backend import DEFAULT_WEIGHTS, __version__
+from backend.service.protocol import DEFAULT_MAX_PIXELS, decode_reply, encode_request
+from backend.service.security import (
     ClientKeys,
     SecurityError,
     ServerKeys,
@@ -30,9 +30,7 @@ from backend.security import (
     create_keys,
     raise_fd_limit,
 )
-
-DEFAULT_WEIGHTS = Path(__file__).parent / "data" / "palettenet.pt"
-DEFAULT_ADDRESS = "tcp://127.0.0.1:5555"
+from backend.wire import DEFAULT_ADDRESS
 
 
 # --- talking to an engine, here or in a daemon ----------------------------------------------
@@ -58,14 +56,14 @@ def server_keys(args) -> ServerKeys | None:
 def call(args, header: dict, pixels=None, mask=None, load_model=True) -> tuple[dict, list]:
     """One palettenet/1 request, through the daemon at args.server or in this process."""
     if args.server:
-        from backend.client import AddressError, Client
+        from backend.service.client import AddressError, Client
 
         try:
             with Client(args.server, args.timeout, client_keys(args)) as client:
                 return client.request(header, pixels, mask)
         except (TimeoutError, AddressError, SecurityError) as error:
             raise SystemExit(str(error)) from None
-    from backend.engine import Engine
+    from backend.service.engine import Engine
 
     engine = Engine(args.weights or DEFAULT_WEIGHTS, args.device, load_model=load_model)
     return decode_reply(engine.handle(encode_request(header, pixels, mask), DEFAULT_MAX_PIXELS))
@@ -79,7 +77,7 @@ def checked(reply: dict) -> dict:
 
 
 def read_picture(path: Path):
-    from backend.imagefile import read_image
+    from backend.cli.imagefile import read_image
 
     try:
         return read_image(path)
@@ -111,7 +109,7 @@ def palette_list(text: str) -> list[str]:
 
 # --- commands -------------------------------------------------------------------------------
 def cmd_recolor(args):
-    from backend.imagefile import Picture, write_image
+    from backend.cli.imagefile import Picture, write_image
 
     picture = read_picture(args.input)
     header = layer_header("recolor", args.input, picture)
@@ -178,8 +176,8 @@ def stop_on_signals(server) -> None:
 
 
 def cmd_serve(args):
-    from backend.daemon import Daemon, Settings
-    from backend.engine import Engine
+    from backend.service.daemon import Daemon, Settings
+    from backend.service.engine import Engine
 
     settings = Settings(
         bind=args.bind,
@@ -220,7 +218,7 @@ def cmd_serve(args):
 
 
 def cmd_broker(args):
-    from backend.broker import Broker, BrokerSettings
+    from backend.service.broker import Broker, BrokerSettings
 
     settings = BrokerSettings(
         frontend=args.frontend,
@@ -253,7 +251,7 @@ def cmd_keys(args):
 
 
 def cmd_bench(args):
-    from backend.bench import run_bench
+    from backend.cli.bench import run_bench
 
     return run_bench(args)
 
@@ -344,13 +342,22 @@ def main(argv=None):
     keys.set_defaults(run=cmd_keys)
 
     bench = commands.add_parser("bench", help="time recolouring in process and via a daemon")
-    from backend.bench import add_arguments
+    from backend.cli.bench import add_arguments
 
     add_arguments(bench)
     bench.set_defaults(run=cmd_bench)
 
     args = parser.parse_args(argv)
-    return args.run(args)
+    try:
+        return args.run(args)
+    except ValueError as error:  # library code raises; only the command line exits
+        # (imported here: a DeviceError means the engine, and torch, are loaded already;
+        # the broker and the client commands never load them)
+        from backend.service.engine import DeviceError
+
+        if isinstance(error, DeviceError):
+            raise SystemExit(f"palettenet: {error}") from None
+        raise
 
 
 if __name__ == "__main__":

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import torch
 
-from backend.color import NORMALISATION
-from backend.model import ARCH_VERSION, PaletteNet
+from backend.core.color import NORMALISATION
+from backend.core.model import ARCH_VERSION, PaletteNet
 
 FILE_FORMAT = "palettenet-weights/1"
 

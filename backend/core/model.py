@@ -2,7 +2,7 @@
 
 Shapes, for an input of H x W (padded internally to a multiple of 16, at least 32):
 
-    Feature Encoder (image LAB, 3 channels, in the network range of backend.color)
+    Feature Encoder (image LAB, 3 channels, in the network range of backend.core.color)
       conv3x3 3->64, IN, LeakyReLU, max-pool   c4:  64 x H/2
       residual stage, stride 2                 c3: 128 x H/4
       residual stage, stride 2                 c2: 256 x H/8
@@ -53,7 +53,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from backend.color import AB_SCALE, net_to_lab
+from backend.core.color import AB_SCALE, net_to_lab
 
 ARCH_VERSION = 2
 PALETTE_NUMBERS = 18  # six LAB colours

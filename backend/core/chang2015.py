@@ -28,14 +28,9 @@ CIE76) on average for the benchmark's large edits, where the clamped weights var
 import numpy as np
 import torch
 
-from backend.color import RGB_FROM_XYZ, WHITE_D65
-from backend.palette import (
-    MAX_USER_PALETTE_SIZE,
-    MODEL_PALETTE_SIZE,
-    extract_palette,
-    lab_to_rgb_np,
-    rgb_to_lab_np,
-)
+from backend.core.color import lab_to_linear_np, lab_to_rgb_np, rgb_to_lab_np
+from backend.core.palette import MODEL_PALETTE_SIZE, extract_palette
+from backend.wire import MAX_PALETTE_COLORS
 
 LATTICE_SIZE = 13  # points per RGB axis (12 cells), as in the paper
 CHUNK_PIXELS = 1 << 20  # pixels interpolated at once: about 60 MB of temporaries
@@ -43,17 +38,14 @@ BISECTION_STEPS = 22  # ray-to-gamut-boundary search: 400 / 2^22 LAB units is ex
 RAY_LENGTH = 400.0  # LAB units along ab: from any sRGB colour this leaves the gamut
 GAMUT_TOLERANCE = 1e-6  # linear RGB slack, so colours exactly on the boundary count as inside
 
-_RGB_FROM_XYZ = RGB_FROM_XYZ.numpy()
-_WHITE = WHITE_D65.numpy()
-
 
 # --- inputs -------------------------------------------------------------------------------
 def _palette(values, name: str) -> np.ndarray:
     lab = np.asarray(values, dtype=np.float64)
     if lab.ndim != 2 or lab.shape[1] != 3:
         raise ValueError(f"{name} must have shape (k, 3) (LAB colours), got {lab.shape}")
-    if not 1 <= len(lab) <= MAX_USER_PALETTE_SIZE:
-        raise ValueError(f"{name} needs 1 to {MAX_USER_PALETTE_SIZE} colours, got {len(lab)}")
+    if not 1 <= len(lab) <= MAX_PALETTE_COLORS:
+        raise ValueError(f"{name} needs 1 to {MAX_PALETTE_COLORS} colours, got {len(lab)}")
     if not np.isfinite(lab).all():
         raise ValueError(f"{name} contains NaN or infinite values")
     return lab
@@ -120,11 +112,7 @@ def transfer_luminance(L, source_lab, target_lab) -> np.ndarray:
 # --- chroma -------------------------------------------------------------------------------
 def in_gamut(lab: np.ndarray) -> np.ndarray:
     """Whether LAB colours (..., 3) are displayable sRGB colours (no clipping needed)."""
-    L, a, b = lab[..., 0], lab[..., 1], lab[..., 2]
-    fy = (L + 16) / 116
-    f = np.stack([fy + a / 500, fy, fy - b / 200], axis=-1)
-    xyz = np.where(f > 0.2068966, f**3, (f - 16 / 116) / 7.787) * _WHITE
-    linear = xyz @ _RGB_FROM_XYZ.T
+    linear = lab_to_linear_np(lab)
     return ((linear >= -GAMUT_TOLERANCE) & (linear <= 1 + GAMUT_TOLERANCE)).all(-1)
 
 

@@ -1,9 +1,14 @@
-"""sRGB <-> CIELAB (D65, 2 degree observer) in torch, and the network's value scaling.
+"""All colour maths of the backend, in one place: the sRGB transfer curve (IEC 61966-2-1),
+sRGB <-> CIELAB (D65, 2 degree observer), Delta E, float <-> 8-bit rounding, and the network's
+value scaling. Used by both methods, the pixel formats, training and evaluation.
 
 The formulas and constants are those of scikit-image (`skimage.color.rgb2lab`), so results
-agree with it; everything here is batched (channels last), differentiable and device-agnostic.
+agree with it. The torch functions are batched (channels last), differentiable and
+device-agnostic; the `_np` ones are the same maths on numpy arrays (float64 for palettes,
+float32 for pixels).
 """
 
+import numpy as np
 import torch
 
 # sRGB primaries to XYZ, D65 white (same matrix as scikit-image).
@@ -38,6 +43,26 @@ def linear_to_srgb(linear: torch.Tensor) -> torch.Tensor:
         1.055 * linear.clamp_min(0.0031308) ** (1 / 2.4) - 0.055,
         12.92 * linear,
     )
+
+
+def srgb_to_linear_np(encoded: np.ndarray) -> np.ndarray:
+    """sRGB-encoded values -> linear light, float32 in 0..1 (srgb_to_linear on numpy)."""
+    encoded = np.clip(encoded, 0, 1)
+    curve = np.power((encoded + 0.055) / 1.055, 2.4, dtype=np.float32)
+    return np.where(encoded <= 0.04045, encoded / 12.92, curve).astype(np.float32)
+
+
+def linear_to_srgb_np(linear: np.ndarray) -> np.ndarray:
+    """Linear light -> sRGB-encoded values, float32 in 0..1 (linear_to_srgb on numpy)."""
+    linear = np.clip(linear, 0, 1)
+    curve = 1.055 * np.power(linear, 1 / 2.4, dtype=np.float32) - 0.055
+    return np.where(linear <= 0.0031308, linear * 12.92, curve).astype(np.float32)
+
+
+def to_uint8(rgb) -> np.ndarray:
+    """Float RGB in 0..1 -> 8-bit values, rounded to nearest and clipped: the one rounding
+    rule of the project (palettes, image files, training figures, benchmarks)."""
+    return np.clip(np.round(np.asarray(rgb, dtype=np.float64) * 255), 0, 255).astype(np.uint8)
 
 
 def rgb_to_lab(rgb: torch.Tensor) -> torch.Tensor:
@@ -89,3 +114,23 @@ def net_to_lab(net: torch.Tensor) -> torch.Tensor:
 
 
 NORMALISATION = {"L": f"L/{L_SCALE}-1", "ab": f"ab/{AB_SCALE}", "white": "D65"}
+
+
+def rgb_to_lab_np(rgb) -> np.ndarray:
+    """rgb_to_lab on a numpy array (float64)."""
+    return rgb_to_lab(torch.as_tensor(np.asarray(rgb), dtype=torch.float64)).numpy()
+
+
+def lab_to_rgb_np(lab) -> np.ndarray:
+    """lab_to_rgb on a numpy array (float64)."""
+    return lab_to_rgb(torch.as_tensor(np.asarray(lab), dtype=torch.float64)).numpy()
+
+
+def lab_to_linear_np(lab: np.ndarray) -> np.ndarray:
+    """LAB (..., 3) -> linear-light RGB, NOT clipped: values outside 0..1 show colours that
+    sRGB cannot display (what a gamut test needs). float64."""
+    L, a, b = lab[..., 0], lab[..., 1], lab[..., 2]
+    fy = (L + 16) / 116
+    f = np.stack([fy + a / 500, fy, fy - b / 200], axis=-1)
+    xyz = np.where(f > 0.2068966, f**3, (f - 16 / 116) / _KAPPA_SLOPE) * WHITE_D65.numpy()
+    return xyz @ RGB_FROM_XYZ.numpy().T

@@ -1,6 +1,6 @@
-"""Pixel formats of the wire protocol, and the layer a request carries.
+"""Pixel formats of the wire protocol as numpy types, and the layer a request carries.
 
-A layer is W*H tightly packed pixels in one of the formats below: sRGB-encoded values (what
+A layer is W*H tightly packed pixels in one of backend.wire.PIXEL_FORMATS: sRGB-encoded values (what
 an 8-bit PNG holds) or, for the `_LINEAR` formats, linear light (what GIMP and Krita store in
 linear-precision images; the layer's own encoding, so an editor writes the answer back
 without a conversion that would round it). Recolouring needs float RGB in
@@ -14,6 +14,9 @@ result does not touch (mask 0, fully transparent) keep their original values bit
 from dataclasses import dataclass
 
 import numpy as np
+
+from backend.core.color import linear_to_srgb_np, srgb_to_linear_np
+from backend.wire import PIXEL_FORMATS
 
 BAND_PIXELS = 1 << 20  # pixels converted to float at once: about 12 MB per float RGB band
 
@@ -41,36 +44,19 @@ class PixelFormat:
         return 1.0 if self.is_float else float(np.iinfo(self.dtype).max)
 
 
-FORMATS = {
-    f.name: f
-    for f in (
-        PixelFormat("RGBA8", np.dtype("u1"), 4, (0, 1, 2), 3),
-        PixelFormat("BGRA8", np.dtype("u1"), 4, (2, 1, 0), 3),  # Krita's byte order
-        PixelFormat("RGB8", np.dtype("u1"), 3, (0, 1, 2), None),
-        PixelFormat("RGBA16", np.dtype("<u2"), 4, (0, 1, 2), 3),
-        PixelFormat("RGBAF32", np.dtype("<f4"), 4, (0, 1, 2), 3),
-        PixelFormat("RGBAF16", np.dtype("<f2"), 4, (0, 1, 2), 3),
-        PixelFormat("RGBA8_LINEAR", np.dtype("u1"), 4, (0, 1, 2), 3, linear=True),
-        PixelFormat("RGBA16_LINEAR", np.dtype("<u2"), 4, (0, 1, 2), 3, linear=True),
-        PixelFormat("RGBAF16_LINEAR", np.dtype("<f2"), 4, (0, 1, 2), 3, linear=True),
-        PixelFormat("RGBAF32_LINEAR", np.dtype("<f4"), 4, (0, 1, 2), 3, linear=True),
-    )
-}
+# The wire's channel types (backend.wire.CHANNEL_BYTES) as numpy types, little-endian.
+DTYPES = {"u8": np.dtype("u1"), "u16": np.dtype("<u2"), "f16": np.dtype("<f2"),
+          "f32": np.dtype("<f4")}  # fmt: skip
 
 
-def srgb_encode(linear: np.ndarray) -> np.ndarray:
-    """Linear light -> sRGB-encoded values, both float32 in 0..1 (IEC 61966-2-1 transfer
-    curve, the one babl and Krita use for sRGB)."""
-    linear = np.clip(linear, 0, 1)
-    curve = 1.055 * np.power(linear, 1 / 2.4, dtype=np.float32) - 0.055
-    return np.where(linear <= 0.0031308, linear * 12.92, curve).astype(np.float32)
+def _pixel_format(name: str) -> PixelFormat:
+    channel_type, order, linear = PIXEL_FORMATS[name]
+    alpha = order.index("A") if "A" in order else None
+    rgb = tuple(order.index(channel) for channel in "RGB")
+    return PixelFormat(name, DTYPES[channel_type], len(order), rgb, alpha, linear)
 
 
-def srgb_decode(encoded: np.ndarray) -> np.ndarray:
-    """sRGB-encoded values -> linear light, both float32 in 0..1 (the inverse of srgb_encode)."""
-    encoded = np.clip(encoded, 0, 1)
-    curve = np.power((encoded + 0.055) / 1.055, 2.4, dtype=np.float32)
-    return np.where(encoded <= 0.04045, encoded / 12.92, curve).astype(np.float32)
+FORMATS = {name: _pixel_format(name) for name in PIXEL_FORMATS}
 
 
 def bands(height: int, width: int, pixels: int = BAND_PIXELS):
@@ -112,7 +98,7 @@ class Layer:
             rows = np.clip(rows, 0, 1, out=rows)
         else:
             rows = np.multiply(rows, 1 / self.format.maximum, out=rows)
-        return srgb_encode(rows) if self.format.linear else rows
+        return linear_to_srgb_np(rows) if self.format.linear else rows
 
     def alpha(self, top=0, bottom=None) -> np.ndarray | None:
         """Rows top..bottom of alpha as float32 in 0..1, None for formats without alpha."""
@@ -203,7 +189,7 @@ class Layer:
         """sRGB-encoded float values in 0..1 -> this format's channel values (rounded for
         integers; converted to linear light first for the linear formats)."""
         if self.format.linear:
-            values = srgb_decode(values)
+            values = srgb_to_linear_np(values)
         if self.format.is_float:
             return np.clip(values, 0, 1).astype(self.format.dtype)
         scaled = np.clip(np.round(values * self.format.maximum), 0, self.format.maximum)

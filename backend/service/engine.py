@@ -16,14 +16,14 @@ import numpy as np
 import torch
 
 from backend import __version__
-from backend.chang2015 import apply_lattice, build_lattice
-from backend.color import delta_e76, rgb_to_lab
-from backend.fullres import WORKING_SIDE, preview_size, shrink_layer, working_size
-from backend.palette import extract_palette, lab_to_rgb_np, pair_with_image, to_hex
-from backend.pixels import FORMATS, Layer
-from backend.protocol import (
-    METHODS,
-    PROTOCOL,
+from backend.core.chang2015 import apply_lattice, build_lattice
+from backend.core.color import delta_e76, lab_to_rgb_np, rgb_to_lab, rgb_to_lab_np
+from backend.core.fullres import WORKING_SIDE, preview_size, shrink_layer, working_size
+from backend.core.palette import extract_palette, pair_with_image, to_hex
+from backend.core.pixels import FORMATS, Layer
+from backend.core.recolor import Working, finish, predict, prepare
+from backend.core.weights import WeightsError, load_weights, read_metadata
+from backend.service.protocol import (
     ProtocolError,
     Reply,
     Request,
@@ -32,18 +32,21 @@ from backend.protocol import (
     parse_request,
     request_id,
 )
-from backend.recolor import Working, finish, predict, prepare
-from backend.weights import WeightsError, load_weights, read_metadata
+from backend.wire import METHODS, PROTOCOL
 
 HALF_PRECISION_TOLERANCE = 0.5  # mean delta E76 float16 may differ from float32 by
 
 
+class DeviceError(ValueError):
+    """The device asked for is not on this machine."""
+
+
 def resolve_device(name: str) -> torch.device:
-    """'auto' -> cuda when there is one, else cpu; 'cuda' without one is an error."""
+    """'auto' -> cuda when there is one, else cpu; DeviceError for 'cuda' without one."""
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
     if name == "cuda" and not torch.cuda.is_available():
-        raise SystemExit("--device cuda: no CUDA device is available")
+        raise DeviceError("--device cuda: no CUDA device is available")
     return torch.device(name)
 
 
@@ -144,9 +147,25 @@ class Engine:
         return error_reply(request.id, "internal", f"{type(error).__name__}: {error}")
 
     def _layer(self, request: Request) -> tuple[Layer, dict]:
-        """The request's layer, checked for NaN and infinity, as a preview if asked."""
+        """The request's pixels as a Layer (a view, no copy), checked for NaN and infinity,
+        as a preview if asked; ProtocolError if the request cannot be done with them. The
+        checks that read pixels are made here, in the workers, not in parse_request, which
+        runs on the daemon's main thread."""
         start = time.perf_counter()
-        layer = request.layer()
+        pixel_format = FORMATS[request.pixel_format]
+        layer = Layer.from_buffer(
+            request.pixels, request.width, request.height, pixel_format, request.mask
+        )
+        pairs_with_layer = request.method == "palettenet" and request.source_palette is None
+        if request.op == "recolor" and pairs_with_layer and layer.mask is not None:
+            # Without source_palette the palette is paired with the colours of the visible,
+            # selected pixels; a mask that selects none of them leaves nothing to pair with.
+            if not layer.counted().any() and layer.visible_box() is not None:
+                message = (
+                    "the mask selects no visible pixel, so there are no colours to pair the "
+                    "palette with: send source_palette, a mask that selects something, or none"
+                )
+                raise ProtocolError("bad_request", message)
         bad = layer.non_finite()
         if bad is not None:
             message = f"pixel at x={bad[0]}, y={bad[1]} holds NaN or an infinite value"
@@ -188,7 +207,7 @@ class Engine:
         counted = layer.counted()
         if counted is None or counted.any():
             start = time.perf_counter()
-            target, source = request.palette, request.source_palette
+            target, source = _lab_palettes(request)
             if source is None:
                 target, source = pair_with_image(target, layer.rgb8(), counted)
             lattice = build_lattice(source, target)
@@ -209,7 +228,7 @@ class Engine:
         start = time.perf_counter()
         working = prepare(layer)
         timing["prepare"] = _milliseconds(start)
-        target, source = request.palette, request.source_palette
+        target, source = _lab_palettes(request)
         if source is None and working is not None and self.model.needs_source:
             target, source = pair_with_image(target, layer.rgb8(), layer.counted())
         return _Started(index, request, layer, working, timing, target, source)
@@ -246,6 +265,12 @@ class Engine:
                 yield item.index, self._recolored(item.request, item.layer, out, item.timing)
             except Exception as error:
                 yield item.index, self._failure(item.request, error)
+
+
+def _lab_palettes(request: Request) -> tuple[np.ndarray, np.ndarray | None]:
+    """The request's target and source palettes (sRGB on the wire) in LAB, (n, 3) each."""
+    source = request.source_palette
+    return rgb_to_lab_np(request.palette), None if source is None else rgb_to_lab_np(source)
 
 
 @dataclass

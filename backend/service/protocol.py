@@ -8,6 +8,10 @@ a malformed or oversized request costs the daemon a JSON parse, never a big allo
 Every input is untrusted: the header's size and nesting depth are bounded before json.loads
 sees it, and every field's type is checked before it is used, so any bytes at all give a
 Request or a ProtocolError with a documented code, never another exception.
+
+Standard library and numpy only (the wire's constants are in backend.wire): the broker, which
+imports this to route messages, never loads torch. Colours stay sRGB here; the engine turns
+them into LAB.
 """
 
 import json
@@ -16,18 +20,17 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from backend.palette import (
-    MAX_USER_PALETTE_SIZE,
-    MODEL_PALETTE_SIZE,
-    PaletteError,
-    parse_palette,
-    rgb_to_lab_np,
+from backend.wire import (
+    DEFAULT_PALETTE_COLORS,
+    ERROR_CODES,
+    MAX_PALETTE_COLORS,
+    METHODS,
+    OPS,
+    PIXEL_FORMATS,
+    PROTOCOL,
+    bytes_per_pixel,
 )
-from backend.pixels import FORMATS, Layer, PixelFormat
 
-PROTOCOL = "palettenet/1"
-OPS = ("ping", "info", "recolor", "palette")
-METHODS = ("palettenet", "chang2015")
 OPTIONS = {"recolor": ("max_side",), "palette": ("k",), "ping": (), "info": ()}
 MAX_HEADER_BYTES = 64 * 1024
 # A valid header nests two deep ({"options": {...}}, {"palette": [...]}); deeper is refused
@@ -38,18 +41,8 @@ MAX_REQUEST_FRAMES = 3  # header, pixels, mask
 # with their capacity on connecting and as a heartbeat, BYE when they stop taking work.
 READY, BYE = b"READY", b"BYE"
 DEFAULT_MAX_PIXELS = 1 << 27  # 134 megapixels: a 100-megapixel canvas with room to spare
-LARGEST_PIXEL = max(f.bytes_per_pixel for f in FORMATS.values())
-
-ERROR_CODES = (
-    "bad_request",  # not valid JSON, a missing or mistyped field, an unknown op or option
-    "bad_palette",  # a palette entry that is not a colour, or the wrong number of them
-    "size_mismatch",  # a frame's length does not match width x height x bytes per pixel
-    "unsupported_format",  # an unknown pixel_format
-    "too_large",  # more pixels than the daemon's limit
-    "busy",  # the queue is full, the daemon is stopping, or a worker died: retry later
-    "model_unavailable",  # method palettenet, but the daemon has no weights
-    "internal",  # a failure inside the daemon; the message says what
-)
+LARGEST_PIXEL = max(bytes_per_pixel(name) for name in PIXEL_FORMATS)
+_HEX = re.compile(r"#?([0-9a-fA-F]{3}|[0-9a-fA-F]{6})")
 
 
 class ProtocolError(Exception):
@@ -120,33 +113,14 @@ class Request:
     id: str | None = None
     width: int = 0
     height: int = 0
-    pixel_format: PixelFormat | None = None
+    pixel_format: str | None = None  # a backend.wire.PIXEL_FORMATS name
     pixels: object = None  # bytes-like, width * height * bytes per pixel
     mask: object = None  # bytes-like, width * height, or None
     method: str = "palettenet"
-    palette: np.ndarray | None = None  # target colours, LAB (n, 3)
-    source_palette: np.ndarray | None = None  # the colours palette's entries replace, LAB (n, 3)
+    palette: np.ndarray | None = None  # target colours, sRGB (n, 3) in 0..1
+    source_palette: np.ndarray | None = None  # the colours palette's entries replace, sRGB
     max_side: int | None = None
-    k: int = MODEL_PALETTE_SIZE
-
-    def layer(self) -> Layer:
-        """The pixels as a Layer (a view, no copy); ProtocolError if the request cannot be
-        done with them. Called by the engine's workers: this is the one check that reads
-        pixels, so it is not made in parse_request, which runs on the daemon's main thread."""
-        layer = Layer.from_buffer(
-            self.pixels, self.width, self.height, self.pixel_format, self.mask
-        )
-        pairs_with_layer = self.method == "palettenet" and self.source_palette is None
-        if self.op == "recolor" and pairs_with_layer and layer.mask is not None:
-            # Without source_palette the palette is paired with the colours of the visible,
-            # selected pixels; a mask that selects none of them leaves nothing to pair with.
-            if not layer.counted().any() and layer.visible_box() is not None:
-                message = (
-                    "the mask selects no visible pixel, so there are no colours to pair the "
-                    "palette with: send source_palette, a mask that selects something, or none"
-                )
-                raise ProtocolError("bad_request", message)
-        return layer
+    k: int = DEFAULT_PALETTE_COLORS
 
 
 # A JSON string (escapes included; an unterminated one runs to the end, so the scan stays
@@ -215,16 +189,37 @@ def _integer(fields: dict, name: str, low: int, high: int | None = None, prefix=
     return value
 
 
-def _palette(value, name: str) -> np.ndarray:
-    if not isinstance(value, list) or not all(isinstance(entry, str) for entry in value):
-        message = f"{name} must be a list of hex strings, got {_shown(value)}"
+def parse_hex(text: str) -> np.ndarray:
+    """'#rgb' or '#rrggbb' (case-insensitive, '#' optional) -> sRGB floats (3,) in 0..1;
+    ProtocolError (bad_palette) for anything else."""
+    match = _HEX.fullmatch(text.strip()) if isinstance(text, str) else None
+    if match is None:
+        message = f"{_shown(text)} is not a colour: use #rgb or #rrggbb hex"
         raise ProtocolError("bad_palette", message)
-    try:
-        return rgb_to_lab_np(parse_palette(value))
-    except PaletteError as error:
-        # parse_palette's messages name "palette entry N"; say which palette if not that one
-        message = str(error) if name == "palette" else f"{name}: {error}"
-        raise ProtocolError("bad_palette", message) from None
+    digits = match.group(1)
+    if len(digits) == 3:
+        digits = "".join(d * 2 for d in digits)
+    return np.array([int(digits[i : i + 2], 16) for i in (0, 2, 4)], dtype=np.float64) / 255
+
+
+def parse_palette(entries, name: str = "palette") -> np.ndarray:
+    """A list of hex strings (or one comma-separated string) -> sRGB (n, 3) in 0..1, n in
+    1..MAX_PALETTE_COLORS; ProtocolError (bad_palette) naming the bad entry by position."""
+    if isinstance(entries, str):
+        entries = [e for e in entries.split(",") if e.strip()]
+    if not isinstance(entries, list | tuple) or not all(isinstance(e, str) for e in entries):
+        raise ProtocolError("bad_palette", f"{name} must be a list of hex strings, got "
+                                           f"{_shown(entries)}")  # fmt: skip
+    if not 1 <= len(entries) <= MAX_PALETTE_COLORS:
+        message = f"a {name} needs 1 to {MAX_PALETTE_COLORS} colours, got {len(entries)}"
+        raise ProtocolError("bad_palette", message)
+    colours = []
+    for i, entry in enumerate(entries):
+        try:
+            colours.append(parse_hex(entry))
+        except ProtocolError as error:
+            raise ProtocolError("bad_palette", f"{name} entry {i + 1}: {error}") from None
+    return np.stack(colours)
 
 
 def parse_request(frames: list, max_pixels: int = DEFAULT_MAX_PIXELS) -> Request:
@@ -278,7 +273,7 @@ def _parse_fields(header: dict, request_id_, payload: list, max_pixels: int) -> 
     _parse_layer(request, header, payload, max_pixels)
     if op == "palette":
         if "k" in options:
-            request.k = _integer(options, "k", 1, MAX_USER_PALETTE_SIZE, prefix="options.")
+            request.k = _integer(options, "k", 1, MAX_PALETTE_COLORS, prefix="options.")
         return request
 
     method = header.get("method", "palettenet")
@@ -288,9 +283,16 @@ def _parse_fields(header: dict, request_id_, payload: list, max_pixels: int) -> 
     request.method = method
     if "palette" not in header:
         raise ProtocolError("bad_palette", "recolor needs a palette (a list of hex strings)")
-    request.palette = _palette(header["palette"], "palette")
+    if not isinstance(header["palette"], list):
+        message = f"palette must be a list of hex strings, got {_shown(header['palette'])}"
+        raise ProtocolError("bad_palette", message)
+    request.palette = parse_palette(header["palette"])
     if header.get("source_palette") is not None:
-        request.source_palette = _palette(header["source_palette"], "source_palette")
+        if not isinstance(header["source_palette"], list):
+            message = (f"source_palette must be a list of hex strings, got "
+                       f"{_shown(header['source_palette'])}")  # fmt: skip
+            raise ProtocolError("bad_palette", message)
+        request.source_palette = parse_palette(header["source_palette"], "source_palette")
         if len(request.source_palette) != len(request.palette):
             message = (
                 f"source_palette has {len(request.source_palette)} colours and palette "
@@ -308,10 +310,11 @@ def _parse_layer(request: Request, header: dict, payload: list, max_pixels: int)
     request.width = _integer(header, "width", 1)
     request.height = _integer(header, "height", 1)
     name = header.get("pixel_format")
-    if not isinstance(name, str) or name not in FORMATS:
-        message = f"pixel_format {_shown(name)} is not supported; use one of {', '.join(FORMATS)}"
+    if not isinstance(name, str) or name not in PIXEL_FORMATS:
+        known = ", ".join(PIXEL_FORMATS)
+        message = f"pixel_format {_shown(name)} is not supported; use one of {known}"
         raise ProtocolError("unsupported_format", message)
-    request.pixel_format = FORMATS[name]
+    request.pixel_format = name
     count = request.width * request.height
     if count > max_pixels:
         message = (
@@ -328,7 +331,7 @@ def _parse_layer(request: Request, header: dict, payload: list, max_pixels: int)
         )
         raise ProtocolError("bad_request", message)
     size = f"{request.width} x {request.height}"
-    per_pixel = request.pixel_format.bytes_per_pixel
+    per_pixel = bytes_per_pixel(name)
     _expect_bytes(
         payload[0], count * per_pixel, "pixel frame", f"{size} {name}, {per_pixel} per pixel"
     )

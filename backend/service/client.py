@@ -19,8 +19,8 @@ import time
 import zmq
 from zmq.utils.monitor import recv_monitor_message
 
-from backend.protocol import decode_reply, encode_request
-from backend.security import ClientKeys
+from backend.service.protocol import decode_reply, encode_request
+from backend.service.security import ClientKeys
 
 RECONNECT_S = 10.0  # how long to wait for a daemon that is not (or no longer) there
 HEARTBEAT_IVL_MS = 1000  # ZMTP PING this often while waiting
