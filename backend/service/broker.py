@@ -38,11 +38,11 @@ from backend.service.protocol import (
     READY,
     ProtocolError,
     Reply,
+    cut_short_reply,
     error_reply,
     max_message_bytes,
     max_request_bytes,
     parse_request,
-    request_id,
 )
 from backend.service.security import (
     CLIENTS,
@@ -171,11 +171,7 @@ class Broker:
             work = None
             try:
                 if cut:
-                    message = (
-                        f"a request has at most {MAX_REQUEST_FRAMES} frames (header, pixels, "
-                        f"mask) and {max_bytes} bytes in all; the rest was discarded"
-                    )
-                    self._answer(route, error_reply(request_id(body), "bad_request", message))
+                    self._answer(route, cut_short_reply(body, max_bytes))
                     continue
                 try:
                     request = parse_request(body, self.settings.max_pixels)

@@ -40,12 +40,12 @@ from backend.service.protocol import (
     ProtocolError,
     Reply,
     Request,
+    cut_short_reply,
     error_reply,
     max_message_bytes,
     max_request_bytes,
     ok_reply,
     parse_request,
-    request_id,
 )
 from backend.service.security import (
     ClientKeys,
@@ -236,11 +236,7 @@ class Daemon:
             route, body = self._split(frames)
             try:
                 if cut:
-                    message = (
-                        f"a request has at most {MAX_REQUEST_FRAMES} frames (header, pixels, "
-                        f"mask) and {max_bytes} bytes in all; the rest was discarded"
-                    )
-                    self._reply(route, error_reply(request_id(body), "bad_request", message))
+                    self._reply(route, cut_short_reply(body, max_bytes))
                 else:
                     self._answer(route, body, stopping)
             except Exception as error:  # a bug must cost one reply, not the daemon

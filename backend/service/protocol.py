@@ -90,6 +90,16 @@ def error_reply(request_id, code: str, message: str) -> Reply:
     return Reply({"ok": False, "id": request_id, "error": {"code": code, "message": message}})
 
 
+def cut_short_reply(body: list, max_bytes: int) -> Reply:
+    """The answer to a request that arrived with more frames or bytes than any legal one
+    (the receiver kept only its start, see security.receive_bounded)."""
+    message = (
+        f"a request has at most {MAX_REQUEST_FRAMES} frames (header, pixels, mask) and "
+        f"{max_bytes} bytes in all; the rest was discarded"
+    )
+    return error_reply(request_id(body), "bad_request", message)
+
+
 def decode_reply(frames: list) -> tuple[dict, list]:
     """Reply frames -> (header dict, payload frames); for clients."""
     try:
