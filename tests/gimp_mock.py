@@ -8,6 +8,7 @@ thread crashed GIMP), every call must come from the main thread: one from anothe
 raises here, so the unit tests catch what only the real GIMP showed before."""
 
 import functools
+import itertools
 import threading
 import types
 
@@ -20,7 +21,11 @@ FORMAT_DTYPES = {
     "RGBA u16": ("=u2", 65535, True), "R'G'B'A half": ("=f2", 1.0, False),
     "RGBA half": ("=f2", 1.0, True), "R'G'B'A float": ("=f4", 1.0, False),
     "RGBA float": ("=f4", 1.0, True), "Y u8": ("u1", 255, False),
+    "Y float": ("=f4", 1.0, False),
 }  # fmt: skip
+
+
+_IDS = itertools.count(1)
 
 
 class WrongThreadError(AssertionError):
@@ -81,7 +86,7 @@ class Buffer:
         assert scale == 1.0
         dtype, top, linear = FORMAT_DTYPES[fmt]
         block = self.values[rect.y : rect.y + rect.height, rect.x : rect.x + rect.width]
-        if fmt == "Y u8":
+        if fmt.startswith("Y "):
             block = block[..., 0] if block.ndim == 3 else block
         if linear:
             block = np.concatenate([_to_linear(block[..., :3]), block[..., 3:]], -1)
@@ -91,7 +96,10 @@ class Buffer:
 
     def set(self, rect, fmt, data):
         dtype, top, linear = FORMAT_DTYPES[fmt]
-        block = np.frombuffer(bytes(data), dtype).reshape(rect.height, rect.width, 4) / top
+        channels = 1 if fmt.startswith("Y ") else 4
+        block = np.frombuffer(bytes(data), dtype).reshape(rect.height, rect.width, channels) / top
+        if channels == 1:
+            block = block[..., 0]
         if linear:
             block = np.concatenate([_from_linear(block[..., :3]), block[..., 3:]], -1)
         self.values[rect.y : rect.y + rect.height, rect.x : rect.x + rect.width] = block
@@ -147,6 +155,9 @@ class Layer:
         self.parent = None
         self.opacity, self.mode = 100.0, "normal"
         self.updated = None
+        self.mask, self.apply_mask = None, True
+        self.valid = True
+        self.id = next(_IDS)
 
     @classmethod
     def new(cls, image, name, width, height, image_type, opacity, mode):
@@ -156,6 +167,44 @@ class Layer:
 
     def get_name(self):
         return self.name
+
+    def get_id(self):
+        return self.id
+
+    def is_valid(self):
+        return self.valid
+
+    def has_alpha(self):
+        return True
+
+    def histogram(self, channel, start, end):
+        """GIMP's histogram of one channel (ALPHA here) within the selection: (ok, mean
+        0..255, ...)."""
+        assert channel == "alpha"
+        _, x, y, width, height = self.mask_intersect()
+        alpha = self.buffer.values[y : y + height, x : x + width, 3]
+        mean = float(alpha.mean() * 255) if alpha.size else 0.0
+        return True, mean, 0.0, mean, float(alpha.size), float(alpha.size), 1.0
+
+    def get_mask(self):
+        return self.mask
+
+    def create_mask(self, mask_type):
+        assert mask_type == "white"
+        return LayerMask(self, np.ones((self.height, self.width)))
+
+    def add_mask(self, mask):
+        self.mask = mask
+
+    def get_apply_mask(self):
+        return self.apply_mask
+
+    def set_apply_mask(self, value):
+        self.apply_mask = value
+
+    @classmethod
+    def from_mask(cls, mask):
+        return mask.layer
 
     def get_width(self):
         return self.width
@@ -206,9 +255,25 @@ class Layer:
 
 
 @gimp_class
+class LayerMask:
+    def __init__(self, layer, values):
+        self.layer, self.buffer = layer, Buffer(values)
+
+    def get_buffer(self):
+        return self.buffer
+
+    def get_name(self):
+        return f"{self.layer.name} mask"
+
+
+@gimp_class
 class Channel:
-    def __init__(self, values):
+    def __init__(self, values, name="Selection Mask"):
         self.buffer = Buffer(values)
+        self.name = name
+
+    def get_name(self):
+        return self.name
 
     def get_buffer(self):
         return self.buffer
@@ -229,6 +294,13 @@ class Image:
         self.selection_rect = None
         self.selection_values = np.zeros((height, width))
         self.log = []
+        self.valid = True
+
+    def is_valid(self):
+        return self.valid
+
+    def get_layers(self):
+        return list(self.layers)
 
     def add_layer(self, name, values, offsets=(0, 0)):
         layer = Layer(self, name, values.shape[1], values.shape[0], values, offsets)
@@ -291,7 +363,10 @@ def gimp_module():
         ImageType=types.SimpleNamespace(RGBA_IMAGE="RGBA_IMAGE"),
         LayerMode=types.SimpleNamespace(NORMAL="normal"),
         Layer=Layer,
+        LayerMask=LayerMask,
         Palette=Palette,
+        HistogramChannel=types.SimpleNamespace(ALPHA="alpha"),
+        AddMaskType=types.SimpleNamespace(WHITE="white"),
         progress_init=progress.progress_init,
         progress_pulse=progress.progress_pulse,
         progress_end=progress.progress_end,

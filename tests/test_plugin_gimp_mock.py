@@ -6,7 +6,7 @@ crashed on them). tests/test_plugin_gimp_real.py checks the same in the real GIM
 
 import numpy as np
 import pytest
-from gimp_mock import Gegl, Image, Palette, WrongThreadError, gimp_module
+from gimp_mock import Color, Gegl, Image, Palette, WrongThreadError, gimp_module
 from servers import daemon_answer
 
 from plugin.recolor_with_palette.autostart import Launcher
@@ -19,7 +19,7 @@ from plugin.recolor_with_palette.gimp_api import (
     pdb_error_text,
     ready_client,
     recolor_layer,
-    single_drawable,
+    target_layer,
     with_progress,
 )
 
@@ -150,7 +150,7 @@ def test_the_dialog_is_prefilled_with_the_layers_palette(gimp, client):
 
 def test_errors_become_the_pdb_errors_text(gimp, client, tmp_path):
     with pytest.raises(EditorError) as caught:
-        single_drawable([])
+        target_layer(gimp, [])
     assert pdb_error_text(caught.value) == "Select exactly one layer to recolour."
     image = Image(40, 30)
     photo = image.add_layer("Photo", picture())
@@ -311,3 +311,66 @@ def test_a_gimp_palette_chosen_in_the_dialog_is_the_target(gimp_plugin, daemon):
     status, message = module.run(procedure, "non", image, [photo], config, None)
     assert (status, message) == ("success", None)
     assert image.layers[0].name == "Recolor: Bears"
+
+
+def test_a_script_giving_no_target_colours_gets_an_error_not_a_black_layer(gimp_plugin, daemon):
+    module, procedure = gimp_plugin
+    image = Image(40, 30)
+    photo = image.add_layer("Photo", picture())
+    unset = Color((0.0, 0.0, 0.0, 0.0))  # what GIMP's config holds for an unset colour
+    config = Config({"server": daemon.address, "palette": "  ", "colors": 6,
+                     "method": "chang2015", "target": "colors",
+                     **{f"color-{i}": unset for i in range(1, 7)}})  # fmt: skip
+    status, message = module.run(procedure, "non", image, [photo], config, None)
+    assert status == "execution-error" and message.startswith("No target colours")
+    assert len(image.layers) == 1
+
+
+def test_a_layer_mask_stands_for_its_layer_and_a_channel_is_refused(gimp):
+    image = Image(40, 30)
+    photo = image.add_layer("Photo", picture())
+    mask = photo.create_mask("white")
+    photo.add_mask(mask)
+    assert target_layer(gimp, [mask]) is photo  # GIMP selects the mask after Add Layer Mask
+    with pytest.raises(EditorError, match="is a channel, not a layer"):
+        target_layer(gimp, [image.get_selection()])
+
+
+def test_the_new_layer_gets_the_sources_layer_mask(gimp, client):
+    image = Image(40, 30)
+    photo = image.add_layer("Photo", picture())
+    mask = photo.create_mask("white")
+    mask.buffer.values[:, :20] = 0.0  # the left half hidden
+    photo.add_mask(mask)
+    photo.set_apply_mask(True)
+    layer = recolor_layer(GimpEditor(gimp, Gegl), client, image, photo, PALETTE, "chang2015")
+    assert layer.get_mask() is not None and layer.get_apply_mask()
+    assert np.array_equal(layer.get_mask().buffer.values, mask.buffer.values)
+
+
+def test_a_transparent_layer_is_refused_before_any_request(gimp, client):
+    image = Image(40, 30)
+    clear = picture()
+    clear[..., 3] = 0.0
+    photo = image.add_layer("Clear", clear)
+    editor = GimpEditor(gimp, Gegl)
+    with pytest.raises(EditorError, match="“Clear” has no visible pixels"):
+        recolor_layer(editor, client, image, photo, PALETTE, "chang2015")
+    with pytest.raises(EditorError, match="no visible pixels"):
+        layer_palette(editor, client, photo, 6)
+    assert image.log == []
+
+
+def test_a_layer_deleted_while_waiting_adds_nothing(gimp, client):
+    image = Image(40, 30)
+    photo = image.add_layer("Photo", picture())
+
+    def delete_meanwhile(text, work):
+        result = work()
+        image.layers.remove(photo)  # the artist deleted the layer during the wait
+        return result
+
+    with pytest.raises(EditorError, match="closed while it was being recoloured"):
+        recolor_layer(GimpEditor(gimp, Gegl), client, image, photo, PALETTE, "chang2015",
+                      progress=delete_meanwhile)  # fmt: skip
+    assert image.log == [] and image.layers == []

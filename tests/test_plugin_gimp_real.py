@@ -57,10 +57,15 @@ CASES = {
     ),  # fmt: skip
     "in-a-group": dict(group=True, babl="R'G'B'A u8", wire="RGBA8"),
     "with-offsets": dict(offsets=(7, -4), babl="R'G'B'A u8", wire="RGBA8", method="palettenet"),
+    # GIMP selects a new layer mask: the mask stands for its layer, and the result gets it too
+    "layer-mask-selected": dict(layer_mask="selected", babl="R'G'B'A u8", wire="RGBA8"),
 }
 ERROR_CASES = {
     "bad-palette": dict(palette="#0b1d51,#12345g", error="#12345g"),
     "no-daemon": dict(server="tcp://127.0.0.1:9", error="backend"),
+    "a-channel": dict(drawable="channel", error="is a channel, not a layer"),
+    "transparent-layer": dict(file="clear.png", error="has no visible pixels"),
+    "no-target-colours": dict(palette="", error="No target colours"),
 }
 
 BATCH = r"""
@@ -101,6 +106,15 @@ for case in cases:
             parent = Gimp.GroupLayer.new(image, "Group")
             image.insert_layer(parent, None, 0)
             image.reorder_item(layer, parent, 0)
+        drawable = layer
+        if case.get("layer_mask"):
+            mask = layer.create_mask(Gimp.AddMaskType.WHITE)
+            layer.add_mask(mask)
+            drawable = mask
+        if case.get("drawable") == "channel":
+            drawable = Gimp.Channel.new(image, "Red marks", layer.get_width(),
+                                        layer.get_height(), 50.0, Gegl.Color.new("#ff0000"))
+            image.insert_channel(drawable, None, 0)
         if case.get("select"):
             Gimp.context_set_antialias(True)
             image.select_ellipse(Gimp.ChannelOps.REPLACE, 4, 3, 30, 20)
@@ -111,7 +125,7 @@ for case in cases:
         config = procedure.create_config()
         config.set_property("run-mode", Gimp.RunMode.NONINTERACTIVE)
         config.set_property("image", image)
-        config.set_core_object_array("drawables", [layer])
+        config.set_core_object_array("drawables", [drawable])
         config.set_property("palette", case["palette"])
         config.set_property("method", case["method"])
         config.set_property("server", case["server"])
@@ -132,6 +146,7 @@ for case in cases:
             _, layer_x, layer_y = layer.get_offsets()
             w, h = new.get_width(), new.get_height()
             record["region"] = [x, y, w, h]
+            record["new_has_mask"] = new.get_mask() is not None
             save(name + ".sent", read(layer, fmt, x - layer_x, y - layer_y, w, h))
             save(name + ".new", read(new, fmt, 0, 0, w, h))
             if not Gimp.Selection.is_empty(image):
@@ -186,6 +201,7 @@ def batch(daemon, gimp_home, tmp_path_factory):
     out = tmp_path_factory.mktemp("gimp-out")
     Image.fromarray(picture(alpha=False), "RGB").save(out / "rgb.png")
     Image.fromarray(picture(alpha=True), "RGBA").save(out / "rgba.png")
+    Image.fromarray(np.zeros((30, 40, 4), np.uint8), "RGBA").save(out / "clear.png")
     cases = []
     for name, case in {**CASES, **ERROR_CASES}.items():
         case = {"name": name, "path": str(out / case.get("file", "rgba.png")), "palette": PALETTE,
@@ -220,6 +236,7 @@ def test_the_new_layer_holds_the_daemons_answer(batch, daemon, name):
     mask = mask_file.read_bytes() if mask_file.exists() else None
     if case.get("select"):
         assert mask is not None and len(set(mask)) > 2  # feathered: partly selected pixels
+    assert record["new_has_mask"] == bool(case.get("layer_mask"))
     expected = daemon_answer(daemon, case["wire"], width, height, sent, PALETTE.split(","),
                              mask, method=case.get("method", "chang2015"))  # fmt: skip
     assert (out / f"{name}.new").read_bytes() == expected

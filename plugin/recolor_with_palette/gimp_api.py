@@ -99,6 +99,28 @@ class GimpEditor:
         buffer = image.get_selection().get_buffer()
         return bytes(buffer.get(rectangle, 1.0, "Y u8", self.Gegl.AbyssPolicy.NONE))
 
+    def check_visible(self, drawable) -> None:
+        """EditorError when the layer (within the selection) has no visible pixel: nothing
+        to take colours from, nothing a new layer would show. GIMP's own alpha histogram
+        answers without reading the pixels here."""
+        if not drawable.has_alpha():
+            return
+        _ok, mean, *_ = drawable.histogram(self.Gimp.HistogramChannel.ALPHA, 0.0, 1.0)
+        if mean <= 0:
+            raise EditorError(f"“{drawable.get_name()}” has no visible pixels (within the "
+                              "selection) to recolour.")  # fmt: skip
+
+    def check_still_there(self, image, drawable) -> None:
+        """EditorError when the image was closed or the layer removed from it."""
+        gone = not (image.is_valid() and drawable.is_valid())
+        if not gone:
+            parent = drawable.get_parent()
+            siblings = parent.get_children() if parent is not None else image.get_layers()
+            gone = drawable.get_id() not in [item.get_id() for item in siblings]
+        if gone:
+            raise EditorError("The layer or its image was closed while it was being "
+                              "recoloured: nothing was added.")  # fmt: skip
+
     def thumbnail(self, drawable) -> Pixels:
         """The whole drawable, 8-bit sRGB, long side at most THUMBNAIL_SIDE."""
         width, height = drawable.get_width(), drawable.get_height()
@@ -123,9 +145,10 @@ class GimpEditor:
             )
             image.insert_layer(layer, drawable.get_parent(), image.get_item_position(drawable))
             layer.set_offsets(region.x, region.y)
-            if isinstance(drawable, gimp.Layer):  # same look when the original is hidden
-                layer.set_opacity(drawable.get_opacity())
-                layer.set_mode(drawable.get_mode())
+            # The same look as the original: its opacity, mode and layer mask
+            layer.set_opacity(drawable.get_opacity())
+            layer.set_mode(drawable.get_mode())
+            self._copy_mask(drawable, layer, region)
             buffer = layer.get_buffer()
             rectangle = self.Gegl.Rectangle.new(0, 0, region.width, region.height)
             buffer.set(rectangle, babl_format, data)
@@ -135,6 +158,22 @@ class GimpEditor:
             image.undo_group_end()
         gimp.displays_flush()
         return layer
+
+    def _copy_mask(self, source, layer, region: Region) -> None:
+        """The source's layer mask over the region, onto the new layer (in float: exact)."""
+        mask = source.get_mask()
+        if mask is None:
+            return
+        copy = layer.create_mask(self.Gimp.AddMaskType.WHITE)
+        layer.add_mask(copy)
+        rectangle = self.Gegl.Rectangle.new(region.local_x, region.local_y, region.width,
+                                            region.height)  # fmt: skip
+        values = mask.get_buffer().get(rectangle, 1.0, "Y float", self.Gegl.AbyssPolicy.CLAMP)
+        target = self.Gegl.Rectangle.new(0, 0, region.width, region.height)
+        buffer = copy.get_buffer()
+        buffer.set(target, "Y float", bytes(values))
+        buffer.flush()
+        layer.set_apply_mask(source.get_apply_mask())
 
     # --- colours ----------------------------------------------------------------------------
     def color_hex(self, color) -> str:
@@ -147,10 +186,19 @@ class GimpEditor:
 
 
 # --- the flow -----------------------------------------------------------------------------
-def single_drawable(drawables):
+def target_layer(gimp, drawables):
+    """The layer to recolour from the selected drawables: exactly one layer, or a layer mask,
+    which stands for its layer (GIMP selects the mask after Add Layer Mask). A channel or the
+    selection is refused: recolouring it would make no sense as a new layer."""
     if len(drawables) != 1:
         raise EditorError("Select exactly one layer to recolour.")
-    return drawables[0]
+    drawable = drawables[0]
+    if isinstance(drawable, gimp.LayerMask):
+        return gimp.Layer.from_mask(drawable)
+    if not isinstance(drawable, gimp.Layer):
+        raise EditorError(f"“{drawable.get_name()}” is a channel, not a layer: select the layer "
+                          "to recolour in the Layers dialog.")  # fmt: skip
+    return drawable
 
 
 def with_progress(gimp, text: str, work):
@@ -188,6 +236,7 @@ def ready_client(address: str, launcher: Launcher, timeout_s: float = 300.0) -> 
 
 def layer_palette(editor: GimpEditor, client: Client, drawable, k: int, progress=None):
     """The layer's own k colours ("#rrggbb", dark to light as the daemon sorts them)."""
+    editor.check_visible(drawable)
     thumbnail = editor.thumbnail(drawable)  # a libgimp call: here, on the main thread
 
     def request():
@@ -215,11 +264,12 @@ def recolor_layer(editor: GimpEditor, client: Client, image, drawable, palette, 
     try:
         palette = fit_palette(palette)
     except ValueError as error:
-        raise EditorError(f"The target palette is not valid: {error}.") from None
+        raise EditorError(f"The target palette is not valid: {shortened(str(error))}.") from None
     if source_palette is not None and len(source_palette) != len(palette):
         source_palette = None  # no correspondence: the daemon extracts the layer's own
     babl_format, wire_format = editor.formats(image)
     region = editor.region(image, drawable)
+    editor.check_visible(drawable)
     data = editor.read(drawable, region, babl_format)
     mask = editor.read_mask(image, region)
     pixels = Pixels(region.width, region.height, wire_format, data)
@@ -228,8 +278,17 @@ def recolor_layer(editor: GimpEditor, client: Client, image, drawable, palette, 
         return client.recolor(pixels, palette, method, mask, source_palette)
 
     result = progress("Recolouring…", request) if progress else request()
+    # GIMP stayed usable while we waited: the artist may have deleted the layer or closed
+    # the image meanwhile, and libgimp calls on either would fail one by one.
+    editor.check_still_there(image, drawable)
     name = layer_name(palette_name, palette)
     return editor.add_layer_above(image, drawable, region, name, babl_format, result.data)
+
+
+def shortened(text: str, limit: int = 200) -> str:
+    """A message part cut to `limit` characters (a script's 10,000-character palette must
+    not come back whole in an error dialog)."""
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def pdb_error_text(error: Exception) -> str:
