@@ -202,14 +202,12 @@ class Report:
 
 
 def package_files() -> list[tuple[Path, str]]:
-    """(source, path inside the installed package) of every file the package needs."""
+    """(source, path inside the installed package) of every file of the package: the
+    plug-in is plugin/recolor_with_palette/ as it is, self-contained."""
     source = PLUGIN / PACKAGE
-    files = [(path, path.relative_to(source).as_posix()) for path in sorted(source.rglob("*"))
-             if path.is_file() and "__pycache__" not in path.parts
-             and path.name not in ("backend.json", MANIFEST)]  # fmt: skip
-    # The shared ZeroMQ transport lives next to the package in the repository.
-    files += [(PLUGIN / "transport.py", "transport.py"), (PLUGIN / "zmtp.py", "zmtp.py")]
-    return files
+    return [(path, path.relative_to(source).as_posix()) for path in sorted(source.rglob("*"))
+            if path.is_file() and "__pycache__" not in path.parts
+            and path.name not in ("backend.json", MANIFEST)]  # fmt: skip
 
 
 def remove_installed(package_dir: Path) -> list[str]:

@@ -1,2 +1,3 @@
-"""The editor side: Krita/GIMP plug-ins and the client code they share with no dependency
-beyond the standard library (pyzmq is used when the editor's Python can load it)."""
+"""The editor side: the recolor_with_palette package (the whole plug-in, for Krita and
+GIMP 3, standard library only; pyzmq is used when the editor's Python can load it), GIMP's
+entry script (gimp/) and Krita's plug-in description (krita/)."""

@@ -1,6 +1,6 @@
 """Fuzzing what a server may send to the plug-in: the built-in ZMTP client's frame reader
-(plugin/zmtp.py) fed arbitrary and hostile bytes, and the plug-in client's reply decoding
-(plugin/recolor_with_palette/client.py) fed arbitrary replies.
+(plugin/recolor_with_palette/zmtp.py) fed arbitrary and hostile bytes, and the plug-in
+client's reply decoding (plugin/recolor_with_palette/client.py) fed arbitrary replies.
 
 Whatever arrives, the client must end with a ZmtpError (or a message within its limits),
 within its timeout, having allocated no more than its limits allow; the plug-in client with
@@ -16,7 +16,7 @@ import tracemalloc
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from plugin import zmtp
+from plugin.recolor_with_palette import zmtp
 from plugin.recolor_with_palette.client import Client, Connection
 from plugin.recolor_with_palette.errors import RecolorError
 from plugin.recolor_with_palette.pixels import Pixels

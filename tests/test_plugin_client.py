@@ -17,7 +17,7 @@ import zmq
 from servers import PALETTE, Server, random_weights
 
 from backend.service.client import Client as BackendClient
-from plugin import transport
+from plugin.recolor_with_palette import transport
 from plugin.recolor_with_palette.autostart import Launcher, is_local
 from plugin.recolor_with_palette.client import CancelToken, Client, Connection
 from plugin.recolor_with_palette.errors import (
@@ -27,9 +27,9 @@ from plugin.recolor_with_palette.errors import (
     RecolorError,
 )
 from plugin.recolor_with_palette.pixels import Pixels
+from plugin.recolor_with_palette.wire import ERROR_CODES
 
-PROTOCOL_CODES = ["bad_request", "bad_palette", "size_mismatch", "unsupported_format",
-                  "too_large", "busy", "model_unavailable", "internal"]  # fmt: skip
+PROTOCOL_CODES = list(ERROR_CODES)
 
 
 @pytest.fixture(scope="module")

@@ -52,7 +52,7 @@ def test_plugins_land_where_the_editors_look(home):
     assert "X-KDE-Library=recolor_with_palette" in desktop
     assert "ServiceTypes=Krita/PythonPlugin" in desktop
     for name in ("__init__.py", "krita_plugin.py", "client.py", "transport.py", "zmtp.py",
-                 "designer_palettes.json", "backend.json"):  # fmt: skip
+                 "wire.py", "designer_palettes.json", "backend.json"):  # fmt: skip
         assert (package / name).is_file(), name
     record = json.loads((package / "backend.json").read_text())
     assert Path(record["palettenet"]).exists()  # the backend the plug-in may start
@@ -67,6 +67,31 @@ def test_plugins_land_where_the_editors_look(home):
     summary = run.stdout[run.stdout.index("summary:") :]
     assert "Krita: installed into" in summary and "GIMP 3: installed into" in summary
     assert "Restart Krita" in summary
+
+
+def test_exactly_the_package_is_installed(home):
+    """The package folder as it is in the repository (it is self-contained), plus the two
+    files install.py writes; next to it only the Krita .desktop or the GIMP entry script."""
+    install(home, "--no-vendor")
+    source = ROOT / "plugin/recolor_with_palette"
+    package = {p.relative_to(source).as_posix() for p in source.rglob("*")
+               if p.is_file() and "__pycache__" not in p.parts}  # fmt: skip
+    package |= {"backend.json", "installed-files.json"}
+    pykrita = home / ".local/share/krita/pykrita"
+    gimp = home / ".config/GIMP/3.0/plug-ins/recolor-with-palette"
+    for folder, outside in (
+        (pykrita, {"recolor_with_palette.desktop", "other_plugin/__init__.py"}),
+        (gimp, {"recolor-with-palette.py"}),
+    ):
+        files = {p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()}
+        assert files == {f"recolor_with_palette/{name}" for name in package} | outside
+        for name in package - {"backend.json", "installed-files.json"}:
+            installed = (folder / "recolor_with_palette" / name).read_bytes()
+            assert installed == (source / name).read_bytes(), name
+        manifest = json.loads((folder / "recolor_with_palette/installed-files.json").read_text())
+        base = Path(manifest["base"])
+        listed = {(base / name).relative_to(folder).as_posix() for name in manifest["files"]}
+        assert listed == files - {"other_plugin/__init__.py"}  # what --uninstall removes
 
 
 def test_second_install_is_identical_and_uninstall_removes_exactly_it(home):

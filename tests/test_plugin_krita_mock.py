@@ -10,6 +10,7 @@ from krita_mock import Document, KritaApp, Selection, krita_module
 from servers import daemon_answer
 
 from plugin.recolor_with_palette import client as client_module
+from plugin.recolor_with_palette import transport
 from plugin.recolor_with_palette.autostart import Launcher
 from plugin.recolor_with_palette.client import CancelToken
 from plugin.recolor_with_palette.controller import Controller, JobContext
@@ -298,7 +299,6 @@ def applied(sent):
 def spy_on_requests(monkeypatch):
     """Record the frames of every request the plug-in sends (through the real transport)."""
     sent = []
-    transport = client_module.load_transport()
 
     def open_socket(*args, **kwargs):
         socket = transport.open_socket(*args, **kwargs)

@@ -28,7 +28,7 @@ import zmq
 from servers import PALETTE, Server, daemon_answer
 
 from backend.service.protocol import encode_request
-from plugin import transport
+from plugin.recolor_with_palette import transport
 from plugin.recolor_with_palette.client import Client, Connection
 from plugin.recolor_with_palette.errors import (
     BackendStoppedError,

@@ -1,5 +1,6 @@
-"""The built-in ZMTP client (plugin/zmtp.py) and the transport (plugin/transport.py) against
-real libzmq: pyzmq sockets in a thread of this process, on tcp:// and ipc://."""
+"""The plug-in's built-in ZMTP client (plugin/recolor_with_palette/zmtp.py) and its transport
+(transport.py) against real libzmq: pyzmq sockets in a thread of this process, on tcp:// and
+ipc://."""
 
 import contextlib
 import os
@@ -15,9 +16,9 @@ import pytest
 import zmq
 import zmq.auth
 
-from plugin import transport, zmtp
-from plugin.transport import CurveUnavailableError, open_socket
-from plugin.zmtp import (
+from plugin.recolor_with_palette import transport, zmtp
+from plugin.recolor_with_palette.transport import CurveUnavailableError, open_socket
+from plugin.recolor_with_palette.zmtp import (
     ZmtpConnectionRefused,
     ZmtpMechanismError,
     ZmtpProtocolError,

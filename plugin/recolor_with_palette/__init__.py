@@ -1,7 +1,9 @@
 """Recolor with Palette: the plug-in package installed into Krita and GIMP 3.
 
-Shared by both editors: client.py (palettenet/1 over transport.py), autostart.py,
-pixels.py, palettes.py, settings.py, errors.py, controller.py. Krita's part (krita_api.py,
+Self-contained: install.py copies this folder and nothing else. Shared by both editors:
+client.py (palettenet/1 over transport.py, which uses pyzmq or the built-in ZeroMQ client
+zmtp.py), wire.py (the protocol's constants), autostart.py, pixels.py, palettes.py,
+settings.py, errors.py, controller.py. Krita's part (krita_api.py,
 krita_plugin.py, widgets.py) is loaded only inside Krita; GIMP's (gimp_api.py,
 gimp_plugin.py) only by the GIMP entry script. Needs the standard library and the editor's
 Qt (Krita) or GObject introspection (GIMP); pyzmq only where the editor's Python loads it.

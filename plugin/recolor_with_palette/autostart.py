@@ -10,6 +10,7 @@ file whose path every failure message names.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import subprocess
 import sys
@@ -27,14 +28,22 @@ LOG_TAIL_LINES = 6
 
 
 def is_local(address: str) -> bool:
-    """Whether the address can only be on this machine (only there may we start a daemon)."""
+    """Whether the address can only be on this machine (only there may we start a daemon):
+    ipc:// and inproc://, or tcp:// to localhost or a loopback IP (127.0.0.0/8, ::1 however
+    written). A host name is not provably local, even one starting with "127.". The daemon
+    decides the same way what it may serve unencrypted (tests/test_wire_copies.py)."""
     transport, _, rest = address.partition("://")
-    if transport == "ipc":
+    if transport in ("ipc", "inproc"):
         return True
     if transport != "tcp":
         return False
     host = rest.rsplit(":", 1)[0].strip("[]")
-    return host in ("localhost", "::1") or host.startswith("127.")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:  # "*", a host name: not provably local
+        return False
 
 
 def read_record(path: Path = BACKEND_RECORD) -> dict | None:

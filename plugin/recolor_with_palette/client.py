@@ -6,7 +6,7 @@ reply: a REQ socket whose reply never came is stuck for good, and a local connec
 well under a millisecond. Every failure becomes a RecolorError with a message for the artist.
 
 The sockets come from transport.open_socket: pyzmq where the editor's Python can load it,
-otherwise the built-in pure-Python ZMTP client (plugin/zmtp.py).
+otherwise the built-in pure-Python ZMTP client (zmtp.py).
 
 Whatever answers at the address, a request ends within its timeout (plus a fraction of a
 second) with a reply or a RecolorError:
@@ -22,7 +22,6 @@ second) with a reply or a RecolorError:
 
 from __future__ import annotations
 
-import importlib
 import itertools
 import json
 import math
@@ -31,6 +30,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 
+from . import transport, wire
 from .errors import (
     BackendStoppedError,
     BadReplyError,
@@ -40,9 +40,11 @@ from .errors import (
 )
 from .pixels import Pixels
 
-PROTOCOL = "palettenet/1"
+PROTOCOL = wire.PROTOCOL
 CANCEL_POLL_S = 0.25  # how soon a cancel is noticed while waiting for a reply
-METHODS = {"palettenet": "PaletteNet", "chang2015": "Classical (Chang 2015)"}
+# The methods the daemon knows (wire.METHODS, in its order), as the artist reads them.
+_METHOD_LABELS = {"palettenet": "PaletteNet", "chang2015": "Classical (Chang 2015)"}
+METHODS = {method: _METHOD_LABELS.get(method, method) for method in wire.METHODS}
 # A daemon that went away with a request may be back this soon (a service manager restarts
 # it, it loads in a second or two); then the request is sent again.
 RESTART_GRACE_S = 3.0
@@ -52,22 +54,8 @@ RECONNECT_PAUSE_S = 0.1  # between attempts to reach it (a refused connect retur
 REPLY_HEADER_MAX_BYTES = 256 * 1024
 REPLY_JSON_MAX_DEPTH = 32
 REPLY_NUMBER_MAX_DIGITS = 64  # Python's int() is quadratic in the digits before 3.11
-MAX_PALETTE_COLORS = 12
+MAX_PALETTE_COLORS = wire.MAX_PALETTE_COLORS
 DETAIL_MAX_CHARS = 2000  # of the daemon's own words in a message for the artist
-
-
-def load_transport():
-    """plugin/transport.py: copied into the package by install.py, next to it in the
-    repository (where tests import this package as plugin.recolor_with_palette)."""
-    try:
-        return importlib.import_module(f"{__package__}.transport")
-    except ModuleNotFoundError as error:
-        if error.name != f"{__package__}.transport":
-            raise
-    parent = __package__.rpartition(".")[0]
-    if not parent:
-        raise ModuleNotFoundError("transport.py is missing from the plug-in: run install.py")
-    return importlib.import_module(f"{parent}.transport")
 
 
 class Cancelled(RecolorError):
@@ -101,7 +89,7 @@ class CancelToken:
 class Connection:
     """Where the daemon is and how long to wait for it."""
 
-    address: str = "tcp://127.0.0.1:5555"
+    address: str = wire.DEFAULT_ADDRESS
     timeout_s: float = 300.0  # a recolour of a very large layer on a CPU takes a while
     quick_timeout_s: float = 3.0  # ping, and "is anyone there?"
     restart_grace_s: float = RESTART_GRACE_S  # see RESTART_GRACE_S
@@ -131,7 +119,12 @@ class Client:
         header, _ = self.request({"op": "info"}, timeout_s=self.connection.quick_timeout_s)
         return header
 
-    def palette(self, pixels: Pixels, k: int = 6, cancel: CancelToken | None = None):
+    def palette(
+        self,
+        pixels: Pixels,
+        k: int = wire.DEFAULT_PALETTE_COLORS,
+        cancel: CancelToken | None = None,
+    ):
         """The layer's own palette: (hex colours, their shares of the opaque pixels)."""
         header, _ = self.request(
             {**_layer_header("palette", pixels), "options": {"k": k}}, pixels.data, cancel=cancel
@@ -207,7 +200,7 @@ class Client:
 
     def _open(self, timeout_s: float):
         connection = self.connection
-        open_socket = self._open_socket or load_transport().open_socket
+        open_socket = self._open_socket or transport.open_socket
         return open_socket(
             connection.address,
             timeout_s,
@@ -219,14 +212,13 @@ class Client:
         """Send the request, wait for its reply. If the connection is lost meanwhile and the
         daemon is back within restart_grace_s, send it once more (every op is idempotent);
         otherwise BackendStoppedError."""
-        lost = load_transport().ZmtpConnectionLost
         try:
             return self._send_and_receive(socket, frames, deadline, cancel)
-        except lost as error:
+        except transport.ZmtpConnectionLost as error:
             was_gone = self._await_return(socket, deadline, cancel, error)
         try:
             return self._send_and_receive(socket, frames, deadline, cancel)
-        except lost as error:
+        except transport.ZmtpConnectionLost as error:
             if was_gone:  # back, and gone again with the same request
                 raise BackendStoppedError(
                     f"{self.address}: it stopped again when the request was sent a second time "
@@ -292,13 +284,13 @@ class Client:
             return RecolorError("timeout", f"No answer from {self.address} within {timeout_s:g} s.")
         if isinstance(error, ConnectionRefusedError):
             return RecolorError("connection_refused", f"Address: {self.address}")
-        if type(error).__name__ == "CurveUnavailableError":
+        if isinstance(error, transport.CurveUnavailableError):
             return RecolorError("encryption_unavailable", str(error))
         if isinstance(error, ValueError):  # an endpoint that is no address
             return RecolorError("bad_address", f"{self.address}: {error}")
-        if isinstance(error, load_transport().ZmtpProtocolError):  # ZmtpMechanismError too
+        if isinstance(error, transport.ZmtpProtocolError):  # ZmtpMechanismError too
             return BadReplyError(f"{self.address}: {error}")
-        if isinstance(error, (OSError, ConnectionError)) or "Zmtp" in type(error).__name__:
+        if isinstance(error, (OSError, ConnectionError, transport.ZmtpError)):
             return ConnectionLostError(f"{self.address}: {error}")
         raise error
 

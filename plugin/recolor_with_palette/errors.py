@@ -9,12 +9,16 @@ has one kind of error to show.
 
 from __future__ import annotations
 
-# The daemon's codes, then this side's. Each text is shown as it is, then the detail.
+from .wire import DEFAULT_ADDRESS, MAX_PALETTE_COLORS
+
+# The daemon's codes (every one of wire.ERROR_CODES), then this side's. Each text is shown
+# as it is, then the detail.
 MESSAGES = {
     # palettenet/1 error codes
     "bad_request": "The backend did not understand the plug-in's request. The plug-in and "
     "the backend are probably from different versions: run install.py again.",
-    "bad_palette": "The backend refused the target palette. Check its colours (1 to 12).",
+    "bad_palette": "The backend refused the target palette. Check its colours "
+    f"(1 to {MAX_PALETTE_COLORS}).",
     "size_mismatch": "The layer's pixels did not arrive complete. Try again; if it happens "
     "again, please report it.",
     "unsupported_format": "The backend cannot read this layer's pixel format. Update the "
@@ -39,7 +43,7 @@ MESSAGES = {
     "no_memory": "There is not enough memory for the backend's answer. Close other images "
     "or select a smaller area, then try again.",
     "bad_address": "The backend address in the settings is not valid. It looks like "
-    "tcp://127.0.0.1:5555 or ipc:///path/to/socket.",
+    f"{DEFAULT_ADDRESS} or ipc:///path/to/socket.",
     "unreachable": "No backend answers at the configured address. Start it (palettenet "
     "serve --bind ADDRESS) or check the address in the settings.",
     "no_backend": "No backend answers at the configured address, and none is installed for "

@@ -17,6 +17,7 @@ from gi.repository import Gegl, Gimp, GimpUi, GLib, GObject  # noqa: E402
 
 from .autostart import Launcher  # noqa: E402
 from .client import METHODS  # noqa: E402
+from .errors import EditorError  # noqa: E402
 from .gimp_api import (  # noqa: E402
     GimpEditor,
     gimp_palette_colors,
@@ -24,13 +25,14 @@ from .gimp_api import (  # noqa: E402
     pdb_error_text,
     ready_client,
     recolor_layer,
-    single_drawable,
+    target_layer,
     with_progress,
 )
 from .palettes import DEFAULT_COLORS, MAX_COLORS  # noqa: E402
+from .wire import DEFAULT_ADDRESS as WIRE_DEFAULT_ADDRESS  # noqa: E402
 
 PROCEDURE = "python-fu-recolor-with-palette"
-DEFAULT_ADDRESS = os.environ.get("PALETTENET_ADDRESS", "tcp://127.0.0.1:5555")
+DEFAULT_ADDRESS = os.environ.get("PALETTENET_ADDRESS", WIRE_DEFAULT_ADDRESS)
 READWRITE = GObject.ParamFlags.READWRITE
 # Where the target colours come from: the colour buttons (pre-filled with the layer's own
 # palette in the dialog) or one of GIMP's palettes (the Palettes dialog's list).
@@ -46,8 +48,8 @@ def run(procedure, run_mode, image, drawables, config, data):
         return with_progress(Gimp, text, work)
 
     try:
-        drawable = single_drawable(drawables)
-        address = config.get_property("server") or DEFAULT_ADDRESS
+        drawable = target_layer(Gimp, drawables)
+        address = (config.get_property("server") or "").strip() or DEFAULT_ADDRESS
         client = progress("Connecting to the backend…", lambda: ready_client(address, Launcher()))
         source_palette = None
         if run_mode == Gimp.RunMode.INTERACTIVE:
@@ -80,7 +82,11 @@ def target_palette(editor: GimpEditor, config) -> tuple[list, str | None]:
         gimp_palette = config.get_property("gimp-palette")
         return gimp_palette_colors(editor, gimp_palette), gimp_palette.get_name()
     count = config.get_property("colors")
-    return [editor.color_hex(config.get_property(f"color-{i + 1}")) for i in range(count)], None
+    colors = [config.get_property(f"color-{i + 1}") for i in range(count)]
+    if all(color.get_rgba()[3] == 0 for color in colors):  # never set: GIMP's (0, 0, 0, 0)
+        raise EditorError("No target colours: give 'palette' ('#rrggbb,...'), a GIMP palette "
+                          "(target 'gimp-palette'), or the colour arguments.")  # fmt: skip
+    return [editor.color_hex(color) for color in colors], None
 
 
 def show_dialog(procedure, config, count: int) -> bool:

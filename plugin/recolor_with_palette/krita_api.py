@@ -5,7 +5,9 @@ never imports `krita`; this module takes the `krita` module as an argument and i
 where a Qt type is needed, so tests run it against a mock Krita without Qt. All of
 these run on the GUI thread: libkis must not be used from any other.
 
-Facts this relies on (checked in Krita 5.1, see ../shared/notes/editors.md):
+Facts about libkis this relies on, seen in Krita 5.1 (tests/test_plugin_krita_real.py runs
+the plug-in in the real Krita: the pixel layouts of 8-bit, 16-bit and half-float layers,
+and Apply's single undo step):
 - pixelData is B, G, R, A for integer depths, R, G, B, A for float ones, native byte order.
 - projectionPixelData is the layer as the artist sees it (with its masks; a group merged).
 - Node.thumbnail(w, h) shows the whole canvas stretched to w x h, converted to 8-bit sRGB

@@ -12,7 +12,11 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-MIN_COLORS, MAX_COLORS, DEFAULT_COLORS = 1, 12, 6
+from . import wire
+
+MIN_COLORS = 1
+MAX_COLORS = wire.MAX_PALETTE_COLORS
+DEFAULT_COLORS = wire.DEFAULT_PALETTE_COLORS  # taken from a layer
 BUNDLED = Path(__file__).with_name("designer_palettes.json")
 _HEX = re.compile(r"#?([0-9a-fA-F]{3}|[0-9a-fA-F]{6})")
 

@@ -25,6 +25,8 @@ import struct
 import sys
 from dataclasses import dataclass
 
+from . import wire
+
 try:  # optional: only speed depends on it
     import numpy
 except ImportError:  # pragma: no cover - depends on the editor's Python
@@ -33,9 +35,7 @@ except ImportError:  # pragma: no cover - depends on the editor's Python
 DEPTHS = ("U8", "U16", "F16", "F32")
 BYTES_PER_PIXEL = {"U8": 4, "U16": 8, "F16": 8, "F32": 16}
 WIRE_FORMAT = {"U8": "BGRA8", "U16": "RGBA16", "F16": "RGBAF32", "F32": "RGBAF32"}
-WIRE_BYTES_PER_PIXEL = {"BGRA8": 4, "RGBA8": 4, "RGB8": 3, "RGBA16": 8, "RGBAF32": 16, "RGBAF16": 8,
-                        "RGBA8_LINEAR": 4, "RGBA16_LINEAR": 8, "RGBAF16_LINEAR": 8,
-                        "RGBAF32_LINEAR": 16}  # fmt: skip
+WIRE_BYTES_PER_PIXEL = {name: wire.bytes_per_pixel(name) for name in wire.PIXEL_FORMATS}
 CHUNK = 1 << 20  # values converted per struct call on the pure Python path (bounds memory)
 LITTLE_ENDIAN = sys.byteorder == "little"
 

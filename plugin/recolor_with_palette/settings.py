@@ -12,13 +12,14 @@ from pathlib import Path
 
 from .client import METHODS, Connection
 from .palettes import DEFAULT_COLORS, MAX_COLORS, MIN_COLORS
+from .wire import DEFAULT_ADDRESS
 
 GROUP = "RecolorWithPalette"
 
 
 @dataclass
 class Settings:
-    address: str = "tcp://127.0.0.1:5555"
+    address: str = DEFAULT_ADDRESS
     timeout_s: float = 300.0  # one recolour request
     start_timeout_s: float = 90.0  # waiting for a daemon the plug-in started
     auto_start: bool = True  # start the installed backend when nothing answers locally

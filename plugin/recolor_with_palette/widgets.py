@@ -16,6 +16,7 @@ from .palettes import MAX_COLORS, MIN_COLORS, designer_palettes
 from .pixels import Pixels
 from .qt import Qt, QtCore, QtGui, QtWidgets, exec_dialog
 from .settings import Settings
+from .wire import DEFAULT_ADDRESS
 
 SWATCH_SIZE = 26
 PREVIEW_SIDE = 256
@@ -147,7 +148,7 @@ class SettingsDialog(QtWidgets.QDialog):
         self.setWindowTitle("Recolor with Palette: backend")
         form = QtWidgets.QFormLayout(self)
         self.address = QtWidgets.QLineEdit(settings.address)
-        self.address.setToolTip("tcp://127.0.0.1:5555, ipc:///path, or a remote tcp:// address")
+        self.address.setToolTip(f"{DEFAULT_ADDRESS}, ipc:///path, or a remote tcp:// address")
         self.timeout = QtWidgets.QDoubleSpinBox()
         self.timeout.setRange(5, 24 * 3600)
         self.timeout.setSuffix(" s")

@@ -1,12 +1,12 @@
 """One way for the plug-ins to talk to the daemon, with or without pyzmq.
 
-    sock = open_socket("tcp://127.0.0.1:5555", timeout_s=300)
+    sock = open_socket(wire.DEFAULT_ADDRESS, timeout_s=300)
     sock.send_multipart([header, pixels])
     reply = sock.recv_multipart()   # TransportTimeout (a TimeoutError) if none comes in time
     sock.close()
 
 pyzmq is used when the editor's Python can import it (sock.implementation == "pyzmq");
-otherwise the pure-Python ZMTP client in plugin/zmtp.py ("builtin"), which has no CurveZMQ:
+otherwise the pure-Python ZMTP client in zmtp.py ("builtin"), which has no CurveZMQ:
 keys with no pyzmq raise CurveUnavailableError, saying what to do. Setting
 PALETTENET_FORCE_BUILTIN_ZMTP=1 (or force_builtin=True) picks the built-in client even where
 pyzmq works, for tests and to rule pyzmq out when chasing a problem.
@@ -20,7 +20,7 @@ Receiving again after a timeout, without sending, keeps waiting for the same rep
 
 Both notice a daemon that goes away while a reply is awaited, and say so at once
 (ZmtpConnectionLost) instead of waiting out the timeout: the built-in client sees the
-connection close and PINGs a silent peer (plugin/zmtp.py); over pyzmq, libzmq sends ZMTP
+connection close and PINGs a silent peer (zmtp.py); over pyzmq, libzmq sends ZMTP
 heartbeats from its I/O thread (ZMQ_HEARTBEAT_IVL/TIMEOUT, libzmq 4.2+) and a socket monitor
 reports the closed connection, which libzmq itself would silently replace, the request lost.
 After that, connect() waits for the daemon to be back (a restarted one) so the caller may
@@ -37,7 +37,7 @@ buffer it until the timeout. Only the built-in client bounds that.
 pyzmq sockets share one zmq.Context per process (a context is a pool of I/O threads: one
 per request would start and stop a thread each time) and close with LINGER 0.
 
-Errors are the plugin.zmtp family whichever implementation runs: TransportError (ZmtpError)
+Errors are the zmtp.py family whichever implementation runs: TransportError (ZmtpError)
 and its subclasses TransportTimeout, ZmtpConnectionRefused (the built-in client only: pyzmq
 reconnects silently, so there a missing daemon shows as a timeout), ZmtpConnectionLost,
 ZmtpProtocolError. A socket is for one thread at a time.
@@ -51,10 +51,7 @@ import struct
 import threading
 import time
 
-try:
-    from . import zmtp
-except ImportError:  # copied into an editor's plug-in folder as top-level modules
-    import zmtp
+from . import zmtp
 
 ZmtpConnectError = zmtp.ZmtpConnectError
 ZmtpConnectionLost = zmtp.ZmtpConnectionLost

@@ -5,7 +5,7 @@ Python, macOS refuses foreign-signed modules, Krita changes Python versions betw
 releases), so when `import zmq` fails the plug-in talks to the daemon through this module,
 which needs only the standard library. It implements just what a client of a libzmq ROUTER
 needs: one connection, DEALER semantics (multipart messages both ways, no envelope of its
-own; plugin/transport.py adds REQ's empty delimiter frame), the NULL mechanism (no
+own; transport.py adds REQ's empty delimiter frame), the NULL mechanism (no
 encryption: CurveZMQ needs pyzmq), answers to ZMTP 3.1 heartbeats, and a timeout on every
 blocking step so the editor never hangs.
 
@@ -44,6 +44,8 @@ import socket
 import struct
 import sys
 import time
+
+from .wire import DEFAULT_ADDRESS
 
 __all__ = [
     "ZmtpConnectError",
@@ -161,10 +163,10 @@ def parse_endpoint(endpoint: str) -> tuple[int, object]:
         )
     if scheme == "tcp":
         host, colon, port = rest.rpartition(":")
-        host = host.strip("[]")  # tcp://[::1]:5555
+        host = host.strip("[]")  # tcp://[::1]:PORT
         if not colon or not host or not port.isdigit() or not 0 < int(port) < 65536:
             raise ZmtpEndpointError(
-                f"{endpoint!r}: expected tcp://HOST:PORT, e.g. tcp://127.0.0.1:5555"
+                f"{endpoint!r}: expected tcp://HOST:PORT, e.g. {DEFAULT_ADDRESS}"
             )
         if host == "*" or ";" in host:
             raise ZmtpEndpointError(
