@@ -12,6 +12,7 @@ from skimage import data
 
 from backend.core.color import lab_to_rgb_np, rgb_to_lab_np
 from backend.core.palette import extract_palette
+from training import TrainingError
 from training.__main__ import main
 from training.evaluate import (
     BUILTIN_PALETTES,
@@ -125,7 +126,7 @@ def test_split_file_selects_photos(photos, tmp_path, capsys):
     assert "gone.png" in capsys.readouterr().err
     assert [p.name for p in list_images(photos)] == ["astronaut.png", "chelsea.png", "coffee.jpg"]
     assert [p.name for p in list_images(photos, limit=1)] == ["astronaut.png"]
-    with pytest.raises(SystemExit, match="validation"):
+    with pytest.raises(TrainingError, match="validation"):
         list_images(photos, split, "validation")
 
 
@@ -145,9 +146,9 @@ def test_palettenet_runs_from_a_checkpoint(photos, tmp_path, capsys):
     assert output.count("palettenet") == 3  # one row per task
 
 
-def test_palettenet_without_checkpoint_is_refused(photos):
-    with pytest.raises(SystemExit, match="--checkpoint"):
-        main(["evaluate", "--images", str(photos), "--methods", "palettenet", "--quiet"])
+def test_palettenet_without_checkpoint_is_refused(photos, capsys):
+    assert main(["evaluate", "--images", str(photos), "--methods", "palettenet", "--quiet"]) == 2
+    assert "training: the palettenet method needs --checkpoint FILE" in capsys.readouterr().err
 
 
 def test_rotation_angle_recovers_a_rotation():
@@ -176,10 +177,10 @@ def test_designer_palette_file(tmp_path):
     assert [len(p) for p in palettes] == [3, 2]
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps({"palettes": []}))
-    with pytest.raises(SystemExit):
+    with pytest.raises(TrainingError, match="expected a JSON list"):
         load_designer_palettes(bad)
     bad.write_text(json.dumps([["#000000", "#ff0000"], ["#12345"]]))
-    with pytest.raises(SystemExit, match="palette 2"):
+    with pytest.raises(TrainingError, match="palette 2"):
         load_designer_palettes(bad)
 
 

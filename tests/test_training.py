@@ -2,6 +2,7 @@ import argparse
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -10,7 +11,7 @@ import torch.nn.functional as F
 from backend.core.model import PaletteNet
 from backend.core.weights import load_weights
 from tests.test_data import dataset  # noqa: F401  (the prepared tiny dataset fixture)
-from training import train
+from training import TrainingError, train
 from training.dataset import PairDataset, parse_mix, training_batch
 
 
@@ -101,7 +102,7 @@ def test_phase_two_trains_the_decoder_with_the_encoder_frozen(dataset, tmp_path)
 
 
 def test_phase_two_needs_phase_one_weights(dataset, tmp_path):  # noqa: F811
-    with pytest.raises(SystemExit, match="--init"):
+    with pytest.raises(TrainingError, match="--init"):
         train.run(train_args(dataset, tmp_path, "--phase", "2", "--steps", "1"))
 
 
@@ -178,7 +179,7 @@ def test_phase_two_takes_the_model_options_of_its_init(dataset, tmp_path):  # no
     assert (model.condition, model.base) == ("target", "none")
 
 
-def test_export_writes_half_precision_with_notes(dataset, tmp_path):  # noqa: F811
+def test_export_writes_half_precision_with_notes(dataset, tmp_path, capsys):  # noqa: F811
     from training.__main__ import main
 
     assert train.run(train_args(dataset, tmp_path / "run", "--phase", "1", "--steps", "1")) == 0
@@ -193,5 +194,26 @@ def test_export_writes_half_precision_with_notes(dataset, tmp_path):  # noqa: F8
     assert record["training"]["steps"] == 1 and record["condition"] == "source+target"
     original, half = load_weights(full).state_dict(), load_weights(shipped).state_dict()
     assert all(torch.allclose(original[k], half[k], rtol=1e-2, atol=1e-3) for k in original)
-    with pytest.raises(SystemExit, match="KEY=VALUE"):
-        main(["export", str(full), str(tmp_path / "x.pt"), "--note", "no-equals-sign"])
+    assert main(["export", str(full), str(tmp_path / "x.pt"), "--note", "no-equals-sign"]) == 2
+    assert "training: --note 'no-equals-sign': use KEY=VALUE" in capsys.readouterr().err
+
+
+def test_errors_are_exceptions_and_the_command_line_exits_2(dataset, tmp_path, capsys):  # noqa: F811
+    from training.__main__ import main
+
+    common = ["train", "--data", str(dataset), "--out", str(tmp_path / "run"), "--steps", "1"]
+    assert main([*common, "--phase", "2"]) == 2
+    assert (
+        capsys.readouterr().err
+        == "training: phase 2 starts from phase-1 weights: give --init FILE\n"
+    )
+    assert main([*common, "--phase", "1", "--resume"]) == 2
+    assert f"training: --resume: no checkpoint in {tmp_path / 'run'}" in capsys.readouterr().err
+    assert train.run(train_args(dataset, tmp_path / "one", "--phase", "1", "--steps", "1")) == 0
+    with pytest.raises(TrainingError, match="is phase 1, not 2"):
+        train.run(train_args(dataset, tmp_path / "one", "--phase", "2", "--resume"))
+    # Library code raises; only training/__main__.py decides the exit status.
+    sources = Path(train.__file__).parent.rglob("*.py")
+    assert not [
+        p.name for p in sources if "SystemExit" in p.read_text() and p.name != "__main__.py"
+    ]

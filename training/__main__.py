@@ -1,8 +1,14 @@
-"""python -m training {prepare,train,evaluate,export,figures} ... (see each module's docstring)."""
+"""python -m training {prepare,train,evaluate,export,figures} ... (see each module's docstring).
+
+The commands raise TrainingError for a bad argument or file; this is the one place that turns
+it into `training: <message>` on stderr and exit status 2.
+"""
 
 import argparse
 import importlib
 import sys
+
+from training import TrainingError
 
 COMMANDS = {
     "prepare": ("training.prepare", "build a training dataset from a folder of photos"),
@@ -29,6 +35,9 @@ def main(argv=None):
     args = parser.parse_args(argv)
     try:
         return args.run(args)
+    except TrainingError as error:
+        print(f"training: {error}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

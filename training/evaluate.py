@@ -45,6 +45,7 @@ from backend.core.chang2015 import in_gamut, recolor_chang2015
 from backend.core.color import lab_to_rgb_np, rgb_to_lab_np, to_uint8
 from backend.core.palette import MODEL_PALETTE_SIZE, canonical_order, extract_palette
 from backend.service.protocol import ProtocolError, parse_palette
+from training import TrainingError
 from training.variants import hue_shift, local_edit, random_edits, rotate_ab
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp"}
@@ -78,14 +79,14 @@ def list_images(directory, split_file=None, split="test", limit=None) -> list[Pa
     split `split` of a `python -m training prepare` split file lists; the first `limit`."""
     directory = Path(directory)
     if not directory.is_dir():
-        raise SystemExit(f"--images: not a folder: {directory}")
+        raise TrainingError(f"--images: not a folder: {directory}")
     if split_file is None:
         paths = sorted(p for p in directory.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
     else:
         record = json.loads(Path(split_file).read_text())
         splits = record.get("splits", {}) if isinstance(record, dict) else {}
         if split not in splits:
-            raise SystemExit(f"{split_file}: no split {split!r} (has: {', '.join(splits)})")
+            raise TrainingError(f"{split_file}: no split {split!r} (has: {', '.join(splits)})")
         paths = []
         for name in splits[split]:
             path = directory / name
@@ -96,7 +97,7 @@ def list_images(directory, split_file=None, split="test", limit=None) -> list[Pa
     if limit is not None:
         paths = paths[:limit]
     if not paths:
-        raise SystemExit(f"no images to evaluate in {directory}")
+        raise TrainingError(f"no images to evaluate in {directory}")
     return paths
 
 
@@ -203,7 +204,7 @@ def palettenet_method(checkpoint, device="cpu"):
     try:
         model = load_weights(checkpoint, resolve_device(device))
     except WeightsError as error:
-        raise SystemExit(str(error)) from None
+        raise TrainingError(str(error)) from None
 
     def recolor_palettenet(rgb, source, target):
         return recolor_rgb(model, rgb.astype(np.float32), target, source)
@@ -215,9 +216,10 @@ def make_methods(names, checkpoint=None, device="cpu") -> dict:
     """name -> recolour(rgb, source palette, target palette) -> rgb, in the order given."""
     unknown = [name for name in names if name not in ALL_METHODS]
     if unknown:
-        raise SystemExit(f"unknown method(s) {', '.join(unknown)}; known: {', '.join(ALL_METHODS)}")
+        known = ", ".join(ALL_METHODS)
+        raise TrainingError(f"unknown method(s) {', '.join(unknown)}; known: {known}")
     if "palettenet" in names and checkpoint is None:
-        raise SystemExit("the palettenet method needs --checkpoint FILE")
+        raise TrainingError("the palettenet method needs --checkpoint FILE")
     builders = {
         "identity": lambda: recolor_identity,
         "rotation": lambda: recolor_rotation,
@@ -343,13 +345,13 @@ def load_designer_palettes(path=None) -> list[np.ndarray]:
     if path is not None:
         entries = json.loads(Path(path).read_text())
         if not isinstance(entries, list) or not entries:
-            raise SystemExit(f"{path}: expected a JSON list of palettes (lists of hex colours)")
+            raise TrainingError(f"{path}: expected a JSON list of palettes (lists of hex colours)")
     palettes = []
     for i, entry in enumerate(entries):
         try:
             palettes.append(rgb_to_lab_np(parse_palette(entry)))
         except ProtocolError as error:
-            raise SystemExit(f"{path}: palette {i + 1}: {error}") from None
+            raise TrainingError(f"{path}: palette {i + 1}: {error}") from None
     return palettes
 
 
@@ -403,8 +405,8 @@ def add_arguments(parser):
     parser.add_argument(
         "--palettes",
         type=Path,
-        help="designer palettes for B3: JSON list of lists of hex colours, e.g. "
-        "../shared/datasets/palettes/designer-6x255.json (default: built-in)",
+        help="designer palettes for B3: a JSON list of palettes, each a list of hex colours "
+        '(e.g. [["#2b2d42", "#8d99ae", "#edf2f4"]]; default: four built-in ones)',
     )
     parser.add_argument("--csv", type=Path, help="also write the table as CSV")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
@@ -419,7 +421,7 @@ def add_arguments(parser):
 
 def run(args):
     if args.images is None and not args.bench_chang:
-        raise SystemExit("--images DIR is required (or --bench-chang alone)")
+        raise TrainingError("--images DIR is required (or --bench-chang alone)")
     if args.methods:
         names = [name.strip() for name in args.methods.split(",") if name.strip()]
     else:

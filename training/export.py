@@ -10,6 +10,7 @@ entries under "notes" in the record, e.g. the file's benchmark results.
 from pathlib import Path
 
 from backend.core.weights import WeightsError, load_weights, read_metadata, save_weights
+from training import TrainingError
 
 
 def add_arguments(parser):
@@ -23,12 +24,12 @@ def run(args):
         model = load_weights(args.weights)
         training = read_metadata(args.weights).get("training", {})
     except WeightsError as error:
-        raise SystemExit(str(error)) from None
+        raise TrainingError(str(error)) from None
     notes = dict(training.get("notes", {}))
     for note in args.note:
         key, sep, value = note.partition("=")
         if not sep:
-            raise SystemExit(f"--note {note!r}: use KEY=VALUE")
+            raise TrainingError(f"--note {note!r}: use KEY=VALUE")
         notes[key] = value
     save_weights(
         model, args.out, {**training, "notes": notes, "exported_from": str(args.weights)}, half=True

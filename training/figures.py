@@ -22,6 +22,7 @@ from backend.core.color import lab_to_rgb_np, rgb_to_lab_np, to_uint8
 from backend.core.palette import extract_palette
 from backend.core.recolor import recolor_rgb
 from backend.core.weights import WeightsError, load_weights
+from training import TrainingError
 from training.evaluate import designer_case, list_images, load_designer_palettes, load_photo
 
 SIDE = 256  # long side of each picture in a figure
@@ -144,7 +145,7 @@ def run(args):
     try:
         model = load_weights(args.checkpoint)
     except WeightsError as error:
-        raise SystemExit(str(error)) from None
+        raise TrainingError(str(error)) from None
     paths = list_images(args.images, args.split_file, args.split)
     step = max(1, len(paths) // args.photos)
     photos = [load_photo(path, SIDE) for path in paths[::step][: args.photos]]

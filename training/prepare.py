@@ -38,6 +38,7 @@ from PIL import Image, UnidentifiedImageError
 
 from backend.core.color import rgb_to_lab_np
 from backend.core.palette import extract_palette, to_model_palette
+from training import TrainingError
 from training.variants import hue_shift, local_edit, random_edits, random_multi_edits
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp"}
@@ -97,9 +98,9 @@ def parse_size(text):
     try:
         width, height = (int(v) for v in text.lower().split("x"))
     except ValueError:
-        raise SystemExit(f"--size must look like 432x288, got {text!r}") from None
+        raise TrainingError(f"--size must look like 432x288, got {text!r}") from None
     if width < 32 or height < 32:
-        raise SystemExit(f"--size must be at least 32x32, got {text!r}")
+        raise TrainingError(f"--size must be at least 32x32, got {text!r}")
     return width, height
 
 
@@ -178,11 +179,11 @@ def read_groups(tsv: Path | None, column: str, names):
     with open(tsv, newline="") as file:
         rows = list(csv.DictReader(file, delimiter="\t"))
     if not rows or column not in rows[0] or "file" not in rows[0]:
-        raise SystemExit(f"{tsv} needs the columns 'file' and {column!r}")
+        raise TrainingError(f"{tsv} needs the columns 'file' and {column!r}")
     table = {row["file"]: row[column] for row in rows}
     missing = [n for n in names if n not in table]
     if missing:
-        raise SystemExit(f"{tsv} names no group for {len(missing)} photos, e.g. {missing[0]}")
+        raise TrainingError(f"{tsv} names no group for {len(missing)} photos, e.g. {missing[0]}")
     return {name: table[name] for name in names}
 
 
@@ -198,7 +199,7 @@ def split_by_group(groups: dict, fractions, seed: int, chosen=None) -> dict:
         for prefix in prefixes:
             matches = {g for g in groups.values() if g.startswith(prefix)}
             if not matches:
-                raise SystemExit(f"no source group starts with {prefix!r}")
+                raise TrainingError(f"no source group starts with {prefix!r}")
             fixed.update(dict.fromkeys(matches, split))
     if fixed:
         rest = {n: g for n, g in groups.items() if g not in fixed}
@@ -221,15 +222,20 @@ def split_by_group(groups: dict, fractions, seed: int, chosen=None) -> dict:
 def run(args):
     width, height = parse_size(args.size)
     if args.variants < 1 or args.local_variants < 0 or args.multi_variants < 0:
-        raise SystemExit(
+        raise TrainingError(
             "--variants must be at least 1, --local-variants and --multi-variants at least 0"
         )
-    fractions = [float(v) for v in args.split.split(",")]
+    try:
+        fractions = [float(v) for v in args.split.split(",")]
+    except ValueError:
+        fractions = []
     if len(fractions) != 3 or min(fractions) < 0 or fractions[0] <= 0:
-        raise SystemExit("--split takes three fractions: train,validation,test")
+        raise TrainingError("--split takes three fractions: train,validation,test")
+    if not args.images.is_dir():
+        raise TrainingError(f"--images: not a folder: {args.images}")
     paths = sorted(p for p in args.images.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
     if not paths:
-        raise SystemExit(f"no JPEG, PNG or WebP photos in {args.images}")
+        raise TrainingError(f"no JPEG, PNG or WebP photos in {args.images}")
 
     from tqdm import tqdm
 
@@ -264,7 +270,7 @@ def run(args):
             else:
                 results[path.name] = result
     if not results:
-        raise SystemExit("no readable photos")
+        raise TrainingError("no readable photos")
 
     names = sorted(results)
     groups = read_groups(args.groups, args.group_column, names)

@@ -3,7 +3,7 @@
     python -m training train --phase 1 --data DATASET --out RUN [--steps N] [--batch 12]
     python -m training train --phase 2 --init RUN/weights.pt --data DATASET --out RUN2 ...
     python -m training train ... --resume          continue RUN exactly where it stopped
-    python -m training train ... --condition source+target   (see backend/model.py)
+    python -m training train ... --condition source+target   (see backend/core/model.py)
     torchrun --nproc_per_node 2 -m training train ...   (DistributedDataParallel)
 
 Phase 1 trains the Feature Encoder and Recoloring Decoder with the Euclidean (MSE) loss on
@@ -21,6 +21,8 @@ source | target palette | output | ground truth on validation photos).
 batches stay a pure function of (seed, step, rank), so the result does not depend on N.
 --max-minutes ends the run early at a step boundary, saved like a last step, so a run can be
 sized to a time budget; the step it reached is recorded and --steps N reproduces it.
+
+run() is the whole recipe; the functions after it are its steps, in the order it calls them.
 """
 
 import csv
@@ -30,7 +32,9 @@ import math
 import os
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -42,6 +46,7 @@ from torch.nn.parallel import DistributedDataParallel
 from backend.core.color import lab_to_rgb, net_to_lab, to_uint8
 from backend.core.model import BASES, CONDITIONS, Discriminator, PaletteNet
 from backend.core.weights import WeightsError, load_weights, save_weights
+from training import TrainingError
 from training.dataset import PairDataset, parse_mix, to_network, training_crops
 
 METRIC_FIELDS = [
@@ -100,9 +105,88 @@ def add_arguments(parser):
     )
 
 
+# --- the recipe ---------------------------------------------------------------------------
+def run(args):
+    """Train PaletteNet as the arguments say; returns 0 (errors raise TrainingError)."""
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.phase == 2 and args.init is None and not args.resume:
+        raise TrainingError("phase 2 starts from phase-1 weights: give --init FILE")
+    proc = set_up_distributed(args.device)
+    train_set, val_batches = load_data(args)
+    start = resume_or_init(args)
+    model, disc = build_models(args, start, proc)
+    opt_g, opt_d = build_optimisers(args, model, disc, start)
+    metrics = open_run_folder(args, start.step) if proc.is_main else None
+    progress = training_batches(args, train_set, start.step, proc)
+
+    step, val_l2 = start.step, math.nan  # the last step done, the last validation l2
+    began, speed = time.time(), Throughput(args.batch * proc.world)
+    for step, crops in enumerate(progress, start.step + 1):
+        batch = to_device(crops, args.size, proc)
+        losses = train_step(model, disc, opt_g, opt_d, batch, args, proc)
+        last = step == args.steps or out_of_time(args, began, proc)
+        images_per_s = speed.update()
+        progress.set_postfix(l2=f"{losses['loss_l2'].item():.4f}", img_s=f"{images_per_s:.1f}")
+        if proc.is_main:  # rank 0 validates and writes the run folder
+            validating = (step % args.val_every == 0 or last) and bool(val_batches)
+            if validating:
+                val_l2 = validate(unwrap(model), val_batches, proc.device)
+                progress.write(f"step {step}: validation l2 {val_l2:.5f}")
+            if (step % args.sample_every == 0 or last) and val_batches:
+                sample = args.out / "samples" / f"step_{step:06d}.png"
+                save_samples(unwrap(model), val_batches[0], proc.device, sample)
+            seconds = time.time() - began
+            metrics.write(
+                step, args.phase, losses, val_l2 if validating else None, images_per_s, seconds
+            )
+            if step % args.checkpoint_every == 0 or last:
+                save_checkpoint(args, step, model, disc, opt_g, opt_d, val_l2)
+        if last:
+            break
+    progress.close()
+
+    if proc.world > 1:
+        end_distributed(args.out, proc, model)
+    if proc.is_main:
+        metrics.close()
+        print(
+            f"done: {args.out / 'weights.pt'} after {step} steps"
+            + (f", validation l2 {val_l2:.5f}" if not math.isnan(val_l2) else "")
+        )
+    return 0
+
+
 # --- set-up -----------------------------------------------------------------------------
-def distributed_setup(device_name):
-    """-> (rank, world size, device). Launched by torchrun when WORLD_SIZE is set."""
+@dataclass
+class Process:
+    """This process: its rank among `world` processes (torchrun), and its device."""
+
+    rank: int
+    world: int
+    device: torch.device
+
+    @property
+    def is_main(self) -> bool:
+        """Rank 0 validates, writes the run folder and shows progress."""
+        return self.rank == 0
+
+    @property
+    def cuda(self) -> bool:
+        return self.device.type == "cuda"
+
+    @property
+    def memory_format(self):
+        return torch.channels_last if self.cuda else torch.contiguous_format
+
+    def autocast(self):
+        """Mixed precision on CUDA only: CPU training stays float32 and exact."""
+        return torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.cuda)
+
+
+def set_up_distributed(device_name) -> Process:
+    """This process's rank and device; joins the process group when torchrun started several
+    (WORLD_SIZE is set)."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     if device_name == "auto":
@@ -113,11 +197,55 @@ def distributed_setup(device_name):
         torch.cuda.set_device(device)
     if world > 1:
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-    return rank, world, device
+    return Process(rank, world, device)
 
 
-def unwrap(module):
-    return module.module if isinstance(module, DistributedDataParallel) else module
+def load_data(args):
+    """-> (the training split, the validation batches: --val-pairs fixed pairs per photo)."""
+    try:
+        mix = parse_mix(args.mix)
+        train_set = PairDataset(args.data, "train", mix)
+        val_set = PairDataset(args.data, "validation", mix)
+    except (OSError, ValueError, KeyError) as error:
+        raise TrainingError(f"cannot read the dataset in {args.data}: {error}") from None
+    if len(train_set) == 0:
+        raise TrainingError(f"{args.data} has no training photos")
+    val_pairs = val_set.fixed_pairs(args.val_pairs) if len(val_set) else []
+    val_batches = [
+        val_set.make(val_pairs[k : k + 8], args.size) for k in range(0, len(val_pairs), 8)
+    ]
+    return train_set, val_batches
+
+
+class Start(NamedTuple):
+    """Where a run starts (resume_or_init)."""
+
+    step: int  # steps already done: a resumed run's, else 0
+    generator: dict | None  # the generator's state dict to load, None for a fresh network
+    source: Path | None  # the file it came from, for messages
+    checkpoint: dict | None  # a resumed run's whole checkpoint (discriminator, optimisers)
+
+
+def resume_or_init(args) -> Start:
+    """--resume: the checkpoint in --out; --init: phase-1 weights; else a fresh network.
+    The model options (--condition, --base) come with the weights and replace the arguments':
+    a run continues the network it starts from."""
+    if args.resume:
+        path = args.out / "checkpoint.pt"
+        if not path.exists():
+            raise TrainingError(f"--resume: no checkpoint in {args.out}")
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+        if checkpoint["phase"] != args.phase:
+            raise TrainingError(f"{path} is phase {checkpoint['phase']}, not {args.phase}")
+        generator, options = checkpoint_generator(checkpoint)
+        start = Start(checkpoint["step"], generator, path, checkpoint)
+    elif args.init is not None:
+        generator, options = load_init(args.init)
+        start = Start(0, generator, args.init, None)
+    else:
+        return Start(0, None, None, None)
+    args.condition, args.base = options["condition"], options["base"]
+    return start
 
 
 def checkpoint_generator(record: dict) -> tuple[dict, dict]:
@@ -133,26 +261,110 @@ def load_init(path: Path) -> tuple[dict, dict]:
     try:
         record = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:
-        raise SystemExit(f"--init {path}: not readable ({error})") from None
+        raise TrainingError(f"--init {path}: not readable ({error})") from None
     if isinstance(record, dict) and "generator" in record:
         return checkpoint_generator(record)
     try:
         model = load_weights(path)
     except WeightsError as error:
-        raise SystemExit(str(error)) from None
+        raise TrainingError(str(error)) from None
     return model.state_dict(), {"condition": model.condition, "base": model.base}
+
+
+def build_models(args, start: Start, proc: Process):
+    """-> (generator, discriminator or None in phase 1): seeded, loaded from the starting
+    point, on the device, wrapped in DistributedDataParallel when there are several
+    processes. --freeze-encoder stops the encoder's gradients."""
+    torch.manual_seed(args.seed)
+    try:
+        model = PaletteNet(args.condition, args.base)
+    except ValueError as error:
+        raise TrainingError(str(error)) from None
+    disc = Discriminator() if args.phase == 2 else None
+    if start.generator is not None:
+        load_generator(model, start.generator, start.source)
+    if start.checkpoint is not None and disc is not None:
+        disc.load_state_dict(start.checkpoint["discriminator"])
+    if args.freeze_encoder:
+        model.encoder.requires_grad_(False)
+
+    model.to(proc.device, memory_format=proc.memory_format)
+    if disc is not None:
+        disc.to(proc.device, memory_format=proc.memory_format)
+    if proc.world > 1:
+        model = DistributedDataParallel(model)
+        disc = DistributedDataParallel(disc) if disc is not None else None
+    return model, disc
 
 
 def load_generator(model, state: dict, path: Path):
     try:
         model.load_state_dict(state)
     except RuntimeError:
-        raise SystemExit(
+        raise TrainingError(
             f"{path} does not fit a PaletteNet with --condition {model.condition} "
             "(was it trained with the other condition?)"
         ) from None
 
 
+def build_optimisers(args, model, disc, start: Start):
+    """-> (Adam over the generator's trainable weights, Adam over the discriminator's or
+    None); a resumed run's optimiser states are loaded."""
+    opt_g = torch.optim.Adam(
+        [p for p in model.parameters() if p.requires_grad], lr=args.lr, betas=tuple(args.betas)
+    )
+    opt_d = (
+        torch.optim.Adam(disc.parameters(), lr=args.lr, betas=tuple(args.betas))
+        if disc is not None
+        else None
+    )
+    if start.checkpoint is not None:
+        opt_g.load_state_dict(start.checkpoint["opt_g"])
+        if opt_d is not None:
+            opt_d.load_state_dict(start.checkpoint["opt_d"])
+    return opt_g, opt_d
+
+
+def open_run_folder(args, start: int) -> "Metrics":
+    """Makes --out, writes args.json there, and opens metrics.csv."""
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "args.json").write_text(json.dumps(vars(args), default=str, indent=1))
+    return Metrics(args.out / "metrics.csv", start)
+
+
+class Metrics:
+    """metrics.csv, one row per step. A resumed run first drops the rows past its start: it
+    redoes those steps."""
+
+    def __init__(self, path: Path, start: int):
+        rows = []
+        if start > 0 and path.exists():
+            with open(path, newline="") as file:
+                rows = [r for r in csv.DictReader(file) if int(r["step"]) <= start]
+        self.file = open(path, "w", newline="")
+        self.writer = csv.DictWriter(self.file, METRIC_FIELDS)
+        self.writer.writeheader()
+        self.writer.writerows(rows)
+
+    def write(self, step, phase, losses: dict, val_l2, speed, seconds):
+        """One step's row; val_l2 None: not validated at this step."""
+        self.writer.writerow(
+            {
+                "step": step,
+                "phase": phase,
+                **{name: f"{loss.item():.6f}" for name, loss in losses.items()},
+                "val_l2": "" if val_l2 is None else f"{val_l2:.6f}",
+                "images_per_s": f"{speed:.2f}",
+                "seconds": f"{seconds:.1f}",
+            }
+        )
+        self.file.flush()
+
+    def close(self):
+        self.file.close()
+
+
+# --- batches ------------------------------------------------------------------------------
 class StepBatches(torch.utils.data.Dataset):
     """Item k is the crops of step start + k: what a DataLoader's workers assemble."""
 
@@ -166,8 +378,51 @@ class StepBatches(torch.utils.data.Dataset):
         return training_crops(self.dataset, self.start + k, **self.batch_args)
 
 
-# --- losses -----------------------------------------------------------------------------
-def generator_step(model, disc, batch, args, autocast):
+def training_batches(args, train_set, start: int, proc: Process):
+    """The crops of steps start + 1 ... --steps, made in --workers processes (or inline),
+    behind a progress bar that rank 0 shows. Each step's crops depend only on (seed, step,
+    rank)."""
+    from tqdm import tqdm
+
+    batches = torch.utils.data.DataLoader(
+        StepBatches(train_set, start, args.steps, seed=args.seed, rank=proc.rank, batch=args.batch),
+        batch_size=None,
+        num_workers=args.workers,
+        pin_memory=proc.cuda,
+        prefetch_factor=4 if args.workers else None,
+    )
+    return tqdm(batches, initial=start, total=args.steps, desc=f"phase {args.phase}",
+                unit="step", disable=not proc.is_main)  # fmt: skip
+
+
+def to_device(crops, size, proc: Process):
+    """A step's crops -> the network's batch on this process's device."""
+    crops = {k: v.to(proc.device, non_blocking=True) for k, v in crops.items()}
+    batch = to_network(crops, size)
+    batch["source"] = batch["source"].contiguous(memory_format=proc.memory_format)
+    return batch
+
+
+# --- one step -----------------------------------------------------------------------------
+def train_step(model, disc, opt_g, opt_d, batch, args, proc: Process) -> dict:
+    """One update of the generator, then (phase 2) one of the discriminator on the same
+    batch -> the losses, named as metrics.csv's columns."""
+    total, loss_l2, loss_adv, ab = generator_loss(model, disc, batch, args, proc.autocast)
+    opt_g.zero_grad(set_to_none=True)
+    total.backward()
+    opt_g.step()
+    loss_d = torch.zeros(())
+    if disc is not None:
+        loss_d = discriminator_loss(disc, batch, ab, proc.autocast)
+        opt_d.zero_grad(set_to_none=True)
+        loss_d.backward()
+        opt_d.step()
+    return {"loss_l2": loss_l2, "loss_adv": loss_adv, "loss_d": loss_d}
+
+
+def generator_loss(model, disc, batch, args, autocast):
+    """-> (the loss to minimise, its MSE and adversarial parts, the output ab detached).
+    Phase 1: the MSE of ab; phase 2: --l2-weight * MSE + --adv-weight * adversarial."""
     with autocast():
         ab = model(batch["source"], batch["target_palette"], batch["source_palette"])
         loss_l2 = F.mse_loss(ab.float(), batch["target_ab"])
@@ -205,9 +460,35 @@ def discriminator_loss(disc, batch, ab, autocast):
     return loss_real + loss_fake
 
 
+def out_of_time(args, began, proc: Process) -> bool:
+    """Whether --max-minutes has passed; with several processes, rank 0's clock decides."""
+    if not args.max_minutes:
+        return False
+    over = torch.tensor(float(time.time() - began > 60 * args.max_minutes), device=proc.device)
+    if proc.world > 1:
+        dist.broadcast(over, 0)
+    return bool(over.item())
+
+
+class Throughput:
+    """Images per second over whole steps (batch making included), smoothed."""
+
+    def __init__(self, images_per_step):
+        self.images_per_step, self.smoothed, self.tick = images_per_step, None, time.perf_counter()
+
+    def update(self) -> float:
+        """Call once per step; -> the smoothed rate."""
+        now = time.perf_counter()
+        rate = self.images_per_step / (now - self.tick)
+        self.tick = now
+        self.smoothed = rate if self.smoothed is None else 0.9 * self.smoothed + 0.1 * rate
+        return self.smoothed
+
+
 # --- validation and samples ----------------------------------------------------------------
 @torch.no_grad()
 def validate(model, batches, device):
+    """Mean squared error of ab over the validation batches."""
     model.eval()
     total, count = 0.0, 0
     for batch in batches:
@@ -256,8 +537,10 @@ def save_samples(model, batch, device, path: Path):
     Image.fromarray(np.concatenate(rows, axis=0)).save(path)
 
 
-# --- checkpoints ----------------------------------------------------------------------------
-def save_checkpoint(path: Path, step, model, disc, opt_g, opt_d, args):
+# --- checkpoints and the end -----------------------------------------------------------------
+def save_checkpoint(args, step, model, disc, opt_g, opt_d, val_l2):
+    """checkpoint.pt (everything --resume needs) and weights.pt (the model with its record,
+    as the daemon loads it), each replaced whole."""
     state = {
         "step": step,
         "phase": args.phase,
@@ -267,12 +550,15 @@ def save_checkpoint(path: Path, step, model, disc, opt_g, opt_d, args):
         "discriminator": unwrap(disc).state_dict() if disc is not None else None,
         "opt_d": opt_d.state_dict() if opt_d is not None else None,
     }
+    path = args.out / "checkpoint.pt"
     temporary = path.with_suffix(".tmp")
     torch.save(state, temporary)
     temporary.replace(path)
+    save_weights(unwrap(model), args.out / "weights.pt", training_summary(args, step, val_l2))
 
 
 def training_summary(args, step, val_l2):
+    """The weight file's training record."""
     meta = json.loads((args.data / "meta.json").read_text())
     return {
         "phase": args.phase,
@@ -290,6 +576,14 @@ def training_summary(args, step, val_l2):
     }
 
 
+def end_distributed(out: Path, proc: Process, model):
+    """Each rank writes its weights' digest to rank<N>.sha256 (every rank must end with the
+    same weights; the test compares these files), then the process group ends."""
+    (out / f"rank{proc.rank}.sha256").write_text(state_digest(model))
+    dist.barrier()
+    dist.destroy_process_group()
+
+
 def state_digest(model) -> str:
     digest = hashlib.sha256()
     for name, tensor in sorted(unwrap(model).state_dict().items()):
@@ -298,200 +592,6 @@ def state_digest(model) -> str:
     return digest.hexdigest()
 
 
-# --- the loop ----------------------------------------------------------------------------
-def run(args):
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    if args.phase == 2 and args.init is None and not args.resume:
-        raise SystemExit("phase 2 starts from phase-1 weights: give --init FILE")
-    rank, world, device = distributed_setup(args.device)
-    is_main = rank == 0
-    try:
-        mix = parse_mix(args.mix)
-        train_set = PairDataset(args.data, "train", mix)
-        val_set = PairDataset(args.data, "validation", mix)
-    except (OSError, ValueError, KeyError) as error:
-        raise SystemExit(f"cannot read the dataset in {args.data}: {error}") from None
-    if len(train_set) == 0:
-        raise SystemExit(f"{args.data} has no training photos")
-    val_pairs = val_set.fixed_pairs(args.val_pairs) if len(val_set) else []
-    val_batches = [
-        val_set.make(val_pairs[k : k + 8], args.size) for k in range(0, len(val_pairs), 8)
-    ]
-
-    use_cuda = device.type == "cuda"
-    memory_format = torch.channels_last if use_cuda else torch.contiguous_format
-
-    def autocast():  # mixed precision on CUDA only: CPU training stays float32 and exact
-        return torch.autocast("cuda", dtype=torch.bfloat16, enabled=use_cuda)
-
-    checkpoint_path = args.out / "checkpoint.pt"
-    start, init_state, init_path, resume_state = 0, None, None, None
-    if args.resume:
-        if not checkpoint_path.exists():
-            raise SystemExit(f"--resume: no checkpoint in {args.out}")
-        resume_state = torch.load(checkpoint_path, map_location="cpu", weights_only=True)
-        if resume_state["phase"] != args.phase:
-            raise SystemExit(
-                f"{checkpoint_path} is phase {resume_state['phase']}, not {args.phase}"
-            )
-        init_state, options = checkpoint_generator(resume_state)
-        init_path, start = checkpoint_path, resume_state["step"]
-    elif args.init is not None:
-        init_state, options = load_init(args.init)
-        init_path = args.init
-    if init_state is not None:
-        # The model options come with the weights: a run continues the network it starts from.
-        args.condition, args.base = options["condition"], options["base"]
-    torch.manual_seed(args.seed)
-    try:
-        model = PaletteNet(args.condition, args.base)
-    except ValueError as error:
-        raise SystemExit(str(error)) from None
-    disc = Discriminator() if args.phase == 2 else None
-    if init_state is not None:
-        load_generator(model, init_state, init_path)
-    if resume_state is not None and disc is not None:
-        disc.load_state_dict(resume_state["discriminator"])
-    if args.freeze_encoder:
-        model.encoder.requires_grad_(False)
-
-    model.to(device, memory_format=memory_format)
-    if disc is not None:
-        disc.to(device, memory_format=memory_format)
-    if world > 1:
-        model = DistributedDataParallel(model)
-        disc = DistributedDataParallel(disc) if disc is not None else None
-    opt_g = torch.optim.Adam(
-        [p for p in model.parameters() if p.requires_grad], lr=args.lr, betas=tuple(args.betas)
-    )
-    opt_d = (
-        torch.optim.Adam(disc.parameters(), lr=args.lr, betas=tuple(args.betas))
-        if disc is not None
-        else None
-    )
-    if resume_state is not None:
-        opt_g.load_state_dict(resume_state["opt_g"])
-        if opt_d is not None:
-            opt_d.load_state_dict(resume_state["opt_d"])
-
-    if is_main:
-        args.out.mkdir(parents=True, exist_ok=True)
-        (args.out / "args.json").write_text(json.dumps(vars(args), default=str, indent=1))
-        metrics_file = open_metrics(args.out / "metrics.csv", start)
-        writer = csv.DictWriter(metrics_file, METRIC_FIELDS)
-
-    from tqdm import tqdm
-
-    batches = torch.utils.data.DataLoader(
-        StepBatches(
-            train_set,
-            start,
-            args.steps,
-            seed=args.seed,
-            rank=rank,
-            batch=args.batch,
-        ),
-        batch_size=None,
-        num_workers=args.workers,
-        pin_memory=use_cuda,
-        prefetch_factor=4 if args.workers else None,
-    )
-    progress = tqdm(
-        batches,
-        initial=start,
-        total=args.steps,
-        desc=f"phase {args.phase}",
-        unit="step",
-        disable=not is_main,
-    )
-    speed, val_l2, began, done = None, math.nan, time.time(), start
-    tick = time.perf_counter()
-    for done, crops in enumerate(progress, start + 1):
-        crops = {k: v.to(device, non_blocking=True) for k, v in crops.items()}
-        batch = to_network(crops, args.size)
-        batch["source"] = batch["source"].contiguous(memory_format=memory_format)
-
-        total, loss_l2, loss_adv, ab = generator_step(model, disc, batch, args, autocast)
-        opt_g.zero_grad(set_to_none=True)
-        total.backward()
-        opt_g.step()
-        loss_d = torch.zeros(())
-        if disc is not None:
-            loss_d = discriminator_loss(disc, batch, ab, autocast)
-            opt_d.zero_grad(set_to_none=True)
-            loss_d.backward()
-            opt_d.step()
-
-        last = done == args.steps or out_of_time(args, began, world, device)
-        now = time.perf_counter()
-        rate = args.batch * world / (now - tick)  # the whole step, batch making included
-        tick = now
-        speed = rate if speed is None else 0.9 * speed + 0.1 * rate
-        progress.set_postfix(l2=f"{loss_l2.item():.4f}", img_s=f"{speed:.1f}")
-        validate_now = done % args.val_every == 0 or last
-        if is_main and validate_now and val_batches:
-            val_l2 = validate(unwrap(model), val_batches, device)
-            progress.write(f"step {done}: validation l2 {val_l2:.5f}")
-        if is_main and (done % args.sample_every == 0 or last) and val_batches:
-            save_samples(
-                unwrap(model), val_batches[0], device, args.out / "samples" / f"step_{done:06d}.png"
-            )
-        if is_main:
-            writer.writerow(
-                {
-                    "step": done,
-                    "phase": args.phase,
-                    "loss_l2": f"{loss_l2.item():.6f}",
-                    "loss_adv": f"{loss_adv.item():.6f}",
-                    "loss_d": f"{loss_d.item():.6f}",
-                    "val_l2": f"{val_l2:.6f}" if validate_now and val_batches else "",
-                    "images_per_s": f"{speed:.2f}",
-                    "seconds": f"{time.time() - began:.1f}",
-                }
-            )
-            metrics_file.flush()
-            if done % args.checkpoint_every == 0 or last:
-                save_checkpoint(checkpoint_path, done, model, disc, opt_g, opt_d, args)
-                save_weights(
-                    unwrap(model), args.out / "weights.pt", training_summary(args, done, val_l2)
-                )
-        if last:
-            break
-    progress.close()
-
-    if world > 1:
-        # Every rank must end with the same weights; the test compares these files.
-        (args.out / f"rank{rank}.sha256").write_text(state_digest(model))
-        dist.barrier()
-        dist.destroy_process_group()
-    if is_main:
-        metrics_file.close()
-        print(
-            f"done: {args.out / 'weights.pt'} after {done} steps"
-            + (f", validation l2 {val_l2:.5f}" if not math.isnan(val_l2) else "")
-        )
-    return 0
-
-
-def out_of_time(args, began, world, device) -> bool:
-    """Whether --max-minutes has passed; with several processes, rank 0's clock decides."""
-    if not args.max_minutes:
-        return False
-    over = torch.tensor(float(time.time() - began > 60 * args.max_minutes), device=device)
-    if world > 1:
-        dist.broadcast(over, 0)
-    return bool(over.item())
-
-
-def open_metrics(path: Path, start: int):
-    """Append to metrics.csv, first dropping rows past `start` (a resumed run redoes them)."""
-    rows = []
-    if start > 0 and path.exists():
-        with open(path, newline="") as file:
-            rows = [r for r in csv.DictReader(file) if int(r["step"]) <= start]
-    file = open(path, "w", newline="")
-    writer = csv.DictWriter(file, METRIC_FIELDS)
-    writer.writeheader()
-    writer.writerows(rows)
-    return file
+def unwrap(module):
+    """The model inside a DistributedDataParallel wrapper (or the model itself)."""
+    return module.module if isinstance(module, DistributedDataParallel) else module
