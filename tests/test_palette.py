@@ -56,7 +56,7 @@ def test_extraction_ignores_transparent_pixels_and_is_deterministic():
     image = patch_image(KNOWN[:2], [0.5, 0.5])
     alpha = np.full(image.shape[:2], 255, np.uint8)
     alpha[: image.shape[0] // 2] = 0  # hide the first colour entirely
-    palette, _ = extract_palette(image, k=1, alpha=alpha)
+    palette, _ = extract_palette(image, k=1, weight=alpha)
     visible = image[image.shape[0] // 2 :].reshape(-1, 3)[0]
     assert np.linalg.norm(palette[0] - rgb_to_lab_np(visible / 255)) < 2
     first = extract_palette(patch_image(KNOWN, [1] * 6, noise=5))
@@ -72,7 +72,7 @@ def test_extraction_of_a_flat_image_repeats_its_colour():
 
 def test_extraction_rejects_images_with_nothing_visible():
     with pytest.raises(PaletteError, match="no visible"):
-        extract_palette(np.zeros((4, 4, 3), np.uint8), alpha=np.zeros((4, 4), np.uint8))
+        extract_palette(np.zeros((4, 4, 3), np.uint8), weight=np.zeros((4, 4), np.uint8))
 
 
 def test_extraction_is_fast_at_24_megapixels():
@@ -80,7 +80,7 @@ def test_extraction_is_fast_at_24_megapixels():
     alpha = np.full((4000, 6000), 255, np.uint8)
     extract_palette(image[:100, :100])  # warm-up outside the timing
     began = time.perf_counter()
-    extract_palette(image, alpha=alpha)
+    extract_palette(image, weight=alpha)
     # ~0.2 s on a quiet 2-core machine; the bound only catches a return to reading every
     # pixel (several seconds), with room for a machine busy with other work.
     assert time.perf_counter() - began < 3.0
@@ -107,3 +107,31 @@ def test_model_palette_ignores_the_order_colours_are_given_in():
 def test_lab_helpers_round_trip():
     rgb = np.random.default_rng(0).random((50, 3))
     assert np.allclose(lab_to_rgb_np(rgb_to_lab_np(rgb)), rgb, atol=1e-6)
+
+
+def test_colours_count_by_their_alpha_in_the_palette_and_the_pairing():
+    """An all but invisible green (alpha 2/255) over 96 % of a layer must not outweigh the
+    opaque red on the rest: the palette is what is seen, and a one-colour palette given
+    without source_palette is paired with the colour seen, the red."""
+    from backend.service.engine import Engine
+    from backend.service.protocol import decode_reply, encode_request
+
+    pixels = np.zeros((50, 50, 4), np.uint8)
+    pixels[...] = (0, 200, 0, 2)  # green, alpha 2/255
+    pixels[:2] = (220, 20, 30, 255)  # opaque red: 4 % of the pixels
+    engine = Engine("unused.pt", "cpu", load_model=False)
+    header = {"op": "palette", "width": 50, "height": 50, "pixel_format": "RGBA8",
+              "options": {"k": 2}}  # fmt: skip
+    reply, _ = decode_reply(engine.handle(encode_request(header, pixels), 1 << 20))
+    shares = dict(zip(reply["palette"], reply["weights"]))
+    assert shares["#dc141e"] > 0.8, reply  # 100 opaque pixels against 2400 x 2/255
+    header.update(op="recolor", method="chang2015", palette=["#2040d0"])
+    del header["options"]
+    reply, frames = decode_reply(engine.handle(encode_request(header, pixels), 1 << 20))
+    out = np.frombuffer(frames[0], np.uint8).reshape(pixels.shape)
+    red, green = out[0, 0, :3].astype(int), out[-1, -1, :3].astype(int)
+    # counted fully, the green was the colour paired with the target: it turned blue and
+    # the red went dark red (146, 0, 0); weighed by alpha the red turns blue instead
+    assert red[2] > 180 and red[0] < 120, red
+    assert green[1] > 150 and green[2] < 60, green
+    assert np.array_equal(out[..., 3], pixels[..., 3])

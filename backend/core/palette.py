@@ -29,18 +29,23 @@ KMEANS_ITERATIONS = 20
 HISTOGRAM_SAMPLE = 2_000_000
 
 
-def colour_histogram(rgb8: np.ndarray, alpha: np.ndarray | None = None):
-    """uint8 RGB pixels -> (mean LAB colour, pixel count) of each non-empty histogram bin.
+def colour_histogram(rgb8: np.ndarray, weight: np.ndarray | None = None):
+    """uint8 RGB pixels -> (mean LAB colour, weight) of each non-empty histogram bin.
 
-    Fully transparent pixels (alpha == 0) are not counted. Above HISTOGRAM_SAMPLE pixels an
-    evenly strided sample is counted instead: the palette of a 24-megapixel layer does not
-    change, and extraction stays well under a second.
+    `weight` (H, W), optional: how much each pixel counts, e.g. its alpha (0..1) times its
+    selection; any non-negative scale. A pixel at alpha 2/255 counts 2/255 of an opaque one,
+    a fully transparent one (weight 0) not at all; each bin's colour is its pixels' weighted
+    mean. Without it every pixel counts once. Above HISTOGRAM_SAMPLE pixels an evenly
+    strided sample is counted instead: the palette of a 24-megapixel layer does not change,
+    and extraction stays well under a second.
     """
     pixels = rgb8.reshape(-1, 3)
     stride = max(1, -(-len(pixels) // HISTOGRAM_SAMPLE))
     pixels = pixels[::stride]
-    if alpha is not None:
-        pixels = pixels[alpha.reshape(-1)[::stride] > 0]
+    if weight is not None:
+        weight = weight.reshape(-1)[::stride]
+        seen = weight > 0
+        pixels, weight = pixels[seen], weight[seen].astype(np.float64)
     shift = 8 - int(np.log2(HISTOGRAM_BINS))
     bits = int(np.log2(HISTOGRAM_BINS))
     quantised = pixels >> shift
@@ -50,9 +55,10 @@ def colour_histogram(rgb8: np.ndarray, alpha: np.ndarray | None = None):
         | quantised[:, 2]
     )
     nbins = HISTOGRAM_BINS**3
-    counts = np.bincount(index, minlength=nbins)
+    counts = np.bincount(index, weights=weight, minlength=nbins)
+    values = pixels if weight is None else pixels * weight[:, None]
     sums = np.stack(
-        [np.bincount(index, weights=pixels[:, c], minlength=nbins) for c in range(3)], axis=1
+        [np.bincount(index, weights=values[:, c], minlength=nbins) for c in range(3)], axis=1
     )
     filled = counts > 0
     mean_rgb = sums[filled] / counts[filled, None] / 255
@@ -94,15 +100,16 @@ def weighted_kmeans(points, weights, k, *, fixed=None, iterations=KMEANS_ITERATI
     return centres, shares
 
 
-def extract_palette(rgb8: np.ndarray, k: int = MODEL_PALETTE_SIZE, alpha=None, black_anchor=False):
-    """Dominant colours of a uint8 RGB image (H, W, 3).
+def extract_palette(rgb8: np.ndarray, k: int = MODEL_PALETTE_SIZE, weight=None, black_anchor=False):
+    """Dominant colours of a uint8 RGB image (H, W, 3), each pixel counted by `weight`
+    (see colour_histogram; None: every pixel once).
 
-    Returns (LAB colours (k, 3) sorted by lightness, pixel share of each, summing to 1).
+    Returns (LAB colours (k, 3) sorted by lightness, share of each, summing to 1).
     Images with fewer distinct colours than k give repeated colours, so the shape is fixed.
     """
     if not 1 <= k <= MAX_PALETTE_COLORS:
         raise PaletteError(f"k must be between 1 and {MAX_PALETTE_COLORS}, got {k}")
-    bins, counts = colour_histogram(rgb8, alpha)
+    bins, counts = colour_histogram(rgb8, weight)
     if len(bins) == 0:
         raise PaletteError("the image has no visible pixels to take a palette from")
     fixed = np.array([[0.0, 0.0, 0.0]]) if black_anchor else None
@@ -122,12 +129,13 @@ def canonical_order(lab) -> np.ndarray:
     return np.lexsort((lab[:, 2], lab[:, 1], lab[:, 0]))
 
 
-def pair_with_image(target_lab, rgb8: np.ndarray, alpha=None):
+def pair_with_image(target_lab, rgb8: np.ndarray, weight=None):
     """A palette given without the colours it replaces -> (target, source): the image's own
-    palette of as many colours (what the `palette` op gives, dark to light) and the target
-    in the same canonical order, so the colours pair by lightness rank."""
+    palette of as many colours (what the `palette` op gives, dark to light, each pixel
+    counted by `weight`) and the target in the same canonical order, so the colours pair by
+    lightness rank."""
     target = np.asarray(target_lab, dtype=np.float64).reshape(-1, 3)
-    source, _ = extract_palette(rgb8, len(target), alpha=alpha)
+    source, _ = extract_palette(rgb8, len(target), weight=weight)
     return target[canonical_order(target)], source
 
 

@@ -137,15 +137,16 @@ class Layer:
         (row_index,), (column_index,) = np.nonzero(rows), np.nonzero(columns)
         return row_index[0], row_index[-1] + 1, column_index[0], column_index[-1] + 1
 
-    def counted(self) -> np.ndarray | None:
-        """(H, W): > 0 where a pixel counts for palette statistics (seen and selected),
-        None when all do."""
-        counted = None
-        if self.format.alpha is not None:
-            counted = self.pixels[..., self.format.alpha] > 0
+    def palette_weight(self) -> np.ndarray | None:
+        """(H, W) float32: how much each pixel counts for palette statistics, its alpha
+        (0..1) times its selection (mask / 255); None when every pixel counts fully (no
+        alpha channel, no mask). A pixel at alpha 2/255 is all but invisible, so it counts
+        2/255 of an opaque one; a fully transparent or unselected one counts 0."""
+        weight = self.alpha()
         if self.mask is not None:
-            counted = self.mask > 0 if counted is None else counted & (self.mask > 0)
-        return counted
+            selected = self.mask / np.float32(255)
+            weight = selected if weight is None else np.multiply(weight, selected, out=weight)
+        return weight
 
     def non_finite(self) -> tuple[int, int] | None:
         """(x, y) of the first pixel with a NaN or infinite channel, None if there is none."""

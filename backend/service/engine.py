@@ -160,7 +160,7 @@ class Engine:
         if request.op == "recolor" and pairs_with_layer and layer.mask is not None:
             # Without source_palette the palette is paired with the colours of the visible,
             # selected pixels; a mask that selects none of them leaves nothing to pair with.
-            if not layer.counted().any() and layer.visible_box() is not None:
+            if not layer.palette_weight().any() and layer.visible_box() is not None:
                 message = (
                     "the mask selects no visible pixel, so there are no colours to pair the "
                     "palette with: send source_palette, a mask that selects something, or none"
@@ -192,10 +192,10 @@ class Engine:
     def _palette(self, request: Request) -> Reply:
         layer, timing = self._layer(request)
         start = time.perf_counter()
-        counted = layer.counted()
-        if counted is not None and not counted.any():
+        weight = layer.palette_weight()
+        if weight is not None and not weight.any():
             raise ProtocolError("bad_request", "no visible pixel to take a palette from")
-        lab, shares = extract_palette(layer.rgb8(), request.k, alpha=counted)
+        lab, shares = extract_palette(layer.rgb8(), request.k, weight=weight)
         timing["palette"] = _milliseconds(start)
         colours = [to_hex(rgb) for rgb in lab_to_rgb_np(lab)]
         weights = [round(float(s), 4) for s in shares]
@@ -204,12 +204,12 @@ class Engine:
     def _chang2015(self, request: Request) -> Reply:
         layer, timing = self._layer(request)
         out = layer.pixels.copy()
-        counted = layer.counted()
-        if counted is None or counted.any():
+        weight = layer.palette_weight()
+        if weight is None or weight.any():
             start = time.perf_counter()
             target, source = _lab_palettes(request)
             if source is None:
-                target, source = pair_with_image(target, layer.rgb8(), counted)
+                target, source = pair_with_image(target, layer.rgb8(), weight)
             lattice = build_lattice(source, target)
             timing["lattice"] = _milliseconds(start)
             start = time.perf_counter()
@@ -230,7 +230,7 @@ class Engine:
         timing["prepare"] = _milliseconds(start)
         target, source = _lab_palettes(request)
         if source is None and working is not None and self.model.needs_source:
-            target, source = pair_with_image(target, layer.rgb8(), layer.counted())
+            target, source = pair_with_image(target, layer.rgb8(), layer.palette_weight())
         return _Started(index, request, layer, working, timing, target, source)
 
     def _finish_palettenet(self, batch: list["_Started"]):
