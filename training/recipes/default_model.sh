@@ -4,7 +4,11 @@
 #
 #   training/recipes/default_model.sh PHOTOS WORK OUT [SECONDS]
 #
-# PHOTOS  the photo folder with its SOURCES.tsv (../shared/datasets/photos)
+# PHOTOS  your photo folder, with a SOURCES.tsv naming each photo's source (columns `file`
+#         and `package`); the split keeps each source whole. The default model was made from
+#         194 photos from Debian wallpaper and educational-image packages (licences in their
+#         SOURCES.tsv), validation lxqt-themes, test lomiri-wallpapers and
+#         plasma-workspace-wallpapers: the defaults of VALIDATION_GROUPS and TEST_GROUPS.
 # WORK    scratch folder (dataset ~1.5 GB, run folders)
 # OUT     where the results go: weight files (half precision), logs, metrics, evaluate CSVs
 #         and sample grids (runs.tar.gz)
@@ -12,9 +16,16 @@
 #         shares of what the other stages leave and stop at a step boundary (--max-minutes),
 #         so the steps each run reached are in its metrics.csv and weight record.
 #
+# Environment: PALETTES  a JSON file of designer palettes for the evaluations' B3 task (the
+#                        default model's: 255 six-colour palettes of the npm package
+#                        @thi.ng/color-palettes 1.5.36, Apache-2.0; default: evaluate's four
+#                        built-in palettes)
+#              VALIDATION_GROUPS, TEST_GROUPS  comma-separated source-name prefixes
+#              PYTHON, DEVICE, BASELINES=1; SIZE, BATCH for a dry run on a CPU (see below)
+#
 # Stages:
 #  1. prepare: 18 hue shifts + 6 local (1-2 colours) + 6 multi (3-6 colours) edits per photo,
-#     split by source package (validation lxqt, test lomiri + plasma, train the rest).
+#     split by source package (validation and test as above, train the rest).
 #  2. a few steps of each model kind on the GPU, to find out before the budget is spent
 #     whether batch-making worker processes work there (else the runs make batches inline).
 #  3. phase 1 (Euclidean), four runs side by side on the one GPU, three training mixes of the
@@ -33,7 +44,9 @@ PHOTOS=${1:?photo folder}; WORK=${2:?work folder}; OUT=${3:?output folder}
 BUDGET=${4:-480}
 PYTHON=${PYTHON:-python3}
 DEVICE=${DEVICE:-cuda}
-PALETTES=${PALETTES:-$(dirname "$PHOTOS")/palettes/designer-6x255.json}
+PALETTES=${PALETTES:-}
+VALIDATION_GROUPS=${VALIDATION_GROUPS:-lxqt}
+TEST_GROUPS=${TEST_GROUPS:-lomiri,plasma}
 export PYTHONUNBUFFERED=1
 began=$(date +%s)
 elapsed() { echo $(( $(date +%s) - began )); }
@@ -47,7 +60,8 @@ trap save EXIT
 
 if [ ! -f "$DATA/meta.json" ]; then
   $PYTHON -m training prepare --images "$PHOTOS" --out "$DATA" \
-    --groups "$PHOTOS/SOURCES.tsv" --validation-groups lxqt --test-groups lomiri,plasma \
+    --groups "$PHOTOS/SOURCES.tsv" --validation-groups "$VALIDATION_GROUPS" \
+    --test-groups "$TEST_GROUPS" \
     --variants 18 --local-variants 6 --multi-variants 6 --workers "$CPUS" 2>&1 \
     | tr '\r' '\n' | grep -v '^preparing' | tee "$OUT/prepare.log"
 fi
@@ -65,7 +79,7 @@ train() {  # name, phase, minutes, extra arguments
 evaluate() {  # weights ('' for the classical methods), csv, split, extra arguments
   local weights=$1 csv=$2 split=$3; shift 3
   $PYTHON -m training evaluate --images "$PHOTOS" --split-file "$DATA/split.json" \
-    --split "$split" --size 512 --palettes "$PALETTES" --quiet --csv "$csv" \
+    --split "$split" --size 512 ${PALETTES:+--palettes "$PALETTES"} --quiet --csv "$csv" \
     ${weights:+--checkpoint "$weights" --methods palettenet --device "$DEVICE"} "$@" \
     > "${csv%.csv}.log" 2>&1
 }
