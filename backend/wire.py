@@ -3,8 +3,8 @@ backend: its name, operations, methods, error codes, pixel formats and the defau
 
 Standard library only: the broker, which only routes messages, and the plug-ins' copy
 (plugin/recolor_with_palette/wire.py, which must stay standard-library so any editor's
-Python can load it) need nothing more. tests/test_layers.py checks that the two copies are
-equal.
+Python can load it) need nothing more. tests/test_wire_copies.py checks that the two
+copies are equal.
 """
 
 PROTOCOL = "palettenet/1"
