@@ -32,20 +32,22 @@ MESSAGES = {
     "please report it with the backend's log.",
     # failures on the plug-in's side
     "connection_refused": "Nothing is listening at the backend address. Start the backend "
-    "(palettenet serve) or check the address in the settings.",
+    "(palettenet serve) or check the address (Krita: the docker's settings; GIMP: the "
+    "procedure's server argument).",
     "timeout": "The backend did not answer in time. It may be busy with a very large layer: "
-    "try again, or raise the timeout in the settings.",
+    "try again (in Krita you can also raise the timeout in the docker's settings).",
     "connection_lost": "The connection to the backend failed. Check that it is still "
     "running, then try again.",
     "backend_stopped": "The backend stopped while working on this request (it may have "
-    "crashed or been killed). It will be restarted on the next Apply; if it runs on another "
-    "computer, or auto-start is off, start it again there first.",
+    "crashed or been killed). It is started again the next time you recolour; if it runs on "
+    "another computer, or auto-start is off, start it again there first.",
     "no_memory": "There is not enough memory for the backend's answer. Close other images "
     "or select a smaller area, then try again.",
-    "bad_address": "The backend address in the settings is not valid. It looks like "
+    "bad_address": "The backend address is not valid. It looks like "
     f"{DEFAULT_ADDRESS} or ipc:///path/to/socket.",
     "unreachable": "No backend answers at the configured address. Start it (palettenet "
-    "serve --bind ADDRESS) or check the address in the settings.",
+    "serve --bind ADDRESS) or check the address (Krita: the docker's settings; GIMP: the "
+    "procedure's server argument).",
     "no_backend": "No backend answers at the configured address, and none is installed for "
     "this plug-in to start. Run install.py from the Recolor with Palette folder, or start "
     "one yourself with: palettenet serve",
