@@ -12,7 +12,7 @@ SAMPLE_PHOTOS = ("astronaut", "coffee", "chelsea", "rocket", "retina", "immunohi
 
 
 def small_photo(name: str, long_side: int = 128) -> np.ndarray:
-    """A scikit-image bundled photo as uint8 RGB, resized (tests never need ../shared)."""
+    """A scikit-image bundled photo as uint8 RGB, resized (no data from outside the repo)."""
     image = getattr(data, name)()
     scale = long_side / max(image.shape[:2])
     resized = transform.resize(

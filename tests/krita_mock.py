@@ -1,6 +1,6 @@
 """A stand-in for the `krita` module, faithful to the facts the plug-in relies on.
 
-Modelled from Krita 5.1 (checked with kritarunner, see ../shared/notes/editors.md):
+Modelled from Krita 5.1, checked with kritarunner (tests/test_plugin_krita_real.py):
 - pixelData/projectionPixelData/setPixelData use B, G, R, A for integer depths and R, G, B, A
   for float depths, native byte order; a node's pixels live in canvas coordinates.
 - setPixelData on a node that is in the image is an undoable paint step; on a node not yet
