@@ -405,8 +405,12 @@ def main():
     parser.add_argument("--uninstall", action="store_true", help="remove the installed plug-ins")
     parser.add_argument("--plugins-only", action="store_true", help="skip the .venv set-up")
     parser.add_argument("--no-vendor", action="store_true", help="do not add pyzmq to plug-ins")
-    parser.add_argument("pytest_args", nargs="*", help="extra arguments for pytest (with --test)")
-    args = parser.parse_args()
+    parser.epilog = "With --test, every other argument goes to pytest: --test -k palette"
+    # Whatever install.py does not know goes to pytest, in its order (-k palette, -x,
+    # tests/test_cli.py): the README shows `install.py --test -k palette`.
+    args, pytest_args = parser.parse_known_args()
+    if pytest_args and not args.test:
+        parser.error(f"unrecognized arguments: {' '.join(pytest_args)}")
     report = Report()
     if args.uninstall:
         install_plugins(args, report)
@@ -418,7 +422,7 @@ def main():
         except subprocess.CalledProcessError as error:
             sys.exit(f"set-up failed: {error}")
     if args.test:
-        sys.exit(subprocess.call([str(python), "-m", "pytest", *args.pytest_args], cwd=ROOT))
+        sys.exit(subprocess.call([str(python), "-m", "pytest", *pytest_args], cwd=ROOT))
     report.add(f"backend: {venv_command('palettenet')} (the plug-ins start it when needed)")
     install_plugins(args, report)
     print("\nsummary:\n  " + "\n  ".join(report.lines))
