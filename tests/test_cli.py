@@ -1,5 +1,12 @@
+import socket
+import subprocess
+import sys
+import time
+
+import imagecodecs
 import numpy as np
 import pytest
+import tifffile
 import torch
 from PIL import Image
 
@@ -88,3 +95,87 @@ def test_bad_palettes_and_missing_weights_give_clear_errors(rgba_photo, tmp_path
                 str(tmp_path / "nothing.pt"),
             ]
         )
+
+
+# --- one line and an exit status for every bad input, path, port and address (#14) -------
+def palettenet(*args, timeout=60):
+    """The command as a user runs it: (exit status, stdout, stderr)."""
+    command = [sys.executable, "-m", "backend.cli.main", *map(str, args)]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
+    return done.returncode, done.stdout, done.stderr
+
+
+def assert_one_line_error(status, stderr, *words):
+    assert status == 1, stderr
+    assert "Traceback" not in stderr and len(stderr.strip().splitlines()) == 1, stderr
+    for word in words:
+        assert word in stderr, stderr
+
+
+def test_serve_on_a_used_port_or_without_a_port_says_so_in_one_line():
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        began = time.monotonic()
+        status, _, stderr = palettenet("serve", "--bind", f"tcp://127.0.0.1:{port}")
+        assert_one_line_error(status, stderr, "Address already in use", str(port))
+        assert time.monotonic() - began < 20  # before the model loads
+    status, _, stderr = palettenet("serve", "--bind", "tcp://127.0.0.1")
+    assert_one_line_error(status, stderr, "tcp://HOST:PORT")
+    status, _, stderr = palettenet("info", "--server", "tcp://127.0.0.1")
+    assert_one_line_error(status, stderr, "tcp://HOST:PORT")
+
+
+def test_bad_output_paths_fail_in_one_line_before_any_work(rgba_photo, tmp_path):
+    cases = [
+        (tmp_path / "out", "no file extension"),
+        (tmp_path / "out.xyz", ".xyz files are not written"),
+        (tmp_path / "missing" / "folder" / "out.png", "does not exist"),
+        (tmp_path, "it is a folder"),
+        (tmp_path / "out.jpg", "JPEG has no transparency"),  # the photo has a see-through band
+    ]
+    for output, reason in cases:
+        began = time.monotonic()
+        status, _, stderr = palettenet("recolor", rgba_photo, "-p", "#123456", "-o", output)
+        assert_one_line_error(status, stderr, reason)
+        assert time.monotonic() - began < 10  # nothing recoloured (the model is never loaded)
+    assert not (tmp_path / "missing").exists()  # no folder is made
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.png"]
+    status, _, stderr = palettenet("palette", tmp_path / "nothing.png")
+    assert_one_line_error(status, stderr, "No such file or directory")
+    (tmp_path / "text.png").write_text("not an image")
+    status, _, stderr = palettenet("palette", tmp_path / "text.png")
+    assert_one_line_error(status, stderr, "not an image file")
+
+
+def test_hex_without_hash_is_the_same_colour(rgba_photo, tmp_path):
+    """Documented: '#' is optional (handy in a shell, where an unquoted # starts a comment)."""
+    for name, palette in (("with.png", "#e63946,#1d3557"), ("without.png", "e63946,1D3557")):
+        main(["recolor", str(rgba_photo), "-p", palette, "--method", "chang2015",
+              "-o", str(tmp_path / name)])  # fmt: skip
+    with_hash, without = (np.asarray(Image.open(tmp_path / n)) for n in ("with.png", "without.png"))
+    assert np.array_equal(with_hash, without)
+
+
+def test_in_process_and_through_a_daemon_read_files_alike(daemon, tmp_path, capsys):
+    """The file is read (oriented, converted to sRGB) on the client's side: a CMYK TIFF's
+    palette and a profiled, rotated PNG's recolouring are the same both ways."""
+    tifffile.imwrite(tmp_path / "cmyk.tif", np.tile([255, 0, 0, 40], (20, 30, 1)).astype(
+        np.uint8), photometric="separated")  # fmt: skip
+    main(["palette", str(tmp_path / "cmyk.tif"), "-k", "2"])
+    here = capsys.readouterr().out
+    main(["palette", str(tmp_path / "cmyk.tif"), "-k", "2", "--server", daemon.address])
+    assert capsys.readouterr().out == here and here.startswith("#00d7d7")
+    rgb = small_photo("coffee", 48)
+    tags = Image.Exif()
+    tags[0x0112] = 8
+    Image.fromarray(rgb).save(tmp_path / "in.png", exif=tags.tobytes(),
+                              icc_profile=imagecodecs.cms_profile("adobergb"))  # fmt: skip
+    for name, server in (("here.png", []), ("there.png", ["--server", daemon.address])):
+        main(["recolor", str(tmp_path / "in.png"), "-p", "#0b1d51,#f7ece1", "--method",
+              "chang2015", "-o", str(tmp_path / name), *server])  # fmt: skip
+    here, there = (Image.open(tmp_path / name) for name in ("here.png", "there.png"))
+    assert here.size == (rgb.shape[0], rgb.shape[1])  # turned upright
+    assert np.array_equal(np.asarray(here), np.asarray(there))
+    assert here.info["icc_profile"] == there.info["icc_profile"]

@@ -1,16 +1,38 @@
-"""Image files for the CLI, read and written at their own precision.
+"""Image files for the CLI: read as a viewer shows them, written so they show the same.
 
-Pillow reads 16-bit RGB PNGs only as 8-bit and cannot write them, so 16-bit PNGs go through
-imagecodecs (libpng) and TIFFs through tifffile (8- and 16-bit, float); every other format
-through Pillow at 8 bits. The pixels become one of the protocol's formats (backend.core.pixels):
-RGB8 or RGBA8 for 8-bit files, RGBA16 for 16-bit ones, RGBAF32 for float TIFFs; grey
-becomes RGB, and an alpha channel is added (opaque) only where the format needs one.
-Writing keeps the depth where the file type can hold it: 16-bit and float results written to
-an 8-bit-only type (JPEG, WebP, ...) are rounded to 8 bits, with a note on stderr.
+Reading gives upright sRGB pixels in one of the protocol's formats (backend.core.pixels):
+RGB8 or RGBA8 for 8-bit files, RGBA16 for 16-bit ones (and 2- to 15-bit TIFFs, scaled),
+RGBAF32 for float TIFFs; an alpha channel is added (opaque) only where the format needs one.
+
+- Readers, chosen by the file's first bytes, not its name: TIFF through tifffile, 16-bit PNG
+  through imagecodecs (libpng; Pillow reads it only as 8-bit), PNG, JPEG (MPO too), WebP,
+  GIF, BMP, TGA, PPM, QOI and JPEG 2000 through Pillow (no other Pillow plug-in: EPS would
+  run Ghostscript). Animations are refused; a TIFF's later pages are left out, with a note.
+- Size: width and height come from the file's header and are checked against the pixel
+  limit before any pixel is decoded, so an image bomb costs a header read.
+- Orientation: EXIF Orientation (JPEG, PNG eXIf, WebP; read by Pillow, which also looks in
+  XMP) and the TIFF Orientation tag are applied as ImageOps.exif_transpose does; results
+  are written upright, without the tag.
+- Colour models: grey (1-bit too; min-is-white TIFFs inverted), RGB, indexed (palette PNG,
+  GIF, TIFF), CMYK and YCbCr become RGB; premultiplied alpha is divided out. CIE Lab TIFFs,
+  separations other than CMYK, more than one extra channel and sample types other than
+  unsigned 1- to 16-bit integers and floats are refused, with the reason.
+- Colour profiles: see profiles.py (converted to sRGB through LittleCMS, written back in
+  the file's own profile).
+
+Writing goes by the output's extension (OUTPUT_TYPES), checked before any work: the folder
+must exist (none is created), the type must hold the image's transparency (no silent
+flattening into JPEG) and, where it cannot hold the profile, the result is written in sRGB
+with a note. Depth is kept where the type can hold it (16-bit and float results written to
+an 8-bit-only type are rounded, with a note). A file is written whole or not at all (a
+temporary file in the same folder, then renamed).
 """
 
+import os
 import sys
-from dataclasses import dataclass
+import tempfile
+import zlib
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import imagecodecs
@@ -18,88 +40,440 @@ import numpy as np
 import tifffile
 from PIL import Image
 
-TIFF_SUFFIXES = {".tif", ".tiff"}
+from backend.cli import profiles
+from backend.service.protocol import DEFAULT_MAX_PIXELS
+
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+TIFF_SIGNATURES = (b"II*\0", b"MM\0*", b"II+\0", b"MM\0+")  # classic and BigTIFF
+PILLOW_FORMATS = ("PNG", "JPEG", "WEBP", "GIF", "BMP", "DIB", "TGA", "PPM", "QOI",
+                  "JPEG2000")  # fmt: skip
+EXIF_ORIENTATION = 0x0112
+# EXIF orientation -> (quarter turns anticlockwise, then mirror top to bottom) that shows
+# the stored pixels upright (the same as PIL.ImageOps.exif_transpose; tested against it).
+UPRIGHT = {1: (0, False), 2: (2, True), 3: (2, False), 4: (0, True), 5: (1, True),
+           6: (-1, False), 7: (-1, True), 8: (1, False)}  # fmt: skip
+
+
+class ImageFileError(ValueError):
+    """A file that cannot be read or written; the message says why, in one line."""
 
 
 @dataclass
 class Picture:
-    pixels: np.ndarray  # (H, W, C) in `pixel_format`
+    pixels: np.ndarray  # (H, W, C) upright, sRGB-encoded, in `pixel_format`
     pixel_format: str  # a backend.core.pixels.FORMATS name
     has_alpha: bool  # whether the file had alpha (an added opaque one is not written)
+    profile: bytes | None = None  # the ICC profile results are written with (None: sRGB)
+    stored: np.ndarray | None = None  # (H, W, 3) colour as stored, in `profile`'s space
+    notes: list[str] = field(default_factory=list)  # said when a result is written
 
 
-def _from_array(array: np.ndarray) -> Picture:
-    """An (H, W), (H, W, 1..4) array of any depth -> a Picture in a protocol format."""
-    if array.ndim == 2:
-        array = array[..., None]
-    channels = array.shape[2]
-    if channels not in (1, 2, 3, 4):
-        raise ValueError(f"{channels} channels per pixel: only grey, RGB and RGBA are supported")
-    has_alpha = channels in (2, 4)
-    colour = array[..., : channels - has_alpha]
-    colour = np.repeat(colour, 3, axis=2) if colour.shape[2] == 1 else colour
-    alpha = array[..., -1:] if has_alpha else None
-    if array.dtype == np.uint8:
-        if alpha is None:
-            return Picture(np.ascontiguousarray(colour), "RGB8", False)
-        return Picture(np.concatenate([colour, alpha], axis=2), "RGBA8", True)
-    if array.dtype == np.uint16:
-        dtype, opaque, name = np.dtype("<u2"), 65535, "RGBA16"
-    elif array.dtype.kind == "f":
-        dtype, opaque, name = np.dtype("<f4"), 1.0, "RGBAF32"
-    else:
-        raise ValueError(f"pixel type {array.dtype} is not supported (8-bit, 16-bit or float)")
-    if alpha is None:
-        alpha = np.full((*colour.shape[:2], 1), opaque, dtype)
-    return Picture(np.concatenate([colour, alpha], axis=2).astype(dtype), name, has_alpha)
+@dataclass(frozen=True)
+class FileType:
+    name: str  # Pillow's format name (TIFF: written by tifffile)
+    alpha: bool  # holds transparency
+    profile: bool  # holds an ICC profile
+    depth: str  # the deepest it holds: "8", "16" or "float"
 
 
-def _png_bit_depth(path: Path) -> int:
-    with open(path, "rb") as file:
-        head = file.read(26)
-    return head[24] if head[:8] == PNG_SIGNATURE and len(head) == 26 else 0
+_TIFF = FileType("TIFF", True, True, "float")
+_JPEG = FileType("JPEG", False, True, "8")
+OUTPUT_TYPES = {".png": FileType("PNG", True, True, "16"), ".tif": _TIFF, ".tiff": _TIFF,
+                ".jpg": _JPEG, ".jpeg": _JPEG, ".webp": FileType("WEBP", True, True, "8"),
+                ".bmp": FileType("BMP", False, False, "8")}  # fmt: skip
 
 
-def read_image(path: Path) -> Picture:
-    """ValueError or OSError with the reason if the file cannot be used."""
+# JPEG and lossy WebP: Pillow's defaults (75, 80) change flat saturated colours by up to 11
+# levels; at 95 an identity edit stays within 3.
+LOSSY_QUALITY = 95
+
+
+def _note(text: str) -> None:
+    print(f"note: {text}", file=sys.stderr)
+
+
+# --- reading ----------------------------------------------------------------------------
+@dataclass
+class _Stored:
+    """Pixels as a reader gives them, before they are made upright and sRGB."""
+
+    array: np.ndarray  # (H, W, C): the colour channels of `model`, then alpha if any
+    model: str  # "grey", "rgb" or "cmyk"
+    alpha: bool = False
+    premultiplied: bool = False
+    profile: bytes | None = None
+    orientation: int = 1
+
+
+def read_image(path: Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> Picture:
+    """ImageFileError, with the reason in one line, if the file cannot be used."""
     path = Path(path)
-    if path.suffix.lower() in TIFF_SUFFIXES:
-        with tifffile.TiffFile(path) as tiff:
-            page = tiff.pages[0]
-            array = page.asarray()
-            if page.axes.startswith("S"):  # planar: one plane per channel
-                array = np.moveaxis(array, 0, -1)
-        return _from_array(array)
-    if _png_bit_depth(path) == 16:
-        return _from_array(imagecodecs.png_decode(path.read_bytes()))
-    with Image.open(path) as image:
-        image.load()
-        has_alpha = "A" in image.getbands() or "transparency" in image.info
-        return _from_array(np.asarray(image.convert("RGBA" if has_alpha else "RGB")))
+    try:
+        with open(path, "rb") as file:
+            head = file.read(32)
+        if head[:4] in TIFF_SIGNATURES:
+            stored, notes = _read_tiff(path, max_pixels)
+        else:
+            stored, notes = _read_with_pillow(path, head, max_pixels)
+        return _picture(path, stored, notes)
+    except ImageFileError:
+        raise
+    except MemoryError:
+        raise ImageFileError("not enough memory to decode it") from None
+    except Exception as error:  # a decoder's complaint about a damaged or hostile file
+        reason = error.strerror if isinstance(error, OSError) and error.strerror else error
+        raise ImageFileError(str(reason).splitlines()[0] or type(error).__name__) from None
 
 
-def write_image(path: Path, picture: Picture) -> None:
-    path = Path(path)
-    pixels = picture.pixels if picture.has_alpha else picture.pixels[..., :3]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    suffix = path.suffix.lower()
-    if suffix in TIFF_SUFFIXES:
-        extra = {"extrasamples": ["unassalpha"]} if picture.has_alpha else {}
-        tifffile.imwrite(path, pixels, photometric="rgb", compression="zlib", **extra)
-        return
-    if pixels.dtype.kind == "f" and suffix == ".png":  # PNG has no float: 16 bits it is
-        pixels = np.round(np.clip(pixels, 0, 1) * 65535).astype(np.uint16)
-    if pixels.dtype == np.uint16 and suffix == ".png":
-        path.write_bytes(imagecodecs.png_encode(np.ascontiguousarray(pixels)))
-        return
-    if pixels.dtype != np.uint8:
-        print(
-            f"note: {path.name} holds 8 bits per channel; the result was rounded", file=sys.stderr
+def _check_size(width: int, height: int, max_pixels: int) -> None:
+    if width < 1 or height < 1:
+        raise ImageFileError(f"it is {width} x {height} pixels: there is nothing to recolour")
+    if width * height > max_pixels:
+        raise ImageFileError(
+            f"too large: {width} x {height} is {width * height:,} pixels, over the limit of "
+            f"{max_pixels:,} (--max-pixels)"
         )
-        maximum = 65535 if pixels.dtype == np.uint16 else 1
-        pixels = np.round(np.clip(pixels / maximum, 0, 1) * 255).astype(np.uint8)
-    image = Image.fromarray(np.ascontiguousarray(pixels))
-    if image.mode == "RGBA" and suffix in (".jpg", ".jpeg"):
-        image = image.convert("RGB")  # JPEG has no alpha
-    image.save(path)
+
+
+def _read_tiff(path: Path, max_pixels: int) -> tuple[_Stored, list]:
+    notes = []
+    with tifffile.TiffFile(path) as tiff:
+        page = tiff.pages.first
+        _check_size(page.imagewidth, page.imagelength, max_pixels)
+        model, convert = _tiff_model(page)
+        extra = page.samplesperpixel - {"grey": 1, "indexed": 1, "rgb": 3, "cmyk": 4}[model]
+        if extra > 1 or len(page.extrasamples) > 1:
+            raise ImageFileError(f"{extra} extra channels: only one (alpha) is supported")
+        if page.dtype is None or not (page.dtype.kind in "f" or page.dtype in (
+                np.uint8, np.uint16, np.bool_)):  # fmt: skip
+            raise ImageFileError(f"{page.dtype} samples are not supported")
+        try:
+            second = tiff.pages[1]
+            if not second.is_reduced:
+                notes.append("only its first page is read")
+        except IndexError:
+            pass
+        array = page.asarray()
+        if page.planarconfig == tifffile.PLANARCONFIG.SEPARATE and array.ndim == 3:
+            array = np.moveaxis(array, 0, -1)
+        stored = _Stored(
+            convert(page, array),
+            "rgb" if model == "indexed" else model,
+            alpha=extra == 1,
+            premultiplied=page.extrasamples[:1] == (tifffile.EXTRASAMPLE.ASSOCALPHA,),
+            profile=page.tags.valueof("InterColorProfile"),
+            orientation=page.tags.valueof("Orientation", 1),
+        )
+    return stored, notes
+
+
+def _tiff_model(page):
+    """(model, convert(page, array) -> array in that model) for a TIFF page's photometric
+    interpretation; ImageFileError for the ones this cannot show right."""
+    kind = tifffile.PHOTOMETRIC
+    photometric = page.photometric
+    if photometric in (kind.MINISBLACK, kind.MINISWHITE):
+        return "grey", _tiff_grey
+    if photometric == kind.RGB:
+        return "rgb", _tiff_scaled
+    if photometric == kind.PALETTE:
+        return "indexed", _tiff_indexed
+    if photometric == kind.SEPARATED and page.tags.valueof("InkSet", 1) == 1:
+        return "cmyk", _tiff_scaled
+    if photometric == kind.YCBCR:
+        if page.compression in (tifffile.COMPRESSION.JPEG, tifffile.COMPRESSION.OJPEG):
+            return "rgb", _tiff_scaled  # the JPEG decoder gives RGB
+        if page.dtype == np.uint8 and page.samplesperpixel == 3:
+            return "rgb", _tiff_ycbcr
+    if photometric in (kind.CIELAB, kind.ICCLAB, kind.ITULAB):
+        raise ImageFileError("CIE L*a*b* TIFF files are not supported: save it as RGB")
+    name = getattr(photometric, "name", photometric)
+    if photometric == kind.SEPARATED:
+        inks = page.samplesperpixel - len(page.extrasamples)
+        name = f"a separation of {page.tags.valueof('NumberOfInks', inks)} inks, not CMYK"
+    raise ImageFileError(f"TIFF colour model {name} is not supported: save it as RGB")
+
+
+def _tiff_scaled(page, array):
+    """Samples of 2 to 15 bits (in uint8 or uint16) stretched to the full range."""
+    if array.dtype == np.bool_:
+        return array.astype(np.uint8) * 255
+    bits = page.bitspersample
+    if array.dtype.kind == "u" and bits < array.dtype.itemsize * 8:
+        maximum = np.iinfo(array.dtype).max
+        return np.round(array * (maximum / ((1 << bits) - 1))).astype(array.dtype)
+    return array
+
+
+def _tiff_grey(page, array):
+    array = _tiff_scaled(page, array)
+    if page.photometric == tifffile.PHOTOMETRIC.MINISWHITE:  # 0 is white: turn it round
+        maximum = 1.0 if array.dtype.kind == "f" else np.iinfo(array.dtype).max
+        colour = maximum - array[..., :1] if array.ndim == 3 else maximum - array
+        array = np.concatenate([colour, array[..., 1:]], axis=2) if array.ndim == 3 else colour
+    return array
+
+
+def _tiff_indexed(page, array):
+    """Palette indices -> the colour map's RGB (TIFF colour maps are 16-bit; 8-bit ones
+    written as value * 257 become 8-bit again)."""
+    if array.ndim == 3:
+        raise ImageFileError("indexed TIFF with extra channels is not supported")
+    colours = np.asarray(page.colormap, np.uint16).T  # (entries, 3)
+    if np.all(colours % 257 == 0):
+        colours = (colours // 257).astype(np.uint8)
+    if array.max(initial=0) >= len(colours):
+        raise ImageFileError("an index beyond the end of its colour map")
+    return colours[array]
+
+
+def _tiff_ycbcr(page, array):
+    return np.asarray(Image.fromarray(array, "YCbCr").convert("RGB"))
+
+
+def _open_with_pillow(path: Path) -> Image.Image:
+    """Image.open, only for the formats in PILLOW_FORMATS, with Pillow's own bomb check off:
+    the size is checked right after, against this tool's limit, with the size in the
+    message (Pillow's would be a DecompressionBombError traceback)."""
+    limit = Image.MAX_IMAGE_PIXELS
+    Image.MAX_IMAGE_PIXELS = None
+    try:
+        return Image.open(path, formats=PILLOW_FORMATS)
+    except Image.UnidentifiedImageError:
+        kinds = "PNG, JPEG, WebP, TIFF, GIF, BMP, TGA, PPM, QOI, JPEG 2000"
+        raise ImageFileError(f"not an image file this tool reads ({kinds})") from None
+    finally:
+        Image.MAX_IMAGE_PIXELS = limit
+
+
+# Pillow mode -> (the mode to convert to, None: as it is; the model its pixels are in)
+PILLOW_MODES = {"1": ("L", "grey"), "L": (None, "grey"), "LA": (None, "grey"),
+                "La": ("LA", "grey"), "I;16": (None, "grey"), "I;16L": (None, "grey"),
+                "I;16B": (None, "grey"), "I;16N": (None, "grey"), "F": (None, "grey"),
+                "P": ("RGB", "rgb"), "PA": ("RGBA", "rgb"), "RGB": (None, "rgb"),
+                "RGBA": (None, "rgb"), "RGBa": ("RGBA", "rgb"), "RGBX": ("RGB", "rgb"),
+                "YCbCr": ("RGB", "rgb"), "CMYK": (None, "cmyk")}  # fmt: skip
+WITH_TRANSPARENCY = {"1": "LA", "L": "LA", "P": "RGBA", "RGB": "RGBA"}  # a tRNS colour key
+
+
+def _read_with_pillow(path: Path, head: bytes, max_pixels: int) -> tuple[_Stored, list]:
+    notes = []
+    with _open_with_pillow(path) as image:
+        _check_size(*image.size, max_pixels)
+        if image.format in ("GIF", "PNG", "WEBP") and getattr(image, "is_animated", False):
+            frames = getattr(image, "n_frames", "several")
+            raise ImageFileError(f"an animation ({frames} frames): recolour a still image")
+        orientation = _exif_orientation(image, notes)
+        if image.format == "PNG" and _png_bit_depth(head) == 16:
+            array = imagecodecs.png_decode(path.read_bytes())
+            array = array if array.ndim == 3 else array[..., None]
+            model, alpha = ("grey" if array.shape[2] < 3 else "rgb"), array.shape[2] in (2, 4)
+        else:
+            array, model, alpha = _pillow_pixels(image)
+        profile = image.info.get("icc_profile") or profiles.png_profile(image.info, model)
+    return _Stored(array, model, alpha, False, profile, orientation), notes
+
+
+def _exif_orientation(image: Image.Image, notes: list) -> int:
+    try:
+        orientation = image.getexif().get(EXIF_ORIENTATION, 1)
+        return orientation if isinstance(orientation, int) else 1
+    except Exception:  # damaged EXIF: shown as stored, as viewers do
+        notes.append("its EXIF data is damaged: its orientation tag, if any, is ignored")
+        return 1
+
+
+def _pillow_pixels(image: Image.Image) -> tuple[np.ndarray, str, bool]:
+    if image.mode not in PILLOW_MODES and image.mode != "I":
+        raise ImageFileError(f"Pillow colour mode {image.mode} is not supported")
+    if image.mode == "I":  # 32-bit integers: only as 16-bit values
+        array = np.asarray(image)
+        if array.min(initial=0) < 0 or array.max(initial=0) > 65535:
+            raise ImageFileError("32-bit integer samples are not supported")
+        return array.astype(np.uint16)[..., None], "grey", False
+    target, model = PILLOW_MODES[image.mode]
+    if "transparency" in image.info and image.mode in WITH_TRANSPARENCY:
+        target = WITH_TRANSPARENCY[image.mode]
+    array = np.asarray(image.convert(target) if target else image)
+    array = array if array.ndim == 3 else array[..., None]
+    return array, model, array.shape[2] in (2, 4) and model != "cmyk"
+
+
+def _png_bit_depth(head: bytes) -> int:
+    return head[24] if head[:8] == PNG_SIGNATURE and len(head) >= 26 else 0
+
+
+def _picture(path: Path, stored: _Stored, notes: list) -> Picture:
+    """Upright, unpremultiplied, sRGB pixels in a protocol format."""
+    array = stored.array
+    turns, mirror = UPRIGHT.get(stored.orientation, (0, False))
+    array = np.rot90(array if array.ndim == 3 else array[..., None], turns)
+    array = array[::-1] if mirror else array
+    if array.dtype.kind == "f":
+        array = array.astype(np.float32)
+    elif array.dtype not in (np.uint8, np.uint16):
+        raise ImageFileError(f"{array.dtype} samples are not supported")
+    array = np.ascontiguousarray(array, array.dtype.newbyteorder("="))
+    channels = profiles.MODELS[stored.model][2]
+    colour = array[..., :channels]
+    alpha = array[..., channels : channels + 1] if stored.alpha else None
+    if stored.premultiplied:
+        colour = _unpremultiplied(colour, alpha)
+    profile = stored.profile
+    reason = profiles.usable(profile, stored.model)
+    if reason is not None:
+        notes.append(f"{reason}: it is read as sRGB")
+        profile = None
+    srgb, profile, values = profiles.to_srgb(colour, stored.model, profile)
+    for note in notes:
+        _note(f"{path.name}: {note}")
+    write_notes = []
+    if stored.model == "cmyk":
+        write_notes.append(f"{path.name} is CMYK; the result is RGB")
+    return _layer_picture(srgb, alpha, profile, values, write_notes)
+
+
+def _unpremultiplied(colour: np.ndarray, alpha: np.ndarray) -> np.ndarray:
+    maximum = 1.0 if colour.dtype.kind == "f" else np.iinfo(colour.dtype).max
+    coverage = alpha.astype(np.float32) / maximum
+    values = np.divide(colour, coverage, out=np.zeros(colour.shape, np.float32),
+                       where=coverage > 0)  # fmt: skip
+    if colour.dtype.kind == "f":
+        return values
+    return np.round(np.clip(values, 0, maximum)).astype(colour.dtype)
+
+
+def _layer_picture(rgb, alpha, profile, stored, notes) -> Picture:
+    """sRGB (H, W, 3) and alpha (H, W, 1) or None -> a Picture in a protocol format."""
+    if rgb.dtype == np.uint8:
+        if alpha is None:
+            return Picture(np.ascontiguousarray(rgb), "RGB8", False, profile, stored, notes)
+        return Picture(np.concatenate([rgb, alpha], axis=2), "RGBA8", True, profile, stored,
+                       notes)  # fmt: skip
+    if rgb.dtype == np.uint16:
+        dtype, opaque, name = np.dtype("<u2"), 65535, "RGBA16"
+    else:
+        dtype, opaque, name = np.dtype("<f4"), 1.0, "RGBAF32"
+    has_alpha = alpha is not None
+    if alpha is None:
+        alpha = np.full((*rgb.shape[:2], 1), opaque, dtype)
+    pixels = np.concatenate([rgb, alpha], axis=2).astype(dtype)
+    return Picture(pixels, name, has_alpha, profile, stored, notes)
+
+
+def to_8_bit(pixels: np.ndarray) -> np.ndarray:
+    """uint8 as it is; uint16 and float (0..1) rounded to uint8."""
+    if pixels.dtype == np.uint8:
+        return pixels
+    maximum = 65535 if pixels.dtype == np.uint16 else 1
+    return np.round(np.clip(pixels / maximum, 0, 1) * 255).astype(np.uint8)
+
+
+def read_mask(path: Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """A selection mask (H, W) uint8 from any image file read_image reads: its lightness as
+    Pillow's "L" conversion gives it (white recolours, black keeps), upright."""
+    picture = read_image(path, max_pixels)
+    rgb = np.ascontiguousarray(to_8_bit(picture.pixels[..., :3]))
+    return np.asarray(Image.fromarray(rgb).convert("L"))
+
+
+# --- writing ----------------------------------------------------------------------------
+def output_type(path: Path, picture: Picture | None = None) -> FileType:
+    """The type `path` is written as; ImageFileError, before any work, if it cannot be
+    written there (no or an unknown extension, no such folder, a folder in the way) or,
+    given the picture, cannot hold it (transparency in a type without alpha)."""
+    path = Path(path)
+    names = ", ".join(OUTPUT_TYPES)
+    suffix = path.suffix.lower()
+    if path.is_dir():
+        raise ImageFileError("it is a folder")
+    if not suffix:
+        raise ImageFileError(f"no file extension to tell its type by: end it in one of {names}")
+    if suffix not in OUTPUT_TYPES:
+        raise ImageFileError(f"{suffix} files are not written: use one of {names}")
+    kind = OUTPUT_TYPES[suffix]
+    folder = path.parent
+    if not folder.is_dir():
+        raise ImageFileError(f"the folder {folder} does not exist")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise ImageFileError(f"the folder {folder} is not writable")
+    if picture is not None and picture.has_alpha and not kind.alpha:
+        alpha = picture.pixels[..., 3]
+        seen_through = int(np.count_nonzero(alpha < (1 if alpha.dtype.kind == "f" else
+                                                     np.iinfo(alpha.dtype).max)))  # fmt: skip
+        if seen_through:
+            raise ImageFileError(
+                f"{kind.name} has no transparency and {seen_through:,} pixels of the image "
+                "are transparent or translucent: write .png, .tif or .webp"
+            )
+    return kind
+
+
+def write_image(path: Path, picture: Picture, pixels: np.ndarray | None = None) -> None:
+    """Write `pixels` (a result shaped and typed like picture.pixels; default the picture's
+    own) as `path`'s type, in the picture's profile."""
+    path = Path(path)
+    kind = output_type(path)
+    pixels = picture.pixels if pixels is None else pixels
+    colour = pixels[..., :3]
+    profile = picture.profile
+    if profile is not None and not kind.profile:
+        _note(f"{path.name} cannot hold a colour profile: the result is written in sRGB")
+        profile = None
+    elif picture.stored is not None:
+        colour = profiles.onto_stored(picture.stored, picture.pixels[..., :3], colour, profile)
+    for note in picture.notes:
+        _note(note)
+    pixels = np.concatenate([colour, pixels[..., 3:]], axis=2) if picture.has_alpha else colour
+    if pixels.dtype.kind == "f" and kind.depth == "16":
+        pixels = np.round(np.clip(pixels, 0, 1) * 65535).astype(np.uint16)  # PNG has no float
+    if pixels.dtype != np.uint8 and kind.depth == "8":
+        _note(f"{path.name} holds 8 bits per channel; the result was rounded")
+        pixels = to_8_bit(pixels)
+    if not kind.alpha and pixels.shape[2] == 4:
+        pixels = pixels[..., :3]  # all opaque (output_type refused anything else)
+    _write_atomically(path, lambda file: _encode(file, kind, np.ascontiguousarray(pixels),
+                                                 profile))  # fmt: skip
+
+
+def _encode(file, kind: FileType, pixels: np.ndarray, profile: bytes | None) -> None:
+    if kind.name == "TIFF":
+        extra = {"extrasamples": ["unassalpha"]} if pixels.shape[2] == 4 else {}
+        tifffile.imwrite(file, pixels, photometric="rgb", compression="zlib",
+                         iccprofile=profile, **extra)  # fmt: skip
+    elif pixels.dtype == np.uint16:  # PNG; Pillow cannot write 16-bit colour
+        file.write(_with_iccp(bytes(imagecodecs.png_encode(pixels)), profile))
+    else:
+        options = {} if profile is None else {"icc_profile": profile}
+        if kind.name in ("JPEG", "WEBP"):
+            options["quality"] = LOSSY_QUALITY
+        Image.fromarray(pixels).save(file, kind.name, **options)
+
+
+def _with_iccp(png: bytes, profile: bytes | None) -> bytes:
+    """A PNG with an iCCP chunk added after its header chunk (IHDR, 33 bytes in all)."""
+    if profile is None:
+        return png
+    body = b"iCCP" + b"ICC profile\0\0" + zlib.compress(profile)
+    chunk = len(body[4:]).to_bytes(4, "big") + body + zlib.crc32(body).to_bytes(4, "big")
+    return png[:33] + chunk + png[33:]
+
+
+def _write_atomically(path: Path, encode) -> None:
+    """encode(file) into a temporary file next to `path`, renamed to it once complete."""
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    os.close(handle)  # opened again by name: tifffile wants a file with a name
+    try:
+        with open(temporary, "wb") as file:
+            encode(file)
+        os.chmod(temporary, 0o666 & ~_umask())
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask

@@ -14,6 +14,7 @@ pixels are identical.
 """
 
 import argparse
+import errno
 import signal
 import sys
 from pathlib import Path
@@ -66,7 +67,8 @@ def call(args, header: dict, pixels=None, mask=None, load_model=True) -> tuple[d
     from backend.service.engine import Engine
 
     engine = Engine(args.weights or DEFAULT_WEIGHTS, args.device, load_model=load_model)
-    return decode_reply(engine.handle(encode_request(header, pixels, mask), DEFAULT_MAX_PIXELS))
+    max_pixels = getattr(args, "max_pixels", DEFAULT_MAX_PIXELS)
+    return decode_reply(engine.handle(encode_request(header, pixels, mask), max_pixels))
 
 
 def checked(reply: dict) -> dict:
@@ -76,13 +78,24 @@ def checked(reply: dict) -> dict:
     return reply
 
 
-def read_picture(path: Path):
-    from backend.cli.imagefile import read_image
+def read_picture(path: Path, max_pixels: int, reader=None):
+    from backend.cli.imagefile import ImageFileError, read_image
 
     try:
-        return read_image(path)
-    except (OSError, ValueError) as error:
+        return (reader or read_image)(path, max_pixels)
+    except ImageFileError as error:
         raise SystemExit(f"cannot read {path}: {error}") from None
+
+
+def check_output(path: Path, picture=None):
+    """The output's file type; SystemExit before any work if the result could not be
+    written there or could not hold the picture (see imagefile.output_type)."""
+    from backend.cli.imagefile import ImageFileError, output_type
+
+    try:
+        return output_type(path, picture)
+    except ImageFileError as error:
+        raise SystemExit(f"cannot write {path}: {error}") from None
 
 
 def layer_header(op: str, path: Path, picture) -> dict:
@@ -91,15 +104,17 @@ def layer_header(op: str, path: Path, picture) -> dict:
             "pixel_format": picture.pixel_format}  # fmt: skip
 
 
-def read_mask(path: Path | None, picture) -> np.ndarray | None:
+def read_mask(path: Path | None, picture, max_pixels: int) -> np.ndarray | None:
     if path is None:
         return None
-    from PIL import Image
+    from backend.cli.imagefile import read_mask as read
 
-    with Image.open(path) as image:
-        mask = np.asarray(image.convert("L"))
+    mask = read_picture(path, max_pixels, read)
     if mask.shape != picture.pixels.shape[:2]:
-        raise SystemExit(f"--mask {path} is {mask.shape[1]} x {mask.shape[0]}, the image is not")
+        height, width = picture.pixels.shape[:2]
+        raise SystemExit(
+            f"--mask {path} is {mask.shape[1]} x {mask.shape[0]}, the image {width} x {height}"
+        )
     return mask
 
 
@@ -109,23 +124,29 @@ def palette_list(text: str) -> list[str]:
 
 # --- commands -------------------------------------------------------------------------------
 def cmd_recolor(args):
-    from backend.cli.imagefile import Picture, write_image
+    from backend.cli.imagefile import ImageFileError, write_image
 
-    picture = read_picture(args.input)
+    check_output(args.output)  # a result that cannot be written is not worth computing
+    picture = read_picture(args.input, args.max_pixels)
+    check_output(args.output, picture)
     header = layer_header("recolor", args.input, picture)
     header.update(method=args.method, palette=palette_list(args.palette))
     if args.source_palette:
         header["source_palette"] = palette_list(args.source_palette)
-    mask = read_mask(args.mask, picture)
+    mask = read_mask(args.mask, picture, args.max_pixels)
     reply, frames = call(args, header, picture.pixels, mask, load_model=args.method == "palettenet")
     checked(reply)
     out = np.frombuffer(frames[0], picture.pixels.dtype).reshape(picture.pixels.shape)
-    write_image(args.output, Picture(out, picture.pixel_format, picture.has_alpha))
+    try:
+        write_image(args.output, picture, out)
+    except (ImageFileError, OSError) as error:
+        reason = error.strerror if isinstance(error, OSError) and error.strerror else error
+        raise SystemExit(f"cannot write {args.output}: {reason}") from None
     print(f"wrote {args.output}")
 
 
 def cmd_palette(args):
-    picture = read_picture(args.input)
+    picture = read_picture(args.input, args.max_pixels)
     header = layer_header("palette", args.input, picture)
     header["options"] = {"k": args.k}
     reply, _ = call(args, header, picture.pixels, load_model=False)
@@ -175,7 +196,41 @@ def stop_on_signals(server) -> None:
     signal.signal(signal.SIGTERM, handler)
 
 
+def address_problem(error) -> str:
+    """What a zmq.ZMQError from binding means, in one line."""
+    import zmq
+
+    reason = zmq.strerror(error.errno)
+    if error.errno == errno.EADDRINUSE:
+        return f"{reason}: another program (a daemon already running?) listens there"
+    if error.errno in (errno.EINVAL, errno.EPROTONOSUPPORT, errno.ENODEV):
+        return f"{reason}; an address is tcp://HOST:PORT (e.g. {DEFAULT_ADDRESS}) or ipc://PATH"
+    return reason
+
+
+def probe_bind(address: str) -> None:
+    """Bind a throwaway socket to `address` and close it again, so that a port in use or a
+    malformed address fails at once, before the model loads."""
+    import zmq
+
+    from backend.service.security import bind, server_socket
+
+    context = zmq.Context()
+    try:
+        socket = server_socket(context, zmq.ROUTER, address, 1, 0)
+        try:
+            bind(socket, address)
+        finally:
+            socket.close()
+    except zmq.ZMQError as error:
+        raise SystemExit(f"cannot serve on {address}: {address_problem(error)}") from None
+    finally:
+        context.term()
+
+
 def cmd_serve(args):
+    import zmq
+
     from backend.service.daemon import Daemon, Settings
     from backend.service.engine import Engine
 
@@ -195,6 +250,7 @@ def cmd_serve(args):
             check_bind(args.bind, settings.server_keys)
         except SecurityError as error:
             raise SystemExit(f"cannot serve: {error}") from None
+        probe_bind(args.bind)
     engine = Engine(args.weights or DEFAULT_WEIGHTS, args.device)
     if args.max_batch is None:
         settings.max_batch = 4 if engine.device.type == "cuda" else 1
@@ -202,7 +258,10 @@ def cmd_serve(args):
     note = open_file_limit()
     try:
         endpoint = daemon.start()
-    except (SecurityError, OSError) as error:  # zmq.ZMQError is an OSError
+    except zmq.ZMQError as error:  # not an OSError (pyzmq 27)
+        where = args.connect or args.bind
+        raise SystemExit(f"cannot serve on {where}: {address_problem(error)}") from None
+    except (SecurityError, OSError) as error:
         raise SystemExit(f"cannot serve: {error}") from None
     stop_on_signals(daemon)
     model = engine.model_name
@@ -218,6 +277,8 @@ def cmd_serve(args):
 
 
 def cmd_broker(args):
+    import zmq
+
     from backend.service.broker import Broker, BrokerSettings
 
     settings = BrokerSettings(
@@ -233,6 +294,10 @@ def cmd_broker(args):
     note = open_file_limit()
     try:
         frontend, backend = broker.start()
+    except zmq.ZMQError as error:  # not an OSError (pyzmq 27)
+        addresses = f"--frontend {args.frontend}, --backend {args.backend}"
+        message = f"cannot start the broker ({addresses}): {address_problem(error)}"
+        raise SystemExit(message) from None
     except (SecurityError, OSError) as error:
         raise SystemExit(f"cannot start the broker: {error}") from None
     stop_on_signals(broker)
@@ -245,7 +310,11 @@ def cmd_broker(args):
 
 
 def cmd_keys(args):
-    public, secret = create_keys(args.folder, args.name)
+    try:
+        public, secret = create_keys(args.folder, args.name)
+    except OSError as error:
+        message = f"cannot create keys in {args.folder}: {error.strerror or error}"
+        raise SystemExit(message) from None
     print(f"public key: {public}  (give it to the other side)")
     print(f"secret key: {secret}  (keep it private)")
 
@@ -257,12 +326,36 @@ def cmd_bench(args):
 
 
 # --- arguments ------------------------------------------------------------------------------
+class Parser(argparse.ArgumentParser):
+    """Usage errors in one line (the command's --help has the rest); exit status 2."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: {message} (see {self.prog} --help)\n")
+
+
+def positive(kind):
+    """An argparse type: `kind` (int or float) above zero."""
+
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if not value > 0:
+            raise argparse.ArgumentTypeError(f"{text} must be above 0")
+        return value
+
+    return parse
+
+
 def add_engine_options(parser, server=True):
     parser.add_argument("--weights", type=Path, help="PaletteNet weight file")
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     if server:
         parser.add_argument("--server", help="daemon address, e.g. tcp://127.0.0.1:5555")
-        parser.add_argument("--timeout", type=float, default=600, help="seconds (--server)")
+        parser.add_argument(
+            "--timeout", type=positive(float), default=600, help="seconds (--server)"
+        )
         add_client_key_options(parser)
 
 
@@ -272,13 +365,12 @@ def add_client_key_options(parser):
 
 
 def add_limit_option(parser):
-    parser.add_argument(
-        "--max-pixels", type=int, default=DEFAULT_MAX_PIXELS, help="largest layer accepted"
-    )
+    parser.add_argument("--max-pixels", type=positive(int), default=DEFAULT_MAX_PIXELS,
+                        help="largest image accepted, in pixels")  # fmt: skip
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="palettenet", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--version", action="version", version=f"palettenet {__version__}")
@@ -296,12 +388,14 @@ def main(argv=None):
     )
     recolor.add_argument("--mask", type=Path, help="grey image: white recolours, black keeps")
     add_engine_options(recolor)
+    add_limit_option(recolor)
     recolor.set_defaults(run=cmd_recolor)
 
     palette = commands.add_parser("palette", help="print an image's palette")
     palette.add_argument("input", type=Path)
     palette.add_argument("-k", type=int, default=6, help="number of colours (1-12)")
     add_engine_options(palette)
+    add_limit_option(palette)
     palette.set_defaults(run=cmd_palette)
 
     info = commands.add_parser("info", help="version, device and model")
@@ -313,10 +407,14 @@ def main(argv=None):
     where.add_argument("--bind", default=DEFAULT_ADDRESS, help="address to listen on")
     where.add_argument("--connect", help="serve as a worker of the broker at this address")
     add_engine_options(serve, server=False)
-    serve.add_argument("--workers", type=int, default=1, help="threads running the model")
-    serve.add_argument("--max-batch", type=int, help="requests per network call (CUDA: 4)")
-    serve.add_argument("--max-queue", type=int, default=64, help="requests waiting, at most")
-    serve.add_argument("--heartbeat", type=float, default=1.0, help="seconds (--connect)")
+    serve.add_argument("--workers", type=positive(int), default=1, help="threads running the model")
+    serve.add_argument(
+        "--max-batch", type=positive(int), help="requests per network call (CUDA: 4)"
+    )
+    serve.add_argument(
+        "--max-queue", type=positive(int), default=64, help="requests waiting, at most"
+    )
+    serve.add_argument("--heartbeat", type=positive(float), default=1.0, help="seconds (--connect)")
     add_limit_option(serve)
     add_client_key_options(serve)
     serve.add_argument("--curve-clients", type=Path, help="folder of accepted client .key files")
@@ -325,9 +423,15 @@ def main(argv=None):
     broker = commands.add_parser("broker", help="one address in front of several daemons")
     broker.add_argument("--frontend", default=DEFAULT_ADDRESS, help="address for clients")
     broker.add_argument("--backend", default="tcp://127.0.0.1:5556", help="address for daemons")
-    broker.add_argument("--worker-timeout", type=float, default=5.0, help="seconds of silence")
-    broker.add_argument("--queue-timeout", type=float, default=120.0, help="seconds waiting")
-    broker.add_argument("--max-queue", type=int, default=256, help="requests waiting, at most")
+    broker.add_argument(
+        "--worker-timeout", type=positive(float), default=5.0, help="seconds of silence"
+    )
+    broker.add_argument(
+        "--queue-timeout", type=positive(float), default=120.0, help="seconds waiting"
+    )
+    broker.add_argument(
+        "--max-queue", type=positive(int), default=256, help="requests waiting, at most"
+    )
     add_limit_option(broker)
     broker.add_argument("--curve-secret", type=Path, help="the broker's .key_secret file")
     broker.add_argument("--curve-clients", type=Path, help="folder of accepted client .key files")
@@ -350,6 +454,8 @@ def main(argv=None):
     args = parser.parse_args(argv)
     try:
         return args.run(args)
+    except KeyboardInterrupt:  # Ctrl+C: stop quietly, with the shell's status for it
+        raise SystemExit(130) from None
     except ValueError as error:  # library code raises; only the command line exits
         # (imported here: a DeviceError means the engine, and torch, are loaded already;
         # the broker and the client commands never load them)
