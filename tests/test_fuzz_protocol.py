@@ -171,3 +171,12 @@ def test_a_mask_selecting_no_visible_pixel_is_bad_request_for_palettenet_pairing
     transparent = pixels.copy()
     transparent[..., 3] = 0
     assert answer(GOOD, transparent, mask)["ok"]
+
+
+def test_sizes_too_large_to_print_are_too_large_not_internal():
+    """width = height = 10**2200: their product has more digits than str() may print."""
+    header = {**GOOD, "width": 10**2200, "height": 10**2200}
+    with pytest.raises(ProtocolError) as caught:
+        parse_request(encode_request(header, bytes(32)))
+    assert caught.value.code == "too_large" and caught.value.request_id == "x"
+    assert "digits" in caught.value.message and len(caught.value.message) < 300

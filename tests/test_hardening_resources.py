@@ -45,6 +45,7 @@ def test_keys_writes_the_secret_key_0600_whatever_the_umask(tmp_path, capsys):
         os.umask(previous)
     assert mode(tmp_path / "keys" / "alice.key_secret") == 0o600
     assert mode(tmp_path / "keys" / "alice.key") == 0o644
+    assert mode(tmp_path / "keys") == 0o700  # others could swap the keys in a writable folder
     assert sorted(p.name for p in (tmp_path / "keys").iterdir()) == [
         "alice.key",
         "alice.key_secret",

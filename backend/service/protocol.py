@@ -184,6 +184,8 @@ def request_id(frames) -> str | None:
 def _shown(value, limit: int = 60) -> str:
     """repr() of a client's value for an error message, cut short: a 64 KiB list must not
     come back whole in the reply."""
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 200:
+        return f"an integer of about {int(value.bit_length() * 0.30103)} digits"
     text = repr(value)
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
@@ -327,9 +329,10 @@ def _parse_layer(request: Request, header: dict, payload: list, max_pixels: int)
     request.pixel_format = name
     count = request.width * request.height
     if count > max_pixels:
+        # _shown: a client's integer may have thousands of digits, too many for str()
         message = (
-            f"{request.width} x {request.height} is {count} pixels; "
-            f"this daemon takes at most {max_pixels}"
+            f"{_shown(request.width)} x {_shown(request.height)} pixels is more than this "
+            f"daemon takes: at most {max_pixels}"
         )
         raise ProtocolError("too_large", message)
     if not payload:

@@ -73,7 +73,9 @@ def create_keys(folder: Path, name: str) -> tuple[Path, Path]:
 
     The files are written in a private (0700) folder first and then moved into place, so
     the secret key is never readable by others, not even for a moment, whatever the umask."""
-    folder.mkdir(parents=True, exist_ok=True)
+    if not folder.exists():
+        folder.mkdir(parents=True)
+        os.chmod(folder, 0o700)  # a folder others could write to would let them swap keys
     private = Path(tempfile.mkdtemp(prefix=".keys-", dir=folder))
     try:
         public, secret = (Path(p) for p in zmq.auth.create_certificates(str(private), name))
