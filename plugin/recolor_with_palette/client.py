@@ -12,8 +12,10 @@ Whatever answers at the address, a request ends within its timeout (plus a fract
 second) with a reply or a RecolorError:
 - the reply may be no larger than the largest legal answer to that request (a recolour:
   the pixels sent, plus a header; anything else: a header), which the transport enforces
-  before receiving it; its JSON header is checked for size and nesting before it is parsed,
-  and its fields for their types;
+  before receiving it (the built-in client per frame and per message; pyzmq per frame only:
+  libzmq buffers a multipart message until its last frame, so a hostile server streaming
+  endless frames grows memory until the timeout); its JSON header is checked for size and
+  nesting before it is parsed, and its fields for their types;
 - a daemon that goes away with the request (killed, crashed, its machine gone silent) is
   noticed within seconds (see transport.py). If it is back within restart_grace_s (restarted
   by hand or by a service manager), the request is sent once more: every op is idempotent.
