@@ -417,3 +417,26 @@ def test_files_that_cannot_be_shown_right_are_refused_with_the_reason(tmp_path):
         make(tmp_path / name)
         with pytest.raises(ImageFileError, match=reason):
             read_image(tmp_path / name)
+
+
+def test_damaged_or_odd_files_say_so_in_one_line(tmp_path, capsys):
+    """A cut TIFF fails with tifffile's reason only (no log lines); damaged EXIF, a cHRM
+    chunk LittleCMS cannot use and extra channels that are not alpha are read, with a note
+    at most."""
+    tiled = tmp_path / "tiled.tif"
+    tifffile.imwrite(tiled, np.zeros((64, 64, 3), np.uint8), tile=(16, 16), photometric="rgb")
+    (tmp_path / "cut.tif").write_bytes(tiled.read_bytes()[:400])
+    with pytest.raises(ImageFileError):
+        read_image(tmp_path / "cut.tif")
+    png = io.BytesIO()
+    Image.fromarray(np.full((4, 4, 3), 100, np.uint8)).save(png, "PNG", exif=b"Exif\0\0MM\0*\0")
+    bad_chrm = png_chunk(b"gAMA", struct.pack(">I", 45455)) + png_chunk(b"cHRM", bytes(32))
+    (tmp_path / "odd.png").write_bytes(png.getvalue()[:33] + bad_chrm + png.getvalue()[33:])
+    assert read_image(tmp_path / "odd.png").pixels[0, 0].tolist() == [100, 100, 100]
+    tifffile.imwrite(tmp_path / "extra.tif", np.full((4, 4, 2), 100, np.uint8),
+                     photometric="minisblack", extrasamples=["unspecified"])  # fmt: skip
+    picture = read_image(tmp_path / "extra.tif")  # not alpha (TIFF 6.0): left out
+    assert picture.pixel_format == "RGB8" and picture.pixels[0, 0].tolist() == [100] * 3
+    notes = capsys.readouterr().err.splitlines()
+    assert len(notes) == 3 and all(line.startswith("note: ") for line in notes), notes
+    assert "EXIF" in notes[0] and "cHRM" in notes[1] and "not alpha" in notes[2]

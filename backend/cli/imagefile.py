@@ -28,9 +28,12 @@ an 8-bit-only type are rounded, with a note). A file is written whole or not at 
 temporary file in the same folder, then renamed).
 """
 
+import contextlib
+import logging
 import os
 import sys
 import tempfile
+import warnings
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,6 +48,7 @@ from backend.service.protocol import DEFAULT_MAX_PIXELS
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 TIFF_SIGNATURES = (b"II*\0", b"MM\0*", b"II+\0", b"MM\0+")  # classic and BigTIFF
+ALPHA = tifffile.EXTRASAMPLE
 PILLOW_FORMATS = ("PNG", "JPEG", "WEBP", "GIF", "BMP", "DIB", "TGA", "PPM", "QOI",
                   "JPEG2000")  # fmt: skip
 EXIF_ORIENTATION = 0x0112
@@ -135,15 +139,31 @@ def _check_size(width: int, height: int, max_pixels: int) -> None:
         )
 
 
+@contextlib.contextmanager
+def _quiet(logger_name: str):
+    """No log lines from a library while it reads a damaged file: its exception says why."""
+    logger = logging.getLogger(logger_name)
+    level = logger.level
+    logger.setLevel(logging.CRITICAL + 1)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
 def _read_tiff(path: Path, max_pixels: int) -> tuple[_Stored, list]:
     notes = []
-    with tifffile.TiffFile(path) as tiff:
+    with _quiet("tifffile"), tifffile.TiffFile(path) as tiff:
         page = tiff.pages.first
         _check_size(page.imagewidth, page.imagelength, max_pixels)
         model, convert = _tiff_model(page)
-        extra = page.samplesperpixel - {"grey": 1, "indexed": 1, "rgb": 3, "cmyk": 4}[model]
-        if extra > 1 or len(page.extrasamples) > 1:
-            raise ImageFileError(f"{extra} extra channels: only one (alpha) is supported")
+        colours = {"grey": 1, "indexed": 1, "rgb": 3, "cmyk": 4}[model]
+        # Extra samples: the first is alpha if it says so; unspecified ones are not alpha
+        # (TIFF 6.0; Pillow reads such RGB as RGBX) and are left out.
+        alpha = page.extrasamples[:1] in ((ALPHA.ASSOCALPHA,), (ALPHA.UNASSALPHA,))
+        if page.samplesperpixel - colours > alpha:
+            notes.append(f"{page.samplesperpixel - colours - alpha} extra channel(s) that are "
+                         "not alpha are left out")  # fmt: skip
         if page.dtype is None or not (page.dtype.kind in "f" or page.dtype in (
                 np.uint8, np.uint16, np.bool_)):  # fmt: skip
             raise ImageFileError(f"{page.dtype} samples are not supported")
@@ -156,11 +176,13 @@ def _read_tiff(path: Path, max_pixels: int) -> tuple[_Stored, list]:
         array = page.asarray()
         if page.planarconfig == tifffile.PLANARCONFIG.SEPARATE and array.ndim == 3:
             array = np.moveaxis(array, 0, -1)
+        if array.ndim == 3:
+            array = array[..., : colours + alpha]
         stored = _Stored(
             convert(page, array),
             "rgb" if model == "indexed" else model,
-            alpha=extra == 1,
-            premultiplied=page.extrasamples[:1] == (tifffile.EXTRASAMPLE.ASSOCALPHA,),
+            alpha=alpha,
+            premultiplied=page.extrasamples[:1] == (ALPHA.ASSOCALPHA,),
             profile=page.tags.valueof("InterColorProfile"),
             orientation=page.tags.valueof("Orientation", 1),
         )
@@ -231,10 +253,12 @@ def _tiff_ycbcr(page, array):
     return np.asarray(Image.fromarray(array, "YCbCr").convert("RGB"))
 
 
-def _open_with_pillow(path: Path) -> Image.Image:
+def _pillow(path: Path) -> Image.Image:
     """Image.open, only for the formats in PILLOW_FORMATS, with Pillow's own bomb check off:
     the size is checked right after, against this tool's limit, with the size in the
-    message (Pillow's would be a DecompressionBombError traceback)."""
+    message (Pillow's would be a DecompressionBombError traceback). Warnings (of damaged
+    EXIF data Pillow reads past) are not shown: call it within warnings.catch_warnings()."""
+    warnings.simplefilter("ignore")
     limit = Image.MAX_IMAGE_PIXELS
     Image.MAX_IMAGE_PIXELS = None
     try:
@@ -258,7 +282,7 @@ WITH_TRANSPARENCY = {"1": "LA", "L": "LA", "P": "RGBA", "RGB": "RGBA"}  # a tRNS
 
 def _read_with_pillow(path: Path, head: bytes, max_pixels: int) -> tuple[_Stored, list]:
     notes = []
-    with _open_with_pillow(path) as image:
+    with warnings.catch_warnings(), _pillow(path) as image:
         _check_size(*image.size, max_pixels)
         if image.format in ("GIF", "PNG", "WEBP") and getattr(image, "is_animated", False):
             frames = getattr(image, "n_frames", "several")
@@ -270,7 +294,12 @@ def _read_with_pillow(path: Path, head: bytes, max_pixels: int) -> tuple[_Stored
             model, alpha = ("grey" if array.shape[2] < 3 else "rgb"), array.shape[2] in (2, 4)
         else:
             array, model, alpha = _pillow_pixels(image)
-        profile = image.info.get("icc_profile") or profiles.png_profile(image.info, model)
+        profile = image.info.get("icc_profile")
+        if not profile:
+            try:
+                profile = profiles.png_profile(image.info, model)
+            except ValueError as error:
+                notes.append(f"{error}: it is read as sRGB")
     return _Stored(array, model, alpha, False, profile, orientation), notes
 
 
@@ -393,6 +422,8 @@ def output_type(path: Path, picture: Picture | None = None) -> FileType:
         raise ImageFileError(f"{suffix} files are not written: use one of {names}")
     kind = OUTPUT_TYPES[suffix]
     folder = path.parent
+    if folder.exists() and not folder.is_dir():
+        raise ImageFileError(f"{folder} is a file, not a folder")
     if not folder.is_dir():
         raise ImageFileError(f"the folder {folder} does not exist")
     if not os.access(folder, os.W_OK | os.X_OK):

@@ -35,16 +35,21 @@ def srgb_profile() -> bytes:
 def png_profile(info: dict, model: str) -> bytes | None:
     """The profile a PNG's gAMA chunk (with cHRM's primaries, else sRGB's) describes, as
     Pillow reads them into `info`; None when there is none or an sRGB chunk overrides it
-    (the iCCP chunk, when there is one, is used before this is asked)."""
+    (the iCCP chunk, when there is one, is used before this is asked); ValueError when they
+    describe none LittleCMS can make."""
     gamma = info.get("gamma")
     if "srgb" in info or not isinstance(gamma, int | float) or not 0.01 <= gamma <= 100:
         return None
     chromaticity = info.get("chromaticity")
     white = chromaticity[:2] if chromaticity else SRGB_WHITE
-    if model == "grey":
-        return imagecodecs.cms_profile("gray", whitepoint=white, gamma=1 / gamma)
     primaries = chromaticity[2:] if chromaticity else SRGB_PRIMARIES
-    return imagecodecs.cms_profile("rgb", whitepoint=white, primaries=primaries, gamma=1 / gamma)
+    try:
+        if model == "grey":
+            return imagecodecs.cms_profile("gray", whitepoint=white, gamma=1 / gamma)
+        return imagecodecs.cms_profile("rgb", whitepoint=white, primaries=primaries,
+                                       gamma=1 / gamma)  # fmt: skip
+    except imagecodecs.CmsError as error:
+        raise ValueError(f"its gAMA and cHRM chunks describe no colour space ({error})") from None
 
 
 def _transform(values: np.ndarray, profile: bytes, target: bytes, model: str, dtype):
