@@ -358,6 +358,9 @@ class KritaApp:
     def activeDocument(self):  # noqa: N802
         return self.document
 
+    def documents(self):
+        return [self.document] if self.document is not None else []
+
     def activeWindow(self):  # noqa: N802
         return self.window
 

@@ -352,6 +352,16 @@ def test_a_layer_deleted_while_recolouring_adds_nothing(setup):
     assert setup.document.undo_steps == []
 
 
+def test_an_image_closed_while_recolouring_adds_nothing(setup):
+    setup.open()
+    setup.controller.apply()
+    setup.app.document = None  # closed: no longer among Krita's documents
+    setup.runner.run()
+    kind, text = setup.view.status
+    assert kind == "error" and "was closed while it was being recoloured" in text
+    assert setup.document.undo_steps == []
+
+
 def test_cancel_adds_nothing_and_says_so(setup):
     setup.open()
     setup.controller.apply()

@@ -192,7 +192,10 @@ def test_krita_gui_action_opens_the_docker_and_apply_adds_one_undoable_layer(
     kritarc.write_text(text)
     photo = np.asarray(Image.open(DEMO_PHOTO))[::2, ::2, :3]
     Image.fromarray(photo).save(tmp_path / "photo.png")
-    config = {"out": str(tmp_path), "image": str(tmp_path / "photo.png")}
+    # A big layer (6 megapixels) keeps the daemon busy long enough to kill it mid-job.
+    Image.fromarray(photo).resize((3000, 2000)).save(tmp_path / "big.png")
+    config = {"out": str(tmp_path), "image": str(tmp_path / "photo.png"),
+              "big_image": str(tmp_path / "big.png")}  # fmt: skip
     (tmp_path / "config.json").write_text(json.dumps(config))
     result_file = tmp_path / "gui-result.json"
     try:
@@ -205,9 +208,9 @@ def test_krita_gui_action_opens_the_docker_and_apply_adds_one_undoable_layer(
         assert result_file.exists(), f"the driver wrote nothing:\n{output}"
         result = json.loads(result_file.read_text())
     finally:
-        started = json.loads(result_file.read_text()).get("started_daemons", {}) \
-            if result_file.exists() else {}  # fmt: skip
-        stop_daemons_serving(address, started.values())
+        started = json.loads(result_file.read_text()) if result_file.exists() else {}
+        pids = [*started.get("started_daemons", {}).values(), *started.get("restarted_pids", [])]
+        stop_daemons_serving(address, pids)
     print(json.dumps(result, indent=1))
     assert "error" not in result, f"{result['error']}\n{output}"
     assert "Recolor with Palette…" in result["scripts_menu"]  # Tools > Scripts
@@ -220,6 +223,22 @@ def test_krita_gui_action_opens_the_docker_and_apply_adds_one_undoable_layer(
     assert result["original_unchanged"] and result["new_layer_differs"]
     assert result["children_after_undo"] == result["children_before"]  # ONE undo step
     assert result["original_unchanged_after_undo"]
+    # Closed, the docker opens again from Tools > Scripts (and Settings > Dockers).
+    assert result["reopened_visible"] and "has been deleted" not in output
+    # The daemon killed mid-job: the docker says the backend stopped within 10 s, nothing is
+    # added, and the next Apply starts a new daemon and adds the layer.
+    assert result["status_at_kill"].startswith("Recolouring “")
+    assert "The backend stopped while working" in result["message_after_kill"]
+    assert result["seconds_to_message"] < 10
+    assert result["big_children_after_kill"] == result["big_children_before"]
+    assert result["status_after_restart"].startswith("Added layer")
+    assert result["restarted_pids"] and result["killed_pid"] not in result["restarted_pids"]
+    # The image closed during a job: the docker says nothing was added, no dialog.
+    assert result["status_before_close"].startswith("Recolouring “")
+    assert "was closed while it was being recoloured" in result["status_after_close"]
+    # Krita quit during a job: it ends at once and cleanly, no Python traceback.
+    assert result["job_running"] and result["done"]
+    assert run.returncode == 0 and "Traceback" not in run.stderr, output
     assert (tmp_path / "docker.png").stat().st_size > 5000
     if os.environ.get("UPDATE_SCREENSHOTS"):
         shutil.copy(tmp_path / "docker.png", ROOT / "docs" / "krita-docker.png")

@@ -139,6 +139,11 @@ class KritaEditor:
     def add_layer_above(self, pixels: LayerPixels, name: str, raw: bytes) -> None:
         """A new paint layer right above the source layer, in one undo step."""
         document, node = pixels.layer.handle
+        if not self._is_open(document):
+            raise EditorError(
+                f"The image of “{pixels.layer.name}” was closed while it was being recoloured; "
+                "nothing was added."
+            )
         if document.nodeByUniqueID(node.uniqueId()) is None or node.parentNode() is None:
             raise EditorError(
                 f"“{pixels.layer.name}” was removed while it was being recoloured; nothing "
@@ -151,6 +156,14 @@ class KritaEditor:
         layer.setBlendingMode(node.blendingMode())
         node.parentNode().addChildNode(layer, node)  # the one undoable step; Krita then
         document.refreshProjection()  # makes the new layer the active one, as for any layer
+
+    def _is_open(self, document) -> bool:
+        """Whether the document is still open (libkis compares documents with ==; a closed
+        one's wrapper outlives it, pointing at nothing)."""
+        try:
+            return any(document == open_document for open_document in self.krita.documents())
+        except RuntimeError:  # the wrapper's C++ side is gone
+            return False
 
     # --- colours and palettes ---------------------------------------------------------------
     def _view(self):

@@ -32,14 +32,25 @@ class _JobThread(QtCore.QThread):
         self.outcome.emit(self)
 
 
+# Threads still running when their runner shut down (Krita quitting, the docker deleted):
+# kept referenced for good (a few objects at most), since a QThread destroyed while running
+# aborts the editor.
+_ORPHANS: list = []
+SHUTDOWN_WAIT_MS = 1500  # a cancelled job stops within CANCEL_POLL_S; never hold a quit longer
+
+
 class QtRunner(QtCore.QObject):
     def __init__(self, parent=None):
         super().__init__(parent)
         self._running: dict[_JobThread, tuple] = {}
+        self.closed = False
 
     def start(self, work, done, report) -> CancelToken:
         """Run work(context) off the GUI thread; then done(result, error) on it."""
         thread = _JobThread(work)
+        if self.closed:  # the docker is going away: run nothing, call nothing back
+            thread.token.cancel()
+            return thread.token
         self._running[thread] = (done, report)
         thread.status.connect(self._status)
         thread.outcome.connect(self._finished)
@@ -49,7 +60,7 @@ class QtRunner(QtCore.QObject):
     @QtCore.pyqtSlot(str)
     def _status(self, text):
         thread = self.sender()
-        if thread in self._running and not thread.token.cancelled:
+        if not self.closed and thread in self._running and not thread.token.cancelled:
             self._running[thread][1](text)
 
     @QtCore.pyqtSlot(object)
@@ -57,7 +68,7 @@ class QtRunner(QtCore.QObject):
         done, _ = self._running.pop(thread, (None, None))
         thread.wait()
         thread.deleteLater()
-        if done is not None:
+        if done is not None and not self.closed:
             done(thread.result, thread.error)
 
     def timer(self, delay_ms: int, callback) -> QtCore.QTimer:
@@ -68,11 +79,22 @@ class QtRunner(QtCore.QObject):
         timer.timeout.connect(callback)
         return timer
 
-    def shutdown(self, wait_ms: int = 3000) -> None:
-        """Cancel every job and wait for its thread (Krita is closing the docker): a
-        QThread destroyed while running takes the whole editor down."""
-        for thread in list(self._running):
-            thread.token.cancel()
-        for thread in list(self._running):
-            thread.wait(wait_ms)
+    def shutdown(self, *_signal_arguments) -> None:
+        """Krita is quitting or deleting the docker: cancel every job, call none of their
+        callbacks (the widgets may be gone), wait briefly for the threads (a cancelled job
+        stops within a fraction of a second), and keep any still running referenced until it
+        ends: a QThread destroyed while running takes the whole editor down. Connected to
+        signals that pass arguments (`destroyed` passes the object), which it ignores.
+        Never raises, and never holds the quit for long."""
+        self.closed = True
+        running = list(self._running)
         self._running.clear()
+        for thread in running:
+            thread.token.cancel()
+        for thread in running:
+            try:
+                if thread.wait(SHUTDOWN_WAIT_MS):
+                    continue
+                _ORPHANS.append(thread)
+            except RuntimeError:  # its C++ side is already gone
+                pass

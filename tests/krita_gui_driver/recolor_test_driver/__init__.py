@@ -9,6 +9,7 @@ Every step runs on Krita's GUI thread from timers: nothing here blocks the event
 
 import json
 import os
+import signal
 import time
 import traceback
 from pathlib import Path
@@ -73,6 +74,16 @@ def menu_texts(window, *path):
         else:
             return []
     return [action.text().replace("&", "") for action in menu.actions()]
+
+
+def menu_action(window, *path):
+    """The QAction at the end of a menu path of the main window."""
+    menu = window.qwindow().menuBar()
+    *menus, text = path
+    for title in menus:
+        menu = next(a.menu() for a in menu.actions()
+                    if a.text().replace("&", "") == title and a.menu() is not None)  # fmt: skip
+    return next(a for a in menu.actions() if a.text().replace("&", "") == text)
 
 
 class Driver:
@@ -156,6 +167,90 @@ class Driver:
         children = [n.name() for n in self.document.rootNode().childNodes()]
         step("undone", children_after_undo=children,
              original_unchanged_after_undo=after == self.before)  # fmt: skip
+        # The docker closed with its own close button, then opened from Tools > Scripts.
+        self.docker().close()
+        wait_for(lambda: not self.docker().isVisible(), self.reopen, 10, "the docker to close")
+
+    def reopen(self):
+        menu_action(self.window, "Tools", "Scripts", "Recolor with Palette…").trigger()
+        wait_for(lambda: self.docker().isVisible(), self.reopened, 10,
+                 "the docker to open again from Tools > Scripts")  # fmt: skip
+
+    def reopened(self):
+        step("reopened from Tools > Scripts", reopened_visible=self.docker().isVisible())
+        # Settings > Dockers > Recolor with Palette: Krita's toggle action for the docker.
+        self.docker().close()
+        self.docker().toggleViewAction().trigger()
+        wait_for(lambda: self.docker().isVisible(), self.open_big, 10,
+                 "the docker from Settings > Dockers")  # fmt: skip
+
+    # --- a big layer: the daemon killed mid-job, the document closed, Krita quit -----------
+    def open_big(self, then=None):
+        app = Krita.instance()
+        self.big = app.openDocument(CONFIG["big_image"])
+        self.window.addView(self.big)
+        key = self.big.rootNode().childNodes()[0].uniqueId().toString()
+        controller = self.widget.controller
+        wait_for(lambda: controller.layer is not None and controller.layer.key == key
+                 and controller.layer_palette and controller._palette_job is None,
+                 then or self.kill_mid_job, 120, "the big layer's palette")  # fmt: skip
+
+    def status(self):
+        return self.widget.status.text()
+
+    def apply_then(self, then, delay_ms=300):
+        """Press Apply; `delay_ms` after the request went out (its status), call then()."""
+        self.widget.apply_button.click()
+        wait_for(lambda: "×" in self.status(), lambda: QTimer.singleShot(delay_ms, then), 60,
+                 "the recolour request")  # fmt: skip
+
+    def kill_mid_job(self):
+        step("big layer", big_children_before=self.children_of(self.big))
+        self.apply_then(self.kill_daemon)
+
+    def children_of(self, document):
+        return [n.name() for n in document.rootNode().childNodes()]
+
+    def kill_daemon(self):
+        processes = self.widget.controller.launcher._processes
+        (pid,) = [process.pid for process in processes.values()]
+        status = self.status()
+        os.kill(pid, signal.SIGKILL)
+        self.killed_at = time.monotonic()
+        step("daemon killed", killed_pid=pid, status_at_kill=status)
+        wait_for(self.error_shown, self.stopped_shown, 60, "a message after the kill")
+
+    def stopped_shown(self):
+        step("message after the kill", seconds_to_message=time.monotonic() - self.killed_at,
+             message_after_kill=self.status(),
+             big_children_after_kill=self.children_of(self.big))  # fmt: skip
+        self.widget.apply_button.click()  # again: the daemon must be started again
+        wait_for(lambda: self.status().startswith("Added layer") or self.error_shown(),
+                 self.applied_after_restart, 180, "Apply after the kill")  # fmt: skip
+
+    def applied_after_restart(self):
+        processes = self.widget.controller.launcher._processes
+        step("applied after the kill", status_after_restart=self.status(),
+             restarted_pids=[process.pid for process in processes.values()],
+             big_children_after_restart=self.children_of(self.big))  # fmt: skip
+        self.apply_then(self.close_big, delay_ms=200)
+
+    def close_big(self):
+        self.status_before_close = self.status()
+        self.big.setModified(False)
+        self.big.close()
+        wait_for(lambda: self.widget.controller._apply_job is None, self.closed, 60,
+                 "the job of the closed image to end")  # fmt: skip
+
+    def closed(self):
+        step("image closed during a job", status_before_close=self.status_before_close,
+             status_after_close=self.status(),
+             documents_after_close=len(Krita.instance().documents()))  # fmt: skip
+        self.open_big(then=lambda: self.apply_then(self.quit_during_job, delay_ms=200))
+
+    def quit_during_job(self):
+        step("quitting during a job", status_at_quit=self.status(),
+             job_running=self.widget.controller._apply_job is not None)  # fmt: skip
         record["done"] = True
         save()
         quit_krita()
