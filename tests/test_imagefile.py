@@ -63,6 +63,8 @@ def test_8_bit_files_go_through_pillow(tmp_path):
 # line, and checked for what the user sees: orientation, displayed colour, real colours.
 import io  # noqa: E402
 import struct  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
 import time  # noqa: E402
 import zlib  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -341,6 +343,10 @@ def test_image_bombs_are_refused_before_decoding(tmp_path):
                                              r"\(--max-pixels\)"):  # fmt: skip
             main(["palette", str(path)])
         assert time.perf_counter() - began < 1.0
+    # and the command refuses it before loading torch (a second and a quarter GB)
+    code = "import sys, backend.cli.imagefile; print('torch' in sys.modules)"
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert loaded.stdout.strip() == "False", loaded
     with pytest.raises(SystemExit, match="30 x 20 is 600 pixels, over the limit of 500"):
         main(["palette", str(save(tmp_path / "small.png", patches(size=(20, 30)))),
               "--max-pixels", "500"])  # fmt: skip

@@ -18,8 +18,6 @@ choice for showing a file on a screen.
 import imagecodecs
 import numpy as np
 
-from backend.core.pixels import bands
-
 # The model a file's pixels are in -> (ICC colour space signature, LittleCMS pixel type,
 # colour channels).
 MODELS = {"grey": (b"GRAY", "gray", 1), "rgb": (b"RGB ", "rgb", 3), "cmyk": (b"CMYK", "cmyk", 4)}
@@ -27,6 +25,7 @@ SRGB_WHITE = (0.3127, 0.3290)  # D65
 SRGB_PRIMARIES = (0.64, 0.33, 0.30, 0.60, 0.15, 0.06)
 INTENT = imagecodecs.CMS.INTENT.RELATIVE_COLORIMETRIC
 FLAGS = imagecodecs.CMS.FLAGS.BLACKPOINTCOMPENSATION
+BAND_PIXELS = 1 << 20  # converted back at once: about 12 MB of float32 per band
 
 
 def srgb_profile() -> bytes:
@@ -123,7 +122,9 @@ def onto_stored(stored: np.ndarray, before: np.ndarray, after: np.ndarray, profi
         values = _transform(srgb, srgb_profile(), profile, "rgb", dtype)
         return values.astype(np.float32) * np.float32(scale)
 
-    for top, bottom in bands(*stored.shape[:2]):
+    rows = max(1, BAND_PIXELS // stored.shape[1])  # (not core.pixels.bands: it loads torch)
+    for top in range(0, stored.shape[0], rows):
+        bottom = top + rows
         changed = (before[top:bottom] != after[top:bottom]).any(axis=-1, keepdims=True)
         if not changed.any():
             continue
