@@ -61,3 +61,23 @@ def test_half_float_keeps_its_precision_and_untouched_pixels(engine):
     transparent = pixels[..., 3] == 0
     assert np.array_equal(answer[transparent], pixels[transparent])  # bit for bit
     assert not np.array_equal(answer[~transparent], pixels[~transparent])
+
+
+@pytest.mark.parametrize("method", ["chang2015", "palettenet"])
+@pytest.mark.parametrize(
+    "rgba, bgra",
+    [("RGBA16", "BGRA16"), ("RGBA16_LINEAR", "BGRA16_LINEAR"), ("RGBA8_LINEAR", "BGRA8_LINEAR")],
+)
+def test_bgra_formats_are_their_rgba_twins_with_red_and_blue_swapped(engine, method, rgba, bgra):
+    """Krita's integer layers as pixelData gives them (B, G, R, A): the same picture in
+    either order comes back as exactly the same colours, in the order it was sent (and the
+    RGBA twins give the encoded formats' colours, above)."""
+    assert FORMATS[bgra].dtype == FORMATS[rgba].dtype
+    assert FORMATS[bgra].linear == FORMATS[rgba].linear
+    pixels = photo_pixels(small_photo("coffee", 48), "RGBA16")
+    if FORMATS[rgba].linear:
+        pixels = as_linear(pixels, "RGBA16", rgba)
+    swapped = np.ascontiguousarray(pixels[..., [2, 1, 0, 3]])
+    expected = recolor(engine, pixels, rgba, method)
+    answer = recolor(engine, swapped, bgra, method)
+    assert np.array_equal(answer[..., [2, 1, 0, 3]], expected)

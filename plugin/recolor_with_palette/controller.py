@@ -271,8 +271,7 @@ class Controller:
             job.report(f"Recolouring “{layer.layer.name}” ({layer.width} × {layer.height})…")
             result = client.recolor(pixels, mask=layer.mask, cancel=job.cancel, **request)
             job.cancel.check()
-            return wire_to_layer(result.data, layer.layer.depth, layer.layer.linear, layer.raw,
-                                 wire)  # fmt: skip
+            return wire_to_layer(result.data, layer.layer.depth)
 
         def done(raw, error):
             self._apply_job = None

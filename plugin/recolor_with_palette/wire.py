@@ -36,6 +36,11 @@ PIXEL_FORMATS = {
     "RGBAF16": ("f16", "RGBA", False),
     "RGBA8_LINEAR": ("u8", "RGBA", True),
     "RGBA16_LINEAR": ("u16", "RGBA", True),
+    # Krita's integer layers as pixelData gives them (B, G, R, A, little-endian hosts): sent
+    # and written back as they are, with no per-pixel work in the editor's Python.
+    "BGRA8_LINEAR": ("u8", "BGRA", True),
+    "BGRA16": ("u16", "BGRA", False),
+    "BGRA16_LINEAR": ("u16", "BGRA", True),
     "RGBAF16_LINEAR": ("f16", "RGBA", True),
     "RGBAF32_LINEAR": ("f32", "RGBA", True),
 }
