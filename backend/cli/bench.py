@@ -24,6 +24,7 @@ daemon uses and, for comparison, for plain bilinear upsampling of the network's 
 differ most. Give real weights for this: a random model's output says little.
 """
 
+import argparse
 import os
 import re
 import signal
@@ -41,14 +42,52 @@ METHODS = ("palettenet", "chang2015")
 READY = re.compile(r"ready on (\S+)")
 
 
+MAX_MEGAPIXELS = 134  # the daemon's default pixel limit
+
+
+def checked(kind, check, what: str):
+    """An argparse type: `kind` (int, float, str) passing `check`."""
+
+    def parse(text: str):
+        try:
+            value = kind(text.strip())
+        except ValueError:
+            value = None
+        if value is None or not check(value):
+            raise argparse.ArgumentTypeError(f"{text!r}: expected {what}")
+        return value
+
+    return parse
+
+
+def listed(item):
+    """An argparse type: a comma-separated list, each entry parsed by `item`."""
+
+    def parse(text: str) -> list:
+        entries = [entry for entry in text.split(",") if entry.strip()]
+        if not entries:
+            raise argparse.ArgumentTypeError("an empty list")
+        return [item(entry) for entry in entries]
+
+    return parse
+
+
 def add_arguments(parser) -> None:
-    parser.add_argument(
-        "--sizes", default="0.1,1,12,24", help="megapixels, comma-separated (default 0.1,1,12,24)"
-    )
+    megapixels = checked(float, lambda v: 0 < v <= MAX_MEGAPIXELS,
+                         f"megapixels above 0 and at most {MAX_MEGAPIXELS}")  # fmt: skip
+    parser.add_argument("--sizes", default="0.1,1,12,24", type=listed(megapixels),
+                        help="megapixels, comma-separated (default 0.1,1,12,24)")  # fmt: skip
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     parser.add_argument("--weights", type=Path, help="PaletteNet weights (default: random)")
-    parser.add_argument("--repeat", type=int, default=1, help="runs per case; the best counts")
-    parser.add_argument("--methods", default=",".join(METHODS), help="palettenet,chang2015")
+    parser.add_argument(
+        "--repeat",
+        default=1,
+        help="runs per case; the best counts",
+        type=checked(int, lambda v: 1 <= v <= 100, "a count from 1 to 100"),
+    )
+    method = checked(str, lambda v: v in METHODS, " or ".join(METHODS))
+    parser.add_argument("--methods", default=",".join(METHODS), type=listed(method),
+                        help="palettenet,chang2015")  # fmt: skip
     parser.add_argument(
         "--quality", nargs="+", type=Path, metavar="PHOTO", help="compare with full-size network"
     )
@@ -182,8 +221,7 @@ def run_bench(args) -> int:
     from backend.service.engine import Engine
     from backend.service.protocol import DEFAULT_MAX_PIXELS, decode_reply, encode_request
 
-    sizes = [float(s) for s in args.sizes.split(",")]
-    methods = [m.strip() for m in args.methods.split(",")]
+    sizes, methods = args.sizes, args.methods
     with tempfile.TemporaryDirectory() as folder:
         weights, note = weights_for(args, folder)
         engine = Engine(weights, args.device)
