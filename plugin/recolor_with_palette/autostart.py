@@ -5,16 +5,16 @@ the backend environment it set up is. When a request finds no daemon at a loopba
 address, the plug-in starts `palettenet serve --bind ADDRESS` from there, says so, and waits
 for the daemon's ping. The daemon keeps running after the editor closes (other editors and
 the CLI may use it; starting it costs seconds of model loading); its output goes to a log
-file whose path every failure message names.
+file of this user's (log_path) whose path every failure message names.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import json
+import os
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -25,6 +25,7 @@ from .errors import RecolorError
 BACKEND_RECORD = Path(__file__).with_name("backend.json")
 START_TIMEOUT_S = 90.0  # first start: Python, torch and the model load from a cold disk
 LOG_TAIL_LINES = 6
+LOG_FOLDER = "recolor-with-palette"
 
 
 def is_local(address: str) -> bool:
@@ -57,8 +58,31 @@ def read_record(path: Path = BACKEND_RECORD) -> dict | None:
     return record
 
 
-def log_path() -> Path:
-    return Path(tempfile.gettempdir()) / "recolor-with-palette-daemon.log"
+def log_path(environ=None, platform: str = sys.platform) -> Path:
+    """The daemon's log, per user (never a shared temporary folder, where another user could
+    read it or put a link in its place): $XDG_STATE_HOME/recolor-with-palette/daemon.log
+    (~/.local/state/... without it) on Linux, %LOCALAPPDATA%\\recolor-with-palette on Windows,
+    ~/Library/Logs/recolor-with-palette on macOS."""
+    environ = os.environ if environ is None else environ
+    home = Path(environ.get("HOME") or Path.home())
+    if platform == "win32":
+        base = Path(environ.get("LOCALAPPDATA") or home / "AppData" / "Local")
+    elif platform == "darwin":
+        base = home / "Library" / "Logs"
+    else:
+        state = environ.get("XDG_STATE_HOME", "")
+        base = Path(state) if os.path.isabs(state) else home / ".local" / "state"
+    return base / LOG_FOLDER / "daemon.log"
+
+
+def open_log(path: Path):
+    """The log, fresh (truncated), in a folder only this user may enter (0700) and readable
+    by this user only (0600)."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if sys.platform != "win32":
+        os.chmod(path.parent, 0o700)  # an older, laxer folder of ours
+    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_NOFOLLOW", 0)
+    return os.fdopen(os.open(path, flags, 0o600), "wb")
 
 
 class Launcher:
@@ -105,7 +129,7 @@ class Launcher:
         if sys.platform == "win32":
             options = {"creationflags": subprocess.DETACHED_PROCESS | subprocess.CREATE_NO_WINDOW}
         try:
-            log = open(self.log, "wb")  # noqa: SIM115 - fresh per start; the child keeps it open
+            log = open_log(self.log)  # fresh per start; the child keeps it open
         except OSError:
             log = subprocess.DEVNULL
         try:
