@@ -179,3 +179,13 @@ def test_in_process_and_through_a_daemon_read_files_alike(daemon, tmp_path, caps
     assert here.size == (rgb.shape[0], rgb.shape[1])  # turned upright
     assert np.array_equal(np.asarray(here), np.asarray(there))
     assert here.info["icc_profile"] == there.info["icc_profile"]
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "1e17", "0", "-1"])
+def test_a_timeout_that_is_no_usable_number_is_refused_in_one_line(value):
+    run = subprocess.run(
+        [sys.executable, "-m", "backend.cli.main", "info", "--server", "tcp://127.0.0.1:9",
+         "--timeout", value], capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert run.returncode == 2 and "Traceback" not in run.stderr
+    assert run.stderr.strip().count("\n") == 0 and "--timeout" in run.stderr

@@ -333,16 +333,20 @@ class Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: {message} (see {self.prog} --help)\n")
 
 
-def positive(kind):
-    """An argparse type: `kind` (int or float) above zero."""
+MAX_SECONDS = 10**6  # 11 days: a longer timeout is a typo (and overflows ZeroMQ's clock)
+
+
+def positive(kind, maximum=MAX_SECONDS):
+    """An argparse type: `kind` (int or float) above zero and at most `maximum` (which also
+    refuses nan and inf)."""
 
     def parse(text: str):
         try:
             value = kind(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-        if not value > 0:
-            raise argparse.ArgumentTypeError(f"{text} must be above 0")
+        if not 0 < value <= maximum:
+            raise argparse.ArgumentTypeError(f"{text} must be above 0 and at most {maximum}")
         return value
 
     return parse
@@ -365,7 +369,7 @@ def add_client_key_options(parser):
 
 
 def add_limit_option(parser):
-    parser.add_argument("--max-pixels", type=positive(int), default=DEFAULT_MAX_PIXELS,
+    parser.add_argument("--max-pixels", type=positive(int, 1 << 34), default=DEFAULT_MAX_PIXELS,
                         help="largest image accepted, in pixels")  # fmt: skip
 
 
