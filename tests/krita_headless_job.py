@@ -169,6 +169,23 @@ def main(args):
         document = app.createDocument(16, 16, "grey", "GRAYA", "U8", "", 72.0)
         layer = document.rootNode().childNodes()[0]
         records.append(run_case(krita, "graya", document, layer, config, out))
+
+        # 5. CMYK: refused; converting only the layer is refused too (the new layer would be
+        # CMYK); the menu item the message names, Image > Convert Image Color Space, works.
+        document = app.createDocument(32, 24, "cmyk", "CMYKA", "U8", "", 72.0)
+        layer = document.rootNode().childNodes()[0]
+        cmyk = bytes(value for i in range(32 * 24)
+                     for value in (i % 200, (i * 7) % 255, (i // 32) * 10, 0, 255))  # fmt: skip
+        layer.setPixelData(cmyk, 0, 0, 32, 24)
+        records.append(run_case(krita, "cmyk", document, layer, config, out))
+        layer.setColorSpace("RGBA", "U8", "sRGB-elle-V2-srgbtrc.icc")  # Layer > Convert
+        document.waitForDone()
+        records.append(run_case(krita, "cmyk-layer-converted", document, layer, config, out))
+        layer.setColorSpace("CMYKA", "U8", document.colorProfile())  # back, as it was
+        document.waitForDone()
+        document.setColorSpace("RGBA", "U8", "sRGB-elle-V2-srgbtrc.icc")  # Image > Convert
+        document.waitForDone()
+        records.append(run_case(krita, "cmyk-image-converted", document, layer, config, out, 5))
     except Exception:
         error = traceback.format_exc()
     (out / "result.json").write_text(json.dumps({"records": records, "error": error}, indent=1))

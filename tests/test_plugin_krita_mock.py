@@ -326,7 +326,8 @@ def test_non_rgb_layers_get_a_clear_message_and_nothing_changes(daemon, tmp_path
     setup.controller.apply()
     setup.runner.run()
     kind, text = setup.view.status
-    assert kind == "error" and f"is a {model} {depth} layer" in text and "Convert" in text
+    assert kind == "error" and f"is a {model} {depth} layer" in text
+    assert "Image > Convert Image Color Space... (Model: RGB/Alpha)" in text
     assert document.layers() == ["Grey"] and document.undo_steps == []
 
 

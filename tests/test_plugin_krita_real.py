@@ -28,6 +28,7 @@ from PIL import Image
 from servers import daemon_answer
 
 from backend.cli.demo import DEMO_PHOTO
+from plugin.recolor_with_palette.krita_api import CONVERT_IMAGE
 from plugin.recolor_with_palette.pixels import is_linear_profile, layer_to_wire, wire_to_layer
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -155,6 +156,18 @@ def test_headless_krita_recolours_real_layers_into_new_layers(daemon, krita_home
     assert kind == "error" and "GRAYA U8 layer" in text and "Convert" in text
     assert grey["children_after"] == grey["children_before"]
 
+    # 5. CMYK: the message names Image > Convert Image Color Space; converting only the
+    # layer is refused with the same advice; converting the image works.
+    for case in ("cmyk", "cmyk-layer-converted"):
+        kind, text = cases[case]["statuses"][-1]
+        assert kind == "error" and CONVERT_IMAGE in text, text
+        assert cases[case]["children_after"] == cases[case]["children_before"]
+    assert "CMYKA U8 layer" in cases["cmyk"]["statuses"][-1][1]
+    converted = cases["cmyk-image-converted"]
+    assert converted["statuses"][-1][1].startswith("Added layer"), converted["statuses"]
+    assert converted["result_depth"] == "U8" and converted["depth"] == "U8"
+    assert len(converted["children_after"]) == len(converted["children_before"]) + 1
+
 
 # --- the full GUI ---------------------------------------------------------------------------
 def free_port() -> int:
@@ -219,6 +232,8 @@ def test_krita_gui_action_opens_the_docker_and_apply_adds_one_undoable_layer(
     print(json.dumps(result, indent=1))
     assert "error" not in result, f"{result['error']}\n{output}"
     assert "Recolor with Palette…" in result["scripts_menu"]  # Tools > Scripts
+    # The menu item the CMYK and greyscale message names is there, under that name.
+    assert CONVERT_IMAGE.split(" > ")[1].split(" (")[0] in result["image_menu"]
     assert result["docker_visible"] and result["docker_title"] == "Recolor with Palette"
     assert address in result["started_daemons"]  # auto-started: nothing answered there
     assert len(result["layer_palette"]) == 6

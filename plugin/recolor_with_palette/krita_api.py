@@ -26,6 +26,9 @@ from .pixels import BYTES_PER_PIXEL, DEPTHS, Pixels, is_linear_profile
 
 LAYER_TYPES = ("paintlayer", "grouplayer", "filelayer", "vectorlayer", "filllayer", "clonelayer")
 SETTINGS_GROUP = "RecolorWithPalette"
+# Krita's menu item (its text exactly: tests/test_plugin_krita_real.py) that makes a CMYK or
+# greyscale layer recolourable: the image and with it the result layer become RGB.
+CONVERT_IMAGE = "Image > Convert Image Color Space... (Model: RGB/Alpha)"
 QIMAGE_FORMAT_ARGB32 = 5  # QImage.Format.Format_ARGB32, in Qt 5 and Qt 6
 
 
@@ -59,8 +62,8 @@ class KritaEditor:
         if model != "RGBA":
             raise EditorError(
                 f"“{node.name()}” is a {model} {depth} layer; Recolor with Palette works on RGB "
-                "layers. Convert it first: Layer > Convert > Convert Layer Color Space "
-                "(RGB/Alpha)."
+                f"images. Convert the image first: {CONVERT_IMAGE} (the new layer is made in "
+                "the image's colour space, so converting only the layer is not enough)."
             )
         if depth not in DEPTHS:
             raise EditorError(f"“{node.name()}” has colour depth {depth}, which is not supported.")
@@ -131,8 +134,8 @@ class KritaEditor:
         if layer != image:
             raise EditorError(
                 f"“{node.name()}” is {' '.join(layer)} but the image is {' '.join(image)}. "
-                "Convert the layer to the image's colour space first (Layer > Convert > "
-                "Convert Layer Color Space)."
+                f"Convert the image to the layer's colour space first: {CONVERT_IMAGE} "
+                f"(model, depth and profile as the layer's)."
             )
 
     # --- the result -------------------------------------------------------------------------

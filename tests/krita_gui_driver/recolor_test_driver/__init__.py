@@ -97,7 +97,8 @@ class Driver:
             bounds = self.layer.bounds()
             self.region = (bounds.x(), bounds.y(), bounds.width(), bounds.height())
             self.before = bytes(self.layer.pixelData(*self.region))
-            step("opened", scripts_menu=menu_texts(self.window, "Tools", "Scripts"))
+            step("opened", scripts_menu=menu_texts(self.window, "Tools", "Scripts"),
+                 image_menu=menu_texts(self.window, "Image"))  # fmt: skip
             wait_for(lambda: app.activeDocument() is not None, self.open_docker, 30, "the view")
         except Exception:
             fail(traceback.format_exc())
