@@ -255,7 +255,8 @@ def test_krita_gui_action_opens_the_docker_and_apply_adds_one_undoable_layer(
     assert result["restarted_pids"] and result["killed_pid"] not in result["restarted_pids"]
     # The image closed during a job: the docker says nothing was added, no dialog.
     assert result["status_before_close"].startswith("Recolouring “")
-    assert "was closed while it was being recoloured" in result["status_after_close"]
+    closed = [text for kind, text in result["statuses_after_close"] if "was closed" in text]
+    assert closed and "while it was being recoloured; nothing was added" in closed[0]
     # Krita quit during a job: it ends at once and cleanly, no Python traceback.
     assert result["job_running"] and result["done"]
     assert run.returncode == 0 and "Traceback" not in run.stderr, output

@@ -238,14 +238,24 @@ class Driver:
 
     def close_big(self):
         self.status_before_close = self.status()
+        # Every line the docker shows from now on: the next document's palette may replace
+        # the closed image's line before a poll here sees it.
+        self.shown, show_status = [], self.widget.show_status
+
+        def recording(text, kind):
+            self.shown.append([kind, text])
+            show_status(text, kind)
+
+        self.widget.show_status = recording
         self.big.setModified(False)
         self.big.close()
         wait_for(lambda: self.widget.controller._apply_job is None, self.closed, 60,
                  "the job of the closed image to end")  # fmt: skip
 
     def closed(self):
+        self.widget.show_status = type(self.widget).show_status.__get__(self.widget)
         step("image closed during a job", status_before_close=self.status_before_close,
-             status_after_close=self.status(),
+             statuses_after_close=self.shown,
              documents_after_close=len(Krita.instance().documents()))  # fmt: skip
         self.open_big(then=lambda: self.apply_then(self.quit_during_job, delay_ms=200))
 
