@@ -1,3 +1,4 @@
+import os
 import socket
 import subprocess
 import sys
@@ -189,3 +190,23 @@ def test_a_timeout_that_is_no_usable_number_is_refused_in_one_line(value):
     )  # fmt: skip
     assert run.returncode == 2 and "Traceback" not in run.stderr
     assert run.stderr.strip().count("\n") == 0 and "--timeout" in run.stderr
+
+
+def test_odd_paths_fail_in_one_line_before_any_work(tmp_path):
+    """A FIFO as input (reading it would never end), an output name longer than the system
+    allows, a port out of range: one line, exit 1, no traceback."""
+    fifo = tmp_path / "in.png"
+    os.mkfifo(fifo)
+    Image.new("RGB", (4, 4), "red").save(tmp_path / "red.png")
+    long_name = tmp_path / ("a" * 300 + ".png")
+    cases = [
+        ["recolor", str(fifo), "-p", "#0b1d51", "-o", str(tmp_path / "o.png")],
+        ["recolor", str(tmp_path / "red.png"), "-p", "#0b1d51", "-o", str(long_name)],
+        ["serve", "--bind", "tcp://127.0.0.1:70000"],
+        ["info", "--server", "tcp://127.0.0.1:99999", "--timeout", "30"],
+    ]
+    for args in cases:
+        run = subprocess.run([sys.executable, "-m", "backend.cli.main", *args],
+                             capture_output=True, text=True, timeout=60)  # fmt: skip
+        assert run.returncode == 1 and "Traceback" not in run.stderr, (args, run.stderr)
+        assert run.stderr.strip().count("\n") == 0, (args, run.stderr)

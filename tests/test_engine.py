@@ -62,3 +62,15 @@ def test_a_daemon_with_batching_answers_concurrent_clients(engine):
         alone = decode_reply(engine.handle(encode_request(header, pixels), 10**6))[1][0]
         difference = as_pixels(frames[0], pixels).astype(int) - as_pixels(alone, pixels)
         assert np.abs(difference).max() <= 1
+
+
+@pytest.mark.parametrize("method", ["palettenet", "chang2015"])
+@pytest.mark.parametrize("pixel_format", ["RGBA8", "RGBAF32", "RGBA16_LINEAR"])
+def test_an_identity_edit_gives_the_layer_back_bit_for_bit(engine, method, pixel_format):
+    """source_palette equal to the palette maps every colour to itself: nothing may move."""
+    pixels = photo_pixels(small_photo("coffee", 40), pixel_format.removesuffix("_LINEAR"))
+    palette = ["#0b1d51", "#725ac1", "#f7ece1"]
+    header = recolor_header(pixels, pixel_format, method, palette=palette,
+                            source_palette=palette)  # fmt: skip
+    reply = decode_reply(engine.handle(encode_request(header, pixels), 10**6))
+    assert reply[0]["ok"] and bytes(reply[1][0]) == pixels.tobytes()

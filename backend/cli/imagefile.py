@@ -113,6 +113,8 @@ def read_image(path: Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> Picture:
     """ImageFileError, with the reason in one line, if the file cannot be used."""
     path = Path(path)
     try:
+        if path.exists() and not path.is_file():  # a folder, a FIFO or a device never ends
+            raise ImageFileError("not a regular file")
         with open(path, "rb") as file:
             head = file.read(32)
         if head[:4] in TIFF_SIGNATURES:
@@ -407,6 +409,9 @@ def read_mask(path: Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
 
 
 # --- writing ----------------------------------------------------------------------------
+NAME_MAX = 255  # bytes in one file name, on Linux, macOS and Windows file systems alike
+
+
 def output_type(path: Path, picture: Picture | None = None) -> FileType:
     """The type `path` is written as; ImageFileError, before any work, if it cannot be
     written there (no or an unknown extension, no such folder, a folder in the way) or,
@@ -414,6 +419,8 @@ def output_type(path: Path, picture: Picture | None = None) -> FileType:
     path = Path(path)
     names = ", ".join(OUTPUT_TYPES)
     suffix = path.suffix.lower()
+    if len(os.fsencode(path.name)) > NAME_MAX:
+        raise ImageFileError(f"the file name is longer than {NAME_MAX} bytes")
     if path.is_dir():
         raise ImageFileError("it is a folder")
     if not suffix:
@@ -492,7 +499,8 @@ def _with_iccp(png: bytes, profile: bytes | None) -> bytes:
 
 def _write_atomically(path: Path, encode) -> None:
     """encode(file) into a temporary file next to `path`, renamed to it once complete."""
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    # a short name: the output's own name may already be as long as the system allows
+    handle, temporary = tempfile.mkstemp(prefix=".palettenet-", suffix=".tmp", dir=path.parent)
     os.close(handle)  # opened again by name: tifffile wants a file with a name
     try:
         with open(temporary, "wb") as file:

@@ -20,7 +20,7 @@ import zmq
 from zmq.utils.monitor import recv_monitor_message
 
 from backend.service.protocol import decode_reply, encode_request
-from backend.service.security import ClientKeys
+from backend.service.security import ClientKeys, tcp_port_problem
 
 RECONNECT_S = 10.0  # how long to wait for a daemon that is not (or no longer) there
 HEARTBEAT_IVL_MS = 1000  # ZMTP PING this often while waiting
@@ -71,13 +71,16 @@ class Client:
         monitor.linger = 0
         self.socket, self.monitor = socket, monitor
         try:
+            problem = tcp_port_problem(self.address)
+            if problem is not None:
+                raise zmq.ZMQError(zmq.EINVAL, problem)
             if self.keys is not None:
                 self.keys.apply(socket)
             socket.connect(self.address)
         except zmq.ZMQError as error:
             self._close_socket()  # else Context.term() would wait for it forever
             raise AddressError(
-                f"cannot connect to {self.address!r}: {zmq.strerror(error.errno)}; expected "
+                f"cannot connect to {self.address!r}: {error}; expected "
                 "tcp://HOST:PORT (e.g. tcp://127.0.0.1:5555) or ipc://PATH"
             ) from None
         except BaseException:

@@ -127,6 +127,8 @@ class Engine:
             try:
                 if request.op == "palette":
                     replies[index] = self._palette(request)
+                elif _is_identity(request):
+                    replies[index] = self._unchanged(request)
                 elif request.method == "chang2015":
                     replies[index] = self._chang2015(request)
                 else:
@@ -188,6 +190,11 @@ class Engine:
         )
         reply.frames = [memoryview(np.ascontiguousarray(out)).cast("B")]
         return reply
+
+    def _unchanged(self, request: Request) -> Reply:
+        """The layer as it came: what an edit that maps every colour to itself gives."""
+        layer, timing = self._layer(request)
+        return self._recolored(request, layer, layer.pixels.copy(), timing)
 
     def _palette(self, request: Request) -> Reply:
         layer, timing = self._layer(request)
@@ -265,6 +272,14 @@ class Engine:
                 yield item.index, self._recolored(item.request, item.layer, out, item.timing)
             except Exception as error:
                 yield item.index, self._failure(item.request, error)
+
+
+def _is_identity(request: Request) -> bool:
+    """Whether every colour is mapped to itself (source_palette equal to the palette): the
+    answer is the layer unchanged, bit for bit, whatever the method (a network, or a
+    lattice, would otherwise move colours a little)."""
+    source = request.source_palette
+    return source is not None and np.array_equal(source, request.palette)
 
 
 def _lab_palettes(request: Request) -> tuple[np.ndarray, np.ndarray | None]:

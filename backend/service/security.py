@@ -58,7 +58,22 @@ def is_local(endpoint: str) -> bool:
         return False
 
 
+def tcp_port_problem(endpoint: str) -> str | None:
+    """Why a tcp:// endpoint's port is unusable, None if it is fine (ZeroMQ itself takes
+    70000 as 4464 and -5 as 65531: silently another port)."""
+    transport, _, address = endpoint.partition("://")
+    if transport != "tcp" or ":" not in address:
+        return None  # ipc, inproc, or no port at all: ZeroMQ's own error says it
+    port = address.rsplit(":", 1)[1]
+    if port == "*" or (port.isdigit() and 1 <= int(port) <= 65535):
+        return None
+    return f"{port!r} is not a TCP port: use 1 to 65535, or * for any free one"
+
+
 def check_bind(endpoint: str, curve: "ServerKeys | None") -> None:
+    problem = tcp_port_problem(endpoint)
+    if problem is not None:
+        raise SecurityError(problem)
     if curve is None and not is_local(endpoint):
         raise SecurityError(
             f"refusing to listen on {endpoint} without encryption: only loopback "
