@@ -130,13 +130,21 @@ def as_pixels(frame, like: np.ndarray) -> np.ndarray:
 
 
 def daemon_answer(
-    daemon, pixel_format, width, height, data, palette, mask=None, method="palettenet"
+    daemon,
+    pixel_format,
+    width,
+    height,
+    data,
+    palette,
+    mask=None,
+    method="palettenet",
+    source_palette=None,
 ):
     """The daemon's own recolour of these pixels: what a plug-in must write back."""
     from backend.service.client import Client
 
     header = {"op": "recolor", "width": width, "height": height, "pixel_format": pixel_format,
-              "palette": palette, "method": method}  # fmt: skip
+              "palette": palette, "method": method, "source_palette": source_palette}  # fmt: skip
     with Client(daemon.address, timeout_s=120) as client:
         reply, frames = client.request(header, data, mask)
     assert reply["ok"], reply

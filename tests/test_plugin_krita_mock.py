@@ -227,6 +227,8 @@ def test_selection_is_sent_as_the_mask_and_limits_the_new_layer(setup, daemon, m
     document.setSelection(Selection(document, 10, 5, 30, 20))
     sent = spy_on_requests(monkeypatch)
     setup.open()
+    setup.controller.set_target_color(0, "#ff8800")  # an edit: an unedited Apply changes nothing
+    setup.runner.run()
     setup.controller.apply()
     setup.runner.run()
 
@@ -239,7 +241,7 @@ def test_selection_is_sent_as_the_mask_and_limits_the_new_layer(setup, daemon, m
     region = original.pixels[5:25, 10:40]
     assert not np.array_equal(result.pixels[5:25, 10:40], region)
     expected = daemon_answer(daemon, "BGRA8", 30, 20, region.tobytes(), setup.view.target,
-                             recolor[2])  # fmt: skip
+                             recolor[2], source_palette=header["source_palette"])  # fmt: skip
     assert result.pixels[5:25, 10:40].tobytes() == expected
 
 
@@ -266,6 +268,8 @@ def test_deep_layers_keep_their_precision_and_linear_profile(daemon, tmp_path, d
     setup = Setup(daemon, tmp_path, document)
     sent = spy_on_requests(monkeypatch)
     setup.open()
+    setup.controller.set_target_color(0, "#ff8800")  # an edit: an unedited Apply changes nothing
+    setup.runner.run()
     setup.controller.apply()
     setup.runner.run()
 
@@ -276,7 +280,8 @@ def test_deep_layers_keep_their_precision_and_linear_profile(daemon, tmp_path, d
                                       "F32": "RGBAF32_LINEAR"}[depth]  # fmt: skip
     _, wire = layer_to_wire(layer.pixels.tobytes(), depth, linear=True)
     assert recolor[1] == wire == layer.pixels.tobytes()
-    answer = daemon_answer(daemon, header["pixel_format"], 40, 24, wire, setup.view.target)
+    answer = daemon_answer(daemon, header["pixel_format"], 40, 24, wire, setup.view.target,
+                           source_palette=header["source_palette"])  # fmt: skip
     result = document.root.children[-1]
     assert result.pixels.tobytes() == wire_to_layer(answer, depth) == answer
     assert result.pixels.dtype == layer.pixels.dtype
