@@ -26,6 +26,7 @@ import numpy as np
 import pytest
 import zmq
 from servers import PALETTE, Server, daemon_answer
+from zmtp_peer import read_exact, read_message
 
 from backend.service.protocol import encode_request
 from plugin.recolor_with_palette import transport
@@ -65,30 +66,6 @@ def rss_mib() -> float:
 
 
 # --- a hostile server ----------------------------------------------------------------------
-def read_exact(connection: socket.socket, size: int) -> bytes:
-    data = b""
-    while len(data) < size:
-        chunk = connection.recv(size - len(data))
-        if not chunk:
-            raise EOFError
-        data += chunk
-    return data
-
-
-def read_message(connection: socket.socket) -> list[bytes]:
-    """One message, commands (the client's PINGs) skipped."""
-    frames = []
-    while True:
-        flags, size = read_exact(connection, 2)
-        if flags & 0x02:
-            size = int.from_bytes(bytes([size]) + read_exact(connection, 7), "big")
-        body = read_exact(connection, size)
-        if not flags & 0x04:
-            frames.append(body)
-            if not flags & 0x01:
-                return frames
-
-
 def frame(body: bytes, more=False) -> bytes:
     return struct.pack(">BQ", 0x02 | more, len(body)) + body
 

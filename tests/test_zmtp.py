@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 import zmq
 import zmq.auth
+from zmtp_peer import read_exact, read_message
 
 from plugin.recolor_with_palette import transport, zmtp
 from plugin.recolor_with_palette.transport import CurveUnavailableError, open_socket
@@ -455,32 +456,6 @@ def test_curve_with_pyzmq_and_key_files(tmp_path):
 
 
 # --- limits on what the peer sends -------------------------------------------------------
-def read_message(connection: socket.socket) -> list[bytes]:
-    """One message (commands skipped), read by hand on the server side; EOFError when the
-    client hangs up."""
-    frames = []
-    while True:
-        flags, size = read_exact(connection, 2)
-        if flags & 0x02:
-            size = int.from_bytes(bytes([size]) + read_exact(connection, 7), "big")
-        body = read_exact(connection, size)
-        if flags & 0x04:
-            continue
-        frames.append(body)
-        if not flags & 0x01:
-            return frames
-
-
-def read_exact(connection: socket.socket, size: int) -> bytes:
-    data = b""
-    while len(data) < size:
-        chunk = connection.recv(size - len(data))
-        if not chunk:
-            raise EOFError
-        data += chunk
-    return data
-
-
 def replying(data: bytes):
     """A raw_server script: handshake, read the request, send `data` (frames by hand)."""
 
