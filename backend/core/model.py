@@ -49,6 +49,8 @@ Most of a recolouring is "move this pixel roughly with its palette colour"; a ne
 predicts ab from scratch must first learn that, which took most of a short CPU run.
 """
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -184,12 +186,11 @@ class PaletteNet(nn.Module):
     def needs_source(self) -> bool:
         return self.condition == "source+target"
 
-    def forward(self, lab, palette, source_palette=None):
-        target_palette = palette
-        if self.needs_source:
-            if source_palette is None:
-                raise ValueError("this PaletteNet is conditioned on the source palette too")
-            palette = torch.cat([palette, palette - source_palette], 1)
+    def encode(self, lab) -> "EncodedImage":
+        """LAB image (B, 3, H, W), network range -> what the decoder needs from it.
+
+        The encoder does not see the palette, so one encoding serves any number of palettes
+        (the daemon's live preview keeps it while the artist drags a swatch)."""
         height, width = lab.shape[2:]
         # A multiple of 16, and at least 32 so the deepest level keeps more than one pixel
         # for instance norm.
@@ -199,7 +200,17 @@ class PaletteNet(nn.Module):
             # to be smaller than the image, so tiny inputs fall back to edge replication.
             mode = "reflect" if pad_h < height and pad_w < width else "replicate"
             lab = F.pad(lab, (0, pad_w, 0, pad_h), mode=mode)
-        out = self.decoder(self.encoder(lab), palette, lab[:, :1])
+        return EncodedImage(lab, self.encoder(lab), (height, width))
+
+    def decode(self, encoded: "EncodedImage", palette, source_palette=None):
+        """An encoded image and palettes (B, 18) -> ab (B, 2, H, W), as forward."""
+        target_palette = palette
+        if self.needs_source:
+            if source_palette is None:
+                raise ValueError("this PaletteNet is conditioned on the source palette too")
+            palette = torch.cat([palette, palette - source_palette], 1)
+        lab = encoded.lab
+        out = self.decoder(encoded.features, palette, lab[:, :1])
         if self.base == "none":
             ab = torch.tanh(out)
         else:
@@ -207,7 +218,25 @@ class PaletteNet(nn.Module):
             if self.base == "palette":
                 base = palette_transfer(lab, source_palette, target_palette)
             ab = (base + out.float()).clamp(-1, 1)
+        height, width = encoded.size
         return ab[:, :, :height, :width]
+
+    def forward(self, lab, palette, source_palette=None):
+        return self.decode(self.encode(lab), palette, source_palette)
+
+
+@dataclass(frozen=True)
+class EncodedImage:
+    """PaletteNet.encode's result: the padded LAB input (B, 3, H', W'), the encoder's four
+    feature maps (c1, c2, c3, c4) and the unpadded size (H, W)."""
+
+    lab: torch.Tensor
+    features: tuple
+    size: tuple[int, int]
+
+    @property
+    def nbytes(self) -> int:
+        return sum(t.element_size() * t.nelement() for t in (self.lab, *self.features))
 
 
 def palette_transfer(lab, source_palette, target_palette, sigma=PRIOR_SIGMA):

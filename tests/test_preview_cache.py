@@ -1,0 +1,75 @@
+"""The live preview's cache: bounded in bytes and age, keyed by what decides the working image."""
+
+from dataclasses import dataclass
+
+import pytest
+
+from backend.service.preview_cache import MAX_CACHED_PIXELS, PreviewCache, layer_key
+
+
+@dataclass
+class FakeRequest:
+    width: int = 4
+    height: int = 3
+    pixel_format: str = "RGBA8"
+    max_side: int | None = 512
+    pixels: bytes = bytes(48)
+    mask: bytes | None = None
+
+
+@dataclass
+class Entry:
+    nbytes: int
+
+
+def test_the_key_changes_with_anything_that_changes_the_working_image():
+    base = layer_key(FakeRequest(), "palettenet")
+    assert base == layer_key(FakeRequest(), "palettenet")
+    changed = [
+        FakeRequest(pixels=bytes(47) + b"\x01"),
+        FakeRequest(width=3, height=4),
+        FakeRequest(pixel_format="BGRA8"),
+        FakeRequest(max_side=256),
+        FakeRequest(mask=bytes(12)),
+    ]
+    assert all(layer_key(request, "palettenet") != base for request in changed)
+    assert layer_key(FakeRequest(), "chang2015") != base
+
+
+def test_large_layers_are_not_cached():
+    side = int(MAX_CACHED_PIXELS**0.5) + 1
+    assert layer_key(FakeRequest(width=side, height=side, pixels=b""), "palettenet") is None
+    cache = PreviewCache()
+    cache.put(None, Entry(10))
+    assert len(cache) == 0 and cache.get(None) is None
+
+
+def test_the_cache_never_holds_more_than_its_byte_bound():
+    cache = PreviewCache(max_bytes=100)
+    for index in range(10):
+        cache.put(bytes([index]), Entry(30))
+        assert cache.nbytes <= 100
+    assert len(cache) == 3
+    assert cache.get(bytes([9])) is not None and cache.get(bytes([0])) is None
+    cache.put(b"huge", Entry(1000))  # larger than the whole cache: simply not kept
+    assert cache.get(b"huge") is None and cache.nbytes <= 100
+
+
+def test_entries_expire_by_age():
+    clock = [0.0]
+    cache = PreviewCache(max_bytes=100, max_age_s=10, clock=lambda: clock[0])
+    cache.put(b"a", Entry(1))
+    clock[0] = 5
+    assert cache.get(b"a") is not None
+    clock[0] = 11
+    assert cache.get(b"a") is None
+
+
+@pytest.mark.parametrize("count", [1, 50])
+def test_recently_used_entries_survive(count):
+    cache = PreviewCache(max_bytes=3)
+    cache.put(b"keep", Entry(1))
+    for index in range(count):
+        assert cache.get(b"keep") is not None
+        cache.put(bytes([index]), Entry(1))
+    assert cache.get(b"keep") is not None
