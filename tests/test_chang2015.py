@@ -21,7 +21,7 @@ from backend.core.chang2015 import (
     transfer_luminance,
 )
 from backend.core.color import lab_to_rgb_np, rgb_to_lab_np
-from backend.core.palette import extract_palette
+from backend.core.palette import extract_palette, pair_with_image
 from training.variants import rotate_ab
 
 
@@ -205,3 +205,63 @@ def test_24_megapixels_in_bounded_memory():
     assert result.returncode == 0, result.stderr
     extra = int(result.stdout.split()[-1])
     assert extra < 1.5e9, f"{extra / 1e9:.2f} GB beyond the output"
+
+
+ISSUE_PALETTE = ["#0b1d51", "#725ac1", "#f7ece1", "#e0b1cb", "#cac4ce", "#8d86c9"]
+
+
+def hex_lab(hexes) -> np.ndarray:
+    return rgb_to_lab_np(
+        np.array([[int(h[i : i + 2], 16) for i in (1, 3, 5)] for h in hexes]) / 255
+    )
+
+
+def layer_colours(rgb: np.ndarray) -> set:
+    return set(map(tuple, np.round(rgb.reshape(-1, 3) * 255).astype(int)))
+
+
+def test_black_line_art_takes_its_paired_target_not_a_mean_of_six():
+    """The issue's case: black strokes + that six-colour palette came out (159,140,184), a
+    colour in none of the six. Paired as the daemon pairs it, black takes the darkest."""
+    strokes = np.zeros((32, 32, 3), np.uint8)
+    target, source = pair_with_image(hex_lab(ISSUE_PALETTE), strokes)
+    assert layer_colours(recolor_chang2015(strokes, source, target)) == {(11, 29, 81)}
+
+
+@pytest.mark.parametrize("colour", [(0, 0, 0), (255, 255, 255), (128, 128, 128), (200, 0, 0)])
+def test_a_one_colour_fill_becomes_one_palette_colour(colour):
+    fill = np.full((16, 16, 3), colour, np.uint8)
+    palette = hex_lab(["#0b1d51", "#725ac1", "#f7ece1"])
+    target, source = pair_with_image(palette, fill)
+    out = recolor_chang2015(fill, source, target)
+    assert len(layer_colours(out)) == 1
+    landed = rgb_to_lab_np(out[0, 0].astype(np.float64))
+    assert deltaE_ciede2000(landed[None], palette, channel_axis=-1).min() < 1
+
+
+def test_every_source_swatch_of_flat_art_lands_on_its_target():
+    """Seven flat fills and a seven-colour edit: each fill lands within 1 dE of its target,
+    also when a source swatch is listed twice (the copy moved is the one that counts)."""
+    rng = np.random.default_rng(4)
+    source = random_palette(rng, 7)
+    target = moved(source, rng)
+    image = np.round(swatches(source, 6) * 255).astype(np.uint8)
+    exact_source = rgb_to_lab_np(image[0, ::6].astype(np.float64) / 255)
+    out = rgb_to_lab_np(recolor_chang2015(image, exact_source, target)[0, ::6].astype(np.float64))
+    assert deltaE_ciede2000(out, target, channel_axis=-1).max() < 1
+    # the first fill listed again, left where it is: the moved copy still wins
+    again = np.concatenate([exact_source, exact_source[:1]])
+    doubled = recolor_chang2015(image, again, np.concatenate([target, exact_source[:1]]))
+    landed = rgb_to_lab_np(doubled[0, ::6].astype(np.float64))
+    assert deltaE_ciede2000(landed, target, channel_axis=-1).max() < 1
+
+
+def test_shadows_are_not_stretched_steeply():
+    """A night photo's darkest swatch at L 3 asked to become L 40: the curve from black
+    may rise at most 3 x (was 13 x: black trees turned bright), and still meets the swatch."""
+    source = np.array([[3.0, 0, 0], [40, 5, 5], [80, 0, 0]])
+    target = np.array([[40.0, 30, 10], [60, 5, 5], [90, 0, 0]])
+    L = np.linspace(0, 100, 1001)
+    curve = transfer_luminance(L, source, target)
+    assert np.diff(curve).max() / 0.1 <= 3 + 1e-9
+    assert np.allclose(transfer_luminance(source[:, 0], source, target), target[:, 0])

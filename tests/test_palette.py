@@ -5,7 +5,15 @@ import numpy as np
 import pytest
 
 from backend.core.color import lab_to_rgb_np, rgb_to_lab_np
-from backend.core.palette import PaletteError, extract_palette, to_hex, to_model_palette
+from backend.core.palette import (
+    PaletteError,
+    distinct_pairs,
+    extract_palette,
+    pair_by_lightness,
+    pair_with_image,
+    to_hex,
+    to_model_palette,
+)
 from backend.service.protocol import ProtocolError, parse_hex, parse_palette
 
 KNOWN = np.array(
@@ -64,10 +72,68 @@ def test_extraction_ignores_transparent_pixels_and_is_deterministic():
     assert np.array_equal(first[0], again[0])
 
 
-def test_extraction_of_a_flat_image_repeats_its_colour():
+def test_extraction_of_a_flat_image_gives_its_one_colour_not_copies():
     palette, shares = extract_palette(np.full((10, 10, 3), 90, np.uint8), k=6)
-    assert palette.shape == (6, 3) and np.allclose(palette, palette[0])
-    assert np.isclose(shares.sum(), 1)
+    assert palette.shape == (1, 3) and np.allclose(shares, [1])
+    assert np.allclose(lab_to_rgb_np(palette) * 255, 90, atol=1e-6)
+
+
+def test_extraction_of_few_colours_gives_exactly_those_colours():
+    """Black text on white asked for six colours: black and white, at their exact values."""
+    image = np.full((40, 40, 3), 255, np.uint8)
+    image[10:14, 5:35] = 0
+    palette, shares = extract_palette(image, k=6)
+    assert np.allclose(lab_to_rgb_np(palette) * 255, [[0, 0, 0], [255, 255, 255]], atol=1e-6)
+    assert np.allclose(shares, [120 / 1600, 1480 / 1600])
+
+
+def test_extraction_of_flat_art_gives_the_exact_fill_colours():
+    """Three flat fills with anti-aliased edges (ramps between them): each swatch is the
+    fill's own colour, not a mean dragged off it by the edge pixels."""
+    fills = np.array([[200, 40, 40], [30, 90, 200], [240, 220, 120]], np.uint8)
+    row = np.concatenate(
+        [np.repeat(fills[:1], 30, 0), np.linspace(fills[0], fills[1], 6)[1:-1].round(),
+         np.repeat(fills[1:2], 30, 0), np.linspace(fills[1], fills[2], 6)[1:-1].round(),
+         np.repeat(fills[2:], 30, 0)]
+    ).astype(np.uint8)  # fmt: skip
+    image = np.broadcast_to(row, (20, *row.shape)).copy()
+    palette, _ = extract_palette(image, k=3)
+    found = np.round(lab_to_rgb_np(palette) * 255)
+    assert sorted(map(tuple, found)) == sorted(map(tuple, fills.astype(float)))
+
+
+def test_pairing_a_few_colour_layer_picks_one_target_per_colour():
+    """Black line art + a six-colour palette: black pairs with the darkest target only;
+    black and white with the darkest and the lightest; no target is averaged."""
+    hexes = ["#0b1d51", "#725ac1", "#f7ece1", "#e0b1cb", "#cac4ce", "#8d86c9"]
+    target = rgb_to_lab_np(np.array([parse_hex(h) for h in hexes]))
+    strokes = np.zeros((30, 30, 3), np.uint8)
+    alpha = np.zeros((30, 30), np.uint8)
+    alpha[5:8] = 255
+    paired, source = pair_with_image(target, strokes, alpha)
+    assert len(source) == 1 and np.allclose(paired, target[[0]])
+    text = strokes.copy()
+    text[10:] = 255
+    paired, source = pair_with_image(target, text)
+    assert len(source) == 2 and np.allclose(paired, target[[0, 2]])
+
+
+def test_pairing_by_lightness_keeps_order_and_takes_the_nearest_lightness():
+    target = np.array([[10.0, 0, 0], [30, 0, 0], [50, 0, 0], [70, 0, 0], [90, 0, 0]])
+    assert np.allclose(pair_by_lightness(target, target), target)  # rank pairing
+    source = np.array([[28.0, 5, 5], [33, 0, 9], [88, 0, 0]])
+    # 28 and 33 are both nearest 30; order is kept, so 33 takes the next one, 50
+    assert np.allclose(pair_by_lightness(target[::-1], source)[:, 0], [30, 50, 90])
+
+
+def test_a_repeated_source_colour_keeps_the_target_it_was_moved_to():
+    black, red, cream = [0.0, 0, 0], [50.0, 70, 50], [94.0, 2, 7]
+    source, target = np.array([black, black, black]), np.array([black, red, black])
+    lab6, paired6 = to_model_palette(source, paired=target)
+    assert np.allclose(lab6, black) and np.allclose(paired6, red)
+    source = np.array([black, cream, black])
+    keep, chosen = distinct_pairs(source, np.array([red, cream, black]))
+    assert list(keep) == [0, 1] and list(chosen) == [0, 1]
 
 
 def test_extraction_rejects_images_with_nothing_visible():

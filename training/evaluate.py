@@ -43,7 +43,11 @@ from tqdm import tqdm
 
 from backend.core.chang2015 import in_gamut, recolor_chang2015
 from backend.core.color import lab_to_rgb_np, rgb_to_lab_np, to_uint8
-from backend.core.palette import MODEL_PALETTE_SIZE, canonical_order, extract_palette
+from backend.core.palette import (
+    MODEL_PALETTE_SIZE,
+    extract_palette,
+    pair_by_lightness,
+)
 from backend.service.protocol import ProtocolError, parse_palette
 from training import TrainingError
 from training.variants import hue_shift, local_edit, random_edits, rotate_ab
@@ -161,7 +165,8 @@ def designer_case(rgb, palette, designer_lab) -> Case:
     """B3: the designer palette's colours, dark to light, take the place of the photo's
     palette colours of the same lightness rank, with the photo colour's lightness (which all
     the methods keep) and chroma reduced where that colour is not displayable at it."""
-    target = designer_lab[canonical_order(designer_lab)].copy()
+    # A photo gives as many colours as the designer palette; flat art may give fewer.
+    target = pair_by_lightness(designer_lab, palette)
     target[:, 0] = palette[:, 0]  # extract_palette sorts by lightness too
     return Case(rgb, palette, fit_chroma(target))
 

@@ -29,13 +29,14 @@ import numpy as np
 import torch
 
 from backend.core.color import lab_to_linear_np, lab_to_rgb_np, rgb_to_lab_np
-from backend.core.palette import MODEL_PALETTE_SIZE, extract_palette
+from backend.core.palette import MODEL_PALETTE_SIZE, distinct_pairs, extract_palette
 from backend.wire import MAX_PALETTE_COLORS
 
 LATTICE_SIZE = 13  # points per RGB axis (12 cells), as in the paper
 CHUNK_PIXELS = 1 << 20  # pixels interpolated at once: about 60 MB of temporaries
 BISECTION_STEPS = 22  # ray-to-gamut-boundary search: 400 / 2^22 LAB units is exact enough
 RAY_LENGTH = 400.0  # LAB units along ab: from any sRGB colour this leaves the gamut
+MAX_END_SLOPE = 3.0  # steepest lightness curve from black to the darkest swatch (and white)
 GAMUT_TOLERANCE = 1e-6  # linear RGB slack, so colours exactly on the boundary count as inside
 
 
@@ -59,7 +60,10 @@ def _palettes(source_lab, target_lab):
             f"source and target palettes must correspond entry by entry, got {len(source)} "
             f"and {len(target)} colours"
         )
-    return source, target
+    # A source colour listed twice can only go to one target (averaging the targets would
+    # send it to a colour in none of them): the copy the user moved furthest wins.
+    keep, chosen = distinct_pairs(source, target)
+    return source[keep], target[chosen]
 
 
 def chang_palette(rgb8: np.ndarray, k: int = MODEL_PALETTE_SIZE):
@@ -95,11 +99,16 @@ def luminance_knots(source_lab, target_lab):
     x, first, count = np.unique(x, return_index=True, return_counts=True)
     y = np.add.reduceat(y, first) / count
     y = _isotonic(y)
-    # Black stays black and white stays white unless a palette entry sits exactly there.
+    # Black stays black and white stays white unless a palette entry sits there or that
+    # would make the curve steeper than MAX_END_SLOPE: a dark swatch at L 3 asked to become
+    # L 40 would otherwise stretch the shadows 13-fold (black trees in a night photo turn
+    # bright and their noise into bands); black then rises, just enough.
     if x[0] > 0:
-        x, y = np.concatenate([[0.0], x]), np.concatenate([[0.0], y])
+        start = max(0.0, y[0] - MAX_END_SLOPE * x[0])
+        x, y = np.concatenate([[0.0], x]), np.concatenate([[start], y])
     if x[-1] < 100:
-        x, y = np.concatenate([x, [100.0]]), np.concatenate([y, [100.0]])
+        end = min(100.0, y[-1] + MAX_END_SLOPE * (100 - x[-1]))
+        x, y = np.concatenate([x, [100.0]]), np.concatenate([y, [end]])
     return x, y
 
 

@@ -100,23 +100,74 @@ def weighted_kmeans(points, weights, k, *, fixed=None, iterations=KMEANS_ITERATI
     return centres, shares
 
 
+SNAP_SHARE = 0.5  # a cluster whose most common exact colour holds this share is that colour
+SNAP_MAX_COLOURS = 65_536  # above this many distinct colours (a photo) no colour dominates
+
+
+def distinct_colours(rgb8: np.ndarray, weight=None):
+    """The exact colours of a uint8 RGB image and how much of it each covers.
+
+    Returns (uint8 RGB (n, 3), weight of each (n,)), only colours with a positive weight;
+    counted on the same evenly strided sample as colour_histogram above HISTOGRAM_SAMPLE
+    pixels."""
+    pixels = rgb8.reshape(-1, 3)
+    stride = max(1, -(-len(pixels) // HISTOGRAM_SAMPLE))
+    pixels = pixels[::stride]
+    red, green, blue = (pixels[:, c].astype(np.uint32) for c in range(3))
+    keys, inverse = np.unique((red << 16) | (green << 8) | blue, return_inverse=True)
+    sampled_weight = None if weight is None else weight.reshape(-1)[::stride]
+    counts = np.bincount(inverse, weights=sampled_weight, minlength=len(keys))
+    seen = counts > 0
+    keys, counts = keys[seen], counts[seen].astype(np.float64)
+    rgb = np.stack([(keys >> 16) & 255, (keys >> 8) & 255, keys & 255], axis=1).astype(np.uint8)
+    return rgb, counts
+
+
+def _snap_to_fills(centres, colours, counts):
+    """Replace each centre by the exact colour that dominates its cluster, if one does.
+
+    Flat art is a few exact fill colours plus anti-aliased edges between them; k-means on
+    the histogram averages the edge pixels into the fill's centre, a colour a little off
+    every fill. A user editing that swatch expects the fill itself to move, so a cluster in
+    which one exact colour holds SNAP_SHARE of the weight is represented by that colour. In
+    photos no exact colour dominates a cluster and the centres stay as they are."""
+    if len(colours) > SNAP_MAX_COLOURS:
+        return centres
+    lab = rgb_to_lab_np(colours / 255)
+    label = np.argmin(((lab[:, None] - centres[None]) ** 2).sum(-1), axis=1)
+    snapped = centres.copy()
+    for i in range(len(centres)):
+        member = np.flatnonzero(label == i)
+        if len(member) == 0:
+            continue
+        heaviest = member[np.argmax(counts[member])]
+        if counts[heaviest] >= SNAP_SHARE * counts[member].sum():
+            snapped[i] = lab[heaviest]
+    return snapped
+
+
 def extract_palette(rgb8: np.ndarray, k: int = MODEL_PALETTE_SIZE, weight=None, black_anchor=False):
     """Dominant colours of a uint8 RGB image (H, W, 3), each pixel counted by `weight`
     (see colour_histogram; None: every pixel once).
 
-    Returns (LAB colours (k, 3) sorted by lightness, share of each, summing to 1).
-    Images with fewer distinct colours than k give repeated colours, so the shape is fixed.
+    Returns (LAB colours (n, 3) sorted by lightness, share of each, summing to 1), n <= k.
+    An image with at most k distinct colours gives exactly those colours (n may be below
+    k: black line art gives one colour, not six copies of it). Otherwise a cluster that one
+    exact colour dominates (a flat fill with its anti-aliased edges) gives that colour.
     """
     if not 1 <= k <= MAX_PALETTE_COLORS:
         raise PaletteError(f"k must be between 1 and {MAX_PALETTE_COLORS}, got {k}")
-    bins, counts = colour_histogram(rgb8, weight)
-    if len(bins) == 0:
+    colours, counts = distinct_colours(rgb8, weight)
+    if len(colours) == 0:
         raise PaletteError("the image has no visible pixels to take a palette from")
-    fixed = np.array([[0.0, 0.0, 0.0]]) if black_anchor else None
-    centres, shares = weighted_kmeans(bins, counts, k, fixed=fixed)
-    if len(centres) < k:  # fewer bins than colours asked for
-        repeat = np.resize(np.arange(len(centres)), k)
-        centres, shares = centres[repeat], shares[repeat] / np.bincount(repeat)[repeat]
+    if len(colours) <= k:
+        centres, shares = rgb_to_lab_np(colours / 255), counts
+    else:
+        bins, bin_counts = colour_histogram(rgb8, weight)
+        fixed = np.array([[0.0, 0.0, 0.0]]) if black_anchor else None
+        centres, shares = weighted_kmeans(bins, bin_counts, k, fixed=fixed)
+        keep = shares > 0  # a seed no bin chose (fewer bins than k) is no colour of the image
+        centres, shares = _snap_to_fills(centres[keep], colours, counts), shares[keep]
     shares = shares / max(shares.sum(), 1e-12)
     order = canonical_order(centres)
     return centres[order], shares[order]
@@ -130,13 +181,69 @@ def canonical_order(lab) -> np.ndarray:
 
 
 def pair_with_image(target_lab, rgb8: np.ndarray, weight=None):
-    """A palette given without the colours it replaces -> (target, source): the image's own
-    palette of as many colours (what the `palette` op gives, dark to light, each pixel
-    counted by `weight`) and the target in the same canonical order, so the colours pair by
-    lightness rank."""
+    """A palette given without the colours it replaces -> (target, source) of equal length:
+    the image's own palette of up to as many colours (what the `palette` op gives, dark to
+    light, each pixel counted by `weight`), each paired with a target colour by lightness
+    (pair_by_lightness). A layer with fewer distinct colours than the palette gets fewer
+    pairs: black line art and a six-colour palette pair black with the darkest target."""
     target = np.asarray(target_lab, dtype=np.float64).reshape(-1, 3)
     source, _ = extract_palette(rgb8, len(target), weight=weight)
-    return target[canonical_order(target)], source
+    return pair_by_lightness(target, source), source
+
+
+def pair_by_lightness(target_lab, source_lab) -> np.ndarray:
+    """The target colour for each source colour (both LAB; source sorted dark to light, as
+    extract_palette gives it, and no longer than target): the targets in canonical order,
+    of which as many as there are source colours are chosen, keeping their order, so that
+    the summed lightness difference to the source colours is least. With as many source as
+    target colours this is pairing by lightness rank; with fewer, each source colour takes
+    the target nearest its lightness that keeps the order (black and white take the
+    darkest and the lightest). Returns (len(source), 3)."""
+    target = np.asarray(target_lab, dtype=np.float64).reshape(-1, 3)
+    source = np.asarray(source_lab, dtype=np.float64).reshape(-1, 3)
+    target = target[canonical_order(target)]
+    m, n = len(source), len(target)
+    if m > n:
+        raise PaletteError(f"{m} source colours cannot pair with {n} target colours")
+    # cost[i, j]: the least total difference pairing source 0..i with targets among 0..j,
+    # source i with target j (dynamic programming over order-keeping choices).
+    gap = np.abs(source[:, None, 0] - target[None, :, 0])
+    cost = np.full((m, n), np.inf)
+    cost[0] = gap[0]
+    for i in range(1, m):
+        best_before = np.minimum.accumulate(cost[i - 1])  # best with target < j
+        cost[i, 1:] = best_before[:-1] + gap[i, 1:]
+    chosen = np.empty(m, dtype=int)
+    chosen[-1] = int(np.argmin(cost[-1]))
+    for i in range(m - 2, -1, -1):
+        chosen[i] = int(np.argmin(cost[i, : chosen[i + 1]]))
+    return target[chosen]
+
+
+def distinct_pairs(source_lab, target_lab, tolerance=0.5):
+    """Source/target pairs with repeated source colours made one: (source index, target
+    index), each (n,) int, n <= the number of pairs given; first occurrences in order.
+
+    A source colour listed several times with different targets (a palette that repeats a
+    layer colour, as older clients send for a layer of few colours) cannot go to all of
+    them; averaging the targets gives a colour in none of them. The copy whose target moved
+    furthest from the source wins: that is the swatch the user edited. Source colours within
+    `tolerance` (LAB distance) count as the same."""
+    source = np.asarray(source_lab, dtype=np.float64).reshape(-1, 3)
+    target = np.asarray(target_lab, dtype=np.float64).reshape(-1, 3)
+    keep, chosen = [], []
+    for i in range(len(source)):
+        for slot, j in enumerate(keep):
+            if np.linalg.norm(source[i] - source[j]) <= tolerance:
+                if np.linalg.norm(target[i] - source[i]) > np.linalg.norm(
+                    target[chosen[slot]] - source[j]
+                ):
+                    chosen[slot] = i
+                break
+        else:
+            keep.append(i)
+            chosen.append(i)
+    return np.array(keep), np.array(chosen)
 
 
 def to_model_palette(lab, weights=None, paired=None):
@@ -148,8 +255,8 @@ def to_model_palette(lab, weights=None, paired=None):
     the set of colours, not on the order the user gave them in.
 
     `paired`: colours in correspondence with `lab` entry by entry (the targets of a source
-    palette); they are sorted, repeated and merged along with `lab`, and (lab6, paired6) is
-    returned.
+    palette); a source colour given more than once keeps one target (distinct_pairs), then
+    they are sorted, repeated and merged along with `lab`, and (lab6, paired6) is returned.
     """
     lab = np.asarray(lab, dtype=np.float64).reshape(-1, 3)
     n = len(lab)
@@ -159,6 +266,9 @@ def to_model_palette(lab, weights=None, paired=None):
     if len(other) != n:
         raise PaletteError(f"{n} source colours but {len(other)} target colours")
     weights = np.ones(n) if weights is None else np.asarray(weights, dtype=np.float64)
+    if paired is not None:  # one target per source colour (distinct_pairs)
+        keep, chosen = distinct_pairs(lab, other)
+        lab, other, weights = lab[keep], other[chosen], weights[keep]
     order = canonical_order(lab)
     lab, other, weights = lab[order], other[order], weights[order]
     while len(lab) > MODEL_PALETTE_SIZE:
