@@ -1,7 +1,8 @@
 """palettenet: the command-line tool.
 
-palettenet recolor IN -p "#hex,#hex,..." -o OUT [--method palettenet|chang2015] [--server URL]
-palettenet palette IN [-k 6] [--server URL]
+palettenet recolor IN -p "#hex,#hex,..."|PALETTE_FILE -o OUT [--method palettenet|chang2015]
+palettenet recolor IN... FOLDER... -p PALETTE -o OUTDIR [--overwrite] [--jobs N]
+palettenet palette IN [-k 6] [-o palette.gpl|palette.kpl] [--server URL]
 palettenet info [--server URL]
 palettenet serve [--bind tcp://127.0.0.1:5555 | --connect BROKER] [--device auto|cpu|cuda]
 palettenet broker --frontend ADDRESS --backend ADDRESS [--curve-workers DIR ...]
@@ -15,6 +16,7 @@ pixels are identical.
 
 import argparse
 import errno
+import os
 import signal
 import sys
 from pathlib import Path
@@ -31,7 +33,7 @@ from backend.service.security import (
     create_keys,
     raise_fd_limit,
 )
-from backend.wire import DEFAULT_ADDRESS
+from backend.wire import DEFAULT_ADDRESS, MAX_PALETTE_COLORS
 
 
 # --- talking to an engine, here or in a daemon ----------------------------------------------
@@ -122,17 +124,75 @@ def palette_list(text: str) -> list[str]:
     return [entry.strip() for entry in text.split(",") if entry.strip()]
 
 
+PALETTE_FILES = "GIMP .gpl, Krita .kpl, Adobe .ase/.aco, a hex list (.hex/.txt) or a strip image"
+
+
+def palette_argument(text: str, option: str, max_pixels: int) -> list[str]:
+    """-p or --source-palette: hex colours ("#e63946,1d3557"), or a palette file when the
+    text names an existing file or looks like a path (backend/cli/palettefile.py)."""
+    from backend.cli.palettefile import READ_FORMATS
+
+    path = Path(text)
+    image_types = (".png", ".jpg", ".jpeg", ".webp", ".gif", ".bmp", ".tif", ".tiff")
+    is_path = "/" in text or os.sep in text or path.suffix.lower() in (*READ_FORMATS, *image_types)
+    if not (path.is_file() or is_path):
+        return palette_list(text)
+    colours, notes = read_palette_file(path, option, max_pixels)
+    for note in notes:
+        print(f"note: {path.name}: {note}", file=sys.stderr)
+    if len(colours) > MAX_PALETTE_COLORS:
+        raise SystemExit(
+            f"{option} {path}: {len(colours)} colours; a palette takes 1 to "
+            f"{MAX_PALETTE_COLORS}: keep the ones to use (in GIMP, Krita or a text editor)"
+        )
+    return list(colours)
+
+
+def read_palette_file(path: Path, option: str, max_pixels: int) -> tuple[tuple, tuple]:
+    """(colours, notes) of a palette file or a palette strip image; SystemExit saying
+    which file, where in it and what is wrong."""
+    from backend.cli import palettefile
+
+    try:
+        with open(path, "rb") as file:
+            head = file.read(16)
+        if palettefile.palette_kind(head, path.name) == "image":
+            from backend.cli.imagefile import to_8_bit
+
+            pixels = to_8_bit(read_picture(path, max_pixels).pixels)
+            height, width = pixels.shape[:2]
+            if pixels.shape[2] == 3:
+                pixels = np.dstack([pixels, np.full((height, width), 255, np.uint8)])
+            found = palettefile.strip_palette(width, height, pixels.tobytes(), path.name)
+        else:
+            found = palettefile.read_palette(path)
+    except OSError as error:
+        raise SystemExit(f"{option} {path}: {error.strerror or error}") from None
+    except palettefile.PaletteFileError as error:
+        raise SystemExit(f"{option}: cannot read the palette file {error}") from None
+    return found.colors, found.notes
+
+
 # --- commands -------------------------------------------------------------------------------
 def cmd_recolor(args):
     from backend.cli.imagefile import ImageFileError, write_image
 
+    target = palette_argument(args.palette, "-p", args.max_pixels)
+    source = None
+    if args.source_palette:
+        source = palette_argument(args.source_palette, "--source-palette", args.max_pixels)
+    if len(args.input) > 1 or args.input[0].is_dir():  # many in one go: backend/cli/batch.py
+        from backend.cli.batch import run_batch
+
+        return run_batch(args, args.input, target, source)
+    args.input = args.input[0]
     check_output(args.output)  # a result that cannot be written is not worth computing
     picture = read_picture(args.input, args.max_pixels)
     check_output(args.output, picture)
     header = layer_header("recolor", args.input, picture)
-    header.update(method=args.method, palette=palette_list(args.palette))
-    if args.source_palette:
-        header["source_palette"] = palette_list(args.source_palette)
+    header.update(method=args.method, palette=target)
+    if source is not None:
+        header["source_palette"] = source
     mask = read_mask(args.mask, picture, args.max_pixels)
     reply, frames = call(args, header, picture.pixels, mask, load_model=args.method == "palettenet")
     checked(reply)
@@ -146,6 +206,7 @@ def cmd_recolor(args):
 
 
 def cmd_palette(args):
+    check_palette_output(args.output)
     picture = read_picture(args.input, args.max_pixels)
     header = layer_header("palette", args.input, picture)
     header["options"] = {"k": args.k}
@@ -153,6 +214,30 @@ def cmd_palette(args):
     checked(reply)
     for colour, share in zip(reply["palette"], reply["weights"]):
         print(f"{colour}  {share:6.1%}")
+    if args.output is not None:
+        from backend.cli.palettefile import PaletteFileError, write_palette
+
+        labels = [f"{c} {share:.1%}" for c, share in zip(reply["palette"], reply["weights"])]
+        try:
+            write_palette(args.output, args.input.stem, reply["palette"], labels)
+        except PaletteFileError as error:
+            raise SystemExit(f"cannot write {error}") from None
+        print(f"wrote {args.output}")
+
+
+def check_palette_output(path: Path | None) -> None:
+    """-o of `palette`: a .gpl or .kpl in an existing folder, checked before any work."""
+    if path is None:
+        return
+    from backend.cli.palettefile import WRITE_FORMATS
+
+    if path.suffix.lower() not in WRITE_FORMATS:
+        raise SystemExit(f"cannot write {path}: palettes are written as "
+                         f"{' or '.join(WRITE_FORMATS)}")  # fmt: skip
+    if not path.parent.is_dir():
+        raise SystemExit(f"cannot write {path}: the folder {path.parent} does not exist")
+    if path.is_dir():
+        raise SystemExit(f"cannot write {path}: it is a folder")
 
 
 def cmd_info(args):
@@ -380,16 +465,32 @@ def main(argv=None):
     parser.add_argument("--version", action="version", version=f"palettenet {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
 
-    recolor = commands.add_parser("recolor", help="recolour an image to a palette")
-    recolor.add_argument("input", type=Path)
-    recolor.add_argument("-p", "--palette", required=True, help='"#hex,#hex,..." (1-12 colours)')
-    recolor.add_argument("-o", "--output", type=Path, required=True)
+    recolor = commands.add_parser(
+        "recolor",
+        help="recolour images to a palette",
+        description="Recolour an image, or many (files and folders) with one mapping: the "
+        "same source -> target colour pairs for all of them (the source palette taken from "
+        "all inputs together), results written under their own names in the -o folder.",
+    )
+    recolor.add_argument("input", type=Path, nargs="+", help="image files or folders")
+    recolor.add_argument("-p", "--palette", required=True, metavar="COLOURS|FILE",
+                         help='1-12 hex colours "#hex,#hex,..." or a palette file: '
+                         f"{PALETTE_FILES}")  # fmt: skip
+    recolor.add_argument("-o", "--output", type=Path, required=True,
+                         help="output file; with several inputs or a folder, an existing "
+                         "folder")  # fmt: skip
     recolor.add_argument("--method", choices=["palettenet", "chang2015"], default="palettenet")
     recolor.add_argument(
         "--source-palette",
-        help="the colours the palette replaces, entry by entry "
-        "(default: the image's own, paired by lightness)",
+        metavar="COLOURS|FILE",
+        help="the colours the palette replaces, entry by entry, as -p takes them "
+        "(default: the image's own, or all inputs' together, paired by lightness)",
     )
+    recolor.add_argument("--overwrite", action="store_true",
+                         help="several inputs: replace results that already exist")  # fmt: skip
+    recolor.add_argument("--jobs", type=positive(int, 64), default=min(2, os.cpu_count() or 1),
+                         help="several inputs: images recoloured at once (default: up to 2, "
+                         "the cores)")  # fmt: skip
     recolor.add_argument("--mask", type=Path, help="grey image: white recolours, black keeps")
     add_engine_options(recolor)
     add_limit_option(recolor)
@@ -398,6 +499,9 @@ def main(argv=None):
     palette = commands.add_parser("palette", help="print an image's palette")
     palette.add_argument("input", type=Path)
     palette.add_argument("-k", type=int, default=6, help="number of colours (1-12)")
+    palette.add_argument(
+        "-o", "--output", type=Path, help="also write the palette as a GIMP .gpl or Krita .kpl"
+    )
     add_engine_options(palette)
     add_limit_option(palette)
     palette.set_defaults(run=cmd_palette)

@@ -1,0 +1,278 @@
+"""`palettenet recolor` over many files or folders: one model load, one mapping, a progress
+bar and a throughput summary.
+
+- Inputs: files, and folders whose regular, non-hidden files are taken (not recursively,
+  sorted by name). Results go to the folder -o names (it must exist), under the input's
+  name; an input whose type is not written (GIF, QOI, ...) becomes a .png.
+- One mapping for all: every image gets the same source -> target pairs. Without
+  --source-palette the source palette is taken from ALL inputs together (an evenly strided
+  sample of each input's pixels, each input counted alike, alpha-weighted as the daemon
+  counts a layer) and paired with -p by lightness as the daemon pairs a single image
+  (backend.core.palette.pair_with_image). So a sprite sheet's frames or an icon set stay
+  alike: one colour of the set gives one colour in every result. This reads each input
+  twice (the first pass only samples it); the summary says how long that pass took.
+- Before any work: the output folder, names that two inputs would share, an output that
+  is an input, and existing outputs (refused unless --overwrite) are checked.
+- A file that cannot be read, recoloured or written gets one line naming it and the
+  reason; the others go on; the exit status is 1 if any failed.
+- Throughput: the next input is read and the previous result written while the current
+  one is recoloured (image codecs and the engine release the GIL), and --jobs recolours
+  several images at once. The summary prints images/s, MP/s and CPU time over wall time
+  (this process's CPU: with --server the daemon's own CPU is not in it).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+SAMPLE_PIXELS = 2_000_000  # pixels sampled over all inputs for the shared palette
+
+
+class FileFailure(Exception):
+    """One input failed; the message says which and why, in one line."""
+
+
+@dataclass
+class Job:
+    source: Path
+    output: Path
+
+
+# --- the list of work ---------------------------------------------------------------------
+def collect_inputs(paths: list[Path]) -> tuple[list[Path], dict]:
+    """Files to recolour (folders expanded), and {path: problem} for inputs not found."""
+    files, problems = [], {}
+    for path in paths:
+        if path.is_dir():
+            inside = sorted(p for p in path.iterdir() if not p.name.startswith("."))
+            files += [p for p in inside if not p.is_dir()]
+        elif path.exists() or path.is_symlink():
+            files.append(path)
+        else:
+            problems[path] = f"cannot read {path}: No such file or directory"
+    return files, problems
+
+
+def plan_jobs(files: list[Path], folder: Path, overwrite: bool) -> list[Job]:
+    """Where each result goes; SystemExit, before any work, for an output folder that is
+    missing, names two inputs would share, an output that is an input, or existing outputs
+    without --overwrite."""
+    from backend.cli.imagefile import OUTPUT_TYPES
+
+    if not folder.is_dir():
+        what = "is a file" if folder.exists() else "does not exist (make it first)"
+        raise SystemExit(f"with several inputs or a folder, -o is a folder: {folder} {what}")
+    jobs, taken, existing = [], {}, []
+    inputs = {file.resolve() for file in files}
+    for file in files:
+        name = file.name if file.suffix.lower() in OUTPUT_TYPES else file.stem + ".png"
+        output = folder / name
+        if output.name in taken:
+            raise SystemExit(f"{file} and {taken[output.name]} would both be written as "
+                             f"{output}: rename one")  # fmt: skip
+        if output.resolve() in inputs:
+            raise SystemExit(f"{output} is an input: results would replace the originals; "
+                             "write them to another folder")  # fmt: skip
+        if output.exists():
+            existing.append(output)
+        taken[output.name] = file
+        jobs.append(Job(file, output))
+    if existing and not overwrite:
+        more = f" and {len(existing) - 1} more" if len(existing) > 1 else ""
+        raise SystemExit(f"{existing[0]}{more} already exist: --overwrite replaces them")
+    return jobs
+
+
+# --- one engine or one daemon connection for the whole run --------------------------------
+class Sender:
+    """Requests to one Engine in this process (one model load) or to a daemon, each
+    thread with its own connection (a REQ socket carries one request at a time)."""
+
+    def __init__(self, args, load_model: bool):
+        self.args = args
+        self.engine = None
+        self.clients = {}
+        if not args.server:
+            from backend import DEFAULT_WEIGHTS
+            from backend.service.engine import Engine
+
+            self.engine = Engine(args.weights or DEFAULT_WEIGHTS, args.device, load_model)
+
+    def request(self, header: dict, pixels) -> tuple[dict, list]:
+        from backend.service.protocol import decode_reply, encode_request
+
+        if self.engine is not None:
+            frames = encode_request(header, pixels)
+            return decode_reply(self.engine.handle(frames, self.args.max_pixels))
+        import threading
+
+        from backend.cli.main import client_keys
+        from backend.service.client import AddressError, Client
+
+        thread = threading.get_ident()
+        if thread not in self.clients:
+            try:
+                self.clients[thread] = Client(self.args.server, self.args.timeout,
+                                              client_keys(self.args))  # fmt: skip
+            except AddressError as error:
+                raise SystemExit(str(error)) from None
+        try:
+            return self.clients[thread].request(header, pixels)
+        except TimeoutError as error:
+            raise FileFailure(str(error)) from None
+
+    def close(self):
+        for client in self.clients.values():
+            client.close()
+
+
+# --- the shared mapping -------------------------------------------------------------------
+def read(path: Path, max_pixels: int):
+    from backend.cli.imagefile import ImageFileError, read_image
+
+    try:
+        return read_image(path, max_pixels)
+    except ImageFileError as error:
+        raise FileFailure(f"cannot read {path}: {error}") from None
+
+
+def sample(picture, pixels: int) -> tuple[np.ndarray, np.ndarray]:
+    """An evenly strided sample of a picture's pixels as the daemon counts them for a
+    palette: (uint8 RGB (n, 3), weight (n,) = alpha in 0..1)."""
+    from backend.core.pixels import FORMATS, Layer
+
+    layer = Layer(picture.pixels, FORMATS[picture.pixel_format])
+    stride = max(1, -(-layer.height * layer.width // pixels))
+    rgb = layer.rgb8().reshape(-1, 3)[::stride]
+    weight = layer.palette_weight()
+    weight = np.ones(len(rgb), np.float32) if weight is None else weight.reshape(-1)[::stride]
+    return np.ascontiguousarray(rgb), weight
+
+
+def shared_mapping(jobs: list[Job], target: list[str], args, failed: dict, report):
+    """(target, source) hex lists, entry by entry: `target` paired with the palette of all
+    inputs together. Inputs that cannot be read are put in `failed` (and reported)."""
+    from backend.core.color import lab_to_rgb_np, rgb_to_lab_np
+    from backend.core.palette import PaletteError, pair_with_image, to_hex
+    from backend.service.protocol import ProtocolError, parse_palette
+
+    try:
+        target_lab = rgb_to_lab_np(parse_palette(target))
+    except ProtocolError as error:
+        raise SystemExit(f"error ({error.code}): {error.message}") from None
+    per_image = max(1, SAMPLE_PIXELS // max(1, len(jobs)))
+    samples = []
+    with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
+        futures = [pool.submit(lambda j: sample(read(j.source, args.max_pixels), per_image), job)
+                   for job in jobs]  # fmt: skip
+        for job, future in zip(jobs, futures):
+            try:
+                samples.append(future.result())
+            except FileFailure as error:
+                failed[job.source] = str(error)
+                report(str(error))
+    if not samples:
+        return target, None
+    rgb = np.concatenate([s[0] for s in samples])[None]
+    weight = np.concatenate([s[1] for s in samples])[None]
+    try:
+        paired, source = pair_with_image(target_lab, rgb, weight)
+    except PaletteError as error:
+        raise SystemExit(f"cannot take a palette from the inputs: {error}") from None
+    # the targets as the user wrote them (no round trip through LAB)
+    chosen = [int(np.argmin(((target_lab - row) ** 2).sum(1))) for row in paired]
+    return [target[i] for i in chosen], [to_hex(rgb) for rgb in lab_to_rgb_np(source)]
+
+
+# --- the run ------------------------------------------------------------------------------
+def recolor_one(job: Job, header: dict, sender: Sender, args) -> int:
+    """Read, recolour, write one input; its pixel count. FileFailure if any step fails."""
+    from backend.cli.imagefile import ImageFileError, output_type, write_image
+
+    picture = read(job.source, args.max_pixels)
+    try:
+        output_type(job.output, picture)
+    except ImageFileError as error:
+        raise FileFailure(f"cannot write {job.output}: {error}") from None
+    height, width = picture.pixels.shape[:2]
+    request = dict(header, id=job.source.name, width=width, height=height,
+                   pixel_format=picture.pixel_format)  # fmt: skip
+    reply, frames = sender.request(request, picture.pixels)
+    if not reply.get("ok"):
+        error = reply.get("error", {})
+        raise FileFailure(f"{job.source}: error ({error.get('code')}): {error.get('message')}")
+    out = np.frombuffer(frames[0], picture.pixels.dtype).reshape(picture.pixels.shape)
+    try:
+        write_image(job.output, picture, out)
+    except (ImageFileError, OSError) as error:
+        reason = error.strerror if isinstance(error, OSError) and error.strerror else error
+        raise FileFailure(f"cannot write {job.output}: {reason}") from None
+    return width * height
+
+
+def run_batch(args, paths: list[Path], target: list[str], source: list[str] | None) -> int:
+    from tqdm import tqdm
+
+    if args.mask is not None:
+        raise SystemExit("--mask needs a single input (a mask fits one image)")
+    files, problems = collect_inputs(paths)
+    jobs = plan_jobs(files, args.output, args.overwrite)
+    if not jobs and not problems:
+        raise SystemExit("no files to recolour")
+    failed = dict(problems)
+    for problem in problems.values():
+        print(problem, file=sys.stderr)
+    loading = time.perf_counter()
+    sender = Sender(args, load_model=args.method == "palettenet")
+    load_s = time.perf_counter() - loading
+    started, cpu_started = time.perf_counter(), time.process_time()
+    try:
+        mapping_s = 0.0
+        if source is None and jobs:
+            began = time.perf_counter()
+            target, source = shared_mapping(jobs, target, args, failed,
+                                            lambda m: print(m, file=sys.stderr))  # fmt: skip
+            mapping_s = time.perf_counter() - began
+            if source is not None:
+                pairs = ", ".join(f"{s} -> {t}" for s, t in zip(source, target))
+                print(f"one mapping for all {len(jobs)} inputs: {pairs}", file=sys.stderr)
+        header = {"op": "recolor", "method": args.method, "palette": target}
+        if source is not None:
+            header["source_palette"] = source
+        todo = [job for job in jobs if job.source not in failed]
+        pixels, done = 0, 0
+        bar = tqdm(total=len(todo), unit="image", file=sys.stderr, disable=None)
+        with bar, ThreadPoolExecutor(max_workers=args.jobs) as pool:
+            futures = [pool.submit(recolor_one, job, header, sender, args) for job in todo]
+            for job, future in zip(todo, futures):
+                try:
+                    pixels += future.result()
+                    done += 1
+                except FileFailure as error:
+                    failed[job.source] = str(error)
+                    bar.write(str(error), file=sys.stderr)
+                bar.update()
+    finally:
+        sender.close()
+    wall = time.perf_counter() - started
+    cpu = time.process_time() - cpu_started
+    if args.server:
+        where = f"through {args.server}: this client's CPU only"
+    else:
+        where = f"in process, after {load_s:.1f} s loading the engine once"
+    first = f", of which {mapping_s:.1f} s finding the shared palette" if mapping_s else ""
+    print(f"recoloured {done} of {done + len(failed)} images ({pixels / 1e6:.1f} MP) in "
+          f"{wall:.1f} s{first}: {done / wall:.2f} images/s, {pixels / 1e6 / wall:.2f} MP/s; "
+          f"CPU {cpu:.1f} s / wall {wall:.1f} s = {cpu / wall:.2f} of {os.cpu_count()} cores "
+          f"({where}, --jobs {args.jobs})")  # fmt: skip
+    if failed:
+        print(f"{len(failed)} failed: {', '.join(str(p) for p in failed)}", file=sys.stderr)
+        return 1
+    return 0

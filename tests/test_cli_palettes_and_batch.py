@@ -1,0 +1,210 @@
+"""The CLI with palette files (-p FILE, --source-palette FILE, palette -o FILE) and over many
+images in one go (issue 18 parts 2 and 3, issue 16's throughput goal), as a user runs it."""
+
+import subprocess
+import sys
+import zipfile
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from backend.cli.main import main
+from backend.cli.palettefile import read_palette
+from tests.conftest import small_photo
+from tests.servers import random_weights
+
+TARGET = ["#0b1d51", "#725ac1", "#f7ece1"]
+
+
+def palettenet(*args, timeout=120):
+    command = [sys.executable, "-m", "backend.cli.main", *map(str, args)]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
+    return done.returncode, done.stdout, done.stderr
+
+
+def one_line_error(status, stderr, *words):
+    assert status == 1, stderr
+    assert "Traceback" not in stderr and len(stderr.strip().splitlines()) == 1, stderr
+    for word in words:
+        assert word in stderr, stderr
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory):
+    return random_weights(tmp_path_factory.mktemp("weights"))
+
+
+@pytest.fixture
+def photo(tmp_path):
+    path = tmp_path / "photo.png"
+    Image.fromarray(small_photo("coffee", 48)).save(path)
+    return path
+
+
+def pixels(path) -> np.ndarray:
+    return np.asarray(Image.open(path))
+
+
+# --- palette files as -p and --source-palette ---------------------------------------------
+def palette_files(folder):
+    """The same three colours in every format the CLI reads."""
+    rgb = [tuple(int(c[i : i + 2], 16) for i in (1, 3, 5)) for c in TARGET]
+    files = {"gpl": "GIMP Palette\nName: t\n" + "".join("{} {} {} x\n".format(*c) for c in rgb),
+             "hex": "".join(c[1:] + "\n" for c in TARGET)}  # fmt: skip
+    for suffix, text in files.items():
+        (folder / f"pal.{suffix}").write_text(text)
+    from backend.cli.palettefile import kpl_bytes
+
+    (folder / "pal.kpl").write_bytes(kpl_bytes("t", TARGET))
+    strip = np.repeat(np.array(rgb, np.uint8)[None], 8, axis=0).repeat(5, axis=1)
+    Image.fromarray(strip).save(folder / "strip.png")
+    return [folder / name for name in ("pal.gpl", "pal.hex", "pal.kpl", "strip.png")]
+
+
+def test_palette_files_give_the_same_result_as_hex(photo, tmp_path, weights):
+    common = ["--weights", str(weights)]
+    main(["recolor", str(photo), "-p", ",".join(TARGET), "-o", str(tmp_path / "hex.png"),
+          *common])  # fmt: skip
+    expected = pixels(tmp_path / "hex.png")
+    for file in palette_files(tmp_path):
+        out = tmp_path / f"from-{file.stem}-{file.suffix[1:]}.png"
+        main(["recolor", str(photo), "-p", str(file), "-o", str(out), *common])
+        assert np.array_equal(pixels(out), expected), file.name
+
+
+def test_source_palette_file_pairs_entry_by_entry(photo, tmp_path, weights):
+    """An identity edit from files (source = target) gives the photo back bit for bit."""
+    (tmp_path / "same.gpl").write_text("GIMP Palette\n10 20 30\n200 100 50\n")
+    out = tmp_path / "same.png"
+    main(["recolor", str(photo), "-p", str(tmp_path / "same.gpl"), "--source-palette",
+          str(tmp_path / "same.gpl"), "-o", str(out), "--weights", str(weights)])  # fmt: skip
+    assert np.array_equal(pixels(out), pixels(photo))
+
+
+def test_palette_file_errors_in_one_line(photo, tmp_path):
+    (tmp_path / "bad.gpl").write_text("GIMP Palette\n1 2 3\n4 5 six\n")
+    status, _, stderr = palettenet("recolor", photo, "-p", tmp_path / "bad.gpl", "-o",
+                                   tmp_path / "o.png")  # fmt: skip
+    one_line_error(status, stderr, "bad.gpl", "line 3", "R G B")
+    many = "GIMP Palette\n" + "".join(f"{i} {i} {i}\n" for i in range(20))
+    (tmp_path / "many.gpl").write_text(many)
+    status, _, stderr = palettenet("recolor", photo, "-p", "#ffffff", "--source-palette",
+                                   tmp_path / "many.gpl", "-o", tmp_path / "o.png")  # fmt: skip
+    one_line_error(status, stderr, "--source-palette", "20 colours", "1 to 12")
+    status, _, stderr = palettenet("recolor", photo, "-p", tmp_path / "none.gpl", "-o",
+                                   tmp_path / "o.png")  # fmt: skip
+    one_line_error(status, stderr, "none.gpl", "No such file")
+    assert not (tmp_path / "o.png").exists()
+
+
+@pytest.mark.parametrize("suffix", [".gpl", ".kpl"])
+def test_palette_command_writes_the_layer_palette(photo, tmp_path, capsys, suffix):
+    out = tmp_path / f"coffee{suffix}"
+    main(["palette", str(photo), "-k", "4", "-o", str(out)])
+    printed = [line.split()[0] for line in capsys.readouterr().out.splitlines()[:-1]]
+    written = read_palette(out)
+    assert list(written.colors) == printed and len(printed) == 4
+    assert written.name == "photo"
+    if suffix == ".kpl":
+        assert zipfile.ZipFile(out).read("mimetype") == b"krita/x-colorset"
+
+
+def test_palette_command_refuses_other_types_before_any_work(photo, tmp_path):
+    status, _, stderr = palettenet("palette", photo, "-o", tmp_path / "x.ase")
+    one_line_error(status, stderr, ".gpl or .kpl")
+
+
+def test_help_names_the_formats():
+    status, out, _ = palettenet("recolor", "--help")
+    assert status == 0
+    for word in (".gpl", ".kpl", ".ase", ".aco", "hex", "strip image", "--overwrite"):
+        assert word in " ".join(out.split()), word
+
+
+# --- many images in one go ----------------------------------------------------------------
+def flat(colours, size=24) -> np.ndarray:
+    """Vertical bands of flat colours."""
+    bands = np.array_split(np.arange(size), len(colours))
+    image = np.zeros((size, size, 3), np.uint8)
+    for colour, band in zip(colours, bands):
+        image[:, band] = colour
+    return image
+
+
+RED, BLUE, GREEN, GREY = (200, 30, 30), (30, 40, 200), (40, 180, 60), (128, 128, 128)
+
+
+def test_a_folder_with_one_mapping_and_an_odd_file(tmp_path):
+    """Three images sharing colours in different proportions: each colour gets the same
+    result in every image (one mapping, chang2015 is a per-colour function); the odd file
+    gets its own line and the exit status says something failed."""
+    folder, out = tmp_path / "in", tmp_path / "out"
+    folder.mkdir(), out.mkdir()
+    Image.fromarray(flat([RED, BLUE, GREY])).save(folder / "a.png")
+    Image.fromarray(flat([RED, RED, RED, GREEN])).save(folder / "b.png")
+    Image.fromarray(flat([BLUE, GREEN, GREY, GREY, GREY])).save(folder / "c.gif")
+    (folder / "readme.txt").write_text("not an image")
+    (folder / ".hidden.png").write_bytes(b"skipped")
+    status, stdout, stderr = palettenet("recolor", folder, "-p", "#102030,#ffaa00,#3c9,#e0e0ff",
+                                        "-o", out, "--method", "chang2015")  # fmt: skip
+    assert status == 1, stderr
+    assert "readme.txt" in stderr and "not an image file" in stderr and "Traceback" not in stderr
+    assert "one mapping for all" in stderr
+    assert sorted(p.name for p in out.iterdir()) == ["a.png", "b.png", "c.png"]
+    assert "recoloured 3 of 4 images" in stdout and "images/s" in stdout and "MP/s" in stdout
+    results = {name: pixels(out / f"{name}.png") for name in "abc"}
+    sources = {"a": flat([RED, BLUE, GREY]), "b": flat([RED, RED, RED, GREEN]),
+               "c": flat([BLUE, GREEN, GREY, GREY, GREY])}  # fmt: skip
+    for colour in (RED, BLUE, GREEN, GREY):
+        seen = {tuple(results[n][np.all(sources[n] == colour, axis=-1)][0])
+                for n in "abc" if np.all(sources[n] == colour, axis=-1).any()}  # fmt: skip
+        assert len(seen) == 1, (colour, seen)
+        assert seen != {colour}  # and it was recoloured
+
+
+def test_existing_outputs_are_kept_unless_asked(tmp_path, photo):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "photo.png").write_bytes(b"mine")
+    args = ["recolor", photo, tmp_path / "photo2.png", "-p", "#123456", "-o", out,
+            "--method", "chang2015"]  # fmt: skip
+    Image.open(photo).save(tmp_path / "photo2.png")
+    status, _, stderr = palettenet(*args)
+    one_line_error(status, stderr, "photo.png", "already exist", "--overwrite")
+    assert (out / "photo.png").read_bytes() == b"mine"
+    status, stdout, stderr = palettenet(*args, "--overwrite")
+    assert status == 0, stderr
+    assert pixels(out / "photo.png").shape == pixels(photo).shape
+
+
+def test_batch_outputs_are_checked_before_any_work(tmp_path, photo):
+    other = tmp_path / "other"
+    other.mkdir()
+    Image.open(photo).save(other / "photo.png")
+    (tmp_path / "out").mkdir()
+    cases = [
+        ([photo, other / "photo.png", "-o", tmp_path / "missing"], "does not exist"),
+        ([photo, other / "photo.png", "-o", tmp_path / "out"], "both be written"),
+        ([other, "-o", other], "is an input"),
+        ([other, "-o", tmp_path / "out", "--mask", photo], "--mask needs a single input"),
+    ]
+    for args, words in cases:
+        status, _, stderr = palettenet("recolor", *args, "-p", "#123456")
+        one_line_error(status, stderr, words)
+    assert not list((tmp_path / "out").iterdir())
+
+
+def test_batch_through_a_daemon_matches_in_process(daemon, tmp_path, weights):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for name in ("coffee", "astronaut"):
+        Image.fromarray(small_photo(name, 40)).save(folder / f"{name}.png")
+    here, there = tmp_path / "here", tmp_path / "there"
+    here.mkdir(), there.mkdir()
+    assert main(["recolor", str(folder), "-p", ",".join(TARGET), "-o", str(here),
+                 "--weights", str(weights)]) == 0  # fmt: skip
+    assert main(["recolor", str(folder), "-p", ",".join(TARGET), "-o", str(there),
+                 "--server", daemon.address]) == 0  # fmt: skip
+    for name in ("coffee.png", "astronaut.png"):
+        assert np.array_equal(pixels(here / name), pixels(there / name)), name
