@@ -19,11 +19,12 @@ halos and no blocks, whatever the scale factor. The cost per full-resolution pix
 bilinear lookup of 12 numbers and a 3 x 3 product, independent of the network.
 """
 
+import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from backend.core.pixels import Layer, bands
+from backend.core.pixels import Layer, on_all_cores
 
 WORKING_SIDE = 512  # long side of the image the network sees
 MULTIPLE = 16  # the network's total stride
@@ -46,47 +47,38 @@ def working_size(height: int, width: int, side: int = WORKING_SIDE) -> tuple[int
 
 
 # --- reduction ----------------------------------------------------------------------------
-def _area_1d(values: np.ndarray, size: int, axis: int) -> np.ndarray:
-    """Exact area averaging of `values` along `axis` down to `size` samples (float64).
-
-    Output sample j covers input [j * n / size, (j + 1) * n / size): the whole input samples
-    inside are summed (one np.add.reduceat pass), and the samples cut by either end count by
-    the fraction covered, so any ratio, including non-integer ones, is exact."""
-    n = values.shape[axis]
-    if size > n:
-        raise ValueError(f"area averaging reduces: {n} samples cannot become {size}")
-    edges = np.arange(size + 1) * n / size  # exact at both ends
-    start = np.floor(edges).astype(np.int64)
-    shape = [1] * values.ndim
-    shape[axis] = size
-    cut = (edges - start).reshape(shape[:axis] + [-1] + shape[axis + 1 :])
-    ends = np.take(values, np.minimum(start, n - 1), axis=axis).astype(np.float64) * cut
-    total = np.add.reduceat(values, start[:-1], axis=axis, dtype=np.float64)
-    total -= np.take(ends, np.arange(size), axis=axis)  # the part before the start edge
-    total += np.take(ends, np.arange(1, size + 1), axis=axis)  # the part up to the end edge
-    return total / (n / size)
-
-
 def area_resize(read_rows, height: int, width: int, size: tuple[int, int]) -> np.ndarray:
     """Area-average an image to `size` (h, w), reading it a band of rows at a time.
 
-    read_rows(top, bottom) -> float (rows, width, C). Returns float64 (h, w, C). Memory is
-    one band plus a (height, w, C) intermediate, never the full image in float."""
+    read_rows(top, bottom) -> float (rows, width, C). Returns float32 (h, w, C). Exact area
+    averaging for any ratio, including non-integer ones (OpenCV's INTER_AREA when reducing):
+    each band is reduced across on all cores, then the (height, w, C) intermediate down.
+    Memory is a band per core plus that intermediate, never the full image in float."""
     out_h, out_w = size
-    columns = [_area_1d(read_rows(top, bottom), out_w, 1) for top, bottom in bands(height, width)]
-    return _area_1d(np.concatenate(columns), out_h, 0)
+    if out_h > height or out_w > width:
+        raise ValueError(f"area averaging reduces: {width} x {height} cannot become {size}")
+
+    def across(top, bottom):
+        rows = np.asarray(read_rows(top, bottom), np.float32)
+        return _channels(cv2.resize(rows, (out_w, bottom - top), interpolation=cv2.INTER_AREA))
+
+    columns = np.concatenate(on_all_cores(across, height, width))
+    return _channels(cv2.resize(columns, (out_w, out_h), interpolation=cv2.INTER_AREA))
 
 
-def weighted_resize(read_rows, read_weight, height, width, size):
-    """Area-average of colours weighted by read_weight (e.g. visibility), and the mean
-    weight of each output pixel. Output pixels with no weight at all take the mean colour,
-    so the network's input holds no invented black regions."""
+def _channels(image: np.ndarray) -> np.ndarray:
+    """OpenCV returns a one-channel image as (h, w): back to (h, w, 1)."""
+    return image[..., None] if image.ndim == 2 else image
 
-    def rows(top, bottom):
-        weight = read_weight(top, bottom)[..., None]
-        return np.concatenate([read_rows(top, bottom) * weight, weight], axis=-1)
 
-    summed = area_resize(rows, height, width, size)
+def weighted_resize(read_weighted, height, width, size):
+    """Area-average of colours weighted by e.g. visibility, and the mean weight of each
+    output pixel. read_weighted(top, bottom) -> float (rows, width, C + 1): colours already
+    multiplied by their weight, then the weight. Output pixels with no weight at all take
+    the mean colour, so the network's input holds no invented black regions.
+
+    Returns (colour float32 (h, w, C), weight float32 (h, w))."""
+    summed = area_resize(read_weighted, height, width, size)
     colour, weight = summed[..., :-1], summed[..., -1]
     empty = weight <= 1e-12
     colour = colour / np.where(empty, 1, weight)[..., None]
@@ -137,39 +129,47 @@ def fit_local_affine(guide, change, weight, radius=RADIUS, epsilon=EPSILON) -> n
 
 def _row_taps(full: int, working: int):
     """For each full-resolution row: the two working rows around it and the weight of the
-    second, pixel centres aligned (the convention of F.interpolate, align_corners=False,
-    which interpolates the columns)."""
+    second, pixel centres aligned (the convention of OpenCV's INTER_LINEAR, which
+    interpolates the columns, and of F.interpolate with align_corners=False)."""
     position = np.clip((np.arange(full) + 0.5) * (working / full) - 0.5, 0, working - 1)
     first = np.floor(position).astype(np.int64)
     second = np.minimum(first + 1, working - 1)
     fraction = (position - first).astype(np.float32)
-    return torch.from_numpy(first), torch.from_numpy(second), torch.from_numpy(fraction)
+    return first, second, fraction
 
 
 class AffineField:
-    """Fitted local maps (fit_local_affine) at full size: field(guide rows, top) -> change
-    rows, the maps interpolated bilinearly to each pixel, for a band loop over the layer.
+    """Fitted local maps (fit_local_affine) at full size, for a band loop over the layer:
+    field(guide rows with a constant 1 appended, top) -> the guide's new values, the maps
+    interpolated bilinearly to each pixel.
 
-    Channels come first inside, so the interpolation and the small matrix product are a
-    dozen whole-plane operations per band instead of millions of tiny products."""
+    The identity is folded into the maps (they map a colour to its new colour, not to its
+    change), and they are kept as one (h, w, G + 1) image per output channel: OpenCV
+    interpolates such 4-channel images fastest, and the map at a pixel is then one
+    elementwise product with the guide and a sum over the last axis."""
 
     def __init__(self, maps: np.ndarray, height: int, width: int):
-        self.inputs, self.outputs = maps.shape[2] - 1, maps.shape[3]
-        flat = torch.from_numpy(np.ascontiguousarray(maps)).flatten(2)
-        self.maps = flat.permute(2, 0, 1).contiguous()  # (K, h, w), K = (G + 1) * C
+        maps = np.array(maps, dtype=np.float32)  # (h, w, G + 1, C), a copy to change
+        inputs, outputs = maps.shape[2] - 1, maps.shape[3]
+        for channel in range(min(inputs, outputs)):
+            maps[:, :, channel, channel] += 1  # change -> new value
+        self.outputs = [np.ascontiguousarray(maps[..., c]) for c in range(outputs)]
         self.rows = _row_taps(height, maps.shape[0])
         self.width = width
 
-    def __call__(self, guide: torch.Tensor, top: int) -> torch.Tensor:
-        """guide (rows, W, G) -> change (rows, W, C)."""
+    def __call__(self, guide: np.ndarray, top: int) -> np.ndarray:
+        """guide (rows, W, G + 1) float32, the last channel 1 -> new values (rows, W, C)."""
         first, second, fraction = (t[top : top + len(guide)] for t in self.rows)
-        band = torch.lerp(self.maps[:, first], self.maps[:, second], fraction[None, :, None])
-        band = F.interpolate(band.flatten(0, 1)[None], self.width, mode="linear")[0]
-        band = band.unflatten(0, (self.inputs + 1, self.outputs, len(guide)))
-        change = band[-1].clone()  # the offsets, (C, rows, W)
-        for index, channel in enumerate(guide.permute(2, 0, 1).contiguous()):
-            change.addcmul_(band[index], channel)
-        return change.permute(1, 2, 0)
+        out = np.empty((*guide.shape[:2], len(self.outputs)), np.float32)
+        for channel, maps in enumerate(self.outputs):
+            near, far = maps[first], maps[second]
+            rows = near + fraction[:, None, None] * (far - near)  # at the working width
+            full = cv2.resize(rows, (self.width, len(guide)), interpolation=cv2.INTER_LINEAR)
+            full *= guide
+            np.add(full[..., 0], full[..., 1], out=out[..., channel])
+            for index in range(2, full.shape[2]):
+                out[..., channel] += full[..., index]
+        return out
 
 
 # --- previews -----------------------------------------------------------------------------
@@ -189,13 +189,13 @@ def shrink_layer(layer: Layer, size: tuple[int, int]) -> Layer:
     fmt = layer.format
 
     def rows(top, bottom):
-        rgb = layer.rgb(top, bottom)
+        rgb1 = layer.rgb1(top, bottom)  # R, G, B, 1
         alpha = layer.alpha(top, bottom)
-        alpha = np.ones(rgb.shape[:2], np.float32) if alpha is None else alpha
-        parts = [rgb * alpha[..., None], alpha[..., None]]
-        if layer.mask is not None:
-            parts.append(layer.mask[top:bottom, :, None].astype(np.float32))
-        return np.concatenate(parts, axis=-1)
+        if alpha is not None:
+            rgb1 *= alpha[..., None]  # R, G, B premultiplied, then alpha
+        if layer.mask is None:
+            return rgb1
+        return np.concatenate([rgb1, layer.mask[top:bottom, :, None].astype(np.float32)], -1)
 
     small = area_resize(rows, layer.height, layer.width, size)
     alpha = small[..., 3]

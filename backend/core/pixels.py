@@ -6,19 +6,33 @@ linear-precision images; the layer's own encoding, so an editor writes the answe
 without a conversion that would round it). Recolouring needs float RGB in
 0..1, but everything else must come back untouched: alpha bytes identical, 16-bit and float
 layers at their own precision. So a Layer keeps the request's buffer as it is, hands out
-float RGB a band of rows at a time, and writes results into a copy of that buffer, colour
-channel by colour channel: alpha is never converted and never written, and pixels the
-result does not touch (mask 0, fully transparent) keep their original values bit for bit.
+float RGB a band of rows at a time, and writes results into a new buffer, colour channels
+from the result: alpha is copied, never converted, and pixels the result does not touch
+(mask 0, fully transparent) keep their original values bit for bit.
+
+Per-pixel work runs band by band on all cores (on_all_cores), each band small enough that
+its float temporaries stay in the CPU's cache.
 """
 
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 
 from backend.core.color import linear_to_srgb_np, srgb_to_linear_np
 from backend.wire import PIXEL_FORMATS
 
-BAND_PIXELS = 1 << 20  # pixels converted to float at once: about 12 MB per float RGB band
+# Pixels converted to float at once. Small enough that a band's float temporaries (a few MB)
+# stay in the CPU's cache while a dozen operations pass over them; large enough that the
+# Python overhead per band is negligible (about 180 bands for 24 megapixels).
+BAND_PIXELS = 1 << 17
+# Bands are worked on by a thread per core: NumPy and OpenCV release the GIL inside each
+# operation, so every per-pixel stage uses all cores without extra processes or copies.
+_BAND_WORKERS = ThreadPoolExecutor(os.cpu_count() or 1, thread_name_prefix="bands")
+# 8-bit sRGB formats whose pixels OpenCV reorders to R, G, B, A in one pass (None: already).
+_TO_RGBA = {"RGBA8": None, "BGRA8": cv2.COLOR_BGRA2RGBA, "RGB8": cv2.COLOR_RGB2RGBA}
 
 
 @dataclass(frozen=True)
@@ -66,6 +80,14 @@ def bands(height: int, width: int, pixels: int = BAND_PIXELS):
         yield top, min(top + rows, height)
 
 
+def on_all_cores(work, height: int, width: int, pixels: int = BAND_PIXELS) -> list:
+    """[work(top, bottom) for every band of rows], the bands shared out over all cores.
+
+    `work` must write only its own rows and must not call on_all_cores itself (the workers
+    would wait for themselves)."""
+    return list(_BAND_WORKERS.map(lambda band: work(*band), bands(height, width, pixels)))
+
+
 class Layer:
     """The pixels of a request (H, W, channels) in their own format, plus an optional
     selection mask (H, W) uint8: 0 keep, 255 recolour, in between blend."""
@@ -100,27 +122,37 @@ class Layer:
             rows = np.multiply(rows, 1 / self.format.maximum, out=rows)
         return linear_to_srgb_np(rows) if self.format.linear else rows
 
+    def rgb1(self, top=0, bottom=None) -> np.ndarray:
+        """Rows top..bottom as float32 (rows, W, 4): R, G, B as rgb() gives them, then a
+        constant 1, so that an affine colour map is one product per pixel. The 8-bit sRGB
+        formats take a fast path (one reorder in OpenCV, one conversion, one scaling)."""
+        if self.format.name in _TO_RGBA:
+            band = self.pixels[top:bottom]
+            code = _TO_RGBA[self.format.name]
+            rows = (band if code is None else cv2.cvtColor(band, code)).astype(np.float32)
+            rows *= np.float32(1 / 255)
+        else:
+            band = self.rgb(top, bottom)
+            rows = np.empty((*band.shape[:2], 4), np.float32)
+            rows[..., :3] = band
+        rows[..., 3] = 1
+        return rows
+
+    def visibility(self, top=0, bottom=None) -> np.ndarray | None:
+        """Rows top..bottom as float32 (rows, W): 1 where the pixel is seen (alpha > 0), 0
+        where it is fully transparent; None when every pixel there is seen (the common case,
+        which then costs one pass over alpha and no float array)."""
+        if self.format.alpha is None:
+            return None
+        seen = self.pixels[top:bottom, :, self.format.alpha] > 0
+        return None if seen.all() else seen.astype(np.float32)
+
     def alpha(self, top=0, bottom=None) -> np.ndarray | None:
         """Rows top..bottom of alpha as float32 in 0..1, None for formats without alpha."""
         if self.format.alpha is None:
             return None
         rows = self.pixels[top:bottom, :, self.format.alpha].astype(np.float32)
         return np.clip(rows / self.format.maximum, 0, 1)
-
-    def visible(self, top=0, bottom=None) -> np.ndarray:
-        """Rows top..bottom as float32 (rows, W): 1 where the pixel is seen (alpha > 0),
-        0 where it is fully transparent; all 1 for formats without alpha."""
-        if self.format.alpha is None:
-            return np.ones((len(self.pixels[top:bottom]), self.width), np.float32)
-        return (self.pixels[top:bottom, :, self.format.alpha] > 0).astype(np.float32)
-
-    def weight(self, top=0, bottom=None) -> np.ndarray:
-        """How much each pixel of rows top..bottom may change (rows, W) in 0..1: the mask,
-        and nothing where the pixel is fully transparent (its colour is not seen)."""
-        weight = self.visible(top, bottom)
-        if self.mask is not None:
-            weight *= self.mask[top:bottom] / np.float32(255)
-        return weight
 
     def visible_box(self) -> tuple[int, int, int, int] | None:
         """(top, bottom, left, right) around the pixels with alpha > 0, None if none is."""
@@ -142,11 +174,20 @@ class Layer:
         (0..1) times its selection (mask / 255); None when every pixel counts fully (no
         alpha channel, no mask). A pixel at alpha 2/255 is all but invisible, so it counts
         2/255 of an opaque one; a fully transparent or unselected one counts 0."""
-        weight = self.alpha()
+        weight = None if self.opaque() else self.alpha()
         if self.mask is not None:
             selected = self.mask / np.float32(255)
             weight = selected if weight is None else np.multiply(weight, selected, out=weight)
         return weight
+
+    def opaque(self) -> bool:
+        """Whether every pixel is fully opaque (always, for formats without alpha)."""
+        if self.format.alpha is None:
+            return True
+        return all(
+            self.pixels[top:bottom, :, self.format.alpha].min() >= self.format.maximum
+            for top, bottom in bands(self.height, self.width)
+        )
 
     def non_finite(self) -> tuple[int, int] | None:
         """(x, y) of the first pixel with a NaN or infinite channel, None if there is none."""
@@ -163,7 +204,10 @@ class Layer:
         """uint8 RGB (H, W, 3) for palette statistics only (16^3 histogram bins): never
         used for pixels that are sent back."""
         if self.format.dtype == np.uint8 and not self.format.linear:
-            return self.pixels[..., list(self.format.rgb)]
+            red, _, blue = self.format.rgb  # R, G, B are adjacent: a view, no copy
+            step = 1 if blue > red else -1
+            stop = blue + step
+            return self.pixels[..., red : stop if stop >= 0 else None : step]
         out = np.empty((self.height, self.width, 3), np.uint8)
         for top, bottom in bands(self.height, self.width):
             out[top:bottom] = np.round(self.rgb(top, bottom) * 255)
@@ -171,20 +215,48 @@ class Layer:
 
     # --- writing --------------------------------------------------------------------------
     def recolor_into(self, out: np.ndarray, transform) -> None:
-        """Write transform(rgb rows, top) -> new rgb rows into `out` (an array shaped like
-        this layer's pixels, holding a copy of them), band by band, blended by weight().
+        """Write transform(rgb1 rows, top) -> new RGB rows into `out`, blended by the mask,
+        band by band on all cores.
 
-        Only the colour channels of pixels with weight > 0 are written: alpha, unselected
-        and fully transparent pixels keep their exact original values."""
-        for top, bottom in bands(self.height, self.width):
-            source = self.rgb(top, bottom)
-            weight = self.weight(top, bottom)[..., None]
-            result = transform(source, top)
-            blended = source + weight * (result - source)
-            target = out[top:bottom]
-            for channel, position in enumerate(self.format.rgb):
-                values = self.encode(blended[..., channel])
-                target[..., position] = np.where(weight[..., 0] > 0, values, target[..., position])
+        transform gets float32 (rows, W, 4) as rgb1() gives them and returns float32
+        (rows, W, 3) sRGB-encoded RGB (clipped to 0..1 here). `out` is an array shaped like
+        this layer's pixels; what it holds is never read, and every pixel of it is written:
+        the colour channels of pixels with weight() > 0 from the result, everything else
+        (alpha, unselected and fully transparent pixels) copied from the layer bit for bit."""
+
+        def band(top, bottom):
+            rgb1 = self.rgb1(top, bottom)
+            result = transform(rgb1, top)
+            visible = self.visibility(top, bottom)
+            keep = None if visible is None else visible == 0
+            if self.mask is not None:
+                weight = self.mask[top:bottom] * np.float32(1 / 255)
+                if visible is not None:
+                    weight *= visible
+                source = rgb1[..., :3]
+                result = source + weight[..., None] * (result - source)
+                keep = weight == 0
+            self._write_rgb(self.pixels[top:bottom], out[top:bottom], result)
+            if keep is not None and keep.any():
+                np.copyto(out[top:bottom], self.pixels[top:bottom], where=keep[..., None])
+
+        on_all_cores(band, self.height, self.width)
+
+    def _write_rgb(self, source: np.ndarray, target: np.ndarray, rgb: np.ndarray) -> None:
+        """target rows <- source rows with the colour channels replaced by `rgb` (rows, W, 3)
+        encoded in this format (channels other than colour copied as they are)."""
+        if self.format.name in _TO_RGBA:  # 8-bit sRGB: OpenCV rounds, saturates, interleaves
+            rgb = np.maximum(rgb, np.float32(0))  # convertScaleAbs takes abs() of negatives
+            encoded = cv2.convertScaleAbs(rgb, alpha=255)  # rounds half to even, as np.round
+            pairs = [value for channel, position in enumerate(self.format.rgb)
+                     for value in (channel, position)]  # fmt: skip
+            others = [c for c in range(self.format.channels) if c not in self.format.rgb]
+            pairs += [value for c in others for value in (3 + c, c)]
+            cv2.mixChannels([encoded, source], [target], pairs)
+            return
+        np.copyto(target, source)
+        for channel, position in enumerate(self.format.rgb):
+            target[..., position] = self.encode(rgb[..., channel])
 
     def encode(self, values: np.ndarray) -> np.ndarray:
         """sRGB-encoded float values in 0..1 -> this format's channel values (rounded for

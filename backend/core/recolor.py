@@ -88,8 +88,14 @@ def prepare(layer: Layer, side: int = WORKING_SIDE) -> Working | None:
         return None
     cropped = layer.crop(*box)
     size = reduced_size(cropped.height, cropped.width, side)
-    rgb, weight = weighted_resize(cropped.rgb, cropped.visible, cropped.height, cropped.width, size)
-    return Working(box, rgb.astype(np.float32), weight.astype(np.float32))
+
+    def weighted(top, bottom):  # R, G, B times visibility, then visibility
+        rows = cropped.rgb1(top, bottom)
+        visible = cropped.visibility(top, bottom)
+        return rows if visible is None else np.multiply(rows, visible[..., None], out=rows)
+
+    rgb, weight = weighted_resize(weighted, cropped.height, cropped.width, size)
+    return Working(box, rgb, weight)
 
 
 @torch.no_grad()
@@ -121,32 +127,43 @@ def predict(model: PaletteNet, images: list[np.ndarray], palettes: list, half=Fa
 
 
 def finish(layer: Layer, working: Working, result: np.ndarray, out: np.ndarray) -> None:
-    """Write the network's result on the working image into `out` (a copy of the layer's
-    pixels) at full resolution; mask, alpha and transparent pixels are honoured."""
+    """Write the layer recoloured into `out` (an array shaped like the layer's pixels, whose
+    contents are not read): the network's result on the working image carried to every
+    pixel of the visible rectangle, mask, alpha and transparent pixels honoured, and the
+    pixels outside that rectangle copied as they are."""
     cropped = layer.crop(*working.box)
     top, bottom, left, right = working.box
     if working.direct:
 
-        def transform(rgb, row):
-            return result[row : row + len(rgb)]
+        def transform(rgb1, row):
+            return result[row : row + len(rgb1)]
     else:
-        maps = fit_local_affine(working.rgb, result - working.rgb, working.weight)
-        field = AffineField(maps, cropped.height, cropped.width)
-
-        def transform(rgb, row):
-            source = torch.from_numpy(rgb)
-            return (source + field(source, row)).clamp_(0, 1).numpy()
-
+        transform = AffineField(
+            fit_local_affine(working.rgb, result - working.rgb, working.weight),
+            cropped.height,
+            cropped.width,
+        )
+    copy_outside(layer.pixels, out, working.box)
     cropped.recolor_into(out[top:bottom, left:right], transform)
+
+
+def copy_outside(pixels: np.ndarray, out: np.ndarray, box) -> None:
+    """Copy the pixels outside the rectangle box = (top, bottom, left, right) into out."""
+    top, bottom, left, right = box
+    out[:top] = pixels[:top]
+    out[bottom:] = pixels[bottom:]
+    out[top:bottom, :left] = pixels[top:bottom, :left]
+    out[top:bottom, right:] = pixels[top:bottom, right:]
 
 
 def recolor_layer(
     model: PaletteNet, layer: Layer, palette_lab, half=False, source_lab=None
 ) -> np.ndarray:
     """A layer recoloured to a palette ((n, 3) LAB): new pixels in the layer's format."""
-    out = layer.pixels.copy()
     working = prepare(layer)
-    if working is not None:
-        (result,) = predict(model, [working.rgb], [palette_lab], half, [source_lab])
-        finish(layer, working, result, out)
+    if working is None:
+        return layer.pixels.copy()
+    out = np.empty_like(layer.pixels)
+    (result,) = predict(model, [working.rgb], [palette_lab], half, [source_lab])
+    finish(layer, working, result, out)
     return out

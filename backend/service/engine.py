@@ -19,7 +19,7 @@ from backend import __version__
 from backend.core.chang2015 import apply_lattice, build_lattice
 from backend.core.color import delta_e76, lab_to_rgb_np, rgb_to_lab, rgb_to_lab_np
 from backend.core.fullres import WORKING_SIDE, preview_size, shrink_layer, working_size
-from backend.core.palette import extract_palette, pair_with_image, to_hex
+from backend.core.palette import HISTOGRAM_SAMPLE, extract_palette, pair_with_image, to_hex
 from backend.core.pixels import FORMATS, Layer
 from backend.core.recolor import Working, finish, predict, prepare
 from backend.core.weights import WeightsError, load_weights, read_metadata
@@ -199,10 +199,10 @@ class Engine:
     def _palette(self, request: Request) -> Reply:
         layer, timing = self._layer(request)
         start = time.perf_counter()
-        weight = layer.palette_weight()
+        rgb8, weight = palette_input(layer)
         if weight is not None and not weight.any():
             raise ProtocolError("bad_request", "no visible pixel to take a palette from")
-        lab, shares = extract_palette(layer.rgb8(), request.k, weight=weight)
+        lab, shares = extract_palette(rgb8, request.k, weight=weight)
         timing["palette"] = _milliseconds(start)
         colours = [to_hex(rgb) for rgb in lab_to_rgb_np(lab)]
         weights = [round(float(s), 4) for s in shares]
@@ -210,18 +210,21 @@ class Engine:
 
     def _chang2015(self, request: Request) -> Reply:
         layer, timing = self._layer(request)
-        out = layer.pixels.copy()
-        weight = layer.palette_weight()
-        if weight is None or weight.any():
+        rgb8, weight = palette_input(layer)
+        if weight is not None and not weight.any():  # nothing visible and selected
+            return self._recolored(request, layer, layer.pixels.copy(), timing)
+        target, source = _lab_palettes(request)
+        if source is None:
             start = time.perf_counter()
-            target, source = _lab_palettes(request)
-            if source is None:
-                target, source = pair_with_image(target, layer.rgb8(), weight)
-            lattice = build_lattice(source, target)
-            timing["lattice"] = _milliseconds(start)
-            start = time.perf_counter()
-            layer.recolor_into(out, lambda rgb, top: apply_lattice(rgb, lattice))
-            timing["apply"] = _milliseconds(start)
+            target, source = pair_with_image(target, rgb8, weight)
+            timing["palette"] = _milliseconds(start)
+        start = time.perf_counter()
+        lattice = build_lattice(source, target)
+        timing["lattice"] = _milliseconds(start)
+        start = time.perf_counter()
+        out = np.empty_like(layer.pixels)
+        layer.recolor_into(out, lambda rgb1, top: apply_lattice(rgb1[..., :3], lattice))
+        timing["apply"] = _milliseconds(start)
         return self._recolored(request, layer, out, timing)
 
     def _start_palettenet(self, index: int, request: Request) -> "_Started":
@@ -237,7 +240,9 @@ class Engine:
         timing["prepare"] = _milliseconds(start)
         target, source = _lab_palettes(request)
         if source is None and working is not None and self.model.needs_source:
-            target, source = pair_with_image(target, layer.rgb8(), layer.palette_weight())
+            start = time.perf_counter()
+            target, source = pair_with_image(target, *palette_input(layer))
+            timing["palette"] = _milliseconds(start)
         return _Started(index, request, layer, working, timing, target, source)
 
     def _finish_palettenet(self, batch: list["_Started"]):
@@ -264,14 +269,31 @@ class Engine:
             try:
                 if item.error is not None:
                     raise item.error
-                out = item.layer.pixels.copy()
-                if item.working is not None:
+                if item.working is None:  # nothing visible: the layer as it came
+                    out = item.layer.pixels.copy()
+                else:
                     start = time.perf_counter()
+                    out = np.empty_like(item.layer.pixels)
                     finish(item.layer, item.working, item.output, out)
                     item.timing["finish"] = _milliseconds(start)
                 yield item.index, self._recolored(item.request, item.layer, out, item.timing)
             except Exception as error:
                 yield item.index, self._failure(item.request, error)
+
+
+def palette_input(layer: Layer) -> tuple[np.ndarray, np.ndarray | None]:
+    """The pixels of a layer that extract_palette counts, as (uint8 RGB (n, 1, 3), weight
+    (n, 1) or None), for extract_palette and pair_with_image.
+
+    Above HISTOGRAM_SAMPLE pixels extract_palette counts an evenly strided sample; taking
+    that same sample here first gives the same palette while only the sample is converted
+    (8 bits, the weight), not the whole layer."""
+    count = layer.height * layer.width
+    stride = max(1, -(-count // HISTOGRAM_SAMPLE))
+    pixels = layer.pixels.reshape(count, 1, layer.format.channels)[::stride]
+    mask = None if layer.mask is None else layer.mask.reshape(count, 1)[::stride]
+    sample = Layer(pixels, layer.format, mask)
+    return sample.rgb8(), sample.palette_weight()
 
 
 def _is_identity(request: Request) -> bool:
