@@ -33,6 +33,9 @@ class Recorder:
     def show_preview(self, pixels):
         self.preview = pixels
 
+    def show_preview_state(self, text):
+        self.preview_state = text
+
     def show_status(self, text, kind):
         self.statuses.append([kind, text])
 
@@ -113,10 +116,12 @@ def run_case(krita, name, document, layer, config, out: Path, designer_index=1):
               "profile": layer.colorProfile(), "region": region}  # fmt: skip
     if view.layer_palette:
         controller.load_palette(designer_palettes()[designer_index])
+        pump(lambda: controller._palette_job is None, 120)  # paired with the layer's colours
     controller.apply()
     pump(lambda: any(("Added layer" in t or k == "error") for k, t in view.statuses[-1:]), 180)
     record["statuses"] = view.statuses
     record["target"] = controller.target
+    record["source"] = controller._recolor_arguments()["source_palette"]
     record["children_before"] = children_before
     parent = layer.parentNode()
     record["children_after"] = [n.name() for n in parent.childNodes()]

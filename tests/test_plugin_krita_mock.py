@@ -20,6 +20,8 @@ from plugin.recolor_with_palette.palettes import designer_palettes
 from plugin.recolor_with_palette.pixels import layer_to_wire, wire_to_layer
 from plugin.recolor_with_palette.settings import Settings
 
+PALETTE_PENDING = "The layer's palette is still being read: Apply again in a moment."
+
 
 class Recorder:
     """The view: remembers what the docker would show."""
@@ -36,6 +38,9 @@ class Recorder:
 
     def show_preview(self, pixels):
         self.preview = pixels
+
+    def show_preview_state(self, text):
+        self.preview_state = text
 
     def show_status(self, text, kind):
         self.statuses.append((kind, text))
@@ -199,6 +204,9 @@ def test_apply_adds_one_layer_above_in_one_undo_step_and_leaves_the_original(set
     before = original.pixels.copy()
     setup.open()
     setup.controller.load_palette(designer_palettes()[1])
+    setup.controller.apply()  # the loaded palette is still being paired with the layer's
+    assert setup.view.status == ("error", PALETTE_PENDING)
+    setup.runner.run()
     setup.controller.apply()
     setup.runner.run()
 
@@ -209,16 +217,20 @@ def test_apply_adds_one_layer_above_in_one_undo_step_and_leaves_the_original(set
     assert np.array_equal(original.pixels, before) and "setPixelData" not in original.calls
     result = document.root.children[3]
     assert result.type() == "paintlayer" and document.activeNode() is result
-    expected = daemon_answer(
-        daemon, "BGRA8", 60, 40, before.tobytes(), list(designer_palettes()[1].colors)
-    )
+    # The designer palette, dark to light, each colour replacing the layer's colour of the
+    # same lightness rank (the daemon's own order): what the docker shows, column by column.
+    target = setup.view.target
+    assert sorted(target) == sorted(designer_palettes()[1].colors)
+    assert target != list(designer_palettes()[1].colors)  # this one was not in that order
+    expected = daemon_answer(daemon, "BGRA8", 60, 40, before.tobytes(), target,
+                             source_palette=setup.view.layer_palette)  # fmt: skip
     assert result.pixels.tobytes() == expected
     assert np.array_equal(result.pixels[..., 3], before[..., 3])  # alpha kept
     assert below.pixels.max() == 0  # other layers untouched
     assert setup.view.status == ("info", "Added layer “Recolor: Designer 002”")
     setup.open()  # the docker follows Krita to the new layer, and keeps the message
     assert setup.view.status == ("info", "Added layer “Recolor: Designer 002”")
-    assert setup.view.target == list(designer_palettes()[1].colors)
+    assert setup.view.target == target
 
 
 def test_selection_is_sent_as_the_mask_and_limits_the_new_layer(setup, daemon, monkeypatch):
@@ -294,11 +306,8 @@ def test_deep_layers_keep_their_precision_and_linear_profile(daemon, tmp_path, d
 
 
 def applied(sent):
-    """The Apply request among those sent (previews ask for options.max_side)."""
-    (request,) = [
-        f for f in sent if json.loads(f[0])["op"] == "recolor" and "options" not in json.loads(f[0])
-    ]
-    return request
+    """The Apply request: the last recolour request sent (the tests press Apply last)."""
+    return [f for f in sent if json.loads(f[0])["op"] == "recolor"][-1]
 
 
 def spy_on_requests(monkeypatch):
@@ -342,9 +351,13 @@ def test_no_document_and_empty_layer_messages(setup):
     setup.open()
     setup.controller.apply()
     assert setup.view.status == ("error", "“Empty” is empty here: there is nothing to recolour.")
+    assert setup.view.preview is None
+    assert setup.view.preview_state == (
+        "No preview: “Empty” is empty here: there is nothing to recolour."
+    )
     setup.app.document = None
-    setup.open()
-    assert setup.view.status == ("error", "Open an image to recolour one of its layers.")
+    setup.open()  # an empty start: a hint, not an error in red
+    assert setup.view.status == ("info", "Open an image to recolour one of its layers.")
     assert setup.view.layer_palette == []
 
 
@@ -438,10 +451,10 @@ def test_classical_method_maps_each_layer_colour_to_its_target(setup, monkeypatc
     header = json.loads([f for f in sent if json.loads(f[0])["op"] == "recolor"][-1][0])
     assert header["method"] == "chang2015"
     assert header["source_palette"] == setup.view.layer_palette
-    assert header["palette"][0] == "#ff00ff" and header["options"] == {"max_side": 256}
+    assert header["palette"][0] == "#ff00ff" and "options" not in header  # already small
 
 
-def test_both_methods_get_the_swatch_pairs_but_a_loaded_palette_is_paired_by_the_daemon(
+def test_both_methods_get_the_swatch_pairs_and_a_loaded_palette_is_paired_in_the_docker(
     setup, monkeypatch
 ):
     sent = spy_on_requests(monkeypatch)
@@ -456,11 +469,97 @@ def test_both_methods_get_the_swatch_pairs_but_a_loaded_palette_is_paired_by_the
     header = last_recolor()
     assert header["method"] == "palettenet"
     assert header["source_palette"] == setup.view.layer_palette
-    setup.controller.load_palette(designer_palettes()[4])
+    # A loaded palette: the layer's colours of as many, each paired with the palette's
+    # colour of the same lightness rank; the docker shows the pairs column by column, and
+    # the preview (and Apply) send exactly those pairs.
+    palette = designer_palettes()[1].colors  # not dark to light as published
+    setup.controller.load_palette(designer_palettes()[1])
+    header = last_recolor()
+    assert sorted(setup.view.target) == sorted(palette) and setup.view.target != list(palette)
+    assert header["palette"] == setup.view.target
+    assert header["source_palette"] == setup.view.layer_palette and len(palette) == 6
     setup.controller.set_target_color(0, "#ff00ff")  # an edit of the loaded palette
     header = last_recolor()
-    assert header.get("source_palette") is None  # no correspondence: lightness rank, daemon side
-    setup.controller.reset_target()
-    setup.runner.run()  # the layer's palette, read again
-    setup.controller.set_target_color(0, "#ff00ff")
-    assert last_recolor()["source_palette"] == setup.view.layer_palette
+    assert header["palette"][0] == "#ff00ff"
+    assert header["source_palette"] == setup.view.layer_palette
+    assert setup.view.target_name is None  # no longer the designer palette as it is
+
+
+# --- the preview is what Apply adds --------------------------------------------------------
+def chang_setup(setup):
+    setup.controller.settings.method = "chang2015"  # colour by colour: comparable at any size
+    return setup
+
+
+def test_the_preview_with_a_selection_is_the_applied_region(daemon, tmp_path, monkeypatch):
+    document = Document(400, 300)
+    gradient_layer(document)
+    setup = chang_setup(Setup(daemon, tmp_path, document))
+    document.setSelection(Selection(document, 100, 60, 200, 120))
+    sent = spy_on_requests(monkeypatch)
+    setup.open()
+    setup.controller.load_palette(designer_palettes()[2])
+    setup.runner.run()
+    preview_request = json.loads([f for f in sent if json.loads(f[0])["op"] == "recolor"][-1][0])
+    preview = setup.view.preview
+    # The selection's rectangle (200 x 120), scaled down: not the whole 400 x 300 layer.
+    assert (preview.width, preview.height) == (200, 120)  # small enough to preview as it is
+    assert setup.view.preview_state == (
+        "Preview: the selection, 200 × 120 px, as Apply will add it"
+    )
+    setup.controller.apply()
+    setup.runner.run()
+    apply_request = json.loads(applied(sent)[0])
+    for field in ("palette", "source_palette", "method"):  # the same pairs
+        assert apply_request[field] == preview_request[field]
+    result = document.root.children[-1]
+    applied_region = result.pixels[60:180, 100:300]
+    shown = np.frombuffer(preview.data, np.uint8).reshape(120, 200, 4)
+    assert np.array_equal(shown, applied_region)
+
+
+def test_a_new_selection_or_layer_refreshes_the_preview(daemon, tmp_path):
+    document = Document(400, 300)
+    photo = gradient_layer(document)
+    setup = chang_setup(Setup(daemon, tmp_path, document))
+    setup.open()
+    setup.controller.load_palette(designer_palettes()[2])
+    setup.runner.run()
+    whole = setup.view.preview
+    assert max(whole.width, whole.height) == 256 and setup.view.preview_state.startswith(
+        "Preview: the layer, 400 × 300 px"
+    )
+    document.setSelection(Selection(document, 0, 0, 100, 50))
+    setup.controller.check_layer()  # the docker's poll
+    assert setup.view.preview_state == "Preview out of date: updating…"
+    setup.runner.run()
+    assert (setup.view.preview.width, setup.view.preview.height) == (100, 50)
+    document.setSelection(None)
+    # Another layer, with the designer palette still loaded: its own recoloured preview,
+    # paired with its own colours (was: the un-recoloured thumbnail).
+    second = document.add_layer("Second")
+    second.fill(np.array([40, 200, 90, 255]))
+    second.fill(np.array([220, 30, 30, 255]), 0, 0, 200, 300)
+    setup.controller.check_layer()
+    setup.runner.run()
+    assert setup.view.target_name == "Designer 003" and len(setup.view.layer_palette) == 2
+    shown = np.frombuffer(setup.view.preview.data, np.uint8).reshape(-1, 4)
+    assert {tuple(p) for p in shown[:, :3]}.isdisjoint({(40, 200, 90), (220, 30, 30)})
+    assert setup.view.preview_state.startswith("Preview: the layer")
+    document.active = photo
+    setup.controller.check_layer()
+    setup.runner.run()
+    assert setup.view.preview.data == whole.data  # back: the same preview as before
+
+
+def test_a_one_colour_fill_shows_one_swatch_and_an_empty_start_is_no_error(daemon, tmp_path):
+    document = Document(50, 40)
+    document.add_layer("Fill").fill(np.array([30, 60, 200, 255]))
+    setup = Setup(daemon, tmp_path, document)
+    setup.open()
+    assert setup.view.layer_palette == ["#c83c1e"] and setup.view.target == ["#c83c1e"]
+    setup.app.document = None
+    fresh = Setup(daemon, tmp_path, Document(10, 10))
+    fresh.app.document = None
+    fresh.open()
+    assert fresh.view.statuses == [("info", "Open an image to recolour one of its layers.")]

@@ -104,7 +104,8 @@ def test_headless_krita_recolours_real_layers_into_new_layers(daemon, krita_home
     x0, y0, w, h = png["region"]
     before = (tmp_path / "png-u8-before.bin").read_bytes()
     assert (tmp_path / "png-u8-after.bin").read_bytes() == before  # the original is unchanged
-    expected = daemon_answer(daemon, "BGRA8", w, h, before, png["target"])
+    expected = daemon_answer(daemon, "BGRA8", w, h, before, png["target"],
+                             source_palette=png["source"])  # fmt: skip
     result_pixels = (tmp_path / "png-u8-result.bin").read_bytes()
     assert result_pixels == expected
     original = np.frombuffer(before, np.uint8).reshape(h, w, 4)
@@ -128,9 +129,8 @@ def test_headless_krita_recolours_real_layers_into_new_layers(daemon, krita_home
     region = u16[4:34, 8:48]
     pixel_format, wire = layer_to_wire(region.tobytes(), "U16", linear=True)
     assert pixel_format == "BGRA16_LINEAR" and wire == region.tobytes()
-    answer = daemon_answer(
-        daemon, pixel_format, 40, 30, wire, deep["target"], mask[4:34, 8:48].tobytes()
-    )
+    answer = daemon_answer(daemon, pixel_format, 40, 30, wire, deep["target"],
+                           mask[4:34, 8:48].tobytes(), source_palette=deep["source"])  # fmt: skip
     expected = wire_to_layer(answer, "U16")
     result16 = np.frombuffer((tmp_path / "u16-selection-result.bin").read_bytes(), "=u2").reshape(
         48, 64, 4
@@ -146,7 +146,8 @@ def test_headless_krita_recolours_real_layers_into_new_layers(daemon, krita_home
     assert before == f16.tobytes() == (tmp_path / "f16-after.bin").read_bytes()
     pixel_format, wire = layer_to_wire(before, "F16", linear=True)
     assert pixel_format == "RGBAF16_LINEAR" and wire == before
-    answer = daemon_answer(daemon, pixel_format, 32, 24, wire, half["target"])
+    answer = daemon_answer(daemon, pixel_format, 32, 24, wire, half["target"],
+                           source_palette=half["source"])  # fmt: skip
     expected = wire_to_layer(answer, "F16")
     assert (tmp_path / "f16-result.bin").read_bytes() == expected
 
@@ -243,6 +244,28 @@ def test_krita_gui_action_opens_the_docker_and_apply_adds_one_undoable_layer(
     assert result["original_unchanged"] and result["new_layer_differs"]
     assert result["children_after_undo"] == result["children_before"]  # ONE undo step
     assert result["original_unchanged_after_undo"]
+    # The palette's name is shown in the docker, not only in a tooltip.
+    assert result["target_name_visible"] and result["target_name_label"] == "Palette: Designer 003"
+    # Another layer made active, the designer palette still loaded: the preview is that
+    # layer recoloured (was: its un-recoloured thumbnail), paired with its own two colours.
+    assert result["second_layer_palette"] == ["#dc0000", "#28c828"]
+    assert result["second_preview_state"].startswith("Preview: the layer, 256 × 256 px")
+    width, height = result["second_preview_size"]
+    second = np.frombuffer((tmp_path / "second-preview.bin").read_bytes(), np.uint8)
+    second = second.reshape(height, width, 4)[..., 2::-1].reshape(-1, 3)  # B,G,R,A -> RGB
+    layer_colours = np.array([[220, 0, 0], [40, 200, 40]])
+    distance = np.abs(second[:, None, :].astype(int) - layer_colours[None]).sum(-1).min(1)
+    assert np.median(distance) > 30, "the preview shows the layer's own colours"
+    # A selection: the preview is the selected rectangle, and its pixels are the applied ones.
+    assert result["selection_preview_state"] == (
+        "Preview: the selection, 150 × 100 px, as Apply will add it"
+    )
+    assert result["selection_preview_size"] == [150, 100]
+    assert result["selection_status"].startswith("Added layer")
+    shown = (tmp_path / "selection-preview.bin").read_bytes()
+    added = (tmp_path / "selection-applied.bin").read_bytes()
+    assert shown == added, np.abs(np.frombuffer(shown, np.uint8).astype(int)
+                                  - np.frombuffer(added, np.uint8)).max()  # fmt: skip
     # Closed, the docker opens again from Tools > Scripts (and Settings > Dockers).
     assert result["reopened_visible"] and "has been deleted" not in output
     # The daemon killed mid-job: the docker says the backend stopped within 10 s, nothing is

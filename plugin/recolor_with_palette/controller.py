@@ -17,12 +17,21 @@ from dataclasses import dataclass, field
 from .autostart import Launcher
 from .client import METHODS, CancelToken, Client
 from .errors import EditorError, RecolorError
-from .palettes import MAX_COLORS, NamedPalette, fit_palette, layer_name, normalize_hex
+from .palettes import (
+    MAX_COLORS,
+    NamedPalette,
+    distinct_colors,
+    fit_palette,
+    hex_to_rgb,
+    layer_name,
+    normalize_hex,
+)
 from .pixels import Pixels, layer_to_wire, wire_to_layer
 from .settings import Settings
 
 THUMBNAIL_SIDE = 256  # what the palette is extracted from and the preview is made of
 PREVIEW_DELAY_MS = 250  # quiet time after an edit before the preview is requested
+PREVIEW_STALE = "Preview out of date: updating…"
 
 
 @dataclass
@@ -56,6 +65,18 @@ class LayerPixels:
     mask: bytes | None = None  # one byte per pixel: 0 keep, 255 recolour
 
 
+@dataclass
+class PreviewSource:
+    """The rectangle Apply recolours (the layer within the canvas and the selection), scaled
+    down, with the selection over it: what the preview is made of, so that the preview
+    shows what Apply will add."""
+
+    pixels: Pixels  # BGRA8, as the artist sees the layer (Krita converts it for display)
+    mask: bytes | None  # the selection at the preview's size; None without a selection
+    region: tuple  # (x, y, width, height) on the canvas, as Apply reads it
+    key: object  # the editor's region_key() when it was read
+
+
 class Controller:
     def __init__(self, editor, view, runner, settings: Settings, save_settings=None,
                  launcher: Launcher | None = None):  # fmt: skip
@@ -64,15 +85,15 @@ class Controller:
         self._save_settings = save_settings or (lambda settings: None)
         self.launcher = launcher or Launcher()
         self.layer: LayerInfo | None = None
-        self.thumbnail: Pixels | None = None
+        self.thumbnail: Pixels | None = None  # the whole layer, small: its palette's source
+        self.source: PreviewSource | None = None  # what the preview is made of
+        self._region_key = None  # the editor's region_key() the source was read for
+        # Swatch i of the layer's palette becomes swatch i of the target whenever both have
+        # as many colours (a loaded palette is put in that order: see _read_layer_palette).
         self.layer_palette: list[str] = []
         self.target: list[str] = []
         self.target_name: str | None = None
         self.target_follows_layer = True  # until the artist edits it
-        # Whether target swatch i replaces layer swatch i: true for the layer's own palette
-        # and edits of its swatches, not for a loaded palette (the daemon then pairs colours
-        # by lightness rank).
-        self.target_pairs_layer = True
         self._layer_problem: str | None = None
         self._added_layer: str | None = None
         self._palette_job: CancelToken | None = None
@@ -84,73 +105,112 @@ class Controller:
 
     # --- the layer --------------------------------------------------------------------------
     def check_layer(self) -> None:
-        """Call when the active layer may have changed (document switch, a poll): reads the
-        palette of a newly active layer, does nothing for the same one."""
+        """Call when the active layer, the document or the selection may have changed (a
+        document switch, a poll): reads the palette of a newly active layer, a new preview
+        source for a new selection, and does nothing when nothing changed."""
         try:
             layer = self.editor.active_layer()
         except EditorError as error:
             if self.layer is not None or str(error) != self._layer_problem:
                 self._forget_layer()
-                self.view.show_status(str(error), "error")
+                self.view.show_status(str(error), "info" if error.hint else "error")
                 self._layer_problem = str(error)  # said once, not at every look
             return
         self._layer_problem = None
         if self.layer is None or layer.key != self.layer.key:
             self.refresh_layer()
+        elif self.editor.region_key() != self._region_key:
+            self._read_preview_source()
 
     def refresh_layer(self) -> None:
-        """Read the active layer's thumbnail and ask the daemon for its palette."""
-        if self._palette_job is not None:
-            self._palette_job.cancel()
-            self._palette_job = None
+        """Read the active layer's thumbnail and the preview's source, and ask the daemon
+        for the layer's palette."""
         try:
             self.layer = self.editor.active_layer()
             self.thumbnail = self.editor.thumbnail(THUMBNAIL_SIDE)
         except EditorError as error:
             self._forget_layer()
-            self.view.show_status(str(error), "error")
+            self.view.show_status(str(error), "info" if error.hint else "error")
             return
-        self.view.show_preview(self.thumbnail)
-        thumbnail, k, name = self.thumbnail, self.settings.palette_size, self.layer.name
+        self._read_preview_source()
         # Krita makes the layer an Apply added the active one: the docker follows it quietly,
         # leaving "Added layer ..." on view.
-        quiet = name == self._added_layer
+        quiet = self.layer.name == self._added_layer
         self._added_layer = None
+        self._read_layer_palette(quiet)
+
+    def _read_preview_source(self) -> None:
+        """The region Apply would recolour now, small; the preview is then out of date."""
+        self._region_key = self.editor.region_key()
+        try:
+            self.source = self.editor.preview_source(THUMBNAIL_SIDE)
+        except EditorError as error:
+            self.source = None
+            self.view.show_preview(None)
+            self.view.show_preview_state(f"No preview: {error}")
+            return
+        self.view.show_preview(self.source.pixels)
+        self._preview_changed()
+
+    def _read_layer_palette(self, quiet: bool = False) -> None:
+        """Ask the daemon for the layer's palette. With a loaded palette of n colours, the
+        layer's n colours, and the loaded palette put in the daemon's dark-to-light order,
+        so that colour i of the layer becomes colour i of the palette (lightness rank, as
+        the daemon pairs them): the docker shows the pairs, and the preview and Apply send
+        the same ones."""
+        if self._palette_job is not None:
+            self._palette_job.cancel()
+            self._palette_job = None
+        if self.thumbnail is None or self.layer is None:
+            return
+        loaded = list(self.target) if self.target_name and not self.target_follows_layer else None
+        k = len(loaded) if loaded else self.settings.palette_size
+        thumbnail, name = self.thumbnail, self.layer.name
 
         def work(job):
             client = self._ready_client(job)
             if not quiet:
                 job.report(f"Reading the palette of “{name}”…")
-            return client.palette(thumbnail, k, job.cancel)
+            colors = distinct_colors(client.palette(thumbnail, k, job.cancel)[0])
+            ordered = None if loaded is None else dark_to_light(client, loaded, job.cancel)
+            return colors, ordered
 
         def done(result, error):
             if job is not self._palette_job:
-                return  # a newer layer or palette size took over
+                return  # a newer layer, palette or palette size took over
             self._palette_job = None
             if error is not None:
                 self._show_error(error)
                 return
-            self.layer_palette = [normalize_hex(color) for color in result[0]]
-            self.view.show_layer_palette(self.layer_palette)
+            colors, ordered = result
+            self.layer_palette = colors
+            self.view.show_layer_palette(colors)
             if self.target_follows_layer or not self.target:
-                self._set_target(self.layer_palette, None, follows_layer=True, pairs_layer=True)
+                self._set_target(colors, None, follows_layer=True)
+            elif ordered is not None:
+                self._set_target(ordered, self.target_name, follows_layer=False)
+            else:
+                self._preview_timer.start()  # an edited target on another layer
             if not quiet:
-                self.view.show_status(f"Layer “{name}”: {len(self.layer_palette)} colours", "info")
+                self.view.show_status(f"Layer “{name}”: {len(colors)} colours", "info")
 
         if not quiet:
             self.view.show_status(f"Reading the palette of “{name}”…", "busy")
+        self._preview_changed(start=False)  # the palette's arrival starts it
         job = self._palette_job = self.runner.start(work, done, self._report)
 
     def _forget_layer(self) -> None:
-        self.layer, self.thumbnail, self.layer_palette = None, None, []
+        self.layer, self.thumbnail, self.layer_palette, self.source = None, None, [], None
+        self._region_key = None
         self.view.show_layer_palette([])
         self.view.show_preview(None)
+        self.view.show_preview_state("")
 
     # --- editing the target palette ---------------------------------------------------------
     def set_target_color(self, index: int, color: str) -> None:
         target = list(self.target)
         target[index] = normalize_hex(color)
-        self._set_target(target, None, follows_layer=False, pairs_layer=self.target_pairs_layer)
+        self._set_target(target, None, follows_layer=False)
 
     def use_foreground(self, index: int) -> None:
         try:
@@ -159,13 +219,15 @@ class Controller:
             self.view.show_status(str(error), "error")
 
     def load_palette(self, palette: NamedPalette) -> None:
-        """A bundled designer palette or a Krita palette resource (its first 12 colours)."""
+        """A bundled designer palette or a Krita palette resource (its first 12 colours),
+        paired with the layer's colours of the same number by lightness rank."""
         try:
-            colors = fit_palette(palette.colors)
+            colors = distinct_colors(fit_palette(palette.colors))
         except ValueError as error:
             self.view.show_status(f"Palette “{palette.name}”: {error}", "error")
             return
-        self._set_target(colors, palette.name, follows_layer=False, pairs_layer=False)
+        self._set_target(colors, palette.name, follows_layer=False)
+        self._read_layer_palette(quiet=True)
         if len(palette.colors) > MAX_COLORS:
             self.view.show_status(
                 f"“{palette.name}” has {len(palette.colors)} colours; "
@@ -183,15 +245,14 @@ class Controller:
 
     def reset_target(self) -> None:
         """Back to the layer's own palette, read again (the artist may have painted since)."""
-        self.target_follows_layer = True
+        self.target_follows_layer, self.target_name = True, None
         self.refresh_layer()
 
-    def _set_target(self, colors, name, follows_layer: bool, pairs_layer: bool) -> None:
+    def _set_target(self, colors, name, follows_layer: bool) -> None:
         self.target, self.target_name = list(colors), name
         self.target_follows_layer = follows_layer
-        self.target_pairs_layer = pairs_layer
         self.view.show_target(self.target, name)
-        self._preview_timer.start()
+        self._preview_changed()
 
     # --- settings ---------------------------------------------------------------------------
     def set_method(self, method: str) -> None:
@@ -199,7 +260,7 @@ class Controller:
             raise ValueError(f"unknown method {method!r}")
         self.settings.method = method
         self._save_settings(self.settings)
-        self._preview_timer.start()
+        self._preview_changed()
 
     def set_palette_size(self, size: int) -> None:
         self.settings.palette_size = size
@@ -211,36 +272,50 @@ class Controller:
         self._save_settings(settings)
 
     # --- the preview ------------------------------------------------------------------------
+    def _preview_changed(self, start: bool = True) -> None:
+        """Something the preview depends on changed: say that it is out of date until the
+        new one arrives, and ask for it after the debounce."""
+        if self.source is not None:
+            self.view.show_preview_state(PREVIEW_STALE)
+        if start:
+            self._preview_timer.start()
+
     def start_preview(self) -> None:
-        """Recolour the thumbnail; an edit while one is on its way asks for another after it
-        (only the newest palette matters, and the daemon is never sent a pile of them)."""
-        if self.thumbnail is None or not self.target:
-            return
+        """Recolour the preview's source as Apply would recolour the layer (same region and
+        selection, same palettes and pairs); an edit while one is on its way asks for
+        another after it (only the newest matters, and the daemon is never sent a pile)."""
+        if self.source is None or not self.target or self._palette_job is not None:
+            return  # a palette still being read starts the preview when it arrives
         if self._preview_job is not None:
             self._preview_again = True
             return
-        thumbnail, request = self.thumbnail, self._recolor_arguments()
+        source, request = self.source, self._recolor_arguments()
 
         def work(job):
             client = self._ready_client(job)
-            return client.recolor(thumbnail, max_side=THUMBNAIL_SIDE, cancel=job.cancel, **request)
+            return client.recolor(source.pixels, mask=source.mask, cancel=job.cancel, **request)
 
-        self._preview_job = self.runner.start(work, self._preview_done, self._report)
+        def done(result, error):
+            self._preview_job = None
+            if self._preview_again or source is not self.source:
+                self._preview_again = False
+                self.start_preview()
+                return
+            if error is not None:
+                self._show_error(error)
+                self._preview_failed = True
+                self.view.show_preview_state("No preview: the backend failed (see below)")
+                return
+            self.view.show_preview(result)
+            width, height = source.region[2:]
+            what = "the selection" if source.mask is not None else "the layer"
+            state = f"Preview: {what}, {width} × {height} px, as Apply will add it"
+            self.view.show_preview_state(state)
+            if self._preview_failed and self._apply_job is None:
+                self._preview_failed = False
+                self.view.show_status("Preview ready", "info")  # the daemon is back: clear that
 
-    def _preview_done(self, result, error) -> None:
-        self._preview_job = None
-        if self._preview_again:
-            self._preview_again = False
-            self.start_preview()
-            return
-        if error is not None:
-            self._show_error(error)
-            self._preview_failed = True
-            return
-        self.view.show_preview(result)
-        if self._preview_failed and self._apply_job is None:
-            self._preview_failed = False
-            self.view.show_status("Preview ready", "info")  # the daemon is back: clear that
+        self._preview_job = self.runner.start(work, done, self._report)
 
     # --- apply ------------------------------------------------------------------------------
     def apply(self) -> None:
@@ -252,11 +327,10 @@ class Controller:
         except EditorError as error:
             self.view.show_status(str(error), "error")
             return
-        if not self.target:
-            waiting = self._palette_job is not None
+        if not self.target or self._palette_job is not None:
             self.view.show_status(
                 "The layer's palette is still being read: Apply again in a moment."
-                if waiting
+                if self._palette_job is not None
                 else "There is no target palette: press Reset to read the layer's palette again.",
                 "error",
             )
@@ -299,14 +373,15 @@ class Controller:
     # --- helpers ----------------------------------------------------------------------------
     def _recolor_arguments(self) -> dict:
         """palette, method and which layer colour becomes which target colour: swatch i of
-        the layer's palette -> swatch i of the target, when the target came from the layer's
-        swatches (both methods use it: the default model is conditioned on the colours it
-        replaces). Without it the daemon pairs the colours by lightness rank."""
+        the layer's palette -> swatch i of the target whenever both have as many colours
+        (both methods use it: the default model is conditioned on the colours it replaces).
+        Otherwise (a layer with fewer colours than a loaded palette) the daemon pairs them
+        by lightness rank."""
         source = None
-        method = self.settings.method
-        if self.target_pairs_layer and len(self.layer_palette) == len(self.target):
+        if len(self.layer_palette) == len(self.target):
             source = list(self.layer_palette)
-        return {"palette": list(self.target), "method": method, "source_palette": source}
+        return {"palette": list(self.target), "method": self.settings.method,
+                "source_palette": source}  # fmt: skip
 
     def _ready_client(self, job) -> Client:
         """A client for the configured daemon, which answers (started if need be)."""
@@ -335,3 +410,20 @@ class Controller:
             return
         # A bug of ours: say so in the docker, never as a traceback dialog over the canvas.
         self.view.show_status(f"Unexpected error: {type(error).__name__}: {error}", "error")
+
+
+def dark_to_light(client: Client, colors, cancel) -> list[str]:
+    """`colors` in the daemon's own dark-to-light order: its `palette` op returns the
+    distinct colours of an image that has at most k of them exactly, in that order, so the
+    plug-in needs no colour science of its own. A colour that comes back changed (an older
+    daemon) is matched to the nearest one given."""
+    rgbs = [hex_to_rgb(color) for color in colors]
+    data = b"".join(bytes((blue, green, red, 255)) for red, green, blue in rgbs)
+    returned, _ = client.palette(Pixels(len(rgbs), 1, "BGRA8", data), len(rgbs), cancel)
+
+    def nearest(color):
+        rgb = hex_to_rgb(color)
+        return min(colors, key=lambda c: sum((a - b) ** 2 for a, b in zip(hex_to_rgb(c), rgb)))
+
+    ordered = distinct_colors(nearest(color) for color in returned)
+    return ordered + [color for color in distinct_colors(colors) if color not in ordered]

@@ -113,7 +113,10 @@ class OutOfMemoryError(RecolorError):
 
 
 class EditorError(RecolorError):
-    """Something about the image or layer that stops the recolouring; the text says what."""
+    """Something about the image or layer that stops the recolouring; the text says what.
+    `hint`: a normal state to guide the artist out of (no image open yet), shown plainly,
+    not as an error."""
 
-    def __init__(self, message: str):
+    def __init__(self, message: str, hint: bool = False):
         super().__init__("editor", message)
+        self.hint = hint

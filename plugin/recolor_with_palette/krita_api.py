@@ -19,7 +19,9 @@ and Apply's single undo step):
 
 from __future__ import annotations
 
-from .controller import LayerInfo, LayerPixels
+import math
+
+from .controller import LayerInfo, LayerPixels, PreviewSource
 from .errors import EditorError
 from .palettes import normalize_hex
 from .pixels import BYTES_PER_PIXEL, DEPTHS, Pixels, is_linear_profile
@@ -30,6 +32,9 @@ SETTINGS_GROUP = "RecolorWithPalette"
 # greyscale layer recolourable: the image and with it the result layer become RGB.
 CONVERT_IMAGE = "Image > Convert Image Color Space... (Model: RGB/Alpha)"
 QIMAGE_FORMAT_ARGB32 = 5  # QImage.Format.Format_ARGB32, in Qt 5 and Qt 6
+# The canvas thumbnail a preview is cut from is at most this long (a few MB): a small
+# selection on a huge canvas gets a coarser preview rather than a slow one.
+PREVIEW_CANVAS_SIDE = 2048
 
 
 class KritaEditor:
@@ -42,13 +47,13 @@ class KritaEditor:
     def _document(self):
         document = self.krita.activeDocument()
         if document is None:
-            raise EditorError("Open an image to recolour one of its layers.")
+            raise EditorError("Open an image to recolour one of its layers.", hint=True)
         return document
 
     def _layer(self, document):
         node = document.activeNode()
         if node is None:
-            raise EditorError("Select a layer to recolour.")
+            raise EditorError("Select a layer to recolour.", hint=True)
         if node.type().endswith("mask"):
             node = node.parentNode()  # a mask is selected: recolour the layer it belongs to
             if node is not None and node.parentNode() is None:
@@ -94,14 +99,10 @@ class KritaEditor:
         image = node.thumbnail(width, height)
         return qimage_pixels(image)
 
-    def read_layer(self) -> LayerPixels:
-        """The active layer's pixels (as the artist sees them) within the canvas and the
-        selection, plus the selection's mask over that rectangle."""
-        document = self._document()
-        node = self._layer(document)
-        info = self._info(document, node)
-        self._check_same_color_space(document, node)
-        # Within the canvas: what lies beyond it (a moved layer's edges) is never seen.
+    def _region(self, document, node):
+        """(x, y, width, height) that Apply recolours: the layer within the canvas (what
+        lies beyond it is never seen) and within the selection's bounds; and the selection
+        (None without one). EditorError where that is nothing."""
         bounds = node.bounds()
         region = intersect(
             (bounds.x(), bounds.y(), bounds.width(), bounds.height()),
@@ -115,7 +116,69 @@ class KritaEditor:
             region = intersect(region, selected)
             if region is None:
                 raise EditorError(f"The selection does not cover any of “{node.name()}”.")
-        x, y, width, height = region
+        return region, selection
+
+    def region_key(self):
+        """A cheap token that changes when Apply's region would: another layer, document
+        or canvas size, the layer's extent, the selection's bounds. Made at every poll."""
+        document = self._document()
+        node = self._layer(document)
+        bounds, selection = node.bounds(), document.selection()
+        selected = None
+        if selection is not None:
+            selected = (selection.x(), selection.y(), selection.width(), selection.height())
+        return (
+            node.uniqueId().toString(),
+            (document.width(), document.height()),
+            (bounds.x(), bounds.y(), bounds.width(), bounds.height()),
+            selected,
+        )
+
+    def preview_source(self, max_side: int) -> PreviewSource:
+        """Apply's region of the active layer, at most max_side pixels long (less for a small
+        selection on a big canvas), as the artist sees it (8-bit sRGB), and the selection
+        sampled at the same pixels. Cut from Krita's thumbnail of the whole canvas, so no
+        full-size pixels are read for it."""
+        document = self._document()
+        node = self._layer(document)
+        key = self.region_key()
+        (x, y, width, height), selection = self._region(document, node)
+        canvas_w, canvas_h = document.width(), document.height()
+        scale = min(1.0, max_side / max(width, height),
+                    PREVIEW_CANVAS_SIDE / max(canvas_w, canvas_h))  # fmt: skip
+        thumb_w, thumb_h = max(1, round(canvas_w * scale)), max(1, round(canvas_h * scale))
+        canvas = qimage_pixels(node.thumbnail(thumb_w, thumb_h))
+        # The thumbnail's columns and rows that the region covers (at least one of each).
+        left, right = span(x, width, canvas_w, thumb_w)
+        top, bottom = span(y, height, canvas_h, thumb_h)
+        row_bytes = 4 * canvas.width
+        data = b"".join(
+            canvas.data[row * row_bytes + 4 * left : row * row_bytes + 4 * right]
+            for row in range(top, bottom)
+        )
+        pixels = Pixels(right - left, bottom - top, "BGRA8", data)
+        mask = None
+        if selection is not None:
+            # The selection at each preview pixel's centre on the canvas, one row at a time.
+            columns = [min(canvas_w - 1, int((c + 0.5) * canvas_w / thumb_w))
+                       for c in range(left, right)]  # fmt: skip
+            first, count = columns[0], columns[-1] - columns[0] + 1
+            rows = []
+            for row in range(top, bottom):
+                canvas_y = min(canvas_h - 1, int((row + 0.5) * canvas_h / thumb_h))
+                line = bytes(selection.pixelData(first, canvas_y, count, 1))
+                rows.append(bytes(line[c - first] for c in columns))
+            mask = b"".join(rows)
+        return PreviewSource(pixels, mask, (x, y, width, height), key)
+
+    def read_layer(self) -> LayerPixels:
+        """The active layer's pixels (as the artist sees them) within the canvas and the
+        selection, plus the selection's mask over that rectangle."""
+        document = self._document()
+        node = self._layer(document)
+        info = self._info(document, node)
+        self._check_same_color_space(document, node)
+        (x, y, width, height), selection = self._region(document, node)
         raw = bytes(node.projectionPixelData(x, y, width, height))
         expected = width * height * BYTES_PER_PIXEL[info.depth]
         if len(raw) != expected:
@@ -222,6 +285,14 @@ def intersect(a, b):
     if right <= left or bottom <= top:
         return None
     return left, top, right - left, bottom - top
+
+
+def span(start: int, length: int, full: int, scaled: int) -> tuple[int, int]:
+    """The cells [first, last) of a `scaled`-long thumbnail of a `full`-long canvas that
+    the canvas pixels [start, start + length) cover: at least one."""
+    first = min(scaled - 1, math.floor(start * scaled / full))
+    last = max(first + 1, min(scaled, math.ceil((start + length) * scaled / full)))
+    return first, last
 
 
 def qimage_pixels(image) -> Pixels:

@@ -72,3 +72,9 @@ def layer_name(palette_name: str | None, colors) -> str:
         return f"Recolor: {palette_name}"
     shown = " ".join(colors[:6])
     return f"Recolor: {shown}" + (" …" if len(colors) > 6 else "")
+
+
+def distinct_colors(colors) -> list[str]:
+    """Each colour once, in the order given ("#AABBCC" and "#abc" are one colour): a
+    one-colour fill shows one swatch, not six copies of it."""
+    return list(dict.fromkeys(normalize_hex(color) for color in colors))

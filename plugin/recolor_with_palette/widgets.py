@@ -2,11 +2,14 @@
 
 Layer        [■][■][■][■][■][■]            the layer's own palette
 Target       [■][■][■][■][■][■]  [Reset]   click: colour dialog; right-click: more
+             Palette: Designer 003          the loaded palette's name (hidden for none)
 Colours [6]  Designer [......v]  Krita [......v]
 Method  [PaletteNet v]                      [Backend…]
-[ preview thumbnail ]
+[ preview thumbnail ]                       Apply's region with the target palette
+Preview: the selection, 300 × 200 px...     or "Preview out of date: updating…"
 status text (errors in red)     [busy bar]
 [Apply]  [Cancel]
+Swatch i of the layer's row becomes swatch i of the target row (columns line up).
 """
 
 from __future__ import annotations
@@ -208,6 +211,10 @@ class RecolorWidget(QtWidgets.QWidget):
         grid.addWidget(QtWidgets.QLabel("Target"), 1, 0)
         grid.addWidget(self.target_row, 1, 1, 1, 2)
         grid.addWidget(self.reset_button, 1, 3)
+        self.target_name = QtWidgets.QLabel()
+        self.target_name.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.target_name.hide()
+        grid.addWidget(self.target_name, 2, 1, 1, 3)
 
         self.size_spin = QtWidgets.QSpinBox()
         self.size_spin.setRange(MIN_COLORS, MAX_COLORS)
@@ -224,10 +231,10 @@ class RecolorWidget(QtWidgets.QWidget):
         self.krita_combo.setToolTip("A palette from Krita's resources (its first 12 colours)")
         self.krita_combo.addItem("Krita palette…")
         self.krita_combo.activated.connect(self._guarded(self._resource_chosen))
-        grid.addWidget(QtWidgets.QLabel("Colours"), 2, 0)
-        grid.addWidget(self.size_spin, 2, 1)
-        grid.addWidget(self.designer_combo, 2, 2)
-        grid.addWidget(self.krita_combo, 2, 3)
+        grid.addWidget(QtWidgets.QLabel("Colours"), 3, 0)
+        grid.addWidget(self.size_spin, 3, 1)
+        grid.addWidget(self.designer_combo, 3, 2)
+        grid.addWidget(self.krita_combo, 3, 3)
 
         self.method_combo = QtWidgets.QComboBox()
         for method, label in METHODS.items():
@@ -235,13 +242,19 @@ class RecolorWidget(QtWidgets.QWidget):
         self.method_combo.activated.connect(self._guarded(self._method_chosen))
         self.settings_button = QtWidgets.QPushButton("Backend…")
         self.settings_button.clicked.connect(self._guarded(lambda *_: self._edit_settings()))
-        grid.addWidget(QtWidgets.QLabel("Method"), 3, 0)
-        grid.addWidget(self.method_combo, 3, 1, 1, 2)
-        grid.addWidget(self.settings_button, 3, 3)
+        grid.addWidget(QtWidgets.QLabel("Method"), 4, 0)
+        grid.addWidget(self.method_combo, 4, 1, 1, 2)
+        grid.addWidget(self.settings_button, 4, 3)
 
         self.preview = PreviewLabel()
-        self.preview.setToolTip("Preview: the whole layer with the target palette")
-        grid.addWidget(self.preview, 4, 0, 1, 4)
+        self.preview.setToolTip(
+            "What Apply will add: the layer within the selection, with the target palette"
+        )
+        grid.addWidget(self.preview, 5, 0, 1, 4)
+        self.preview_state = QtWidgets.QLabel()
+        self.preview_state.setWordWrap(True)
+        self.preview_state.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        grid.addWidget(self.preview_state, 6, 0, 1, 4)
 
         self.status = QtWidgets.QLabel()
         self.status.setWordWrap(True)
@@ -251,8 +264,8 @@ class RecolorWidget(QtWidgets.QWidget):
         self.busy.setMaximumHeight(8)
         self.busy.setTextVisible(False)
         self.busy.hide()
-        grid.addWidget(self.status, 5, 0, 1, 4)
-        grid.addWidget(self.busy, 6, 0, 1, 4)
+        grid.addWidget(self.status, 7, 0, 1, 4)
+        grid.addWidget(self.busy, 8, 0, 1, 4)
 
         self.apply_button = QtWidgets.QPushButton("Apply")
         self.apply_button.setToolTip("Recolour the layer (within the selection) into a new layer")
@@ -260,9 +273,9 @@ class RecolorWidget(QtWidgets.QWidget):
         self.cancel_button = QtWidgets.QPushButton("Cancel")
         self.cancel_button.clicked.connect(self._guarded(lambda *_: self.controller.cancel()))
         self.cancel_button.setEnabled(False)
-        grid.addWidget(self.apply_button, 7, 0, 1, 2)
-        grid.addWidget(self.cancel_button, 7, 2, 1, 2)
-        grid.setRowStretch(4, 1)
+        grid.addWidget(self.apply_button, 9, 0, 1, 2)
+        grid.addWidget(self.cancel_button, 9, 2, 1, 2)
+        grid.setRowStretch(5, 1)
 
     def attach(self, controller) -> None:
         self.controller = controller
@@ -291,9 +304,15 @@ class RecolorWidget(QtWidgets.QWidget):
     def show_target(self, colors, name) -> None:
         self.target_row.set_colors(colors)
         self.target_row.setToolTip(name or "")
+        self.target_name.setText(f"Palette: {name}" if name else "")
+        self.target_name.setVisible(bool(name))
 
     def show_preview(self, pixels: Pixels | None) -> None:
         self.preview.set_image(None if pixels is None else pixels_to_qimage(pixels))
+
+    def show_preview_state(self, text: str) -> None:
+        """Under the preview: what it shows, or that it is out of date and being made."""
+        self.preview_state.setText(text)
 
     def show_status(self, text: str, kind: str) -> None:
         color = STATUS_COLORS.get(kind, "")

@@ -14,13 +14,15 @@ import time
 import traceback
 from pathlib import Path
 
-from krita import Krita
+from krita import Krita, Selection
 from PyQt5.QtCore import Qt, QTimer
+from PyQt5.QtGui import QImage
 from PyQt5.QtWidgets import QDockWidget
 
 CONFIG = json.loads(Path(os.environ["RECOLOR_GUI_TEST"]).read_text())
 RESULT = Path(CONFIG["out"]) / "gui-result.json"
 record = {"steps": []}
+SELECTION = (40, 30, 150, 100)  # x, y, width, height: small, so the preview is full size
 
 
 def save():
@@ -108,10 +110,22 @@ class Driver:
         step("view", docker_visible_before=bool(docker and docker.isVisible()))
         Krita.instance().action("recolor_with_palette").trigger()
         self.widget = self.docker().widget()
+        self.log_statuses()
         step("action triggered", docker_visible=self.docker().isVisible(),
              docker_title=self.docker().windowTitle())  # fmt: skip
         wait_for(lambda: self.widget.controller.layer_palette or self.error_shown(),
                  self.pick_palette, 150, "the layer's palette")  # fmt: skip
+
+    def log_statuses(self):
+        """Every status line the docker shows goes to the record too (for a failure's story)."""
+        log, show_status = record.setdefault("status_log", []), self.widget.show_status
+        started = time.monotonic()
+
+        def logging(text, kind):
+            log.append([round(time.monotonic() - started, 2), kind, text[:160]])
+            show_status(text, kind)
+
+        self.widget.show_status = logging
 
     def docker(self):
         for docker in self.window.qwindow().findChildren(QDockWidget):
@@ -168,6 +182,67 @@ class Driver:
         children = [n.name() for n in self.document.rootNode().childNodes()]
         step("undone", children_after_undo=children,
              original_unchanged_after_undo=after == self.before)  # fmt: skip
+        self.switch_layer()
+
+    # --- the preview follows the layer and the selection, and is what Apply adds ----------
+    def preview_state(self):
+        return self.widget.preview_state.text()
+
+    def save_preview(self, name):
+        """The preview the docker shows, as B, G, R, A bytes (ARGB32) in a file."""
+        image = self.widget.preview.source.toImage().convertToFormat(QImage.Format_ARGB32)
+        size = image.width() * image.height() * 4
+        (Path(CONFIG["out"]) / name).write_bytes(image.constBits().asstring(size))
+        return [image.width(), image.height()]
+
+    def switch_layer(self):
+        """A second layer (left half red, right half green) made the active one, with the
+        designer palette still loaded: its own recoloured preview must come."""
+        width, height = self.document.width(), self.document.height()
+        half = width // 2
+        row = bytes((0, 0, 220, 255)) * half + bytes((40, 200, 40, 255)) * (width - half)
+        second = self.document.createNode("Second", "paintlayer")
+        second.setPixelData(row * height, 0, 0, width, height)
+        self.document.rootNode().addChildNode(second, None)
+        self.second = second
+        self.document.setActiveNode(second)
+        key = second.uniqueId().toString()
+        controller = self.widget.controller
+        wait_for(lambda: controller.layer is not None and controller.layer.key == key
+                 and self.preview_state().startswith("Preview: the layer"),
+                 self.switched, 60, "the second layer's preview")  # fmt: skip
+
+    def switched(self):
+        size = self.save_preview("second-preview.bin")
+        step("layer switched", second_preview_size=size,
+             second_preview_state=self.preview_state(),
+             second_layer_palette=self.widget.layer_row.colors(),
+             second_target=self.widget.target_row.colors(),
+             target_name_label=self.widget.target_name.text(),
+             target_name_visible=self.widget.target_name.isVisible())  # fmt: skip
+        self.document.setActiveNode(self.layer)
+        selection = Selection()
+        selection.select(*SELECTION, 255)
+        self.document.setSelection(selection)
+        wait_for(lambda: self.preview_state().startswith("Preview: the selection"),
+                 self.selection_previewed, 60, "the selection's preview")  # fmt: skip
+
+    def selection_previewed(self):
+        size = self.save_preview("selection-preview.bin")
+        step("selection previewed", selection_preview_size=size,
+             selection_preview_state=self.preview_state())  # fmt: skip
+        self.widget.apply_button.click()
+        wait_for(lambda: self.widget.status.text().startswith("Added layer") or self.error_shown(),
+                 self.selection_applied, 120, "the selection's new layer")  # fmt: skip
+
+    def selection_applied(self):
+        new = self.document.activeNode()
+        (Path(CONFIG["out"]) / "selection-applied.bin").write_bytes(
+            bytes(new.pixelData(*SELECTION))
+        )
+        step("selection applied", selection_status=self.widget.status.text(),
+             selection_layer=new.name())  # fmt: skip
+        Krita.instance().action("deselect").trigger()
         # The docker closed with its own close button, then opened from Tools > Scripts.
         self.docker().close()
         wait_for(lambda: not self.docker().isVisible(), self.reopen, 10, "the docker to close")
