@@ -268,3 +268,18 @@ def test_transparent_pixels_are_left_out_of_gradients():
     output = layer.copy()
     output[:, 100:] = np.random.default_rng(1).integers(0, 256, (40, 100, 3))
     assert gradient_steps(regions, output) == pytest.approx(1.0)
+
+
+def test_fill_spreads_agree_with_a_per_pixel_computation():
+    """Random fills and outputs: the pooled computation equals numpy's percentile per fill."""
+    rng = np.random.default_rng(3)
+    layer = rng.choice([0, 60, 120, 180], size=(60, 60, 1)).repeat(3, axis=2).astype(np.uint8)
+    output = np.clip(layer + rng.integers(0, 3, size=layer.shape) * 4, 0, 255).astype(np.uint8)
+    expected = []
+    for value in np.unique(layer[..., 0]):
+        out = output[layer[..., 0] == value]
+        codes, counts = np.unique(out, axis=0, return_counts=True)
+        mode = codes[counts.argmax()]
+        distance = deltaE_ciede2000(rgb2lab(out[None] / 255)[0], rgb2lab(mode[None, None] / 255)[0])
+        expected.append(np.percentile(distance, 95, method="inverted_cdf"))
+    assert fill_spreads(pairs(layer, output)) == pytest.approx(expected, abs=1e-3)

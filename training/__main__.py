@@ -1,4 +1,5 @@
-"""python -m training {prepare,train,evaluate,export,figures} ... (see each module's docstring).
+"""python -m training {prepare,split,train,evaluate,export,figures} ... (see each module's
+docstring).
 
 The commands raise TrainingError for a bad argument or file; this is the one place that turns
 it into `training: <message>` on stderr and exit status 2.
@@ -12,6 +13,7 @@ from training import TrainingError
 
 COMMANDS = {
     "prepare": ("training.prepare", "build a training dataset from a folder of photos"),
+    "split": ("training.artwork_data", "split artwork / photos by source package (B4 data)"),
     "train": ("training.train", "train PaletteNet (phase 1: Euclidean, phase 2: adversarial)"),
     "evaluate": ("training.evaluate", "quality benchmark of recolouring methods"),
     "export": ("training.export", "write a weight file for shipping (half precision)"),

@@ -74,12 +74,10 @@ def chroma(lab: np.ndarray) -> np.ndarray:
     return np.hypot(lab[..., 1], lab[..., 2])
 
 
-def nearest(lab: np.ndarray, palette_lab: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """For colours (N, 3) and a palette (k, 3): index of the nearest palette colour (CIEDE2000)
-    and the distance to it, each (N,)."""
-    distances = deltaE_ciede2000(lab[:, None, :], np.asarray(palette_lab)[None, :, :])
-    index = distances.argmin(axis=1)
-    return index, distances[np.arange(len(lab)), index]
+def nearest_distance(lab: np.ndarray, palette_lab: np.ndarray) -> np.ndarray:
+    """For colours (N, 3) and a palette (k, 3): CIEDE2000 to the nearest palette colour (N,)."""
+    palette_lab = np.asarray(palette_lab, dtype=np.float64)
+    return deltaE_ciede2000(lab[:, None, :], palette_lab[None, :, :]).min(axis=1)
 
 
 def weighted_quantile(values: np.ndarray, weights: np.ndarray, q: float) -> float:
@@ -119,17 +117,31 @@ class ColourPairs:
         return int(self.count.sum())
 
     @cached_property
+    def _sources(self) -> tuple[np.ndarray, np.ndarray]:
+        """(LAB of the distinct input colours, index of each pair's input colour in it)."""
+        unique, inverse = np.unique(self.source, return_inverse=True)
+        return codes_to_lab(unique), inverse.ravel()
+
+    @cached_property
     def source_lab(self) -> np.ndarray:
-        return self._lab(self.source)
+        lab, inverse = self._sources
+        return lab[inverse]
 
     @cached_property
     def output_lab(self) -> np.ndarray:
-        return self._lab(self.output)
-
-    @staticmethod
-    def _lab(codes):
-        unique, inverse = np.unique(codes, return_inverse=True)
+        unique, inverse = np.unique(self.output, return_inverse=True)
         return codes_to_lab(unique)[inverse.ravel()]
+
+    def source_distances(self, palette_lab) -> np.ndarray:
+        """CIEDE2000 from each pair's input colour to each palette colour (M, k), computed
+        once per distinct input colour."""
+        lab, inverse = self._sources
+        palette_lab = np.asarray(palette_lab, dtype=np.float64)
+        return deltaE_ciede2000(lab[:, None, :], palette_lab[None, :, :])[inverse]
+
+    def nearest_swatch(self, palette_lab) -> np.ndarray:
+        """Index of the palette colour nearest (CIEDE2000) each pair's input colour (M,)."""
+        return self.source_distances(palette_lab).argmin(axis=1)
 
     @cached_property
     def shift(self) -> np.ndarray:
@@ -155,19 +167,34 @@ def fill_spreads(opaque_pairs: ColourPairs, min_pixels: int = FILL_MIN_PIXELS) -
     Returns (fills,) dE, in the order of the fills' colour codes."""
     pairs = opaque_pairs
     fills, fill_of_pair = np.unique(pairs.source, return_inverse=True)
+    fill_of_pair = fill_of_pair.ravel()
     fill_pixels = np.bincount(fill_of_pair, weights=pairs.count)
-    big = np.flatnonzero(fill_pixels >= min_pixels)
-    spreads = np.empty(len(big))
-    selected = np.isin(fill_of_pair, big)
-    fill_of_pair, count = fill_of_pair[selected], pairs.count[selected]
+    selected = fill_pixels[fill_of_pair] >= min_pixels
+    fill = fill_of_pair[selected]
+    count = pairs.count[selected]
     output_lab = pairs.output_lab[selected]
-    order = np.lexsort((-count, fill_of_pair))  # by fill, most common output first
-    starts = np.flatnonzero(np.r_[True, np.diff(fill_of_pair[order]) != 0])
-    for i, (start, end) in enumerate(zip(starts, np.r_[starts[1:], len(order)])):
-        rows = order[start:end]
-        distance = deltaE_ciede2000(output_lab[rows], output_lab[rows[0]][None, :])
-        spreads[i] = weighted_quantile(distance, count[rows], FILL_PERCENTILE / 100)
-    return spreads
+    # the most common output colour of each fill: the first pair of its run, by count
+    order = np.lexsort((-count, fill))
+    first = order[np.r_[True, np.diff(fill[order]) != 0]]
+    mode_lab = np.zeros((len(fills), 3))
+    mode_lab[fill[first]] = output_lab[first]
+    distance = deltaE_ciede2000(output_lab, mode_lab[fill])
+    # per fill, the smallest distance with 95 % of the fill's pixels at or below it
+    order = np.lexsort((distance, fill))
+    fill, distance, count = fill[order], distance[order], count[order]
+    starts = np.flatnonzero(np.r_[True, np.diff(fill) != 0])
+    cumulative = np.cumsum(count)
+    before = np.r_[0, cumulative[starts[1:] - 1]]  # pixels of the fills before each fill
+    total = fill_pixels[fill[starts]]
+    threshold = np.repeat(before + FILL_PERCENTILE / 100 * total, np.diff(np.r_[starts, len(fill)]))
+    reached = cumulative >= threshold - 1e-9
+    # the first pair of each fill that reaches its threshold
+    first_reached = np.full(len(starts), -1)
+    run = np.repeat(np.arange(len(starts)), np.diff(np.r_[starts, len(fill)]))
+    hits = np.flatnonzero(reached)
+    first_hits = hits[np.r_[True, np.diff(run[hits]) != 0]]
+    first_reached[run[first_hits]] = first_hits
+    return distance[first_reached]
 
 
 def fills_broken(opaque_pairs: ColourPairs) -> tuple[int, int]:
@@ -194,7 +221,7 @@ def ink_excess(visible_pairs: ColourPairs, source_lab, target_lab) -> float:
     ink = (lab[:, 0] < INK_LIGHTNESS) & (chroma(lab) < INK_CHROMA)
     if not ink.any():
         return float("nan")
-    swatch, _ = nearest(lab[ink], source_lab)
+    swatch = pairs.nearest_swatch(source_lab)[ink]
     allowed = chroma(np.asarray(target_lab, dtype=np.float64))[swatch]
     excess = np.maximum(0.0, chroma(pairs.output_lab[ink]) - allowed)
     return float(np.average(excess, weights=pairs.count[ink]))
@@ -203,7 +230,8 @@ def ink_excess(visible_pairs: ColourPairs, source_lab, target_lab) -> float:
 def palette_adherence(visible_pairs: ColourPairs, target_lab) -> float:
     """Median over the pixels of the CIEDE2000 from the output colour to the nearest target
     colour: how far the result is from the palette asked for (designer palettes)."""
-    _, distance = nearest(visible_pairs.output_lab, target_lab)
+    unique, inverse = np.unique(visible_pairs.output, return_inverse=True)
+    distance = nearest_distance(codes_to_lab(unique), target_lab)[inverse.ravel()]
     return weighted_quantile(distance, visible_pairs.count, 0.5)
 
 
@@ -215,8 +243,7 @@ def untouched(visible_pairs: ColourPairs, source_lab, target_lab) -> float:
     unchanged = deltaE_ciede2000(source_lab, target_lab) < UNCHANGED_SWATCH
     if not unchanged.any():
         return float("nan")
-    swatch, _ = nearest(visible_pairs.source_lab, source_lab)
-    kept = unchanged[swatch]
+    kept = unchanged[visible_pairs.nearest_swatch(source_lab)]
     if not kept.any():
         return float("nan")
     return float(np.average(visible_pairs.shift[kept], weights=visible_pairs.count[kept]))
@@ -229,7 +256,7 @@ def swatch_miss(visible_pairs: ColourPairs, source_lab, target_lab) -> float:
     colour equal to a swatch lands exactly on its target."""
     pairs = visible_pairs
     source_lab, target_lab = np.asarray(source_lab), np.asarray(target_lab)
-    distance = deltaE_ciede2000(pairs.source_lab[:, None, :], source_lab[None, :, :])
+    distance = pairs.source_distances(source_lab)
     worst = float("nan")
     for i in range(len(source_lab)):
         rows = distance[:, i] <= SWATCH_MATCH
@@ -328,8 +355,12 @@ def neighbour_steps(codes: np.ndarray, where=(None, None)) -> tuple[np.ndarray, 
     for (a, b), wanted in zip(pairs, where):
         step = np.zeros(a.shape)
         differ = a != b if wanted is None else (a != b) & wanted
-        if differ.any():
-            step[differ] = deltaE_ciede2000(codes_to_lab(a[differ]), codes_to_lab(b[differ]))
+        if differ.any():  # neighbouring colour pairs repeat: each distinct pair computed once
+            keys, inverse = np.unique(a[differ] << 24 | b[differ], return_inverse=True)
+            colours, index = np.unique(np.r_[keys >> 24, keys & 0xFFFFFF], return_inverse=True)
+            lab = codes_to_lab(colours)[index.ravel()]
+            distance = deltaE_ciede2000(lab[: len(keys)], lab[len(keys) :])
+            step[differ] = distance[inverse.ravel()]
         steps.append(step)
     return steps[0], steps[1]
 

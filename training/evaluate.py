@@ -422,11 +422,34 @@ def add_arguments(parser):
         "first photo (or scikit-image's astronaut without --images)",
     )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")  # fmt: skip
+    b4 = parser.add_argument_group("B4 artwork (training/artwork_bench.py)")
+    b4.add_argument(
+        "--artwork",
+        type=Path,
+        action="append",
+        default=[],
+        help="a data folder with SOURCES.tsv (artwork, or photos for the photo measures); "
+        "may be given more than once",
+    )
+    b4.add_argument(
+        "--artwork-split",
+        type=Path,
+        action="append",
+        default=[],
+        help="split file of each --artwork folder, in the same order (training/splits/)",
+    )
+    b4.add_argument("--b4-csv", type=Path, help="also write every B4 case as CSV")
+    b4.add_argument(
+        "--server",
+        help="recolour B4 through the daemon at this address (tcp://HOST:PORT, ipc://PATH) "
+        "instead of in this process",
+    )
+    b4.add_argument("--no-synthetic", action="store_true", help="B4 without the synthetic layers")
 
 
 def run(args):
-    if args.images is None and not args.bench_chang:
-        raise TrainingError("--images DIR is required (or --bench-chang alone)")
+    if args.images is None and not args.artwork and not args.bench_chang:
+        raise TrainingError("--images DIR or --artwork DIR is required (or --bench-chang alone)")
     if args.methods:
         names = [name.strip() for name in args.methods.split(",") if name.strip()]
     else:
@@ -443,6 +466,8 @@ def run(args):
         if args.csv:
             write_csv(rows, args.csv)
             print(f"wrote {args.csv}")
+    if args.artwork:
+        run_artwork(args, names)
     if args.bench_chang:
         if paths:
             photo = load_photo(paths[0], 10**6)
@@ -454,3 +479,37 @@ def run(args):
         for mp, width, height, ms in bench_chang(photo):
             print(f"  {mp:>3} MP ({width} x {height}): {ms:8.1f} ms")
     return 0
+
+
+def run_artwork(args, names):
+    """B4 on the --artwork folders (see training/artwork_bench.py)."""
+    from training.artwork_bench import (
+        B4_METHODS,
+        Recolourer,
+        format_b4,
+        read_layers,
+        run_b4,
+        write_b4_csv,
+    )
+
+    if args.artwork_split and len(args.artwork_split) != len(args.artwork):
+        raise TrainingError("give one --artwork-split per --artwork folder, or none")
+    methods = [name for name in names if name in B4_METHODS]
+    if "palettenet" in methods and args.checkpoint is None and not args.server:
+        raise TrainingError("the palettenet method needs --checkpoint FILE")
+    splits = args.artwork_split or [None] * len(args.artwork)
+    layers = read_layers(zip(args.artwork, splits), args.split, args.limit, not args.no_synthetic)
+    recolourer = Recolourer(args.checkpoint, args.server, args.device)
+    try:
+        palettes = load_designer_palettes(args.palettes)
+        rows = run_b4(layers, methods, recolourer, palettes, args.seed, not args.quiet)
+    finally:
+        recolourer.close()
+    where = f"through {args.server}" if args.server else "in process"
+    folders = ", ".join(str(folder) for folder in args.artwork)
+    print(f"B4: {len({r['file'] for r in rows})} layers from {folders} ({args.split} split), "
+          f"full size, {where}, seed {args.seed}")  # fmt: skip
+    print(format_b4(rows))
+    if args.b4_csv:
+        write_b4_csv(rows, args.b4_csv)
+        print(f"wrote {args.b4_csv}")

@@ -78,22 +78,35 @@ def local_edit(lab, palette_lab, edits):
     the edited palette (each keeping its L) and the edit mask (H, W) in 0..1.
     """
     weights = membership(lab, palette_lab)
-    out, new_palette = lab.copy(), palette_lab.copy()
+    out = lab.copy()
     mask = np.zeros(lab.shape[:-1])
     for index, (turns, chroma_scale) in edits.items():
         w = weights[..., index]
         out += w[..., None] * (rotate_ab(lab, turns, chroma_scale) - lab)
-        new_palette[index] = rotate_ab(palette_lab[index], turns, chroma_scale)
         mask += w
     out = keep_displayable(out, lab[..., 0])
-    new_palette = keep_displayable(new_palette, palette_lab[:, 0])
-    return out, new_palette, np.clip(mask, 0, 1)
+    return out, edit_palette(palette_lab, edits), np.clip(mask, 0, 1)
+
+
+def edit_palette(palette_lab, edits) -> np.ndarray:
+    """The palette (k, 3) LAB with the colours of `edits` (index -> (hue turns, chroma
+    scale)) moved, each keeping its L, brought into the sRGB gamut."""
+    new_palette = np.array(palette_lab, dtype=np.float64)
+    for index, (turns, chroma_scale) in edits.items():
+        new_palette[index] = rotate_ab(new_palette[index], turns, chroma_scale)
+    return keep_displayable(new_palette, np.asarray(palette_lab)[:, 0])
 
 
 def random_edits(palette_lab, rng: np.random.Generator) -> dict:
     """One or two palette colours, each with a hue turn of 30..180 degrees either way and a
     chroma change of 0.6..1.5x. Near-grey colours get a chroma boost so the edit is visible."""
     return _edits(palette_lab, rng, colours=(1, 2), degrees=(30, 180), scales=(0.6, 1.5))
+
+
+def random_one_edit(palette_lab, rng: np.random.Generator) -> dict:
+    """One palette colour, moved as random_edits moves its colours (an artist changing one
+    swatch)."""
+    return _edits(palette_lab, rng, colours=(1, 1), degrees=(30, 180), scales=(0.6, 1.5))
 
 
 def random_multi_edits(palette_lab, rng: np.random.Generator) -> dict:
@@ -103,7 +116,8 @@ def random_multi_edits(palette_lab, rng: np.random.Generator) -> dict:
 
 
 def _edits(palette_lab, rng, colours, degrees, scales) -> dict:
-    count = int(rng.integers(colours[0], min(colours[1], len(palette_lab)) + 1))
+    most = min(colours[1], len(palette_lab))  # a flat layer's palette may be short
+    count = int(rng.integers(min(colours[0], most), most + 1))
     chosen = rng.choice(len(palette_lab), size=count, replace=False)
     edits = {}
     for index in sorted(int(i) for i in chosen):
