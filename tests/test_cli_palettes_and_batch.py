@@ -1,8 +1,6 @@
 """The CLI with palette files (-p FILE, --source-palette FILE, palette -o FILE) and over many
 images in one go (issue 18 parts 2 and 3, issue 16's throughput goal), as a user runs it."""
 
-import subprocess
-import sys
 import zipfile
 
 import numpy as np
@@ -13,21 +11,14 @@ from backend.cli.main import main
 from backend.cli.palettefile import read_palette
 from tests.conftest import small_photo
 from tests.servers import random_weights
+from tests.test_cli import assert_one_line_error, palettenet
 
 TARGET = ["#0b1d51", "#725ac1", "#f7ece1"]
 
 
-def palettenet(*args, timeout=120):
-    command = [sys.executable, "-m", "backend.cli.main", *map(str, args)]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
-    return done.returncode, done.stdout, done.stderr
-
-
 def one_line_error(status, stderr, *words):
-    assert status == 1, stderr
-    assert "Traceback" not in stderr and len(stderr.strip().splitlines()) == 1, stderr
-    for word in words:
-        assert word in stderr, stderr
+    assert_one_line_error(status, stderr, *words)
+    assert len(stderr.strip().splitlines()) == 1, stderr
 
 
 @pytest.fixture(scope="module")

@@ -135,12 +135,12 @@ class Sender:
 
 # --- the shared mapping -------------------------------------------------------------------
 def read(path: Path, max_pixels: int):
-    from backend.cli.imagefile import ImageFileError, read_image
+    from backend.cli.main import read_picture
 
     try:
-        return read_image(path, max_pixels)
-    except ImageFileError as error:
-        raise FileFailure(f"cannot read {path}: {error}") from None
+        return read_picture(path, max_pixels)
+    except SystemExit as error:  # the single-image command's one-line message
+        raise FileFailure(str(error)) from None
 
 
 def sample(picture, pixels: int) -> tuple[np.ndarray, np.ndarray]:
@@ -193,28 +193,22 @@ def shared_mapping(jobs: list[Job], target: list[str], args, failed: dict, repor
 
 # --- the run ------------------------------------------------------------------------------
 def recolor_one(job: Job, header: dict, sender: Sender, args) -> int:
-    """Read, recolour, write one input; its pixel count. FileFailure if any step fails."""
-    from backend.cli.imagefile import ImageFileError, output_type, write_image
+    """Read, recolour, write one input, as the single-image command does; its pixel count.
+    FileFailure, naming the file and the reason, if any step fails."""
+    from backend.cli.main import check_output, layer_header, write_result
 
     picture = read(job.source, args.max_pixels)
     try:
-        output_type(job.output, picture)
-    except ImageFileError as error:
-        raise FileFailure(f"cannot write {job.output}: {error}") from None
-    height, width = picture.pixels.shape[:2]
-    request = dict(header, id=job.source.name, width=width, height=height,
-                   pixel_format=picture.pixel_format)  # fmt: skip
-    reply, frames = sender.request(request, picture.pixels)
-    if not reply.get("ok"):
-        error = reply.get("error", {})
-        raise FileFailure(f"{job.source}: error ({error.get('code')}): {error.get('message')}")
-    out = np.frombuffer(frames[0], picture.pixels.dtype).reshape(picture.pixels.shape)
-    try:
-        write_image(job.output, picture, out)
-    except (ImageFileError, OSError) as error:
-        reason = error.strerror if isinstance(error, OSError) and error.strerror else error
-        raise FileFailure(f"cannot write {job.output}: {reason}") from None
-    return width * height
+        check_output(job.output, picture)
+        request = dict(layer_header("recolor", job.source, picture), **header)
+        reply, frames = sender.request(request, picture.pixels)
+        if not reply.get("ok"):
+            error = reply.get("error", {})
+            raise SystemExit(f"{job.source}: error ({error.get('code')}): {error.get('message')}")
+        write_result(job.output, picture, frames[0])
+    except SystemExit as error:
+        raise FileFailure(str(error)) from None
+    return picture.pixels.shape[0] * picture.pixels.shape[1]
 
 
 def run_batch(args, paths: list[Path], target: list[str], source: list[str] | None) -> int:

@@ -175,8 +175,6 @@ def read_palette_file(path: Path, option: str, max_pixels: int) -> tuple[tuple, 
 
 # --- commands -------------------------------------------------------------------------------
 def cmd_recolor(args):
-    from backend.cli.imagefile import ImageFileError, write_image
-
     target = palette_argument(args.palette, "-p", args.max_pixels)
     source = None
     if args.source_palette:
@@ -196,13 +194,20 @@ def cmd_recolor(args):
     mask = read_mask(args.mask, picture, args.max_pixels)
     reply, frames = call(args, header, picture.pixels, mask, load_model=args.method == "palettenet")
     checked(reply)
-    out = np.frombuffer(frames[0], picture.pixels.dtype).reshape(picture.pixels.shape)
+    write_result(args.output, picture, frames[0])
+    print(f"wrote {args.output}")
+
+
+def write_result(path: Path, picture, frame) -> None:
+    """A recolor reply's pixel frame written as `path`, in the picture's profile."""
+    from backend.cli.imagefile import ImageFileError, write_image
+
+    out = np.frombuffer(frame, picture.pixels.dtype).reshape(picture.pixels.shape)
     try:
-        write_image(args.output, picture, out)
+        write_image(path, picture, out)
     except (ImageFileError, OSError) as error:
         reason = error.strerror if isinstance(error, OSError) and error.strerror else error
-        raise SystemExit(f"cannot write {args.output}: {reason}") from None
-    print(f"wrote {args.output}")
+        raise SystemExit(f"cannot write {path}: {reason}") from None
 
 
 def cmd_palette(args):
