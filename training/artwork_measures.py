@@ -22,7 +22,7 @@ of them, so every colour conversion and CIEDE2000 runs on those, not on every pi
     palette adherence  median dE from the output pixels to the nearest target colour
     untouched          mean dE input -> output of the pixels whose nearest source     <= 1.0
                        swatch the edit left as it was
-    swatch miss        for the pixels equal to a source swatch (within 1 dE), the     <= 1.0
+    swatch miss        for the pixels equal to a source swatch (within 0.5 dE), the   <= 1.0
                        median dE of their output from that swatch's target; the
                        largest over the swatches
     gradient steps     in each smooth-gradient region of the input, the largest       <= 1.5
@@ -47,7 +47,7 @@ FILL_SPREAD = 1.0  # dE: a fill whose output spreads further than this is broken
 FILL_PERCENTILE = 95
 INK_LIGHTNESS, INK_CHROMA = 25.0, 6.0  # input L* and C* below these: ink (outlines, text)
 UNCHANGED_SWATCH = 0.5  # dE: a target this close to its source swatch is an unchanged swatch
-SWATCH_MATCH = 1.0  # dE: a pixel this close to a source swatch is that swatch's colour
+SWATCH_MATCH = 0.5  # dE: a pixel this close to a source swatch is its colour (8-bit rounding)
 SMOOTH_STEP = 2.0  # dE: neighbours in a smooth gradient differ by at most this much
 GRADIENT_MIN_PIXELS = 256  # a gradient region has at least this many pixels
 GRADIENT_MIN_COLOURS = 8  # and at least this many distinct colours (a flat fill has one)
@@ -251,8 +251,9 @@ def untouched(visible_pairs: ColourPairs, source_lab, target_lab) -> float:
 
 def swatch_miss(visible_pairs: ColourPairs, source_lab, target_lab) -> float:
     """For each source swatch, the pixels whose input colour is that swatch (within
-    SWATCH_MATCH = 1 dE), the median CIEDE2000 of their output from the swatch's target; the
-    largest over the swatches that have such pixels (NaN if none has). 0 when every layer
+    SWATCH_MATCH = 0.5 dE: the same colour up to 8-bit rounding), the median CIEDE2000 of
+    their output from the swatch's target; the largest over the swatches that have such
+    pixels (NaN if none has). 0 when every layer
     colour equal to a swatch lands exactly on its target."""
     pairs = visible_pairs
     source_lab, target_lab = np.asarray(source_lab), np.asarray(target_lab)

@@ -494,7 +494,10 @@ def run_artwork(args, names):
 
     if args.artwork_split and len(args.artwork_split) != len(args.artwork):
         raise TrainingError("give one --artwork-split per --artwork folder, or none")
+    # identity (no change) only when asked for by name: it is the reference, at a cost
     methods = [name for name in names if name in B4_METHODS]
+    if not args.methods:
+        methods = [name for name in methods if name != "identity"]
     if "palettenet" in methods and args.checkpoint is None and not args.server:
         raise TrainingError("the palettenet method needs --checkpoint FILE")
     splits = args.artwork_split or [None] * len(args.artwork)
