@@ -281,32 +281,39 @@ def build_lattice(source_lab, target_lab, size: int = LATTICE_SIZE) -> np.ndarra
 
 
 def apply_lattice(rgb: np.ndarray, lattice: np.ndarray) -> np.ndarray:
-    """Trilinear interpolation of the lattice at every pixel of rgb (H, W, 3) -> float32.
+    """Trilinear interpolation of the lattice at every pixel of rgb (..., 3) -> float32.
 
-    rgb is uint8 (or another unsigned integer type, scaled by its maximum) or float in 0..1.
-    torch's grid_sample does the interpolation (it is the trilinear lookup, multithreaded and
-    about twice as fast as the same thing in numpy); rows are processed in chunks of about
-    CHUNK_PIXELS, so the temporaries stay near 60 MB whatever the image size."""
+    rgb is uint8 (or another unsigned integer type, scaled by its maximum) or float in 0..1;
+    the lattice is (n, n, n, 3) for any n >= 2. torch's grid_sample does the interpolation
+    (the trilinear lookup, about twice as fast as the same thing in numpy). It runs one batch
+    entry per thread, so each chunk of about CHUNK_PIXELS pixels is split into a batch of as
+    many entries as torch has threads; the temporaries stay near 60 MB whatever the size."""
     # grid_sample's volume is (N, C, D, H, W) and its grid points are (x, y, z) = (W, H, D):
     # with the lattice indexed [r, g, b] that is D = r, H = g, W = b, so points are (b, g, r).
     volume = torch.from_numpy(np.ascontiguousarray(lattice, dtype=np.float32))
     volume = volume.permute(3, 0, 1, 2)[None]
     maximum = float(np.iinfo(rgb.dtype).max) if rgb.dtype.kind == "u" else 1.0
-    height, width = rgb.shape[:2]
-    out = np.empty((height, width, 3), dtype=np.float32)
-    rows = max(1, CHUNK_PIXELS // max(width, 1))
+    pixels = rgb.reshape(-1, 3)
+    out = np.empty((len(pixels), 3), dtype=np.float32)
+    parts = max(1, torch.get_num_threads())
     with torch.no_grad():
-        for top in range(0, height, rows):
-            pixels = rgb[top : top + rows].reshape(-1, 3).astype(np.float32)  # a fresh copy
-            grid = torch.from_numpy(pixels).mul_(2 / maximum).sub_(1).clamp_(-1, 1)
-            grid = grid.flip(-1).reshape(1, 1, 1, -1, 3)
+        for start in range(0, len(pixels), CHUNK_PIXELS):
+            chunk = pixels[start : start + CHUNK_PIXELS].astype(np.float32)  # a fresh copy
+            grid = torch.from_numpy(chunk).mul_(2 / maximum).sub_(1).clamp_(-1, 1).flip(-1)
+            count = len(grid)
+            each = -(-count // parts)
+            grid = torch.nn.functional.pad(grid, (0, 0, 0, each * parts - count))
             sampled = torch.nn.functional.grid_sample(
-                volume, grid, mode="bilinear", padding_mode="border", align_corners=True
-            )
+                volume.expand(parts, -1, -1, -1, -1),
+                grid.reshape(parts, 1, 1, each, 3),
+                mode="bilinear",
+                padding_mode="border",
+                align_corners=True,
+            )  # (parts, 3, 1, 1, each)
+            sampled = sampled.reshape(parts, 3, each).transpose(1, 2).reshape(-1, 3)[:count]
             # Pinned lattice values may leave 0..1 slightly; the output may not.
-            sampled = sampled.reshape(3, -1).T.clamp_(0, 1)
-            out[top : top + rows] = sampled.reshape(-1, width, 3).numpy()
-    return out
+            out[start : start + count] = sampled.clamp_(0, 1).numpy()
+    return out.reshape(*rgb.shape[:-1], 3)
 
 
 def _image(rgb) -> np.ndarray:

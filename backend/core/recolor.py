@@ -163,7 +163,7 @@ def recolor_layer(
     working = prepare(layer)
     if working is None:
         return layer.pixels.copy()
-    out = np.empty_like(layer.pixels)
+    out = np.empty(layer.pixels.shape, layer.pixels.dtype)
     (result,) = predict(model, [working.rgb], [palette_lab], half, [source_lab])
     finish(layer, working, result, out)
     return out

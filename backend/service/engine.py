@@ -6,12 +6,15 @@ chang2015 and palettes without weights) and turns each op into a Reply. Batches 
 palettenet requests whose working images have one size go through the network together.
 """
 
+import hashlib
 import sys
+import threading
 import time
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
 
+import cachetools
 import numpy as np
 import torch
 
@@ -19,7 +22,7 @@ from backend import __version__
 from backend.core.chang2015 import apply_lattice, build_lattice
 from backend.core.color import delta_e76, lab_to_rgb_np, rgb_to_lab, rgb_to_lab_np
 from backend.core.fullres import WORKING_SIDE, preview_size, shrink_layer, working_size
-from backend.core.palette import HISTOGRAM_SAMPLE, extract_palette, pair_with_image, to_hex
+from backend.core.palette import HISTOGRAM_SAMPLE, extract_palette, pair_by_lightness, to_hex
 from backend.core.pixels import FORMATS, Layer
 from backend.core.recolor import Working, finish, predict, prepare
 from backend.core.weights import WeightsError, load_weights, read_metadata
@@ -67,6 +70,7 @@ class Engine:
             except WeightsError as error:
                 self.model_error = str(error)
         self.half = self.device.type == "cuda" and self.model is not None and self._half_agrees()
+        self.palettes = LayerPalettes()
 
     @property
     def model_name(self) -> str:
@@ -199,10 +203,9 @@ class Engine:
     def _palette(self, request: Request) -> Reply:
         layer, timing = self._layer(request)
         start = time.perf_counter()
-        rgb8, weight = palette_input(layer)
-        if weight is not None and not weight.any():
+        if not self.palettes.anything_counts(layer):
             raise ProtocolError("bad_request", "no visible pixel to take a palette from")
-        lab, shares = extract_palette(rgb8, request.k, weight=weight)
+        lab, shares = self.palettes.extract(layer, request.k)
         timing["palette"] = _milliseconds(start)
         colours = [to_hex(rgb) for rgb in lab_to_rgb_np(lab)]
         weights = [round(float(s), 4) for s in shares]
@@ -210,20 +213,21 @@ class Engine:
 
     def _chang2015(self, request: Request) -> Reply:
         layer, timing = self._layer(request)
-        rgb8, weight = palette_input(layer)
-        if weight is not None and not weight.any():  # nothing visible and selected
+        if not self.palettes.anything_counts(layer):  # nothing visible and selected
             return self._recolored(request, layer, layer.pixels.copy(), timing)
         target, source = _lab_palettes(request)
         if source is None:
             start = time.perf_counter()
-            target, source = pair_with_image(target, rgb8, weight)
+            target, source = self.palettes.pair(target, layer)
             timing["palette"] = _milliseconds(start)
         start = time.perf_counter()
         lattice = build_lattice(source, target)
         timing["lattice"] = _milliseconds(start)
         start = time.perf_counter()
-        out = np.empty_like(layer.pixels)
-        layer.recolor_into(out, lambda rgb1, top: apply_lattice(rgb1[..., :3], lattice))
+        out = np.empty(layer.pixels.shape, layer.pixels.dtype)
+        # The lattice maps colours alone: a large 8-bit layer maps each distinct colour once.
+        if not layer.map_colours(out, lambda rgb: apply_lattice(rgb, lattice)):
+            layer.recolor_into(out, lambda rgb1, top: apply_lattice(rgb1[..., :3], lattice))
         timing["apply"] = _milliseconds(start)
         return self._recolored(request, layer, out, timing)
 
@@ -241,7 +245,7 @@ class Engine:
         target, source = _lab_palettes(request)
         if source is None and working is not None and self.model.needs_source:
             start = time.perf_counter()
-            target, source = pair_with_image(target, *palette_input(layer))
+            target, source = self.palettes.pair(target, layer)
             timing["palette"] = _milliseconds(start)
         return _Started(index, request, layer, working, timing, target, source)
 
@@ -273,12 +277,51 @@ class Engine:
                     out = item.layer.pixels.copy()
                 else:
                     start = time.perf_counter()
-                    out = np.empty_like(item.layer.pixels)
+                    out = np.empty(item.layer.pixels.shape, item.layer.pixels.dtype)
                     finish(item.layer, item.working, item.output, out)
                     item.timing["finish"] = _milliseconds(start)
                 yield item.index, self._recolored(item.request, item.layer, out, item.timing)
             except Exception as error:
                 yield item.index, self._failure(item.request, error)
+
+
+class LayerPalettes:
+    """Palettes of the layers seen lately (extract_palette's answers), so that a layer
+    recoloured again and again (the editors' preview, trying palettes) is analysed once.
+
+    Keyed by a digest of exactly what extract_palette counts (palette_input): the same
+    pixels, weights and size give the same palette, so a hit changes no result."""
+
+    def __init__(self, size: int = 16):
+        self.cache = cachetools.LRUCache(size)
+        self.lock = threading.Lock()
+
+    @staticmethod
+    def anything_counts(layer: Layer) -> bool:
+        """Whether any pixel of the layer is visible and selected (has palette weight)."""
+        weight = palette_input(layer)[1]
+        return weight is None or bool(weight.any())
+
+    def extract(self, layer: Layer, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """extract_palette(layer's pixels, k, their weight): (LAB (n, 3), shares (n,))."""
+        rgb8, weight = palette_input(layer)
+        digest = hashlib.blake2b(np.ascontiguousarray(rgb8).data, digest_size=16)
+        if weight is not None:
+            digest.update(np.ascontiguousarray(weight).data)
+        key = (digest.digest(), rgb8.shape, weight is None, k)
+        with self.lock:
+            found = self.cache.get(key)
+        if found is None:
+            found = extract_palette(rgb8, k, weight=weight)
+            with self.lock:
+                self.cache[key] = found
+        return tuple(np.copy(part) for part in found)
+
+    def pair(self, target_lab, layer: Layer) -> tuple[np.ndarray, np.ndarray]:
+        """pair_with_image(target_lab, layer's pixels, their weight): (target, source)."""
+        target = np.asarray(target_lab, dtype=np.float64).reshape(-1, 3)
+        source, _ = self.extract(layer, len(target))
+        return pair_by_lightness(target, source), source
 
 
 def palette_input(layer: Layer) -> tuple[np.ndarray, np.ndarray | None]:
