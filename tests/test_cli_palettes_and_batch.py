@@ -176,6 +176,7 @@ def test_batch_outputs_are_checked_before_any_work(tmp_path, photo):
     (tmp_path / "out").mkdir()
     cases = [
         ([photo, other / "photo.png", "-o", tmp_path / "missing"], "does not exist"),
+        ([photo, other / "photo.png", "-o", tmp_path / "out.png"], "is a file: name a folder"),
         ([photo, other / "photo.png", "-o", tmp_path / "out"], "both be written"),
         ([other, "-o", other], "is an input"),
         ([other, "-o", tmp_path / "out", "--mask", photo], "--mask needs a single input"),

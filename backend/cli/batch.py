@@ -9,8 +9,9 @@ bar and a throughput summary.
   sample of each input's pixels, each input counted alike, alpha-weighted as the daemon
   counts a layer) and paired with -p by lightness as the daemon pairs a single image
   (backend.core.palette.pair_with_image). So a sprite sheet's frames or an icon set stay
-  alike: one colour of the set gives one colour in every result. This reads each input
-  twice (the first pass only samples it); the summary says how long that pass took.
+  alike: one colour of the set gives one colour in every result. That takes a first pass
+  over the inputs: the decoded images are kept for the second up to KEEP_BYTES, beyond it
+  they are read again; the summary says how long the first pass took.
 - Before any work: the output folder, names that two inputs would share, an output that
   is an input, and existing outputs (refused unless --overwrite) are checked.
 - A file that cannot be read, recoloured or written gets one line naming it and the
@@ -25,6 +26,7 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -33,6 +35,25 @@ from pathlib import Path
 import numpy as np
 
 SAMPLE_PIXELS = 2_000_000  # pixels sampled over all inputs for the shared palette
+KEEP_BYTES = 512 << 20  # decoded inputs kept from the first pass for the second, at most
+
+
+class Kept:
+    """Pictures decoded by the first pass, kept (up to a byte budget) so that the second
+    does not decode them again. Thread-safe."""
+
+    def __init__(self, budget: int = KEEP_BYTES):
+        self.budget, self.pictures, self.lock = budget, {}, threading.Lock()
+
+    def offer(self, path: Path, picture) -> None:
+        with self.lock:
+            if picture.pixels.nbytes <= self.budget:
+                self.budget -= picture.pixels.nbytes
+                self.pictures[path] = picture
+
+    def take(self, path: Path):
+        with self.lock:
+            return self.pictures.pop(path, None)
 
 
 class FileFailure(Exception):
@@ -67,7 +88,10 @@ def plan_jobs(files: list[Path], folder: Path, overwrite: bool) -> list[Job]:
     from backend.cli.imagefile import OUTPUT_TYPES
 
     if not folder.is_dir():
-        what = "is a file" if folder.exists() else "does not exist (make it first)"
+        if folder.exists() or folder.suffix.lower() in OUTPUT_TYPES:
+            what = "is a file: name a folder"
+        else:
+            what = "does not exist (make it first)"
         raise SystemExit(f"with several inputs or a folder, -o is a folder: {folder} {what}")
     jobs, taken, existing = [], {}, []
     inputs = {file.resolve() for file in files}
@@ -156,9 +180,10 @@ def sample(picture, pixels: int) -> tuple[np.ndarray, np.ndarray]:
     return np.ascontiguousarray(rgb), weight
 
 
-def shared_mapping(jobs: list[Job], target: list[str], args, failed: dict, report):
+def shared_mapping(jobs: list[Job], target: list[str], args, failed: dict, report, kept: Kept):
     """(target, source) hex lists, entry by entry: `target` paired with the palette of all
-    inputs together. Inputs that cannot be read are put in `failed` (and reported)."""
+    inputs together. Inputs that cannot be read are put in `failed` (and reported); those
+    read are offered to `kept`."""
     from backend.core.color import lab_to_rgb_np, rgb_to_lab_np
     from backend.core.palette import PaletteError, pair_with_image, to_hex
     from backend.service.protocol import ProtocolError, parse_palette
@@ -170,8 +195,13 @@ def shared_mapping(jobs: list[Job], target: list[str], args, failed: dict, repor
     per_image = max(1, SAMPLE_PIXELS // max(1, len(jobs)))
     samples = []
     with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
-        futures = [pool.submit(lambda j: sample(read(j.source, args.max_pixels), per_image), job)
-                   for job in jobs]  # fmt: skip
+
+        def sampled(job: Job):
+            picture = read(job.source, args.max_pixels)
+            kept.offer(job.source, picture)
+            return sample(picture, per_image)
+
+        futures = [pool.submit(sampled, job) for job in jobs]
         for job, future in zip(jobs, futures):
             try:
                 samples.append(future.result())
@@ -192,12 +222,12 @@ def shared_mapping(jobs: list[Job], target: list[str], args, failed: dict, repor
 
 
 # --- the run ------------------------------------------------------------------------------
-def recolor_one(job: Job, header: dict, sender: Sender, args) -> int:
+def recolor_one(job: Job, header: dict, sender: Sender, args, kept: Kept) -> int:
     """Read, recolour, write one input, as the single-image command does; its pixel count.
     FileFailure, naming the file and the reason, if any step fails."""
     from backend.cli.main import check_output, layer_header, write_result
 
-    picture = read(job.source, args.max_pixels)
+    picture = kept.take(job.source) or read(job.source, args.max_pixels)
     try:
         check_output(job.output, picture)
         request = dict(layer_header("recolor", job.source, picture), **header)
@@ -228,11 +258,11 @@ def run_batch(args, paths: list[Path], target: list[str], source: list[str] | No
     load_s = time.perf_counter() - loading
     started, cpu_started = time.perf_counter(), time.process_time()
     try:
-        mapping_s = 0.0
+        mapping_s, kept = 0.0, Kept()
         if source is None and jobs:
             began = time.perf_counter()
             target, source = shared_mapping(jobs, target, args, failed,
-                                            lambda m: print(m, file=sys.stderr))  # fmt: skip
+                                            lambda m: print(m, file=sys.stderr), kept)  # fmt: skip
             mapping_s = time.perf_counter() - began
             if source is not None:
                 pairs = ", ".join(f"{s} -> {t}" for s, t in zip(source, target))
@@ -244,7 +274,7 @@ def run_batch(args, paths: list[Path], target: list[str], source: list[str] | No
         pixels, done = 0, 0
         bar = tqdm(total=len(todo), unit="image", file=sys.stderr, disable=None)
         with bar, ThreadPoolExecutor(max_workers=args.jobs) as pool:
-            futures = [pool.submit(recolor_one, job, header, sender, args) for job in todo]
+            futures = [pool.submit(recolor_one, job, header, sender, args, kept) for job in todo]
             for job, future in zip(todo, futures):
                 try:
                     pixels += future.result()
