@@ -431,4 +431,11 @@ def write_b4_csv(rows, path):
         writer = csv.DictWriter(handle, fieldnames=keys, extrasaction="ignore")
         writer.writeheader()
         for row in rows:
-            writer.writerow({k: f"{v:.4f}" if isinstance(v, float) else v for k, v in row.items()})
+            writer.writerow({key: _cell(value) for key, value in row.items()})
+
+
+def _cell(value):
+    """A CSV cell: floats with four decimals, NaN (not measurable) empty."""
+    if isinstance(value, float):
+        return "" if np.isnan(value) else f"{value:.4f}"
+    return value

@@ -11,7 +11,8 @@ landscape photos (endless-sky-data), which is split by photographer or file-name
 The artwork test and validation packages are chosen by hand, so that every kind of artwork
 is in the test split and most in validation (kinds are unevenly spread over packages: the
 only pixel-art files come from two packages); the other packages train. The photo groups
-are split at random (seeded) like `prepare` does. The split file has the form `prepare`
+(and the groups of a folder without those packages) are split at random (seeded), 70/15/15,
+like `prepare` does. The split file has the form `prepare`
 writes (`splits` and `groups`), so `training evaluate --split-file` reads it; the ones
 used for the published numbers are committed in training/splits/.
 
@@ -90,15 +91,20 @@ def is_pixel_art(row: dict) -> bool:
 
 def make_split(rows: list[dict], seed: int = 0) -> dict:
     """The split record ({'splits': {split: [files]}, 'groups': {file: group}, ...}) of a
-    data folder: artwork by the hand-chosen packages, photos at random by group."""
+    data folder: artwork by the hand-chosen packages, photos (and a folder without those
+    packages) at random by group."""
     groups = {row["file"]: source_group(row) for row in rows}
-    if all(row["kind"] == PHOTO_KIND for row in rows):
-        split_of = split_by_group(groups, PHOTO_FRACTIONS, seed)
-        how = f"photo groups at random, fractions {PHOTO_FRACTIONS}, seed {seed}"
-    else:
-        chosen = {"test": list(ARTWORK_TEST), "validation": list(ARTWORK_VALIDATION)}
+    present = set(groups.values())
+    chosen = {
+        "test": [p for p in ARTWORK_TEST if p in present],
+        "validation": [p for p in ARTWORK_VALIDATION if p in present],
+    }
+    if chosen["test"] and any(row["kind"] != PHOTO_KIND for row in rows):
         split_of = split_by_group(groups, (1, 0, 0), seed, chosen)
         how = "artwork packages chosen by hand (training/artwork_data.py)"
+    else:  # photos, or a folder of other packages
+        split_of = split_by_group(groups, PHOTO_FRACTIONS, seed)
+        how = f"source groups at random, fractions {PHOTO_FRACTIONS}, seed {seed}"
     return {
         "group_by": "package (endless-sky-data by photographer / file prefix)",
         "how": how,

@@ -510,7 +510,8 @@ def run_artwork(args, names):
         recolourer.close()
     where = f"through {args.server}" if args.server else "in process"
     folders = ", ".join(str(folder) for folder in args.artwork)
-    print(f"B4: {len({r['file'] for r in rows})} layers from {folders} ({args.split} split), "
+    which = f"{args.split} split" if args.artwork_split else "all files"
+    print(f"B4: {len({r['file'] for r in rows})} layers from {folders} ({which}), "
           f"full size, {where}, seed {args.seed}")  # fmt: skip
     print(format_b4(rows))
     if args.b4_csv:
