@@ -446,3 +446,21 @@ def test_damaged_or_odd_files_say_so_in_one_line(tmp_path, capsys):
     notes = capsys.readouterr().err.splitlines()
     assert len(notes) == 3 and all(line.startswith("note: ") for line in notes), notes
     assert "EXIF" in notes[0] and "cHRM" in notes[1] and "not alpha" in notes[2]
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
+def test_png_is_fast_by_default_and_smallest_on_request(tmp_path, dtype):
+    from skimage import data
+
+    from backend.cli.imagefile import write_image
+
+    rgb = data.astronaut()[100:260, 150:400].astype(dtype) * (257 if dtype == np.uint16 else 1)
+    rgba = np.dstack([rgb, np.full(rgb.shape[:2], np.iinfo(dtype).max // 2, dtype)])
+    picture = read_image(save(tmp_path / "in.png", rgba))
+    sizes = {}
+    for small in (False, True):
+        path = tmp_path / f"out-{small}.png"
+        write_image(path, picture, small=small)
+        np.testing.assert_array_equal(read_image(path).pixels, picture.pixels)  # lossless
+        sizes[small] = path.stat().st_size
+    assert sizes[True] < sizes[False]

@@ -90,6 +90,13 @@ OUTPUT_TYPES = {".png": FileType("PNG", True, True, "16"), ".tif": _TIFF, ".tiff
 # JPEG and lossy WebP: Pillow's defaults (75, 80) change flat saturated colours by up to 11
 # levels; at 95 an identity edit stays within 3.
 LOSSY_QUALITY = 95
+# PNG through libpng (imagecodecs), 8- and 16-bit alike. By default fast: zlib level 1 with
+# run-length matching (Z_RLE) and the Paeth filter writes a 24-megapixel photo in about a
+# seventh of the time of Pillow's default (level 6, adaptive filters), and on photos hardly
+# larger. small=True: level 9, Z_FILTERED, Paeth: the smallest of the settings tried on
+# photos (1 to 6 % smaller than the default, at about 50 times the time).
+PNG_FAST = {"level": 1, "strategy": 3, "filter": imagecodecs.PNG.FILTER.PAETH}
+PNG_SMALL = {"level": 9, "strategy": 1, "filter": imagecodecs.PNG.FILTER.PAETH}
 
 
 def _note(text: str) -> None:
@@ -290,7 +297,10 @@ def _read_with_pillow(path: Path, head: bytes, max_pixels: int) -> tuple[_Stored
             frames = getattr(image, "n_frames", "several")
             raise ImageFileError(f"an animation ({frames} frames): recolour a still image")
         orientation = _exif_orientation(image, notes)
-        if image.format == "PNG" and _png_bit_depth(head) == 16:
+        # libpng decodes 16-bit PNGs (Pillow only gives 8 bits) and plain 8-bit RGB(A) ones
+        # in half Pillow's time; Pillow still reads the metadata, and the other colour types.
+        plain = image.mode in ("RGB", "RGBA") and "transparency" not in image.info
+        if image.format == "PNG" and (_png_bit_depth(head) == 16 or plain):
             array = imagecodecs.png_decode(path.read_bytes())
             array = array if array.ndim == 3 else array[..., None]
             model, alpha = ("grey" if array.shape[2] < 3 else "rgb"), array.shape[2] in (2, 4)
@@ -447,9 +457,12 @@ def output_type(path: Path, picture: Picture | None = None) -> FileType:
     return kind
 
 
-def write_image(path: Path, picture: Picture, pixels: np.ndarray | None = None) -> None:
+def write_image(
+    path: Path, picture: Picture, pixels: np.ndarray | None = None, small: bool = False
+) -> None:
     """Write `pixels` (a result shaped and typed like picture.pixels; default the picture's
-    own) as `path`'s type, in the picture's profile."""
+    own) as `path`'s type, in the picture's profile. small: the smallest PNG (slow), else a
+    fast one (PNG_FAST)."""
     path = Path(path)
     kind = output_type(path)
     pixels = picture.pixels if pixels is None else pixels
@@ -470,17 +483,18 @@ def write_image(path: Path, picture: Picture, pixels: np.ndarray | None = None) 
         pixels = to_8_bit(pixels)
     if not kind.alpha and pixels.shape[2] == 4:
         pixels = pixels[..., :3]  # all opaque (output_type refused anything else)
+    png = PNG_SMALL if small else PNG_FAST
     _write_atomically(path, lambda file: _encode(file, kind, np.ascontiguousarray(pixels),
-                                                 profile))  # fmt: skip
+                                                 profile, png))  # fmt: skip
 
 
-def _encode(file, kind: FileType, pixels: np.ndarray, profile: bytes | None) -> None:
+def _encode(file, kind: FileType, pixels: np.ndarray, profile: bytes | None, png: dict) -> None:
     if kind.name == "TIFF":
         extra = {"extrasamples": ["unassalpha"]} if pixels.shape[2] == 4 else {}
         tifffile.imwrite(file, pixels, photometric="rgb", compression="zlib",
                          iccprofile=profile, **extra)  # fmt: skip
-    elif pixels.dtype == np.uint16:  # PNG; Pillow cannot write 16-bit colour
-        file.write(_with_iccp(bytes(imagecodecs.png_encode(pixels)), profile))
+    elif kind.name == "PNG":  # libpng for 8 and 16 bits (Pillow cannot write 16-bit colour)
+        file.write(_with_iccp(bytes(imagecodecs.png_encode(pixels, **png)), profile))
     else:
         options = {} if profile is None else {"icc_profile": profile}
         if kind.name in ("JPEG", "WEBP"):
