@@ -11,6 +11,7 @@ import sys
 import threading
 import time
 import traceback
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -53,8 +54,30 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def _milliseconds(start: float) -> float:
-    return round((time.perf_counter() - start) * 1000, 1)
+class Timing:
+    """Milliseconds per stage of a request: wall clock (the reply's timing_ms) and process
+    CPU time (cpu_ms). CPU time counts every thread of the process, so cpu / wall shows how
+    many cores a stage kept busy (read it with one request at a time)."""
+
+    def __init__(self):
+        self.wall, self.cpu = {}, {}
+
+    @contextmanager
+    def stage(self, name: str):
+        wall, cpu = time.perf_counter(), time.process_time()
+        try:
+            yield
+        finally:
+            self.wall[name] = round((time.perf_counter() - wall) * 1000, 1)
+            self.cpu[name] = round((time.process_time() - cpu) * 1000, 1)
+
+    def reported(self) -> dict:
+        """The reply's fields: timing_ms (with the total) and cpu_ms."""
+        wall = {**self.wall, "total": round(sum(self.wall.values()), 1)}
+        return {
+            "timing_ms": wall,
+            "cpu_ms": {**self.cpu, "total": round(sum(self.cpu.values()), 1)},
+        }
 
 
 class Engine:
@@ -152,12 +175,17 @@ class Engine:
         traceback.print_exc(file=sys.stderr)
         return error_reply(request.id, "internal", f"{type(error).__name__}: {error}")
 
-    def _layer(self, request: Request) -> tuple[Layer, dict]:
+    def _layer(self, request: Request) -> tuple[Layer, Timing]:
         """The request's pixels as a Layer (a view, no copy), checked for NaN and infinity,
         as a preview if asked; ProtocolError if the request cannot be done with them. The
         checks that read pixels are made here, in the workers, not in parse_request, which
         runs on the daemon's main thread."""
-        start = time.perf_counter()
+        timing = Timing()
+        with timing.stage("decode"):
+            layer = self._checked_layer(request)
+        return layer, timing
+
+    def _checked_layer(self, request: Request) -> Layer:
         pixel_format = FORMATS[request.pixel_format]
         layer = Layer.from_buffer(
             request.pixels, request.width, request.height, pixel_format, request.mask
@@ -180,17 +208,16 @@ class Engine:
             size = preview_size(layer.height, layer.width, request.max_side)
             if size != (layer.height, layer.width):
                 layer = shrink_layer(layer, size)
-        return layer, {"decode": _milliseconds(start)}
+        return layer
 
-    def _recolored(self, request: Request, layer: Layer, out: np.ndarray, timing: dict) -> Reply:
-        timing["total"] = round(sum(timing.values()), 1)
+    def _recolored(self, request: Request, layer: Layer, out: np.ndarray, timing: Timing) -> Reply:
         reply = ok_reply(
             request.id,
             width=layer.width,
             height=layer.height,
             pixel_format=layer.format.name,
             method=request.method,
-            timing_ms=timing,
+            **timing.reported(),
         )
         reply.frames = [memoryview(np.ascontiguousarray(out)).cast("B")]
         return reply
@@ -202,14 +229,13 @@ class Engine:
 
     def _palette(self, request: Request) -> Reply:
         layer, timing = self._layer(request)
-        start = time.perf_counter()
-        if not self.palettes.anything_counts(layer):
-            raise ProtocolError("bad_request", "no visible pixel to take a palette from")
-        lab, shares = self.palettes.extract(layer, request.k)
-        timing["palette"] = _milliseconds(start)
+        with timing.stage("palette"):
+            if not self.palettes.anything_counts(layer):
+                raise ProtocolError("bad_request", "no visible pixel to take a palette from")
+            lab, shares = self.palettes.extract(layer, request.k)
         colours = [to_hex(rgb) for rgb in lab_to_rgb_np(lab)]
         weights = [round(float(s), 4) for s in shares]
-        return ok_reply(request.id, palette=colours, weights=weights, timing_ms=timing)
+        return ok_reply(request.id, palette=colours, weights=weights, **timing.reported())
 
     def _chang2015(self, request: Request) -> Reply:
         layer, timing = self._layer(request)
@@ -217,18 +243,16 @@ class Engine:
             return self._recolored(request, layer, layer.pixels.copy(), timing)
         target, source = _lab_palettes(request)
         if source is None:
-            start = time.perf_counter()
-            target, source = self.palettes.pair(target, layer)
-            timing["palette"] = _milliseconds(start)
-        start = time.perf_counter()
-        lattice = build_lattice(source, target)
-        timing["lattice"] = _milliseconds(start)
-        start = time.perf_counter()
-        out = np.empty(layer.pixels.shape, layer.pixels.dtype)
-        # The lattice maps colours alone: a large 8-bit layer maps each distinct colour once.
-        if not layer.map_colours(out, lambda rgb: apply_lattice(rgb, lattice)):
-            layer.recolor_into(out, lambda rgb1, top: apply_lattice(rgb1[..., :3], lattice))
-        timing["apply"] = _milliseconds(start)
+            with timing.stage("palette"):
+                target, source = self.palettes.pair(target, layer)
+        with timing.stage("lattice"):
+            lattice = build_lattice(source, target)
+        with timing.stage("apply"):
+            out = np.empty(layer.pixels.shape, layer.pixels.dtype)
+            # The lattice maps colours alone: a large 8-bit layer maps each distinct colour
+            # once; other layers are mapped pixel by pixel.
+            if not layer.map_colours(out, lambda rgb: apply_lattice(rgb, lattice)):
+                layer.recolor_into(out, lambda rgb1, top: apply_lattice(rgb1[..., :3], lattice))
         return self._recolored(request, layer, out, timing)
 
     def _start_palettenet(self, index: int, request: Request) -> "_Started":
@@ -239,14 +263,12 @@ class Engine:
             )
             raise ProtocolError("model_unavailable", message)
         layer, timing = self._layer(request)
-        start = time.perf_counter()
-        working = prepare(layer)
-        timing["prepare"] = _milliseconds(start)
+        with timing.stage("prepare"):
+            working = prepare(layer)
         target, source = _lab_palettes(request)
         if source is None and working is not None and self.model.needs_source:
-            start = time.perf_counter()
-            target, source = self.palettes.pair(target, layer)
-            timing["palette"] = _milliseconds(start)
+            with timing.stage("palette"):
+                target, source = self.palettes.pair(target, layer)
         return _Started(index, request, layer, working, timing, target, source)
 
     def _finish_palettenet(self, batch: list["_Started"]):
@@ -257,18 +279,21 @@ class Engine:
             if item.working is not None:
                 by_size.setdefault(item.working.size, []).append(item)
         for items in by_size.values():
-            start = time.perf_counter()
+            network = Timing()  # one call for the batch: each request reports its time
             try:
-                images = [item.working.rgb for item in items]
-                palettes = [item.target for item in items]
-                sources = [item.source for item in items]
-                outputs = predict(self.model, images, palettes, self.half, sources)
+                with network.stage("network"):
+                    images = [item.working.rgb for item in items]
+                    palettes = [item.target for item in items]
+                    sources = [item.source for item in items]
+                    outputs = predict(self.model, images, palettes, self.half, sources)
             except Exception as error:
                 for item in items:
                     item.error = error
                 continue
             for item, output in zip(items, outputs):
-                item.output, item.timing["network"] = output, _milliseconds(start)
+                item.output = output
+                item.timing.wall.update(network.wall)
+                item.timing.cpu.update(network.cpu)
         for item in batch:
             try:
                 if item.error is not None:
@@ -276,10 +301,9 @@ class Engine:
                 if item.working is None:  # nothing visible: the layer as it came
                     out = item.layer.pixels.copy()
                 else:
-                    start = time.perf_counter()
-                    out = np.empty(item.layer.pixels.shape, item.layer.pixels.dtype)
-                    finish(item.layer, item.working, item.output, out)
-                    item.timing["finish"] = _milliseconds(start)
+                    with item.timing.stage("finish"):
+                        out = np.empty(item.layer.pixels.shape, item.layer.pixels.dtype)
+                        finish(item.layer, item.working, item.output, out)
                 yield item.index, self._recolored(item.request, item.layer, out, item.timing)
             except Exception as error:
                 yield item.index, self._failure(item.request, error)
@@ -361,7 +385,7 @@ class _Started:
     request: Request
     layer: Layer
     working: Working | None
-    timing: dict
+    timing: Timing
     target: np.ndarray  # the palette, LAB
     source: np.ndarray | None  # the colours it replaces, entry by entry (None: not used)
     output: np.ndarray | None = None
