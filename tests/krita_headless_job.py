@@ -102,7 +102,8 @@ def run_case(krita, name, document, layer, config, out: Path, designer_index=1):
 
     app = HeadlessKrita(krita.Krita.instance(), HeadlessDocument(document, layer))
     editor = KritaEditor(types.SimpleNamespace(Krita=types.SimpleNamespace(instance=lambda: app),
-                                               Palette=krita.Palette))  # fmt: skip
+                                               Palette=krita.Palette,
+                                               ManagedColor=krita.ManagedColor))  # fmt: skip
     view, runner = Recorder(), QtRunner()
     settings = Settings(address=config["address"], auto_start=False, timeout_s=120)
     controller = Controller(editor, view, runner, settings)

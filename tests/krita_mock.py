@@ -295,12 +295,42 @@ class QColor:
         return self._name
 
 
+# The profiles the mock can convert between (Krita's names): sRGB and linear-light sRGB.
+TONES = {"sRGB-elle-V2-srgbtrc.icc": "srgb", "sRGB-elle-V2-g10.icc": "linear"}
+
+
 class ManagedColor:
-    def __init__(self, hex_color):
-        self.hex = hex_color
+    """ManagedColor(model, depth, profile) with float components that setColorSpace converts
+    (sRGB <-> linear sRGB only; any other profile: False, as libkis for one it lacks); or,
+    as the view's foreground colour, a hex colour for colorForCanvas."""
+
+    def __init__(self, *args):
+        if len(args) == 1:
+            self.hex = args[0]
+            return
+        self.model, self.depth, self.profile = args
+        self.values = [0.0, 0.0, 0.0, 1.0]
 
     def colorForCanvas(self, canvas):  # noqa: N802
         return QColor(self.hex)
+
+    def setComponents(self, values):  # noqa: N802
+        self.values = [float(v) for v in values]
+
+    def components(self):
+        return list(self.values)
+
+    def setColorSpace(self, model, depth, profile):  # noqa: N802
+        source, target = TONES.get(self.profile), TONES.get(profile)
+        if source is None or target is None:
+            return False
+        if source != target:
+            from plugin.recolor_with_palette.pixels import srgb_decode, srgb_encode
+
+            curve = srgb_encode if target == "srgb" else srgb_decode
+            self.values = [curve(v) for v in self.values[:3]] + self.values[3:]
+        self.profile = profile
+        return True
 
 
 class View:
@@ -377,4 +407,8 @@ class KritaApp:
 
 def krita_module(app: KritaApp):
     """A module-like object with what krita_api takes from `krita`."""
-    return types.SimpleNamespace(Krita=types.SimpleNamespace(instance=lambda: app), Palette=Palette)
+    return types.SimpleNamespace(
+        Krita=types.SimpleNamespace(instance=lambda: app),
+        Palette=Palette,
+        ManagedColor=ManagedColor,
+    )

@@ -72,6 +72,19 @@ class StepRunner:
         self.jobs.append((work, done, report, token))
         return token
 
+    def steps(self, generator, done):
+        """Krita work in pieces on the GUI thread: here one job that runs every piece."""
+
+        def work(job):
+            try:
+                while True:
+                    job.cancel.check()
+                    next(generator)
+            except StopIteration as stop:
+                return stop.value
+
+        return self.start(work, done, None)
+
     def timer(self, delay_ms, callback):
         timer = Timer(callback)
         self.timers.append(timer)

@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from .autostart import Launcher
-from .client import METHODS, CancelToken, Client
+from .client import METHODS, Cancelled, CancelToken, Client
 from .errors import EditorError, RecolorError
 from .palettes import (
     MAX_COLORS,
@@ -26,7 +26,7 @@ from .palettes import (
     layer_name,
     normalize_hex,
 )
-from .pixels import Pixels, layer_to_wire, wire_to_layer
+from .pixels import LITTLE_ENDIAN, Pixels, layer_to_wire, wire_format, wire_to_layer
 from .settings import Settings
 
 THUMBNAIL_SIDE = 256  # what the palette is extracted from and the preview is made of
@@ -48,21 +48,31 @@ class LayerInfo:
     name: str
     color_model: str
     depth: str
-    linear: bool  # the layer's profile has a linear tone curve (see pixels.py)
+    linear: bool  # the layer's profile is linear-light sRGB (its bytes go as _LINEAR formats)
     handle: object = field(default=None, repr=False, compare=False)  # editor's own objects
+    profile: str = ""  # the editor's name of the layer's colour profile
 
 
 @dataclass
 class LayerPixels:
-    """A rectangle of a layer in the editor's own layout, plus the selection over it."""
+    """A rectangle of a layer in the editor's layout for `depth`, plus the selection over
+    it. `depth` and `linear` say what `raw` holds: the layer's own, or (a layer in another
+    RGB space than sRGB) the editor's conversion of it to linear-light sRGB, converted back
+    when the result is written."""
 
     layer: LayerInfo
     x: int
     y: int
     width: int
     height: int
-    raw: bytes
+    raw: bytes  # or any buffer of those bytes (Krita: anonymous memory, see krita_api)
     mask: bytes | None = None  # one byte per pixel: 0 keep, 255 recolour
+    depth: str = ""  # "" : the layer's own depth and tone curve
+    linear: bool = False
+
+    def __post_init__(self):
+        if not self.depth:
+            self.depth, self.linear = self.layer.depth, self.layer.linear
 
 
 @dataclass
@@ -319,15 +329,18 @@ class Controller:
 
     # --- apply ------------------------------------------------------------------------------
     def apply(self) -> None:
-        """Recolour the whole layer (within the selection) into a new layer above it."""
+        """Recolour the whole layer (within the selection) into a new layer above it. Three
+        steps: read the layer (on the GUI thread, in pieces), recolour it (a job), write
+        the new layer (on the GUI thread, in pieces, one undo step)."""
         if self._apply_job is not None:
             return
         try:
-            layer = self.editor.read_layer()
+            reader = self.editor.read_layer()  # checks now, reads in the steps
         except EditorError as error:
             self.view.show_status(str(error), "error")
             return
         if not self.target or self._palette_job is not None:
+            reader.close()
             self.view.show_status(
                 "The layer's palette is still being read: Apply again in a moment."
                 if self._palette_job is not None
@@ -336,37 +349,58 @@ class Controller:
             )
             return
         request, name = self._recolor_arguments(), layer_name(self.target_name, self.target)
+        layer_name_shown = self.layer.name if self.layer is not None else "the layer"
 
-        def work(job):
-            job.report("Preparing the layer…")
-            pixel_format, wire = layer_to_wire(layer.raw, layer.layer.depth, layer.layer.linear)
+        def work(layer, job):
+            # On little-endian machines the layer's bytes are the wire's: sent and written
+            # back without a copy (each copy of hundreds of MB holds the GIL, and with it
+            # every Python callback on Krita's GUI thread).
+            if LITTLE_ENDIAN:
+                pixel_format, wire = wire_format(layer.depth, layer.linear), layer.raw
+            else:
+                pixel_format, wire = layer_to_wire(layer.raw, layer.depth, layer.linear)
             pixels = Pixels(layer.width, layer.height, pixel_format, wire)
             client = self._ready_client(job)
             job.report(f"Recolouring “{layer.layer.name}” ({layer.width} × {layer.height})…")
             result = client.recolor(pixels, mask=layer.mask, cancel=job.cancel, **request)
             job.cancel.check()
-            return wire_to_layer(result.data, layer.layer.depth)
+            raw = result.data if LITTLE_ENDIAN else wire_to_layer(result.data, layer.depth)
+            return layer, raw
 
-        def done(raw, error):
+        def read(layer, error):
+            if error is not None:
+                return finished(None, error)
+            self._apply_job = self.runner.start(lambda job: work(layer, job), recoloured,
+                                                self._report)  # fmt: skip
+
+        def recoloured(result, error):
+            if error is not None:
+                return finished(None, error)
+            layer, raw = result
+            if self._apply_job is not None and self._apply_job.cancelled:
+                return finished(None, Cancelled())
+            try:
+                writer = self.editor.add_layer_above(layer, name, raw)  # checks now
+            except Exception as editor_error:  # EditorError, or a bug: said, never raised
+                return finished(None, editor_error)
+            self.view.show_status(f"Adding layer “{name}”…", "busy")
+            self._apply_job = self.runner.steps(writer, finished)
+
+        def finished(_result, error):
             self._apply_job = None
             self.view.set_applying(False)
             if error is not None:
                 self._show_error(error)
                 return
-            try:
-                self.editor.add_layer_above(layer, name, raw)
-            except Exception as editor_error:  # EditorError, or a bug: said, never raised
-                self._show_error(editor_error)
-                return
             self.view.show_status(f"Added layer “{name}”", "info")
             self._added_layer = name  # Krita makes it the active layer: the docker follows
 
         self.view.set_applying(True)
-        self.view.show_status(f"Recolouring “{layer.layer.name}”…", "busy")
-        self._apply_job = self.runner.start(work, done, self._report)
+        self.view.show_status(f"Reading “{layer_name_shown}”…", "busy")
+        self._apply_job = self.runner.steps(reader, read)
 
     def cancel(self) -> None:
-        """Stop waiting for the running Apply; nothing is added to the image."""
+        """Stop the running Apply; nothing is added to the image."""
         if self._apply_job is not None:
             self._apply_job.cancel()
 

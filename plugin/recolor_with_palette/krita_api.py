@@ -20,11 +20,12 @@ and Apply's single undo step):
 from __future__ import annotations
 
 import math
+import mmap
 
 from .controller import LayerInfo, LayerPixels, PreviewSource
 from .errors import EditorError
 from .palettes import normalize_hex
-from .pixels import BYTES_PER_PIXEL, DEPTHS, Pixels, is_linear_profile
+from .pixels import BYTES_PER_PIXEL, DEPTHS, Pixels
 
 LAYER_TYPES = ("paintlayer", "grouplayer", "filelayer", "vectorlayer", "filllayer", "clonelayer")
 SETTINGS_GROUP = "RecolorWithPalette"
@@ -32,6 +33,22 @@ SETTINGS_GROUP = "RecolorWithPalette"
 # greyscale layer recolourable: the image and with it the result layer become RGB.
 CONVERT_IMAGE = "Image > Convert Image Color Space... (Model: RGB/Alpha)"
 QIMAGE_FORMAT_ARGB32 = 5  # QImage.Format.Format_ARGB32, in Qt 5 and Qt 6
+# Profiles shipped with Krita. A layer in any RGB space other than sRGB (a wide gamut:
+# Rec. 2020, ProPhoto...) is converted by Krita (LittleCMS) to linear-light sRGB in half or
+# full floats, which keep colours outside sRGB, and its result converted back: the swatches
+# (Krita's thumbnails and colours for display are sRGB) and the pixels are then in one space.
+SRGB = "sRGB-elle-V2-srgbtrc.icc"
+LINEAR_SRGB = "sRGB-elle-V2-g10.icc"
+# Colours converted to tell whether a profile is sRGB, linear-light sRGB or another space;
+# RGBA as Krita's float components. Equal within PROBE_TOLERANCE counts as the same.
+PROBE_COLORS = ((1, 0, 0, 1), (0, 1, 0, 1), (0, 0, 1, 1), (0.8, 0.3, 0.1, 1), (0.5, 0.5, 0.5, 1),
+                (0.1, 0.6, 0.9, 1))  # fmt: skip
+PROBE_TOLERANCE = 0.003  # under 1/255: different builds of one space agree that well
+# Big layers are read and written in bands, one libkis call each, the event loop running in
+# between: a call of this many bytes takes some tens of milliseconds.
+BAND_BYTES = 8 * 2**20
+# A band converted to or from linear sRGB (Krita's float conversion: 1-3 MP/s).
+CONVERT_BAND_PIXELS = 400_000
 # The canvas thumbnail a preview is cut from is at most this long (a few MB): a small
 # selection on a huge canvas gets a coarser preview rather than a slow one.
 PREVIEW_CANVAS_SIDE = 2048
@@ -42,6 +59,7 @@ class KritaEditor:
         """krita_module: the `krita` module Krita provides to plug-ins (tests: a mock)."""
         self.module = krita_module
         self.krita = krita_module.Krita.instance()
+        self._tones: dict[str, str] = {}  # profile name -> _tone()
 
     # --- the active layer -------------------------------------------------------------------
     def _document(self):
@@ -81,9 +99,33 @@ class KritaEditor:
             name=node.name(),
             color_model=node.colorModel(),
             depth=node.colorDepth(),
-            linear=is_linear_profile(profile),
+            linear=self._tone(profile) == "linear",
             handle=(document, node),
+            profile=profile,
         )
+
+    def _tone(self, profile: str) -> str:
+        """ "srgb", "linear" (linear-light sRGB) or "other": what Krita's own conversion of a
+        few colours from `profile` to sRGB and to linear sRGB leaves unchanged. Whatever the
+        profile's name says, and for any profile Krita knows."""
+        if profile not in self._tones:
+            self._tones[profile] = "other"
+            for target, tone in ((SRGB, "srgb"), (LINEAR_SRGB, "linear")):
+                if all(self._unchanged(profile, target, color) for color in PROBE_COLORS):
+                    self._tones[profile] = tone
+                    break
+        return self._tones[profile]
+
+    def _unchanged(self, profile: str, target: str, color) -> bool:
+        try:
+            managed = self.module.ManagedColor("RGBA", "F32", profile)
+            managed.setComponents(list(color))
+            if not managed.setColorSpace("RGBA", "F32", target):
+                return False
+            converted = managed.components()
+        except Exception:  # a profile ManagedColor cannot take: converted like any other
+            return False
+        return all(abs(a - b) <= PROBE_TOLERANCE for a, b in zip(converted, color))
 
     def active_layer(self) -> LayerInfo:
         document = self._document()
@@ -171,22 +213,67 @@ class KritaEditor:
             mask = b"".join(rows)
         return PreviewSource(pixels, mask, (x, y, width, height), key)
 
-    def read_layer(self) -> LayerPixels:
-        """The active layer's pixels (as the artist sees them) within the canvas and the
-        selection, plus the selection's mask over that rectangle."""
+    def read_layer(self):
+        """The active layer's pixels (as the artist sees them, with its masks) within the
+        canvas and the selection, plus the selection's mask over that rectangle. Checks the
+        layer now (EditorError) and returns a generator that reads it in bands, pausing
+        after each (the caller gives the event loop a turn), and returns LayerPixels. A
+        layer in another RGB space than sRGB arrives converted to linear-light sRGB."""
         document = self._document()
         node = self._layer(document)
         info = self._info(document, node)
         self._check_same_color_space(document, node)
-        (x, y, width, height), selection = self._region(document, node)
-        raw = bytes(node.projectionPixelData(x, y, width, height))
-        expected = width * height * BYTES_PER_PIXEL[info.depth]
-        if len(raw) != expected:
-            raise EditorError(
-                f"Krita gave {len(raw)} bytes of “{node.name()}” where {expected} were expected."
-            )
-        mask = bytes(selection.pixelData(x, y, width, height)) if selection is not None else None
-        return LayerPixels(info, x, y, width, height, raw, mask)
+        region, selection = self._region(document, node)
+        return self._read_bands(node, info, region, selection)
+
+    def _read_bands(self, node, info, region, selection):
+        x, y, width, height = region
+        convert = self._tone(info.profile) == "other"
+        depth = working_depth(info.depth) if convert else info.depth
+        size, out_size = BYTES_PER_PIXEL[info.depth], BYTES_PER_PIXEL[depth]
+        # Anonymous memory: zero pages the system hands out as the bands fill them (a
+        # bytearray of hundreds of MB would be zeroed at once, freezing the GUI for that).
+        raw = mmap.mmap(-1, width * height * out_size)
+        mask = bytearray(width * height) if selection is not None else None
+        step = band_rows(width, max(size, out_size), convert)
+        for top in range(0, height, step):
+            rows = min(step, height - top)
+            band = bytes(node.projectionPixelData(x, y + top, width, rows))
+            if len(band) != width * rows * size:
+                raise EditorError(f"Krita gave {len(band)} bytes of “{node.name()}” where "
+                                  f"{width * rows * size} were expected.")  # fmt: skip
+            if convert:
+                yield
+                band = self._convert(band, width, rows, (info.depth, info.profile),
+                                     (depth, LINEAR_SRGB))  # fmt: skip
+            raw[top * width * out_size : (top + rows) * width * out_size] = band
+            if mask is not None:
+                lines = bytes(selection.pixelData(x, y + top, width, rows))
+                mask[top * width : (top + rows) * width] = lines
+            yield
+        mask = bytes(mask) if mask is not None else None
+        return LayerPixels(info, x, y, width, height, raw, mask, depth, info.linear or convert)
+
+    def _convert(self, data: bytes, width: int, height: int, source, target) -> bytes:
+        """Pixels converted by Krita (LittleCMS) from (depth, profile) to (depth, profile),
+        through a scratch document that is never shown and is closed at once: the image's
+        own undo history does not see it."""
+        document = self.krita.createDocument(width, height, "Recolor with Palette conversion",
+                                             "RGBA", source[0], source[1], 72.0)  # fmt: skip
+        try:
+            layer = document.rootNode().childNodes()[0]
+            layer.setPixelData(data, 0, 0, width, height)
+            if not document.setColorSpace("RGBA", target[0], target[1]):
+                raise EditorError(f"Krita could not convert the layer from {source[1]} to "
+                                  f"{target[1]}.")  # fmt: skip
+            document.waitForDone()
+            converted = bytes(layer.pixelData(0, 0, width, height))
+        finally:
+            document.setModified(False)
+            document.close()
+        if len(converted) != width * height * BYTES_PER_PIXEL[target[0]]:
+            raise EditorError(f"Krita's conversion to {target[1]} gave {len(converted)} bytes.")
+        return converted
 
     @staticmethod
     def _check_same_color_space(document, node) -> None:
@@ -202,8 +289,40 @@ class KritaEditor:
             )
 
     # --- the result -------------------------------------------------------------------------
-    def add_layer_above(self, pixels: LayerPixels, name: str, raw: bytes) -> None:
-        """A new paint layer right above the source layer, in one undo step."""
+    def add_layer_above(self, pixels: LayerPixels, name: str, raw: bytes):
+        """A new paint layer right above the source layer, in one undo step. Checks now
+        (EditorError) and returns a generator that fills the new layer in bands, pausing
+        after each, then adds it (`raw` as read_layer's `depth` says; converted back to the
+        layer's own space where read_layer converted it)."""
+        self._check_still_there(pixels)
+        return self._write_bands(pixels, name, raw)
+
+    def _write_bands(self, pixels: LayerPixels, name: str, raw: bytes):
+        document, node = pixels.layer.handle
+        info, width = pixels.layer, pixels.width
+        converted = (pixels.depth, pixels.linear) != (info.depth, info.linear)
+        size = BYTES_PER_PIXEL[pixels.depth]
+        layer = document.createNode(name, "paintlayer")  # not in the image yet: no undo
+        data = memoryview(raw)
+        step = band_rows(width, max(size, BYTES_PER_PIXEL[info.depth]), converted)
+        for top in range(0, pixels.height, step):
+            rows = min(step, pixels.height - top)
+            band = bytes(data[top * width * size : (top + rows) * width * size])
+            if converted:
+                yield
+                band = self._convert(band, width, rows, (pixels.depth, LINEAR_SRGB),
+                                     (info.depth, info.profile))  # fmt: skip
+            layer.setPixelData(band, pixels.x, pixels.y + top, width, rows)
+            yield
+        self._check_still_there(pixels)
+        # The same opacity and blending mode, so hiding the original shows the same picture.
+        layer.setOpacity(node.opacity())
+        layer.setBlendingMode(node.blendingMode())
+        # The one undoable step; Krita updates the canvas and makes the new layer the active
+        # one, as for any layer it adds.
+        node.parentNode().addChildNode(layer, node)
+
+    def _check_still_there(self, pixels: LayerPixels) -> None:
         document, node = pixels.layer.handle
         if not self._is_open(document):
             raise EditorError(
@@ -215,13 +334,6 @@ class KritaEditor:
                 f"“{pixels.layer.name}” was removed while it was being recoloured; nothing "
                 "was added."
             )
-        layer = document.createNode(name, "paintlayer")
-        layer.setPixelData(raw, pixels.x, pixels.y, pixels.width, pixels.height)
-        # The same opacity and blending mode, so hiding the original shows the same picture.
-        layer.setOpacity(node.opacity())
-        layer.setBlendingMode(node.blendingMode())
-        node.parentNode().addChildNode(layer, node)  # the one undoable step; Krita then
-        document.refreshProjection()  # makes the new layer the active one, as for any layer
 
     def _is_open(self, document) -> bool:
         """Whether the document is still open (libkis compares documents with ==; a closed
@@ -285,6 +397,22 @@ def intersect(a, b):
     if right <= left or bottom <= top:
         return None
     return left, top, right - left, bottom - top
+
+
+def working_depth(depth: str) -> str:
+    """The float depth a layer of `depth` is converted to linear sRGB in: half floats hold
+    8- and 16-bit layers' values closely enough (11 significant bits in linear light),
+    float layers stay float."""
+    return "F32" if depth == "F32" else "F16"
+
+
+def band_rows(width: int, pixel_bytes: int, converting: bool) -> int:
+    """Rows per libkis call when reading or writing a `width`-wide layer: BAND_BYTES, or
+    CONVERT_BAND_PIXELS where each band is converted too; at least one row."""
+    rows = BAND_BYTES // (width * pixel_bytes)
+    if converting:
+        rows = min(rows, CONVERT_BAND_PIXELS // width)
+    return max(1, rows)
 
 
 def span(start: int, length: int, full: int, scaled: int) -> tuple[int, int]:

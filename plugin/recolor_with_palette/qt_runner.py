@@ -71,6 +71,32 @@ class QtRunner(QtCore.QObject):
         if done is not None and not self.closed:
             done(thread.result, thread.error)
 
+    def steps(self, generator, done) -> CancelToken:
+        """Run a generator on the GUI thread, one step per turn of the event loop (libkis
+        calls in pieces, so that Krita redraws and answers in between); then
+        done(its return value, error) on the GUI thread. Cancelling closes the generator
+        at its next step and calls done(None, Cancelled())."""
+        token = CancelToken()
+
+        def step():
+            if self.closed:  # the docker is going away: call nothing back
+                generator.close()
+                return
+            try:
+                token.check()
+                next(generator)
+            except StopIteration as stop:
+                done(stop.value, None)
+                return
+            except Exception as error:  # shown by the controller, never a traceback dialog
+                generator.close()
+                done(None, error)
+                return
+            QtCore.QTimer.singleShot(0, step)
+
+        QtCore.QTimer.singleShot(0, step)
+        return token
+
     def timer(self, delay_ms: int, callback) -> QtCore.QTimer:
         """A single-shot timer whose start() restarts the wait (a debounce)."""
         timer = QtCore.QTimer(self)
