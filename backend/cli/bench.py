@@ -228,7 +228,8 @@ def run_bench(args) -> int:
         daemon = DaemonProcess(weights, args.device)
         client = Client(daemon.address, timeout_s=3600)
         print(f"device {engine.device}, {engine.info()['precision']}, weights {weights}{note}")
-        print(f"daemon {daemon.address}; {os.cpu_count()} CPUs; best of {args.repeat}\n")
+        print(f"daemon {daemon.address}; {os.cpu_count()} CPUs; best of {args.repeat}; "
+              f"load average at start {_load()}\n")  # fmt: skip
 
         def in_process(method, pixels):
             def run():
@@ -247,35 +248,122 @@ def run_bench(args) -> int:
 
             return run
 
+        rows, steps, files = [], [], []
         try:
             warm = photo(0.05)
             for method in methods:  # first calls pay for lazy initialisation
                 in_process(method, warm)()
                 via_daemon(method, warm)()
-            print("| MP | method | in process s | via daemon s | daemon overhead | network s "
-                  "| peak MB in process | peak MB daemon |")  # fmt: skip
-            print("|---:|---|---:|---:|---:|---:|---:|---:|")
             for megapixels in sizes:
                 pixels = photo(megapixels)
+                network = None  # palettenet's network call at this size, this run
                 for method in methods:
                     local, reply, local_mb = best_of(args.repeat, in_process(method, pixels))
                     remote, _, remote_mb = best_of(args.repeat, via_daemon(method, pixels))
-                    network = reply["timing_ms"].get("network")
-                    cells = [
-                        f"{pixels.shape[0] * pixels.shape[1] / 1e6:.1f}",
-                        method,
-                        f"{local:.2f}",
-                        f"{remote:.2f}",
-                        f"{remote / local:.2f}",
-                        "" if network is None else f"{network / 1000:.2f}",
-                        _mb(local_mb),
-                        _mb(remote_mb),
-                    ]
-                    print("| " + " | ".join(cells) + " |", flush=True)
+                    if "network" in reply["timing_ms"]:
+                        network = reply["timing_ms"]["network"] / 1000
+                    rows.append((pixels, method, local, remote, network, local_mb, remote_mb))
+                    steps.append((pixels, method, reply))
+                files.append((pixels, network, time_files(pixels, folder)))
+            cli = time_cli_start(daemon.address)
         finally:
             client.close()
             daemon.close()
+    print_tables(rows, steps, files, cli)
+    print(f"\nload average at end {_load()} (other work on this machine slows every number)")
     return 0
+
+
+def _load() -> str:
+    return " / ".join(f"{value:.1f}" for value in os.getloadavg())
+
+
+def _megapixels(pixels) -> str:
+    return f"{pixels.shape[0] * pixels.shape[1] / 1e6:.1f}"
+
+
+def _ratio(value, reference) -> str:
+    return "" if value is None or not reference else f"{value / reference:.2f}"
+
+
+def print_tables(rows, steps, files, cli) -> None:
+    print("| MP | method | in process s | via daemon s | daemon / in process | in process "
+          "/ network | peak MB in process | peak / layer | peak MB daemon |")  # fmt: skip
+    print("|---:|---|---:|---:|---:|---:|---:|---:|---:|")
+    for pixels, method, local, remote, network, local_mb, remote_mb in rows:
+        layer_mb = pixels.nbytes / 2**20
+        cells = [_megapixels(pixels), method, f"{local:.2f}", f"{remote:.2f}",
+                 f"{remote / local:.2f}", _ratio(local, network), _mb(local_mb),
+                 _ratio(local_mb, layer_mb), _mb(remote_mb)]  # fmt: skip
+        print("| " + " | ".join(cells) + " |")
+    print("\nin process / network: the whole recolour in process over palettenet's network call at")
+    print("the working size (same size, this run). Targets (issue 16): palettenet <= 2.0,")
+    print("chang2015 <= 1.0, daemon / in process <= 1.1, peak / layer <= 2.5 (in process: how far")
+    print("resident memory rose above its level before the request, over the layer's bytes).")
+
+    print("\n| MP | method | step | s | CPU / wall |")
+    print("|---:|---|---|---:|---:|")
+    for pixels, method, reply in steps:
+        wall, cpu = reply["timing_ms"], reply.get("cpu_ms", {})
+        for step, milliseconds in wall.items():
+            if step == "total" or milliseconds <= 0:
+                continue
+            cells = [_megapixels(pixels), method, step, f"{milliseconds / 1000:.3f}",
+                     _ratio(cpu.get(step), milliseconds)]  # fmt: skip
+            print("| " + " | ".join(cells) + " |")
+    print("\nCPU / wall: process CPU time over wall time of the step (the best in-process run):")
+    print(f"{os.cpu_count()} means every core busy throughout.")
+
+    print("\n| MP | PNG write s | PNG read s | read + write / network | file MB |")
+    print("|---:|---:|---:|---:|---:|")
+    for pixels, network, (write, read, size) in files:
+        cells = [_megapixels(pixels), f"{write:.2f}", f"{read:.2f}",
+                 _ratio(write + read, network), f"{size / 1e6:.1f}"]  # fmt: skip
+        print("| " + " | ".join(cells) + " |")
+    print("\nThe CLI's own reading and writing (backend.cli.imagefile, default fast PNG) of the")
+    print("benchmark photo as RGBA8 PNG. Target: read + write <= the network call.")
+
+    print("\n| command | start s |")
+    print("|---|---:|")
+    for command, seconds in cli:
+        print(f"| {command} | {seconds:.2f} |")
+    print("\nWall time of the whole command in a new process (best of 3), the info command")
+    print("asking this benchmark's daemon. Target: <= 0.5 s; none of them imports torch.")
+
+
+def time_files(pixels: np.ndarray, folder: str) -> tuple[float, float, int]:
+    """(seconds to write, seconds to read, bytes) of the photo as a PNG through the CLI's
+    image file code."""
+    import imagecodecs
+
+    from backend.cli.imagefile import read_image, write_image
+
+    source, result = Path(folder) / "source.png", Path(folder) / "result.png"
+    source.write_bytes(imagecodecs.png_encode(pixels, level=1))
+    start = time.perf_counter()
+    picture = read_image(source)
+    read = time.perf_counter() - start
+    start = time.perf_counter()
+    write_image(result, picture, picture.pixels)
+    write = time.perf_counter() - start
+    return write, read, result.stat().st_size
+
+
+def time_cli_start(address: str) -> list[tuple[str, float]]:
+    """(command, best wall seconds of 3) for the commands that must start at once."""
+    commands = [["--version"], ["--help"], ["recolor", "--help"],
+                ["info", "--server", address, "--timeout", "60"]]  # fmt: skip
+    timed = []
+    for command in commands:
+        best = None
+        for _ in range(3):
+            start = time.perf_counter()
+            subprocess.run([sys.executable, "-m", "backend.cli.main", *command],
+                           check=True, capture_output=True)  # fmt: skip
+            seconds = time.perf_counter() - start
+            best = seconds if best is None else min(best, seconds)
+        timed.append(("palettenet " + " ".join(command).replace(address, "ADDRESS"), best))
+    return timed
 
 
 def _mb(value) -> str:
