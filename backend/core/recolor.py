@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from backend.core.color import lab_to_net, lab_to_rgb, net_to_lab, rgb_to_lab, to_uint8
+from backend.core.colormap import flat_art_map
 from backend.core.fullres import WORKING_SIDE, AffineField, fit_local_affine, weighted_resize
 from backend.core.fullres import working_size as reduced_size
 from backend.core.model import PaletteNet
@@ -133,11 +134,13 @@ def finish(layer: Layer, working: Working, result: np.ndarray, out: np.ndarray) 
     pixels outside that rectangle copied as they are."""
     cropped = layer.crop(*working.box)
     top, bottom, left, right = working.box
-    if working.direct:
+    # Flat art (fills, line art, pixel art): one global colour mapping, so fills stay flat.
+    transform = flat_art_map(cropped, working.rgb, result, working.weight)
+    if transform is None and working.direct:
 
         def transform(rgb1, row):
             return result[row : row + len(rgb1)]
-    else:
+    elif transform is None:
         transform = AffineField(
             fit_local_affine(working.rgb, result - working.rgb, working.weight),
             cropped.height,

@@ -1,0 +1,197 @@
+"""A recolouring carried to full resolution as one global colour mapping.
+
+The network recolours the layer at a working size; what comes back to the full-resolution
+layer is a function of colour alone: every pixel of one colour gets one new colour, wherever
+it is. On flat art this is what an artist expects (a fill stays one flat colour, pixel art
+keeps its colour count, line art's ink stays one ink), and it cannot spread one colour over
+neighbouring fills the way a local transfer fitted in windows can.
+
+Two parts (in the spirit of the image-adaptive 3D LUTs of Zeng et al. 2020, here fitted to
+one network output instead of predicted):
+
+1. Exact colours. Each colour the working image holds exactly, on at least
+   EXACT_MIN_PIXELS working pixels and EXACT_MIN_SHARE of them (a fill, an ink, a
+   pixel-art colour; not one of a gradient's many colours), gets the median of
+   the network's output over those pixels: a robust average, so the few pixels the network
+   got wrong (another fill's colour bleeding in near an edge) do not count.
+2. Everything in between (anti-aliased edges, gradients, colours the reduction blended away)
+   goes through a smooth 3D lookup table: a LUT_SIZE^3 RGB lattice holding the change of
+   colour, fitted by least squares to the network's (input, output) pairs with a
+   smoothness penalty (squared differences of neighbouring lattice points), so lattice
+   points without data take the change of their neighbours. It is applied by trilinear
+   interpolation (chang2015.apply_lattice).
+
+Only flat art goes this way (is_flat_art): on photos and painted art the network's output
+varies with place as well as colour (2 to 10 dE76 from any global mapping of it on the
+photos tried), and the local transfer of backend.core.fullres keeps that.
+
+The cost per full-resolution pixel is one lattice lookup and one table search; fitting
+takes well under a second at the working size.
+"""
+
+import numpy as np
+import scipy.sparse as sparse
+import scipy.sparse.linalg as sparse_linalg
+
+from backend.core.chang2015 import apply_lattice
+from backend.core.color import to_uint8
+from backend.core.palette import distinct_colours
+
+LUT_SIZE = 17  # points per RGB axis: cells of 16/255 (the network's colour detail is coarser)
+SMOOTHNESS = 1e-3  # weight of the smoothness penalty against one working pixel's error
+EXACT_MIN_PIXELS = 16  # working pixels a colour needs to get its own exact output
+FLAT_COLOUR_SHARE = 0.00025  # a colour on this share of the visible pixels is a fill colour
+FLAT_MIN_PIXELS = 16  # (and on at least this many pixels)
+FLAT_ART_SHARE = 0.5  # a layer whose fill colours cover this share of it is flat art
+EXACT_MIN_SHARE = 0.001  # and the share of the visible working pixels (a fill, not one of
+# the thousands of colours of a gradient, which the smooth table keeps smooth)
+
+
+def colour_codes(rgb8: np.ndarray) -> np.ndarray:
+    """uint8 RGB (..., 3) -> int64 0xRRGGBB codes (...)."""
+    rgb8 = rgb8.astype(np.int64)
+    return (rgb8[..., 0] << 16) | (rgb8[..., 1] << 8) | rgb8[..., 2]
+
+
+def _corner_weights(rgb: np.ndarray, size: int):
+    """Trilinear interpolation of a size^3 lattice at rgb (N, 3) in 0..1 as a sparse
+    (N, size^3) matrix, lattice indexed [r, g, b] as apply_lattice reads it."""
+    position = np.clip(rgb, 0, 1) * (size - 1)
+    cell = np.minimum(position.astype(np.int64), size - 2)
+    fraction = position - cell
+    rows, columns, values = [], [], []
+    for corner in range(8):
+        bits = np.array([(corner >> 2) & 1, (corner >> 1) & 1, corner & 1])
+        index = cell + bits
+        weight = np.prod(np.where(bits, fraction, 1 - fraction), axis=1)
+        rows.append(np.arange(len(rgb)))
+        columns.append((index[:, 0] * size + index[:, 1]) * size + index[:, 2])
+        values.append(weight)
+    shape = (len(rgb), size**3)
+    return sparse.csr_matrix(
+        (np.concatenate(values), (np.concatenate(rows), np.concatenate(columns))), shape
+    )
+
+
+def _neighbour_differences(size: int):
+    """Differences between lattice neighbours along each axis, sparse (3 * edges, size^3)."""
+    index = np.arange(size**3).reshape(size, size, size)
+    pieces = []
+    for axis in range(3):
+        first = np.take(index, np.arange(size - 1), axis=axis).ravel()
+        second = np.take(index, np.arange(1, size), axis=axis).ravel()
+        count = len(first)
+        pieces.append(
+            sparse.csr_matrix(
+                (
+                    np.concatenate([np.ones(count), -np.ones(count)]),
+                    (np.concatenate([np.arange(count)] * 2), np.concatenate([first, second])),
+                ),
+                shape=(count, size**3),
+            )
+        )
+    return sparse.vstack(pieces).tocsr()
+
+
+def fit_lut(source_rgb, output_rgb, weight, size=LUT_SIZE, smoothness=SMOOTHNESS) -> np.ndarray:
+    """A smooth colour lookup table: source_rgb and output_rgb (N, 3) float in 0..1 (pairs
+    of colours), weight (N,) how much each pair counts (pixels). Returns float32 (size,
+    size, size, 3): the output colour at each lattice point [r, g, b].
+
+    The change output - source is fitted (least squares through trilinear interpolation,
+    plus `smoothness` times the squared differences between neighbouring lattice points),
+    so where there are no colours the change of the nearest ones continues and an empty
+    lattice keeps colours as they are."""
+    source_rgb = np.asarray(source_rgb, dtype=np.float64)
+    change = np.asarray(output_rgb, dtype=np.float64) - source_rgb
+    weight = np.asarray(weight, dtype=np.float64)
+    interpolate = _corner_weights(source_rgb, size)
+    weighted = sparse.diags(weight) @ interpolate
+    difference = _neighbour_differences(size)
+    # Scaled by the total weight, so the penalty means the same for any number of pixels.
+    system = interpolate.T @ weighted + smoothness * weight.sum() * (difference.T @ difference)
+    system = (system + 1e-9 * sparse.identity(size**3)).tocsc()
+    solve = sparse_linalg.factorized(system)
+    right = weighted.T @ change
+    lattice_change = np.column_stack([solve(right[:, c]) for c in range(3)])
+    levels = np.linspace(0.0, 1.0, size)
+    grid = np.stack(np.meshgrid(levels, levels, levels, indexing="ij"), axis=-1).reshape(-1, 3)
+    return (grid + lattice_change).reshape(size, size, size, 3).astype(np.float32)
+
+
+def colour_medians(source_rgb8, output_rgb, weight):
+    """The network's output per working colour: source_rgb8 (N, 3) uint8, output_rgb (N, 3)
+    float, weight (N,) (pixels with weight <= 0.5 are left out: mostly transparent working
+    pixels mix the layer's colour with what is behind). Returns (sorted colour codes (M,),
+    pixels of each (M,), float32 median output colour of each (M, 3), channel by channel:
+    a robust average, so the few pixels where the network let a neighbouring fill's colour
+    bleed in do not move the colour)."""
+    keep = np.asarray(weight) > 0.5
+    codes = colour_codes(source_rgb8[keep])
+    output = np.asarray(output_rgb, dtype=np.float32)[keep]
+    unique, count = np.unique(codes, return_counts=True)
+    medians = np.empty((len(unique), 3), np.float32)
+    for channel in range(3):
+        order = np.lexsort((output[:, channel], codes))  # by colour, then by value
+        sorted_values = output[order, channel]
+        first = np.searchsorted(codes[order], unique)
+        medians[:, channel] = sorted_values[first + (count - 1) // 2]
+    return unique, count, medians
+
+
+class ColourMap:
+    """The network's result on a working image as a global colour mapping.
+
+    ColourMap(source, result, weight): source and result float RGB (h, w, 3) in 0..1 (the
+    working image and the network's output for it), weight (h, w) the visible share of
+    each working pixel. Calling it on full-resolution rows (rows, W, C >= 3, the first
+    three channels sRGB-encoded RGB in 0..1) gives the new RGB rows (rows, W, 3) float32.
+    Pixels of one colour always get one colour, so no colour count can grow."""
+
+    def __init__(self, source: np.ndarray, result: np.ndarray, weight: np.ndarray):
+        source = np.asarray(source, dtype=np.float32).reshape(-1, 3)
+        result = np.clip(np.asarray(result, dtype=np.float32).reshape(-1, 3), 0, 1)
+        weight = np.asarray(weight, dtype=np.float64).reshape(-1)
+        codes, count, medians = colour_medians(to_uint8(source), result, weight)
+        colours = np.stack([(codes >> 16) & 255, (codes >> 8) & 255, codes & 255], axis=1) / 255
+        self.lut = fit_lut(colours, medians, count)
+        fill = (count >= EXACT_MIN_PIXELS) & (count >= EXACT_MIN_SHARE * count.sum())
+        self.codes, self.exact = codes[fill], medians[fill]
+
+    def __call__(self, rows: np.ndarray, top: int = 0) -> np.ndarray:
+        rgb = np.ascontiguousarray(rows[..., :3])
+        out = apply_lattice(rgb, self.lut)
+        if len(self.codes):
+            codes = colour_codes(to_uint8(rgb))
+            slot = np.minimum(np.searchsorted(self.codes, codes), len(self.codes) - 1)
+            hit = self.codes[slot] == codes
+            out[hit] = self.exact[slot[hit]]
+        return out
+
+
+def is_flat_art(rgb8: np.ndarray, weight=None) -> bool:
+    """Whether a layer (uint8 RGB (H, W, 3), pixels counted by `weight` as in
+    palette.distinct_colours) is flat art: most of what is seen is exact colours each
+    repeated over many pixels (fills, inks, pixel-art colours), at least FLAT_ART_SHARE of
+    the counted pixels in colours that each cover FLAT_COLOUR_SHARE of them.
+
+    On the artwork collection (docs/MODEL.md) this holds for all pixel art, nearly all flat
+    art, line art and icons, most sprite sheets, half the painted art; and for a fifth of
+    the photos, mostly those with large flat areas (night sky, studio backgrounds), where a
+    global mapping is what Chang 2015 does for every photo anyway."""
+    colours, counts = distinct_colours(rgb8, weight)
+    total = counts.sum()
+    if total <= 0:
+        return False
+    fill = counts >= max(FLAT_MIN_PIXELS, FLAT_COLOUR_SHARE * total)
+    return bool(counts[fill].sum() >= FLAT_ART_SHARE * total)
+
+
+def flat_art_map(layer, source, result, weight) -> ColourMap | None:
+    """The ColourMap of a network result when `layer` (a backend.core.pixels.Layer, the
+    visible rectangle) is flat art (is_flat_art), else None: photos and painted art keep
+    the network's local detail (backend.core.fullres). source, result, weight: the working
+    image, the network's output for it and its visible share, as ColourMap takes them."""
+    if not is_flat_art(layer.rgb8(), layer.palette_weight()):
+        return None
+    return ColourMap(source, result, weight)

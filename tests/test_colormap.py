@@ -1,0 +1,107 @@
+"""Flat art through PaletteNet at full resolution (backend.core.colormap): fills stay flat,
+pixel art keeps its colours, line art's ink stays one colour; photos keep the local path."""
+
+import numpy as np
+import pytest
+from skimage import data
+
+from backend import DEFAULT_WEIGHTS
+from backend.core.colormap import ColourMap, fit_lut, is_flat_art
+from backend.core.pixels import FORMATS, Layer
+from backend.core.recolor import recolor_layer
+from backend.core.weights import load_weights
+from backend.service.protocol import parse_palette
+
+ISSUE_PALETTE = "#0b1d51,#725ac1,#f7ece1,#e0b1cb,#cac4ce,#8d86c9"
+
+
+@pytest.fixture(scope="module")
+def model():
+    return load_weights(DEFAULT_WEIGHTS)
+
+
+def palette_lab(text):
+    from backend.core.color import rgb_to_lab_np
+
+    return rgb_to_lab_np(parse_palette(text))
+
+
+def pixel_art(colours=90, fat=8, cells=(80, 96), seed=0) -> np.ndarray:
+    """An RGBA sprite of `colours` distinct colours in fat pixels (cells of fat x fat),
+    larger than the working size so the network sees it reduced."""
+    rng = np.random.default_rng(seed)
+    swatches = rng.integers(0, 256, (colours, 3), dtype=np.uint8)
+    index = rng.integers(0, colours, cells)
+    index.flat[:colours] = np.arange(colours)  # every colour present
+    rgb = np.repeat(np.repeat(swatches[index], fat, 0), fat, 1)
+    return np.concatenate([rgb, np.full((*rgb.shape[:2], 1), 255, np.uint8)], axis=-1)
+
+
+def distinct(pixels: np.ndarray) -> int:
+    visible = pixels[..., 3] > 0
+    return len(np.unique(pixels[..., :3][visible].reshape(-1, 3), axis=0))
+
+
+def test_a_90_colour_pixel_art_sprite_keeps_at_most_90_colours_and_flat_fat_pixels(model):
+    sprite = pixel_art()
+    assert sprite.shape[1] > 512  # reduced for the network, carried back by the colour map
+    out = recolor_layer(model, Layer(sprite, FORMATS["RGBA8"]), palette_lab(ISSUE_PALETTE))
+    assert distinct(out) <= 90
+    fat = out[..., :3].reshape(80, 8, 96, 8, 3)
+    assert (fat == fat[:, :1, :, :1]).all()  # every fat pixel is one colour
+    assert np.abs(out[..., :3].astype(int) - sprite[..., :3]).mean() > 5  # recoloured
+
+
+@pytest.mark.parametrize("size", [(64, 64), (700, 900)])
+def test_a_one_colour_fill_stays_one_colour(model, size):
+    fill = np.zeros((*size, 4), np.uint8)
+    fill[...] = (200, 60, 50, 255)
+    out = recolor_layer(model, Layer(fill, FORMATS["RGBA8"]), palette_lab("#264653,#e76f51"))
+    assert distinct(out) == 1
+
+
+def test_black_line_art_on_transparency_stays_one_ink(model):
+    """Anti-aliased black strokes on a transparent layer: the opaque ink is one colour."""
+    pixels = np.zeros((600, 800, 4), np.uint8)
+    pixels[100:104, 50:750, 3] = 255
+    pixels[200:500, 398:402, 3] = 255
+    pixels[99, 50:750, 3] = pixels[104, 50:750, 3] = 96  # anti-aliased edges
+    out = recolor_layer(model, Layer(pixels, FORMATS["RGBA8"]), palette_lab(ISSUE_PALETTE))
+    ink = out[pixels[..., 3] == 255][:, :3]
+    assert len(np.unique(ink, axis=0)) == 1
+    assert np.array_equal(out[..., 3], pixels[..., 3])
+
+
+def test_flat_art_is_told_from_photos():
+    assert is_flat_art(pixel_art()[..., :3])
+    assert not is_flat_art(data.astronaut())
+    assert not is_flat_art(data.coffee())
+
+
+def test_colour_map_is_robust_to_bleeding_and_smooth_in_between():
+    """A fill whose network output has 10 % of another fill's colour bled in still maps to
+    its own colour, and a colour between two fills maps between their outputs."""
+    source = np.zeros((40, 40, 3), np.float32)
+    source[:, :20] = (0.8, 0.2, 0.2)
+    source[:, 20:] = (0.2, 0.2, 0.8)
+    result = np.where(source[..., :1] > 0.5, [0.1, 0.7, 0.1], [0.9, 0.9, 0.1]).astype(np.float32)
+    result[:4, :20] = (0.9, 0.9, 0.1)  # bled in from the neighbour
+    mapping = ColourMap(source, result, np.ones((40, 40)))
+    fills = mapping(np.array([[[0.8, 0.2, 0.2], [0.2, 0.2, 0.8]]], np.float32))
+    assert np.allclose(fills[0], [[0.1, 0.7, 0.1], [0.9, 0.9, 0.1]], atol=1 / 255)
+    middle = mapping(np.array([[[0.5, 0.2, 0.5]]], np.float32))[0, 0]
+    assert np.all(middle >= np.array([0.1, 0.7, 0.1]) - 1e-4)
+    assert np.all(middle <= np.array([0.9, 0.9, 0.1]) + 1e-4)
+
+
+def test_lut_reproduces_a_smooth_mapping():
+    rng = np.random.default_rng(0)
+    source = rng.random((3000, 3))
+    output = np.clip(source * 0.8 + [0.1, 0.05, 0.0], 0, 1)
+    lut = fit_lut(source, output, np.ones(len(source)))
+    from backend.core.chang2015 import apply_lattice
+
+    probe = rng.random((200, 3))
+    mapped = apply_lattice(probe[None].astype(np.float32), lut)[0]
+    # within 8/255 (the smoothness penalty flattens the slope a little)
+    assert np.abs(mapped - np.clip(probe * 0.8 + [0.1, 0.05, 0.0], 0, 1)).max() < 8 / 255
