@@ -168,46 +168,55 @@ def read(path: Path, max_pixels: int):
 
 
 def sample(picture, pixels: int) -> tuple[np.ndarray, np.ndarray]:
-    """An evenly strided sample of a picture's pixels as the daemon counts them for a
-    palette: (uint8 RGB (n, 3), weight (n,) = alpha in 0..1)."""
-    from backend.core.pixels import FORMATS, Layer
+    """An evenly strided sample of about `pixels` of a picture's pixels, counted as the
+    daemon counts a layer's for its palette: (uint8 RGB (n, 3), weight (n,) = alpha in
+    0..1). Pictures from imagefile are sRGB-encoded RGB8, RGBA8, RGBA16 or RGBAF32."""
+    from backend.cli.imagefile import to_8_bit
 
-    layer = Layer(picture.pixels, FORMATS[picture.pixel_format])
-    stride = max(1, -(-layer.height * layer.width // pixels))
-    rgb = layer.rgb8().reshape(-1, 3)[::stride]
-    weight = layer.palette_weight()
-    weight = np.ones(len(rgb), np.float32) if weight is None else weight.reshape(-1)[::stride]
-    return np.ascontiguousarray(rgb), weight
+    flat = picture.pixels.reshape(-1, picture.pixels.shape[2])
+    flat = flat[:: max(1, -(-len(flat) // pixels))]
+    rgb = np.ascontiguousarray(to_8_bit(flat[:, :3]))
+    if flat.shape[1] < 4:
+        return rgb, np.ones(len(rgb), np.float32)
+    opaque = 1.0 if flat.dtype.kind == "f" else np.iinfo(flat.dtype).max
+    return rgb, np.clip(flat[:, 3] / np.float32(opaque), 0, 1).astype(np.float32)
 
 
-def shared_mapping(jobs: list[Job], target: list[str], args, failed: dict, report, kept: Kept):
+def shared_mapping(jobs: list[Job], target: list[str], args, failed: dict, kept: Kept):
     """(target, source) hex lists, entry by entry: `target` paired with the palette of all
     inputs together. Inputs that cannot be read are put in `failed` (and reported); those
     read are offered to `kept`."""
-    from backend.core.color import lab_to_rgb_np, rgb_to_lab_np
-    from backend.core.palette import PaletteError, pair_with_image, to_hex
+    from tqdm import tqdm
+
     from backend.service.protocol import ProtocolError, parse_palette
 
     try:
-        target_lab = rgb_to_lab_np(parse_palette(target))
+        target_rgb = parse_palette(target)
     except ProtocolError as error:
         raise SystemExit(f"error ({error.code}): {error.message}") from None
     per_image = max(1, SAMPLE_PIXELS // max(1, len(jobs)))
     samples = []
-    with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
 
-        def sampled(job: Job):
-            picture = read(job.source, args.max_pixels)
-            kept.offer(job.source, picture)
-            return sample(picture, per_image)
+    def sampled(job: Job):
+        picture = read(job.source, args.max_pixels)
+        kept.offer(job.source, picture)
+        return sample(picture, per_image)
 
+    bar = tqdm(total=len(jobs), desc="palette", unit="image", file=sys.stderr, disable=None)
+    with bar, ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
         futures = [pool.submit(sampled, job) for job in jobs]
+        # loaded while the inputs are read (the colour maths load torch: seconds)
+        from backend.core.color import lab_to_rgb_np, rgb_to_lab_np
+        from backend.core.palette import PaletteError, pair_with_image, to_hex
+
         for job, future in zip(jobs, futures):
             try:
                 samples.append(future.result())
             except FileFailure as error:
                 failed[job.source] = str(error)
-                report(str(error))
+                bar.write(str(error), file=sys.stderr)
+            bar.update()
+    target_lab = rgb_to_lab_np(target_rgb)
     if not samples:
         return target, None
     rgb = np.concatenate([s[0] for s in samples])[None]
@@ -261,8 +270,7 @@ def run_batch(args, paths: list[Path], target: list[str], source: list[str] | No
         mapping_s, kept = 0.0, Kept()
         if source is None and jobs:
             began = time.perf_counter()
-            target, source = shared_mapping(jobs, target, args, failed,
-                                            lambda m: print(m, file=sys.stderr), kept)  # fmt: skip
+            target, source = shared_mapping(jobs, target, args, failed, kept)
             mapping_s = time.perf_counter() - began
             if source is not None:
                 pairs = ", ".join(f"{s} -> {t}" for s, t in zip(source, target))
@@ -272,7 +280,7 @@ def run_batch(args, paths: list[Path], target: list[str], source: list[str] | No
             header["source_palette"] = source
         todo = [job for job in jobs if job.source not in failed]
         pixels, done = 0, 0
-        bar = tqdm(total=len(todo), unit="image", file=sys.stderr, disable=None)
+        bar = tqdm(total=len(todo), desc="recolour", unit="image", file=sys.stderr, disable=None)
         with bar, ThreadPoolExecutor(max_workers=args.jobs) as pool:
             futures = [pool.submit(recolor_one, job, header, sender, args, kept) for job in todo]
             for job, future in zip(todo, futures):
