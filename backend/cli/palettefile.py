@@ -31,7 +31,8 @@ reader here is small, strict and follows its format's published description:
   refused, since their values are book ids, not colours.
 CMYK has no profile in these files, so it is converted naively (R = (1 - C)(1 - K)) and a
 note says so; Lab (D50, as Adobe and ICC store it) is converted exactly, with Bradford
-adaptation to sRGB's D65.
+adaptation to sRGB's D65. (These few conversions live here, not in backend/core/color.py,
+because the plug-in's copy cannot import the backend; they run once per swatch.)
 
 Every error is a PaletteFileError whose message names the file and where it went wrong
 (line, or byte offset for binary files) and what was expected. Hostile files are refused
@@ -57,7 +58,7 @@ from xml.etree import ElementTree
 
 MAX_FILE_BYTES = 4 * 1024 * 1024  # the largest palette file read; real ones are a few KiB
 MAX_XML_BYTES = 4 * 1024 * 1024  # the largest colorset.xml unpacked from a .kpl
-MAX_FILE_COLORS = 4096  # colours taken from one file (Krita's largest bundled set has 400)
+MAX_FILE_COLORS = 4096  # colours taken from one file (Krita's largest bundled set has 768)
 MAX_STRIP_PIXELS = 64 * 1024 * 1024  # a palette strip image's width x height, at most
 
 READ_FORMATS = {
