@@ -1,6 +1,8 @@
 """The CLI with palette files (-p FILE, --source-palette FILE, palette -o FILE) and over many
 images in one go (issue 18 parts 2 and 3, issue 16's throughput goal), as a user runs it."""
 
+import subprocess
+import sys
 import zipfile
 
 import numpy as np
@@ -200,3 +202,26 @@ def test_batch_through_a_daemon_matches_in_process(daemon, tmp_path, weights):
                  "--server", daemon.address]) == 0  # fmt: skip
     for name in ("coffee.png", "astronaut.png"):
         assert np.array_equal(pixels(here / name), pixels(there / name)), name
+
+
+def test_batch_through_a_daemon_with_a_source_palette_needs_no_torch(daemon, tmp_path):
+    """With --server and --source-palette the client only reads, sends and writes: torch
+    (seconds to load) stays out of it."""
+    folder, out = tmp_path / "in", tmp_path / "out"
+    folder.mkdir(), out.mkdir()
+    for name in ("a", "b"):
+        Image.fromarray(flat([RED, BLUE])).save(folder / f"{name}.png")
+    code = (
+        "import sys\n"
+        "from backend.cli.main import main\n"
+        f"status = main(['recolor', {str(folder)!r}, '-p', '#102030,#ffaa00', '--source-palette',"
+        f" '#c81e1e,#1e28c8', '-o', {str(out)!r}, '--server', {daemon.address!r}])\n"
+        "assert status == 0, status\n"
+        "print('torch' in sys.modules)\n"
+    )
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=120)  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip().splitlines()[-1] == "False", run.stdout
+    assert sorted(p.name for p in out.iterdir()) == ["a.png", "b.png"]
+    assert not np.array_equal(pixels(out / "a.png"), flat([RED, BLUE]))
