@@ -105,3 +105,19 @@ def test_lut_reproduces_a_smooth_mapping():
     mapped = apply_lattice(probe[None].astype(np.float32), lut)[0]
     # within 8/255 (the smoothness penalty flattens the slope a little)
     assert np.abs(mapped - np.clip(probe * 0.8 + [0.1, 0.05, 0.0], 0, 1)).max() < 8 / 255
+
+
+def test_palettenet_takes_the_palettes_lightness_on_flat_art(model):
+    """Designer palettes have their own lightness; the network keeps the layer's, so a fill
+    paired with a much lighter swatch stayed dark. Now each fill takes its target's L*."""
+    from backend.core.color import rgb_to_lab_np
+
+    pixels = np.zeros((100, 300, 4), np.uint8)
+    pixels[..., 3] = 255
+    pixels[:, :100, :3] = (30, 30, 90)  # dark blue
+    pixels[:, 100:200, :3] = (120, 60, 40)  # mid brown
+    pixels[:, 200:, :3] = (230, 230, 200)  # light cream
+    target = palette_lab("#5a7bd6,#d9a066,#fff4e0")  # each much lighter than its fill
+    out = recolor_layer(model, Layer(pixels, FORMATS["RGBA8"]), target)
+    lightness = rgb_to_lab_np(out[50, [50, 150, 250], :3] / 255)[:, 0]
+    assert np.abs(lightness - np.sort(target[:, 0])).max() < 1

@@ -32,8 +32,9 @@ takes well under a second at the working size.
 import numpy as np
 import scipy.sparse as sparse
 import scipy.sparse.linalg as sparse_linalg
+import torch
 
-from backend.core.chang2015 import apply_lattice
+from backend.core.chang2015 import apply_lattice, transfer_luminance
 from backend.core.color import to_uint8
 from backend.core.palette import distinct_colours
 
@@ -167,6 +168,16 @@ class ColourMap:
             hit = self.codes[slot] == codes
             out[hit] = self.exact[slot[hit]]
         return out
+
+
+def transfer_lightness(lightness: torch.Tensor, source_lab, target_lab) -> torch.Tensor:
+    """PaletteNet keeps every pixel's lightness, while a palette asks for its own: L* values
+    (any shape, any device) through Chang 2015's monotone lightness curve
+    (chang2015.transfer_luminance: exact at the source swatches, at most 3 x steep from
+    black to the darkest swatch). A palette whose colours keep their lightness (hue edits,
+    the benchmark's B1-B3) leaves L* as it is."""
+    curve = transfer_luminance(lightness.detach().cpu().double().numpy(), source_lab, target_lab)
+    return torch.from_numpy(curve).to(lightness.device, lightness.dtype)
 
 
 def is_flat_art(rgb8: np.ndarray, weight=None) -> bool:

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from backend.core.color import lab_to_net, lab_to_rgb, net_to_lab, rgb_to_lab, to_uint8
-from backend.core.colormap import flat_art_map
+from backend.core.colormap import flat_art_map, transfer_lightness
 from backend.core.fullres import WORKING_SIDE, AffineField, fit_local_affine, weighted_resize
 from backend.core.fullres import working_size as reduced_size
 from backend.core.model import PaletteNet
@@ -109,7 +109,7 @@ def predict(model: PaletteNet, images: list[np.ndarray], palettes: list, half=Fa
     the colours by lightness rank; a target-only model does not use them."""
     device = next(model.parameters()).device
     sources = sources if sources is not None else [None] * len(images)
-    targets, source_inputs = [], []
+    targets, source_inputs, pairs = [], [], []
     for image, palette, source in zip(images, palettes, sources):
         if not model.needs_source:
             source = None
@@ -118,12 +118,16 @@ def predict(model: PaletteNet, images: list[np.ndarray], palettes: list, half=Fa
         target_input, source_input = palette_to_net(palette, source)
         targets.append(target_input)
         source_inputs.append(source_input)
+        pairs.append((source, palette))
     palette = torch.stack(targets).to(device)
     source_palette = torch.stack(source_inputs).to(device) if model.needs_source else None
     rgb = torch.as_tensor(np.stack(images), device=device)
     lab = rgb_to_lab(rgb)  # float32 outside autocast: the source L is passed through as is
     with torch.autocast(device.type, dtype=torch.float16, enabled=half):
         lab = predict_lab(model, lab, palette, source_palette)
+    for index, (source, target) in enumerate(pairs):
+        if source is not None:  # the network keeps L: the palette's lightness, as chang2015
+            lab[index, ..., 0] = transfer_lightness(lab[index, ..., 0], source, target)
     return list(lab_to_rgb(lab).cpu().numpy())
 
 
