@@ -17,6 +17,12 @@ import traceback
 import types
 from pathlib import Path
 
+# (case, depth, profile): the picture as opened (sRGB), and converted to Rec. 2020 (linear,
+# 16-bit) and to Large RGB (ProPhoto-like, gamma 2.2, 8-bit), profiles shipped with Krita.
+WIDE_GAMUT_CASES = (("wide-srgb", "U8", ""), ("wide-rec2020", "U16", "Rec2020-elle-V4-g10.icc"),
+                    ("wide-large", "U8", "LargeRGB-elle-V2-g22.icc"))  # fmt: skip
+WIDE_GAMUT_SWATCH = 2  # the swatch edited (the layer's palette is dark to light)
+
 
 class Recorder:
     """The controller's view: remembers what the docker would show."""
@@ -93,7 +99,9 @@ def pump(condition, timeout_s):
         time.sleep(0.01)
 
 
-def run_case(krita, name, document, layer, config, out: Path, designer_index=1):
+def run_case(krita, name, document, layer, config, out: Path, designer_index=1, edit=None):
+    """Open the layer in the controller, load designer palette `designer_index` (or make
+    `edit`, (swatch index, colour), to the layer's own palette), press Apply, record."""
     from recolor_with_palette.controller import Controller
     from recolor_with_palette.krita_api import KritaEditor
     from recolor_with_palette.palettes import designer_palettes
@@ -115,11 +123,15 @@ def run_case(krita, name, document, layer, config, out: Path, designer_index=1):
     pump(lambda: view.layer_palette or any(k == "error" for k, _ in view.statuses), 120)
     record = {"case": name, "layer_palette": view.layer_palette, "depth": layer.colorDepth(),
               "profile": layer.colorProfile(), "region": region}  # fmt: skip
-    if view.layer_palette:
+    if view.layer_palette and edit is not None:
+        controller.set_target_color(*edit)
+    elif view.layer_palette:
         controller.load_palette(designer_palettes()[designer_index])
         pump(lambda: controller._palette_job is None, 120)  # paired with the layer's colours
+    started = time.monotonic()
     controller.apply()
     pump(lambda: any(("Added layer" in t or k == "error") for k, t in view.statuses[-1:]), 180)
+    record["apply_s"] = round(time.monotonic() - started, 2)
     record["statuses"] = view.statuses
     record["target"] = controller.target
     record["source"] = controller._recolor_arguments()["source_palette"]
@@ -192,6 +204,26 @@ def main(args):
         document.setColorSpace("RGBA", "U8", "sRGB-elle-V2-srgbtrc.icc")  # Image > Convert
         document.waitForDone()
         records.append(run_case(krita, "cmyk-image-converted", document, layer, config, out, 5))
+
+        # 6. One picture in sRGB and converted by Krita to wide-gamut spaces (it looks the
+        # same), the same swatch edit; the results converted by Krita to 8-bit sRGB.
+        for case, depth, profile in WIDE_GAMUT_CASES:
+            document = app.openDocument(config["image"])
+            document.setBatchmode(True)
+            document.waitForDone()
+            if profile:
+                document.setColorSpace("RGBA", depth, profile)
+                document.waitForDone()
+            layer = document.rootNode().childNodes()[0]
+            records.append(run_case(krita, case, document, layer, config, out,
+                                    edit=(WIDE_GAMUT_SWATCH, "#ff8800")))  # fmt: skip
+            records[-1]["document_profile"] = document.colorProfile()
+            document.setColorSpace("RGBA", "U8", "sRGB-elle-V2-srgbtrc.icc")
+            document.waitForDone()
+            original, result = document.rootNode().childNodes()[:2]
+            size = (0, 0, document.width(), document.height())
+            (out / f"{case}-original-srgb.bin").write_bytes(bytes(original.pixelData(*size)))
+            (out / f"{case}-result-srgb.bin").write_bytes(bytes(result.pixelData(*size)))
     except Exception:
         error = traceback.format_exc()
     (out / "result.json").write_text(json.dumps({"records": records, "error": error}, indent=1))

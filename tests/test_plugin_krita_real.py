@@ -24,8 +24,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from krita_headless_job import WIDE_GAMUT_SWATCH
 from PIL import Image
 from servers import daemon_answer
+from skimage.color import deltaE_ciede2000, rgb2lab
 
 from backend.cli.demo import DEMO_PHOTO
 from plugin.recolor_with_palette.krita_api import CONVERT_IMAGE
@@ -168,6 +170,38 @@ def test_headless_krita_recolours_real_layers_into_new_layers(daemon, krita_home
     assert converted["statuses"][-1][1].startswith("Added layer"), converted["statuses"]
     assert converted["result_depth"] == "U8" and converted["depth"] == "U8"
     assert len(converted["children_after"]) == len(converted["children_before"]) + 1
+
+    # 6. Colour management: the same picture in sRGB, Rec. 2020 (16-bit linear) and Large
+    # RGB (8-bit) documents, the same swatch edit: the results look the same in sRGB
+    # (CIEDE2000 after Krita's conversion of each document to sRGB).
+    def srgb_image(case, which):
+        data = (tmp_path / f"{case}-{which}-srgb.bin").read_bytes()
+        bgra = np.frombuffer(data, np.uint8).reshape(photo.shape[0], photo.shape[1], 4)
+        return bgra[8:, :, 2::-1].astype(np.float64) / 255  # below the transparent band
+
+    reference = cases["wide-srgb"]
+    assert reference["statuses"][-1][1].startswith("Added layer"), reference["statuses"]
+    srgb_result = srgb_image("wide-srgb", "result")
+    recoloured = deltaE_ciede2000(
+        rgb2lab(srgb_image("wide-srgb", "original")), rgb2lab(srgb_result)
+    )
+    assert np.percentile(recoloured, 90) > 10  # the edit changed a good part of the picture
+    for case, profile in (("wide-rec2020", "Rec2020"), ("wide-large", "LargeRGB")):
+        record = cases[case]
+        assert record["statuses"][-1][1].startswith("Added layer"), record["statuses"]
+        assert record["document_profile"].startswith(profile)
+        assert record["layer_palette"][WIDE_GAMUT_SWATCH] != "#ff8800"
+        difference = deltaE_ciede2000(rgb2lab(srgb_result), rgb2lab(srgb_image(case, "result")))
+        floor = deltaE_ciede2000(rgb2lab(srgb_image("wide-srgb", "original")),
+                                 rgb2lab(srgb_image(case, "original")))  # fmt: skip
+        print(f"{case}: the pictures themselves (the document's conversion and back) differ "
+              f"by mean {floor.mean():.2f}, max {floor.max():.2f}")  # fmt: skip
+        print(
+            f"{case}: CIEDE2000 to the sRGB document's result: mean {difference.mean():.2f}, "
+            f"99th percentile {np.percentile(difference, 99):.2f}, max {difference.max():.2f}; "
+            f"Apply {record['apply_s']} s (sRGB document: {reference['apply_s']} s)"
+        )
+        assert np.percentile(difference, 99) <= 2 and difference.mean() <= 1, case
 
 
 # --- the full GUI ---------------------------------------------------------------------------
