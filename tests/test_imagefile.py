@@ -464,3 +464,18 @@ def test_png_is_fast_by_default_and_smallest_on_request(tmp_path, dtype):
         np.testing.assert_array_equal(read_image(path).pixels, picture.pixels)  # lossless
         sizes[small] = path.stat().st_size
     assert sizes[True] < sizes[False]
+
+
+@pytest.mark.parametrize("late", [False, True])
+def test_png_orientation_is_found_before_or_after_the_pixels(tmp_path, late):
+    """EXIF may follow the image data in a PNG: it is still found (and only then is the
+    file read twice)."""
+    pixels = patches()
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, "PNG")
+    png = buffer.getvalue()
+    chunk = png_chunk(b"eXIf", exif(6)[6:])  # no "Exif\0\0" in PNG
+    png = png[:-12] + chunk + png[-12:] if late else png[:33] + chunk + png[33:]
+    path = tmp_path / "turned.png"
+    path.write_bytes(png)
+    np.testing.assert_array_equal(read_image(path).pixels, upright(pixels, 6))

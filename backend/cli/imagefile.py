@@ -317,7 +317,13 @@ def _read_with_pillow(path: Path, head: bytes, max_pixels: int) -> tuple[_Stored
 
 def _exif_orientation(image: Image.Image, notes: list) -> int:
     try:
-        orientation = image.getexif().get(EXIF_ORIENTATION, 1)
+        if image.format == "PNG" and not _png_chunks_after_pixels(image):
+            # Pillow's PNG getexif() decodes every pixel to look for metadata after them;
+            # with none there, the metadata read so far is all (the base class reads it).
+            exif = Image.Image.getexif(image)
+        else:
+            exif = image.getexif()
+        orientation = exif.get(EXIF_ORIENTATION, 1)
         return orientation if isinstance(orientation, int) else 1
     except Exception:  # damaged EXIF: shown as stored, as viewers do
         notes.append("its EXIF data is damaged: its orientation tag, if any, is ignored")
@@ -338,6 +344,28 @@ def _pillow_pixels(image: Image.Image) -> tuple[np.ndarray, str, bool]:
     array = np.asarray(image.convert(target) if target else image)
     array = array if array.ndim == 3 else array[..., None]
     return array, model, array.shape[2] in (2, 4) and model != "cmyk"
+
+
+def _png_chunks_after_pixels(image: Image.Image) -> bool:
+    """Whether a PNG has chunks other than IEND after its image data (EXIF or XMP may be
+    there), found by reading the chunk headers only."""
+    file = image.fp
+    position = file.tell()
+    try:
+        file.seek(8)  # the signature
+        seen_pixels = False
+        while len(header := file.read(8)) == 8:
+            kind = header[4:]
+            if kind == b"IEND":
+                return False
+            if kind == b"IDAT":
+                seen_pixels = True
+            elif seen_pixels:
+                return True
+            file.seek(int.from_bytes(header[:4], "big") + 4, os.SEEK_CUR)  # data and CRC
+        return True  # damaged: let Pillow look
+    finally:
+        file.seek(position)
 
 
 def _png_bit_depth(head: bytes) -> int:
@@ -371,7 +399,10 @@ def _picture(path: Path, stored: _Stored, notes: list) -> Picture:
     write_notes = []
     if stored.model == "cmyk":
         write_notes.append(f"{path.name} is CMYK; the result is RGB")
-    return _layer_picture(srgb, alpha, profile, values, write_notes)
+    # Colour and alpha as the file held them, already in a layer's order: no copy.
+    as_stored = srgb is colour and not stored.premultiplied and alpha is not None
+    whole = array if as_stored and array.shape[2] == 4 else None
+    return _layer_picture(srgb, alpha, profile, values, write_notes, whole)
 
 
 def _unpremultiplied(colour: np.ndarray, alpha: np.ndarray) -> np.ndarray:
@@ -384,22 +415,23 @@ def _unpremultiplied(colour: np.ndarray, alpha: np.ndarray) -> np.ndarray:
     return np.round(np.clip(values, 0, maximum)).astype(colour.dtype)
 
 
-def _layer_picture(rgb, alpha, profile, stored, notes) -> Picture:
-    """sRGB (H, W, 3) and alpha (H, W, 1) or None -> a Picture in a protocol format."""
+def _layer_picture(rgb, alpha, profile, stored, notes, whole=None) -> Picture:
+    """sRGB (H, W, 3) and alpha (H, W, 1) or None -> a Picture in a protocol format.
+    whole: an (H, W, 4) array that already holds rgb then alpha, used as it is."""
+    if whole is None and alpha is not None:
+        whole = np.concatenate([rgb, alpha], axis=2)
     if rgb.dtype == np.uint8:
         if alpha is None:
             return Picture(np.ascontiguousarray(rgb), "RGB8", False, profile, stored, notes)
-        return Picture(np.concatenate([rgb, alpha], axis=2), "RGBA8", True, profile, stored,
-                       notes)  # fmt: skip
+        return Picture(whole, "RGBA8", True, profile, stored, notes)
     if rgb.dtype == np.uint16:
         dtype, opaque, name = np.dtype("<u2"), 65535, "RGBA16"
     else:
         dtype, opaque, name = np.dtype("<f4"), 1.0, "RGBAF32"
     has_alpha = alpha is not None
     if alpha is None:
-        alpha = np.full((*rgb.shape[:2], 1), opaque, dtype)
-    pixels = np.concatenate([rgb, alpha], axis=2).astype(dtype)
-    return Picture(pixels, name, has_alpha, profile, stored, notes)
+        whole = np.concatenate([rgb, np.full((*rgb.shape[:2], 1), opaque, rgb.dtype)], axis=2)
+    return Picture(whole.astype(dtype, copy=False), name, has_alpha, profile, stored, notes)
 
 
 def to_8_bit(pixels: np.ndarray) -> np.ndarray:
