@@ -507,7 +507,10 @@ def write_image(
         colour = profiles.onto_stored(picture.stored, picture.pixels[..., :3], colour, profile)
     for note in picture.notes:
         _note(note)
-    pixels = np.concatenate([colour, pixels[..., 3:]], axis=2) if picture.has_alpha else colour
+    if picture.has_alpha and not np.may_share_memory(colour, pixels):  # colour converted
+        pixels = np.concatenate([colour, pixels[..., 3:]], axis=2)
+    elif not picture.has_alpha:
+        pixels = colour
     if pixels.dtype.kind == "f" and kind.depth == "16":
         pixels = np.round(np.clip(pixels, 0, 1) * 65535).astype(np.uint16)  # PNG has no float
     if pixels.dtype != np.uint8 and kind.depth == "8":
