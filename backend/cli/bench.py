@@ -93,6 +93,12 @@ def add_arguments(parser) -> None:
         "--quality", nargs="+", type=Path, metavar="PHOTO", help="compare with full-size network"
     )
     parser.add_argument("--crop", type=Path, help="with --quality: save a comparison crop here")
+    parser.add_argument("--precision", choices=["auto", "float32", "float16"], default="auto",
+                        help="of the network in process (float16: CUDA only)")  # fmt: skip
+    count = checked(int, lambda v: 1 <= v <= 64, "a count from 1 to 64")
+    parser.add_argument("--max-batch", type=count, help="the daemon's requests per network call")
+    parser.add_argument("--concurrent", type=count, default=1,
+                        help="also send this many requests at once to the daemon")  # fmt: skip
 
 
 # --- memory -------------------------------------------------------------------------------
@@ -165,9 +171,11 @@ def best_of(repeat: int, run) -> tuple[float, dict, float | None]:
 class DaemonProcess:
     """`palettenet serve` in a subprocess on a free loopback port, stopped with SIGTERM."""
 
-    def __init__(self, weights: Path, device: str):
+    def __init__(self, weights: Path, device: str, max_batch: int | None = None):
         command = [sys.executable, "-m", "backend.cli.main", "serve", "--bind", "tcp://127.0.0.1:*",
                    "--weights", str(weights), "--device", device]  # fmt: skip
+        if max_batch is not None:
+            command += ["--max-batch", str(max_batch), "--workers", "1"]
         self.process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
         for line in self.process.stdout:
             match = READY.search(line)
@@ -225,10 +233,12 @@ def run_bench(args) -> int:
     sizes, methods = args.sizes, args.methods
     with tempfile.TemporaryDirectory() as folder:
         weights, note = weights_for(args, folder)
-        engine = Engine(weights, args.device)
-        daemon = DaemonProcess(weights, args.device)
+        engine = Engine(weights, args.device, precision=args.precision)
+        daemon = DaemonProcess(weights, args.device, args.max_batch)
         client = Client(daemon.address, timeout_s=3600)
         print(f"device {engine.device}, {engine.info()['precision']}, weights {weights}{note}")
+        print(f"daemon: {client.request({'op': 'info'})[0].get('precision')}, max batch "
+              f"{args.max_batch or 'default'}")  # fmt: skip
         print(f"daemon {daemon.address}; {os.cpu_count()} CPUs; best of {args.repeat}; "
               f"load average at start {_load()}\n")  # fmt: skip
 
@@ -258,7 +268,7 @@ def run_bench(args) -> int:
 
             return run
 
-        rows, steps, files = [], [], []
+        rows, steps, files, throughput = [], [], [], []
         try:
             warm = photo(0.05)
             for method in methods:  # first calls pay for lazy initialisation
@@ -274,12 +284,25 @@ def run_bench(args) -> int:
                         network = reply["timing_ms"]["network"] / 1000
                     rows.append((pixels, method, local, remote, network, local_mb, remote_mb))
                     steps.append((pixels, method, reply))
+                    if args.concurrent > 1:
+                        seconds = at_once(daemon.address, args.concurrent, method, unseen(pixels))
+                        throughput.append((pixels, method, args.concurrent, seconds))
                 files.append((pixels, network, time_files(pixels, folder)))
             cli = time_cli_start(daemon.address)
         finally:
             client.close()
             daemon.close()
     print_tables(rows, steps, files, cli)
+    if throughput:
+        print("\n| MP | method | requests at once | seconds for all | images/s | MP/s |")
+        print("|---:|---|---:|---:|---:|---:|")
+        for pixels, method, count, seconds in throughput:
+            megapixels = pixels.shape[0] * pixels.shape[1] / 1e6
+            cells = [_megapixels(pixels), method, str(count), f"{seconds:.2f}",
+                     f"{count / seconds:.2f}", f"{count * megapixels / seconds:.1f}"]  # fmt: skip
+            print("| " + " | ".join(cells) + " |")
+        print("\nThat many clients, each with its own connection, sending one request each at")
+        print("the same moment to the daemon (batched up to its --max-batch per network call).")
     print(f"\nload average at end {_load()} (other work on this machine slows every number)")
     return 0
 
@@ -339,6 +362,36 @@ def print_tables(rows, steps, files, cli) -> None:
         print(f"| {command} | {seconds:.2f} |")
     print("\nWall time of the whole command in a new process (best of 3), the info command")
     print("asking this benchmark's daemon. Target: <= 0.5 s; none of them imports torch.")
+
+
+def at_once(address: str, count: int, method: str, pixels: np.ndarray) -> float:
+    """Seconds until `count` clients, sending one request each at the same moment, all have
+    their answers."""
+    from backend.service.client import Client
+
+    clients = [Client(address, timeout_s=3600) for _ in range(count)]
+    ready = threading.Barrier(count + 1)
+    failures = []
+
+    def send(client):
+        ready.wait()
+        reply, _ = client.request(header(method, pixels), pixels)
+        if not reply.get("ok"):
+            failures.append(reply.get("error"))
+
+    threads = [threading.Thread(target=send, args=(client,)) for client in clients]
+    for thread in threads:
+        thread.start()
+    ready.wait()
+    start = time.perf_counter()
+    for thread in threads:
+        thread.join()
+    seconds = time.perf_counter() - start
+    for client in clients:
+        client.close()
+    if failures:
+        raise SystemExit(f"bench: {failures[0]}")
+    return seconds
 
 
 def time_files(pixels: np.ndarray, folder: str) -> tuple[float, float, int]:

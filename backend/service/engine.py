@@ -81,8 +81,12 @@ class Timing:
 
 
 class Engine:
-    def __init__(self, weights: Path, device: str = "auto", load_model: bool = True):
-        """load_model=False: for chang2015 and palettes only (the CLI's quick commands)."""
+    def __init__(
+        self, weights: Path, device: str = "auto", load_model: bool = True, precision="auto"
+    ):
+        """load_model=False: for chang2015 and palettes only (the CLI's quick commands).
+        precision: "auto" (float16 on CUDA when a probe agrees with float32, else float32),
+        "float32", or "float16" (CUDA only: DeviceError elsewhere)."""
         self.device = resolve_device(device)
         self.weights = Path(weights)
         self.model, self.model_error, self.metadata = None, "not loaded", {}
@@ -92,7 +96,13 @@ class Engine:
                 self.metadata = {"file": str(self.weights), **read_metadata(self.weights)}
             except WeightsError as error:
                 self.model_error = str(error)
-        self.half = self.device.type == "cuda" and self.model is not None and self._half_agrees()
+        if precision == "float16" and self.device.type != "cuda":
+            raise DeviceError(f"float16 needs a CUDA device, not {self.device}")
+        on_cuda = self.device.type == "cuda" and self.model is not None
+        if precision == "auto":
+            self.half = on_cuda and self._half_agrees()
+        else:
+            self.half = on_cuda and precision == "float16"
         self.palettes = LayerPalettes()
 
     @property
