@@ -225,3 +225,17 @@ def test_batch_through_a_daemon_with_a_source_palette_needs_no_torch(daemon, tmp
     assert run.stdout.strip().splitlines()[-1] == "False", run.stdout
     assert sorted(p.name for p in out.iterdir()) == ["a.png", "b.png"]
     assert not np.array_equal(pixels(out / "a.png"), flat([RED, BLUE]))
+
+
+def test_a_folder_of_one_image_gives_what_the_single_image_command_gives(tmp_path, photo):
+    """One input's shared mapping is its own pairing, left to the engine as for one image:
+    the same pixels either way."""
+    folder, out = tmp_path / "in", tmp_path / "out"
+    folder.mkdir(), out.mkdir()
+    Image.open(photo).save(folder / "photo.png")
+    for method in ("chang2015", "palettenet"):
+        main(["recolor", str(photo), "-p", ",".join(TARGET), "-o", str(tmp_path / "one.png"),
+              "--method", method])  # fmt: skip
+        main(["recolor", str(folder), "-p", ",".join(TARGET), "-o", str(out), "--method",
+              method, "--overwrite"])  # fmt: skip
+        assert np.array_equal(pixels(out / "photo.png"), pixels(tmp_path / "one.png")), method

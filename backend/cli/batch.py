@@ -11,7 +11,9 @@ bar and a throughput summary.
   (backend.core.palette.pair_with_image). So a sprite sheet's frames or an icon set stay
   alike: one colour of the set gives one colour in every result. That takes a first pass
   over the inputs: the decoded images are kept for the second up to KEEP_BYTES, beyond it
-  they are read again; the summary says how long the first pass took.
+  they are read again; the summary says how long the first pass took. (One input is left
+  to the engine's own pairing: the same result as the single-image command, which keeps
+  the source colours exact where the wire rounds them to 8-bit hex.)
 - Before any work: the output folder, names that two inputs would share, an output that
   is an input, and existing outputs (refused unless --overwrite) are checked.
 - A file that cannot be read, recoloured or written gets one line naming it and the
@@ -268,7 +270,7 @@ def run_batch(args, paths: list[Path], target: list[str], source: list[str] | No
     started, cpu_started = time.perf_counter(), time.process_time()
     try:
         mapping_s, kept = 0.0, Kept()
-        if source is None and jobs:
+        if source is None and len(jobs) > 1:  # one image: the engine pairs it as usual
             began = time.perf_counter()
             target, source = shared_mapping(jobs, target, args, failed, kept)
             mapping_s = time.perf_counter() - began
