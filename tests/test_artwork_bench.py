@@ -125,8 +125,17 @@ def test_the_cases_are_the_same_on_every_run(artwork, chang_run, tmp_path):
     _, again = run_b4(artwork, tmp_path / "again.csv", "--methods", "identity,chang2015")
     _, first = chang_run
     for row in (*first, *again):
-        del row["ms"]
+        row.pop("ms", None)
     assert again == first
+
+
+def test_worker_processes_give_the_same_numbers(artwork, chang_run, tmp_path):
+    _, parallel = run_b4(artwork, tmp_path / "parallel.csv", "--methods", "identity,chang2015",
+                         "--workers", "2")  # fmt: skip
+    _, first = chang_run
+    for row in (*first, *parallel):
+        row.pop("ms", None)
+    assert parallel == first
 
 
 def test_the_daemon_gives_the_same_numbers_as_in_process(artwork, tmp_path):

@@ -74,6 +74,13 @@ def test_fill_spread_is_the_95th_percentile_against_the_most_common_output():
     assert fills_broken(pairs(layer, output)) == (1, 1)
 
 
+def test_a_layer_without_flat_fills_has_none():
+    layer = np.arange(64 * 3, dtype=np.uint8).reshape(8, 8, 3)  # 64 colours of one pixel
+    assert fills_broken(pairs(layer, layer)) == (0, 0)
+    nothing_opaque = np.zeros((8, 8), bool)
+    assert fills_broken(pairs(layer, layer, nothing_opaque)) == (0, 0)
+
+
 def test_small_colours_and_transparent_pixels_are_not_fills():
     layer = two_fills()
     layer[0, :3] = WHITE  # three white pixels: not a fill

@@ -31,8 +31,10 @@ layer colour equal to a source swatch"). The worst layers of each failing bar ar
 """
 
 import csv
+import multiprocessing
 import sys
 import time
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -261,25 +263,69 @@ def measure(artwork: Artwork, edit: Edit, output_rgba, regions: GradientRegions)
     return numbers
 
 
-def run_b4(layers, methods, recolourer: Recolourer, designers, seed=0, progress=True) -> list:
-    """Every case of every layer with every method -> one dict per (layer, case, method):
-    file, kind, pixel_art, case, method, ms and the measures. `layers` yields Artwork."""
+def layer_rows(artwork: Artwork, methods, recolourer: "Recolourer", designers, seed) -> list:
+    """Every case of one layer with every method -> one dict per (case, method): file, kind,
+    pixel_art, case, method, ms and the measures."""
     rows = []
-    for artwork in tqdm(layers, desc="B4", unit="layer", file=sys.stderr, disable=not progress):
-        regions = GradientRegions.find(artwork.rgba[..., :3], artwork.rgba[..., 3] == 255)
-        layer_palette = recolourer.palette(artwork.rgba)
-        for edit in make_edits(artwork, layer_palette, designers, seed):
-            for method in methods:
-                start = time.perf_counter()
-                if method == "identity":
-                    output = artwork.rgba.copy()
-                else:
-                    output = recolourer.recolor(artwork.rgba, method, edit.palette, edit.source)
-                ms = 1000 * (time.perf_counter() - start)
-                row = {"file": artwork.name, "kind": artwork.kind, "pixel_art": artwork.pixel_art,
-                       "case": edit.case, "method": method, "ms": ms}  # fmt: skip
-                row.update(measure(artwork, edit, output, regions))
-                rows.append(row)
+    regions = GradientRegions.find(artwork.rgba[..., :3], artwork.rgba[..., 3] == 255)
+    layer_palette = recolourer.palette(artwork.rgba)
+    for edit in make_edits(artwork, layer_palette, designers, seed):
+        for method in methods:
+            start = time.perf_counter()
+            if method == "identity":
+                output = artwork.rgba.copy()
+            else:
+                output = recolourer.recolor(artwork.rgba, method, edit.palette, edit.source)
+            ms = 1000 * (time.perf_counter() - start)
+            row = {"file": artwork.name, "kind": artwork.kind, "pixel_art": artwork.pixel_art,
+                   "case": edit.case, "method": method, "ms": ms}  # fmt: skip
+            row.update(measure(artwork, edit, output, regions))
+            rows.append(row)
+    return rows
+
+
+_WORKER = {}  # a worker process's recolourer and settings (run_b4 with workers > 1)
+
+
+def _start_worker(recolourer_args, methods, designers, seed, threads):
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+    _WORKER.update(recolourer=Recolourer(*recolourer_args), methods=methods,
+                   designers=designers, seed=seed)  # fmt: skip
+
+
+def _worker_rows(artwork):
+    w = _WORKER
+    return layer_rows(artwork, w["methods"], w["recolourer"], w["designers"], w["seed"])
+
+
+def run_b4(layers, methods, designers, seed=0, progress=True, recolourer_args=(), workers=1):
+    """Every case of every layer (Artwork, from an iterable) with every method, the layers
+    `workers` at a time in separate processes, each with its own Recolourer(*recolourer_args)
+    -> one dict per (layer, case, method) (layer_rows), in the layers' order. The numbers do
+    not depend on `workers` (only the times do)."""
+    settings = (recolourer_args, methods, designers, seed, 1 if workers > 1 else 0)
+    bar = tqdm(desc="B4", unit="layer", file=sys.stderr, disable=not progress)
+    rows = []
+    if workers <= 1:
+        _start_worker(*settings)
+        try:
+            for artwork in layers:
+                rows += _worker_rows(artwork)
+                bar.update()
+        finally:
+            _WORKER.pop("recolourer").close()
+    else:
+        # fresh ("spawn") processes, as `prepare` uses: forking after torch started its
+        # threads can hang
+        context = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(workers, context, _start_worker, settings) as pool:
+            for layer_result in pool.map(_worker_rows, layers):
+                rows += layer_result
+                bar.update()
+    bar.close()
     return rows
 
 

@@ -171,6 +171,8 @@ def fill_spreads(opaque_pairs: ColourPairs, min_pixels: int = FILL_MIN_PIXELS) -
     fill_pixels = np.bincount(fill_of_pair, weights=pairs.count)
     selected = fill_pixels[fill_of_pair] >= min_pixels
     fill = fill_of_pair[selected]
+    if len(fill) == 0:  # no colour covers enough opaque pixels: no flat fill
+        return np.zeros(0)
     count = pairs.count[selected]
     output_lab = pairs.output_lab[selected]
     # the most common output colour of each fill: the first pair of its run, by count
@@ -208,6 +210,8 @@ def colour_growth(visible_pairs: ColourPairs) -> float:
     """Distinct output colours / distinct input colours (8-bit sRGB) of the pixels: 1.0 for
     an output that maps one colour to one colour, more when colours split (noise, bleeding,
     new shades); less when several input colours land on one."""
+    if visible_pairs.pixels == 0:
+        return float("nan")
     return len(np.unique(visible_pairs.output)) / len(np.unique(visible_pairs.source))
 
 

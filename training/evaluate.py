@@ -445,6 +445,12 @@ def add_arguments(parser):
         "instead of in this process",
     )
     b4.add_argument("--no-synthetic", action="store_true", help="B4 without the synthetic layers")
+    b4.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="B4 layers recoloured and measured in this many processes at once (1)",
+    )
 
 
 def run(args):
@@ -502,12 +508,11 @@ def run_artwork(args, names):
         raise TrainingError("the palettenet method needs --checkpoint FILE")
     splits = args.artwork_split or [None] * len(args.artwork)
     layers = read_layers(zip(args.artwork, splits), args.split, args.limit, not args.no_synthetic)
-    recolourer = Recolourer(args.checkpoint, args.server, args.device)
-    try:
-        palettes = load_designer_palettes(args.palettes)
-        rows = run_b4(layers, methods, recolourer, palettes, args.seed, not args.quiet)
-    finally:
-        recolourer.close()
+    Recolourer(args.checkpoint, args.server, args.device).close()  # bad settings: fail now
+    palettes = load_designer_palettes(args.palettes)
+    recolourer_args = (args.checkpoint, args.server, args.device)
+    rows = run_b4(layers, methods, palettes, args.seed, not args.quiet, recolourer_args,
+                  args.workers)  # fmt: skip
     where = f"through {args.server}" if args.server else "in process"
     folders = ", ".join(str(folder) for folder in args.artwork)
     which = f"{args.split} split" if args.artwork_split else "all files"

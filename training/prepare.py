@@ -30,6 +30,7 @@ import json
 import multiprocessing
 import os
 import sys
+from collections import Counter
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
@@ -47,7 +48,13 @@ KIND_ORIGINAL, KIND_HUE, KIND_LOCAL, KIND_MULTI = "original", "hue", "local", "m
 
 
 def add_arguments(parser):
-    parser.add_argument("--images", required=True, type=Path, help="folder of photos")
+    parser.add_argument(
+        "--images",
+        required=True,
+        type=Path,
+        action="append",
+        help="folder of photos or artwork (may be given more than once)",
+    )
     parser.add_argument("--out", required=True, type=Path, help="dataset folder to write")
     parser.add_argument(
         "--variants",
@@ -79,7 +86,18 @@ def add_arguments(parser):
     parser.add_argument(
         "--groups",
         type=Path,
-        help="TSV naming each photo's source group (column 'file' + --group-column)",
+        action="append",
+        help="TSV naming each photo's source group (column 'file' + --group-column); one per "
+        "--images folder when there are several. A 'kind' of pixelart or 'pixel art' in its "
+        "'notes' makes that file scale with nearest neighbour only",
+    )
+    parser.add_argument(
+        "--split-from",
+        type=Path,
+        action="append",
+        default=[],
+        help="split file (training/splits/*.json) whose files keep their split there; "
+        "may be given more than once",
     )
     parser.add_argument("--group-column", default="package")
     parser.add_argument(
@@ -105,9 +123,16 @@ def parse_size(text):
 
 
 def load_photo(path: Path, layout: str):
-    """-> (uint8 RGB photo, palette as LAB or None); raises for unreadable files."""
+    """-> (uint8 RGB photo, palette as LAB or None); raises for unreadable files.
+
+    An image with transparency (artwork) is cropped to its visible pixels and its
+    transparent parts take the mean visible colour, as the plug-in's layers reach the
+    network (backend.core.recolor.prepare)."""
     with Image.open(path) as image:
-        rgb8 = np.asarray(image.convert("RGB"))
+        has_alpha = image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info
+        rgb8 = np.asarray(image.convert("RGBA" if has_alpha else "RGB"))
+    if has_alpha:
+        rgb8 = flatten_visible(rgb8)
     if layout == "design-seeds":
         from training.design_seeds import split_design_seeds
 
@@ -116,14 +141,29 @@ def load_photo(path: Path, layout: str):
     return rgb8, None
 
 
-def fit(rgb8: np.ndarray, width: int, height: int) -> np.ndarray:
-    """Turn to the target's orientation, scale to cover it, centre-crop."""
+def flatten_visible(rgba8: np.ndarray) -> np.ndarray:
+    """uint8 RGBA -> uint8 RGB of its visible rectangle (alpha > 0), each pixel blended over
+    the alpha-weighted mean visible colour; ValueError when nothing is visible."""
+    alpha = rgba8[..., 3] / 255.0
+    rows, columns = np.flatnonzero(alpha.any(axis=1)), np.flatnonzero(alpha.any(axis=0))
+    if len(rows) == 0:
+        raise ValueError("no visible pixel (the image is fully transparent)")
+    box = (slice(rows[0], rows[-1] + 1), slice(columns[0], columns[-1] + 1))
+    rgb, alpha = rgba8[box][..., :3] / 255.0, alpha[box][..., None]
+    mean = (rgb * alpha).sum((0, 1)) / alpha.sum()
+    return np.round((rgb * alpha + mean * (1 - alpha)) * 255).astype(np.uint8)
+
+
+def fit(rgb8: np.ndarray, width: int, height: int, nearest=False) -> np.ndarray:
+    """Turn to the target's orientation, scale to cover it, centre-crop. nearest: scale
+    with nearest neighbour (pixel art: no new colours), else Lanczos."""
     if (rgb8.shape[0] > rgb8.shape[1]) != (height > width):
         rgb8 = np.ascontiguousarray(np.rot90(rgb8))
     h, w = rgb8.shape[:2]
     scale = max(width / w, height / h)
     size = (max(width, round(w * scale)), max(height, round(h * scale)))
-    resized = np.asarray(Image.fromarray(rgb8).resize(size, Image.Resampling.LANCZOS))
+    resample = Image.Resampling.NEAREST if nearest else Image.Resampling.LANCZOS
+    resized = np.asarray(Image.fromarray(rgb8).resize(size, resample))
     top, left = (size[1] - height) // 2, (size[0] - width) // 2
     return resized[top : top + height, left : left + width]
 
@@ -149,12 +189,12 @@ def make_variants(rgb8, palette_lab, hue_variants, local_variants, rng, multi_va
 
 def prepare_one(job):
     """One photo -> its stored arrays, or a warning string (run in a worker process)."""
-    path, layout, width, height, hue_variants, local_variants, multi_variants, seed = job
+    path, layout, width, height, hue_variants, local_variants, multi_variants, seed, nearest = job
     try:
         rgb8, palette_lab = load_photo(path, layout)
     except (OSError, UnidentifiedImageError, ValueError) as error:
         return f"skipping {path.name}: {error}"
-    rgb8 = fit(rgb8, width, height)
+    rgb8 = fit(rgb8, width, height, nearest)
     if palette_lab is None:
         palette_lab, _shares = extract_palette(rgb8)
     palette_lab = to_model_palette(palette_lab)
@@ -173,18 +213,52 @@ def _one_thread():
     torch.set_num_threads(1)
 
 
-def read_groups(tsv: Path | None, column: str, names):
-    if tsv is None:
+def read_tables(tsvs) -> list[dict]:
+    """The rows of the --groups tables, all together."""
+    rows = []
+    for tsv in tsvs or []:
+        with open(tsv, newline="") as file:
+            rows += [dict(row, table=str(tsv)) for row in csv.DictReader(file, delimiter="\t")]
+    return rows
+
+
+def pixel_art_files(rows) -> set[str]:
+    """Files the tables mark as pixel art (kind pixelart, or 'pixel art' in the notes)."""
+    from training.artwork_data import is_pixel_art
+
+    return {row["file"] for row in rows if "kind" in row and is_pixel_art(row)}
+
+
+def read_groups(tsvs, column: str, names):
+    if not tsvs:
         return {name: name for name in names}
-    with open(tsv, newline="") as file:
-        rows = list(csv.DictReader(file, delimiter="\t"))
+    rows = read_tables(tsvs)
     if not rows or column not in rows[0] or "file" not in rows[0]:
-        raise TrainingError(f"{tsv} needs the columns 'file' and {column!r}")
+        raise TrainingError(f"{tsvs[0]} needs the columns 'file' and {column!r}")
+    if any(column not in row or "file" not in row for row in rows):
+        raise TrainingError(f"every --groups table needs the columns 'file' and {column!r}")
     table = {row["file"]: row[column] for row in rows}
     missing = [n for n in names if n not in table]
     if missing:
-        raise TrainingError(f"{tsv} names no group for {len(missing)} photos, e.g. {missing[0]}")
+        where = ", ".join(str(tsv) for tsv in tsvs)
+        raise TrainingError(f"{where} name no group for {len(missing)} photos, e.g. {missing[0]}")
     return {name: table[name] for name in names}
+
+
+def read_split_files(paths) -> dict:
+    """file name -> split, from split files (the form this command and `training split`
+    write: {"splits": {"train": [...], ...}})."""
+    fixed = {}
+    for path in paths:
+        try:
+            splits = json.loads(Path(path).read_text())["splits"]
+        except (OSError, ValueError, KeyError, TypeError) as error:
+            raise TrainingError(f"--split-from {path}: not a split file ({error})") from None
+        for split, names in splits.items():
+            if split not in SPLITS:
+                raise TrainingError(f"--split-from {path}: unknown split {split!r}")
+            fixed.update(dict.fromkeys(names, split))
+    return fixed
 
 
 def split_by_group(groups: dict, fractions, seed: int, chosen=None) -> dict:
@@ -231,11 +305,18 @@ def run(args):
         fractions = []
     if len(fractions) != 3 or min(fractions) < 0 or fractions[0] <= 0:
         raise TrainingError("--split takes three fractions: train,validation,test")
-    if not args.images.is_dir():
-        raise TrainingError(f"--images: not a folder: {args.images}")
-    paths = sorted(p for p in args.images.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-    if not paths:
-        raise TrainingError(f"no JPEG, PNG or WebP photos in {args.images}")
+    paths = []
+    for folder in args.images:
+        if not folder.is_dir():
+            raise TrainingError(f"--images: not a folder: {folder}")
+        found = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        if not found:
+            raise TrainingError(f"no JPEG, PNG or WebP photos in {folder}")
+        paths += found
+    twice = [name for name, n in Counter(p.name for p in paths).items() if n > 1]
+    if twice:
+        raise TrainingError(f"{twice[0]} is in more than one --images folder")
+    nearest = pixel_art_files(read_tables(args.groups))
 
     from tqdm import tqdm
 
@@ -249,6 +330,7 @@ def run(args):
             args.local_variants,
             args.multi_variants,
             args.seed,
+            p.name in nearest,
         )
         for p in paths
     ]
@@ -278,7 +360,11 @@ def run(args):
         s: [p for p in text.split(",") if p.strip()]
         for s, text in (("validation", args.validation_groups), ("test", args.test_groups))
     }
-    split_of = split_by_group(groups, fractions, args.seed, {s: p for s, p in chosen.items() if p})
+    fixed = read_split_files(args.split_from)
+    rest = {name: group for name, group in groups.items() if name not in fixed}
+    chosen = {s: p for s, p in chosen.items() if p}
+    split_of = split_by_group(rest, fractions, args.seed, chosen) if rest else {}
+    split_of.update({name: fixed[name] for name in names if name in fixed})
     args.out.mkdir(parents=True, exist_ok=True)
     kinds = (
         [KIND_ORIGINAL]
@@ -310,7 +396,8 @@ def run(args):
             {
                 "seed": args.seed,
                 "fractions": fractions,
-                "group_by": str(args.groups or "photo"),
+                "group_by": [str(tsv) for tsv in args.groups] if args.groups else "photo",
+                "split_from": [str(path) for path in args.split_from],
                 "group_column": args.group_column,
                 "splits": {s: [n for n in names if split_of[n] == s] for s in SPLITS},
                 "groups": groups,
@@ -322,7 +409,7 @@ def run(args):
         json.dumps(
             {
                 "format": "palettenet-dataset/1",
-                "images": str(args.images.resolve()),
+                "images": [str(folder.resolve()) for folder in args.images],
                 "width": width,
                 "height": height,
                 "kinds": kinds,

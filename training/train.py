@@ -55,6 +55,7 @@ METRIC_FIELDS = [
     "loss_l2",
     "loss_adv",
     "loss_d",
+    "loss_flat",
     "val_l2",
     "images_per_s",
     "seconds",
@@ -92,6 +93,13 @@ def add_arguments(parser):
     parser.add_argument("--l2-weight", type=float, default=10.0, help="phase 2")
     parser.add_argument("--adv-weight", type=float, default=1.0, help="phase 2")
     parser.add_argument("--freeze-encoder", action="store_true", help="phase 2")
+    parser.add_argument(
+        "--flat-weight",
+        type=float,
+        default=0.0,
+        help="weight of the flat-fill loss: output ab variation between neighbours where the "
+        "input is flat (artwork: a flat fill must come out flat; 0: off)",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
     parser.add_argument("--val-every", type=int, default=250)
@@ -407,7 +415,9 @@ def to_device(crops, size, proc: Process):
 def train_step(model, disc, opt_g, opt_d, batch, args, proc: Process) -> dict:
     """One update of the generator, then (phase 2) one of the discriminator on the same
     batch -> the losses, named as metrics.csv's columns."""
-    total, loss_l2, loss_adv, ab = generator_loss(model, disc, batch, args, proc.autocast)
+    total, loss_l2, loss_adv, loss_flat, ab = generator_loss(
+        model, disc, batch, args, proc.autocast
+    )
     opt_g.zero_grad(set_to_none=True)
     total.backward()
     opt_g.step()
@@ -417,12 +427,13 @@ def train_step(model, disc, opt_g, opt_d, batch, args, proc: Process) -> dict:
         opt_d.zero_grad(set_to_none=True)
         loss_d.backward()
         opt_d.step()
-    return {"loss_l2": loss_l2, "loss_adv": loss_adv, "loss_d": loss_d}
+    return {"loss_l2": loss_l2, "loss_adv": loss_adv, "loss_d": loss_d, "loss_flat": loss_flat}
 
 
 def generator_loss(model, disc, batch, args, autocast):
-    """-> (the loss to minimise, its MSE and adversarial parts, the output ab detached).
-    Phase 1: the MSE of ab; phase 2: --l2-weight * MSE + --adv-weight * adversarial."""
+    """-> (the loss to minimise, its MSE, adversarial and flat-fill parts, the output ab
+    detached). Phase 1: the MSE of ab; phase 2: --l2-weight * MSE + --adv-weight *
+    adversarial; either plus --flat-weight * flat_variation."""
     with autocast():
         ab = model(batch["source"], batch["target_palette"], batch["source_palette"])
         loss_l2 = F.mse_loss(ab.float(), batch["target_ab"])
@@ -432,7 +443,27 @@ def generator_loss(model, disc, batch, args, autocast):
             logits = disc(fake, batch["target_palette"]).float()
             loss_adv = F.binary_cross_entropy_with_logits(logits, torch.ones_like(logits))
     total = loss_l2 if disc is None else args.l2_weight * loss_l2 + args.adv_weight * loss_adv
-    return total, loss_l2, loss_adv, ab.detach()
+    loss_flat = torch.zeros((), device=ab.device)
+    if getattr(args, "flat_weight", 0):
+        loss_flat = flat_variation(batch["source"], ab.float())
+        total = total + args.flat_weight * loss_flat
+    return total, loss_l2, loss_adv, loss_flat.detach(), ab.detach()
+
+
+FLAT_INPUT = 1e-4  # network units: neighbours closer than this in L, a and b are "flat"
+
+
+def flat_variation(source, ab):
+    """Mean absolute change of the output ab (B, 2, H, W) between neighbouring pixels whose
+    input (B, 3, H, W) is flat there (every channel closer than FLAT_INPUT), over those
+    pairs, horizontal and vertical averaged; network units. 0 when flat input stays flat.
+    Artwork is mostly flat fills, and an output that varies inside one breaks it (issue 17)."""
+    total = source.new_zeros(())
+    for dim in (2, 3):
+        flat = (source.diff(dim=dim).abs().amax(1) < FLAT_INPUT).float()
+        change = ab.diff(dim=dim).abs().sum(1)
+        total = total + (change * flat).sum() / flat.sum().clamp(min=1)
+    return total / 2
 
 
 def discriminator_loss(disc, batch, ab, autocast):
