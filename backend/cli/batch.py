@@ -21,7 +21,7 @@ bar and a throughput summary.
 - Throughput: the next input is read and the previous result written while the current
   one is recoloured (image codecs and the engine release the GIL), and --jobs recolours
   several images at once. The summary prints images/s, MP/s and CPU time over wall time
-  (this process's CPU: with --server the daemon's own CPU is not in it).
+  (this process's CPU; with --server also the daemon's, summed from its replies' cpu_ms).
 """
 
 from __future__ import annotations
@@ -233,9 +233,10 @@ def shared_mapping(jobs: list[Job], target: list[str], args, failed: dict, kept:
 
 
 # --- the run ------------------------------------------------------------------------------
-def recolor_one(job: Job, header: dict, sender: Sender, args, kept: Kept) -> int:
-    """Read, recolour, write one input, as the single-image command does; its pixel count.
-    FileFailure, naming the file and the reason, if any step fails."""
+def recolor_one(job: Job, header: dict, sender: Sender, args, kept: Kept) -> tuple[int, float]:
+    """Read, recolour, write one input, as the single-image command does: (its pixel count,
+    the engine's CPU seconds for it as the reply says). FileFailure, naming the file and the
+    reason, if any step fails."""
     from backend.cli.main import check_output, layer_header, write_result
 
     picture = kept.take(job.source) or read(job.source, args.max_pixels)
@@ -249,7 +250,8 @@ def recolor_one(job: Job, header: dict, sender: Sender, args, kept: Kept) -> int
         write_result(job.output, picture, frames[0])
     except SystemExit as error:
         raise FileFailure(str(error)) from None
-    return picture.pixels.shape[0] * picture.pixels.shape[1]
+    engine_cpu = reply.get("cpu_ms", {}).get("total", 0.0) / 1000
+    return picture.pixels.shape[0] * picture.pixels.shape[1], engine_cpu
 
 
 def run_batch(args, paths: list[Path], target: list[str], source: list[str] | None) -> int:
@@ -281,13 +283,14 @@ def run_batch(args, paths: list[Path], target: list[str], source: list[str] | No
         if source is not None:
             header["source_palette"] = source
         todo = [job for job in jobs if job.source not in failed]
-        pixels, done = 0, 0
+        pixels, done, engine_cpu = 0, 0, 0.0
         bar = tqdm(total=len(todo), desc="recolour", unit="image", file=sys.stderr, disable=None)
         with bar, ThreadPoolExecutor(max_workers=args.jobs) as pool:
             futures = [pool.submit(recolor_one, job, header, sender, args, kept) for job in todo]
             for job, future in zip(todo, futures):
                 try:
-                    pixels += future.result()
+                    count, seconds = future.result()
+                    pixels, engine_cpu = pixels + count, engine_cpu + seconds
                     done += 1
                 except FileFailure as error:
                     failed[job.source] = str(error)
@@ -298,7 +301,8 @@ def run_batch(args, paths: list[Path], target: list[str], source: list[str] | No
     wall = time.perf_counter() - started
     cpu = time.process_time() - cpu_started
     if args.server:
-        where = f"through {args.server}: this client's CPU only"
+        where = (f"through {args.server}: this client's CPU only; the daemon's replies "
+                 f"count {engine_cpu:.1f} s CPU")  # fmt: skip
     else:
         where = f"in process, after {load_s:.1f} s loading the engine once"
     first = f", of which {mapping_s:.1f} s finding the shared palette" if mapping_s else ""
