@@ -440,7 +440,9 @@ def format_b4(rows) -> str:
     for method in dict.fromkeys(row["method"] for row in rows):
         mine = [row for row in rows if row["method"] == method]
         groups = [(kind, [r for r in mine if r["kind"] == kind]) for kind in kinds]
-        groups.append(("all artwork", scope_rows(mine, "artwork")))
+        artwork = scope_rows(mine, "artwork")
+        if artwork and len(kinds) > 1:
+            groups.append(("all artwork", artwork))
         table = [["kind", "cases"] + [title for title, _ in COLUMNS.values()]]
         for name, members in groups:
             numbers = summary(members)
