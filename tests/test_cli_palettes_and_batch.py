@@ -1,6 +1,7 @@
 """The CLI with palette files (-p FILE, --source-palette FILE, palette -o FILE) and over many
 images in one go (issue 18 parts 2 and 3, issue 16's throughput goal), as a user runs it."""
 
+import os
 import subprocess
 import sys
 import zipfile
@@ -88,6 +89,10 @@ def test_palette_file_errors_in_one_line(photo, tmp_path):
     status, _, stderr = palettenet("recolor", photo, "-p", tmp_path / "none.gpl", "-o",
                                    tmp_path / "o.png")  # fmt: skip
     one_line_error(status, stderr, "none.gpl", "No such file")
+    os.mkfifo(tmp_path / "fifo.gpl")
+    status, _, stderr = palettenet("recolor", photo, "-p", tmp_path / "fifo.gpl", "-o",
+                                   tmp_path / "o.png", timeout=30)  # fmt: skip
+    one_line_error(status, stderr, "fifo.gpl", "not a regular file")
     assert not (tmp_path / "o.png").exists()
 
 

@@ -153,6 +153,8 @@ def read_palette_file(path: Path, option: str, max_pixels: int) -> tuple[tuple, 
     which file, where in it and what is wrong."""
     from backend.cli import palettefile
 
+    if path.exists() and not path.is_file():  # a folder; a FIFO would never end
+        raise SystemExit(f"{option} {path}: not a regular file")
     try:
         with open(path, "rb") as file:
             head = file.read(16)
