@@ -326,6 +326,8 @@ def test_strip_takes_swatches_left_to_right():
 def test_strip_refuses_photos_and_translucent_swatches():
     with pytest.raises(PaletteFileError, match=r"x=8, y=0 is translucent"):
         strip_palette(*strip([(1, 2, 3, 255), (1, 2, 3, 128)]), "s.png")
+    with pytest.raises(PaletteFileError, match="too large for a palette strip"):
+        strip_palette(5000, 5000, b"", "huge.png")  # refused before any pixel is looked at
     noise = bytes(b for i in range(5000) for b in (i % 256, i // 256, 7, 255))
     with pytest.raises(PaletteFileError, match="not a strip of flat swatches"):
         strip_palette(5000, 1, noise, "photo.png")

@@ -59,7 +59,7 @@ from xml.etree import ElementTree
 MAX_FILE_BYTES = 4 * 1024 * 1024  # the largest palette file read; real ones are a few KiB
 MAX_XML_BYTES = 4 * 1024 * 1024  # the largest colorset.xml unpacked from a .kpl
 MAX_FILE_COLORS = 4096  # colours taken from one file (Krita's largest bundled set has 768)
-MAX_STRIP_PIXELS = 64 * 1024 * 1024  # a palette strip image's width x height, at most
+MAX_STRIP_PIXELS = 16 * 1024 * 1024  # a strip's width x height, at most (4096 x 4096)
 
 READ_FORMATS = {
     ".gpl": "GIMP palette",
@@ -529,14 +529,15 @@ def strip_palette(width: int, height: int, rgba: bytes, file_name: str) -> Palet
         if row == previous:  # swatches are usually many identical rows
             continue
         previous = row
-        # dict.fromkeys keeps the first appearance of each pixel, in order, at C speed
-        for pixel in dict.fromkeys(row[i : i + 4] for i in range(0, row_bytes, 4)):
-            if pixel in seen:
-                continue
-            if pixel[3] == 0:
+        # one int per pixel (this machine's byte order); dict.fromkeys keeps the first
+        # appearance of each, in order, at C speed
+        pixels = memoryview(row).cast("I")
+        for key in dict.fromkeys(pixels):
+            pixel = struct.pack("=I", key)
+            if pixel in seen or pixel[3] == 0:
                 continue
             if pixel[3] != 255:
-                x = next(x for x in range(width) if row[4 * x : 4 * x + 4] == pixel)
+                x = pixels.tolist().index(key)
                 raise PaletteFileError(f"{file_name}: pixel x={x}, y={y} is translucent: "
                                        "a palette strip has opaque swatches")  # fmt: skip
             seen[pixel] = None
