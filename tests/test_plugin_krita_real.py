@@ -3,11 +3,15 @@ daemon. Skipped, with the reason printed, where Krita is not installed.
 
 1. Headless (kritarunner, offscreen): the installed plug-in's code reads real layers (an
    8-bit PNG; a 16-bit linear layer with a selection; a half-float layer; a greyscale
-   layer), calls the daemon through its QThread runner and adds the result layers. The new
-   layers must hold exactly the daemon's direct answer, the originals must be unchanged.
+   layer; CMYK), calls the daemon through its QThread runner and adds the result layers. The
+   new layers must hold exactly the daemon's direct answer, the originals must be unchanged.
+   One picture as sRGB, Rec. 2020 and Large RGB documents with the same swatch edit must
+   give results within CIEDE2000 2 of each other once Krita converts them to sRGB.
 2. The full Krita GUI under Xvfb with the plug-in installed by install.py and enabled in
    kritarc: the Tools > Scripts action opens the docker, its Apply button adds the layer, one
-   Edit > Undo removes it again; a screenshot of the docker goes to docs/krita-docker.png.
+   Edit > Undo removes it again. The preview follows another layer made active (designer
+   palette loaded) and a selection, and the selection's preview bytes equal the applied
+   layer's (UPDATE_SCREENSHOTS=1 saves that docker to docs/images/krita-docker.jpg).
    Then: the docker closed and opened again (Tools > Scripts, Settings > Dockers); on a
    6-megapixel image the daemon killed mid-job (the message within 10 s, the next Apply
    starts it again), the image closed during a job, and Krita quit during one.
@@ -318,6 +322,11 @@ def test_krita_gui_action_opens_the_docker_and_apply_adds_one_undoable_layer(
     assert result["job_running"] and result["done"]
     assert run.returncode == 0 and "Traceback" not in run.stderr, output
     assert (tmp_path / "docker.png").stat().st_size > 5000
-    if os.environ.get("UPDATE_SCREENSHOTS"):
-        shutil.copy(tmp_path / "docker.png", ROOT / "docs" / "krita-docker.png")
-        shutil.copy(tmp_path / "window.png", ROOT / "docs" / "krita-window.png")
+    if os.environ.get("UPDATE_SCREENSHOTS"):  # the docker with a selection's preview
+        images = ROOT / "docs" / "images"
+        Image.open(tmp_path / "docker-selection.png").convert("RGB").save(
+            images / "krita-docker.jpg", quality=88
+        )
+        window = Image.open(tmp_path / "window-selection.png").convert("RGB")
+        window.thumbnail((900, 900))
+        window.save(images / "krita-window.jpg", quality=85)

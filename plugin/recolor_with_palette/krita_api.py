@@ -46,12 +46,12 @@ PROBE_COLORS = ((1, 0, 0, 1), (0, 1, 0, 1), (0, 0, 1, 1), (0.8, 0.3, 0.1, 1), (0
 PROBE_TOLERANCE = 0.003  # under 1/255: different builds of one space agree that well
 # Big layers are read and written in bands, one libkis call each, the event loop running in
 # between: a call of this many bytes takes some tens of milliseconds.
-BAND_BYTES = 8 * 2**20
+BAND_BYTES = 4 * 2**20
 # A band converted to or from linear sRGB (Krita's float conversion: 1-3 MP/s).
 CONVERT_BAND_PIXELS = 400_000
 # The canvas thumbnail a preview is cut from is at most this long (a few MB): a small
 # selection on a huge canvas gets a coarser preview rather than a slow one.
-PREVIEW_CANVAS_SIDE = 2048
+PREVIEW_CANVAS_SIDE = 1024
 
 
 class KritaEditor:

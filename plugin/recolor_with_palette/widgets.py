@@ -23,6 +23,7 @@ from .wire import DEFAULT_ADDRESS
 
 SWATCH_SIZE = 26
 PREVIEW_SIDE = 256
+PREVIEW_MIN_HEIGHT = 140  # the preview is the docker's main feedback: never a postage stamp
 STATUS_COLORS = {"error": "#d04040", "busy": "", "info": ""}
 
 
@@ -116,7 +117,7 @@ class PreviewLabel(QtWidgets.QLabel):
     def __init__(self, parent=None):
         super().__init__(parent)
         self.setAlignment(Qt.AlignmentFlag.AlignCenter)
-        self.setMinimumSize(64, 64)
+        self.setMinimumSize(64, PREVIEW_MIN_HEIGHT)
         self.setSizePolicy(
             QtWidgets.QSizePolicy.Policy.Expanding, QtWidgets.QSizePolicy.Policy.Expanding
         )

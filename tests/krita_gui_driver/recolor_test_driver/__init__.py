@@ -220,6 +220,7 @@ class Driver:
              second_target=self.widget.target_row.colors(),
              target_name_label=self.widget.target_name.text(),
              target_name_visible=self.widget.target_name.isVisible())  # fmt: skip
+        self.second.remove()  # the photo in view again, for the screenshots
         self.document.setActiveNode(self.layer)
         selection = Selection()
         selection.select(*SELECTION, 255)
@@ -229,6 +230,9 @@ class Driver:
 
     def selection_previewed(self):
         size = self.save_preview("selection-preview.bin")
+        out = Path(CONFIG["out"])
+        self.docker().grab().save(str(out / "docker-selection.png"))
+        self.window.qwindow().grab().save(str(out / "window-selection.png"))
         step("selection previewed", selection_preview_size=size,
              selection_preview_state=self.preview_state())  # fmt: skip
         self.widget.apply_button.click()
