@@ -89,6 +89,10 @@ def test_palette_file_errors_in_one_line(photo, tmp_path):
     status, _, stderr = palettenet("recolor", photo, "-p", tmp_path / "none.gpl", "-o",
                                    tmp_path / "o.png")  # fmt: skip
     one_line_error(status, stderr, "none.gpl", "No such file")
+    Image.new("RGB", (5000, 4000), "red").save(tmp_path / "huge-strip.png")
+    status, _, stderr = palettenet("recolor", photo, "-p", tmp_path / "huge-strip.png", "-o",
+                                   tmp_path / "o.png")  # fmt: skip
+    one_line_error(status, stderr, "huge-strip.png", "20,000,000 pixels", "palette strip")
     os.mkfifo(tmp_path / "fifo.gpl")
     status, _, stderr = palettenet("recolor", photo, "-p", tmp_path / "fifo.gpl", "-o",
                                    tmp_path / "o.png", timeout=30)  # fmt: skip

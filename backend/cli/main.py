@@ -161,7 +161,12 @@ def read_palette_file(path: Path, option: str, max_pixels: int) -> tuple[tuple, 
         if palettefile.palette_kind(head, path.name) == "image":
             from backend.cli.imagefile import to_8_bit
 
-            pixels = to_8_bit(read_picture(path, max_pixels).pixels)
+            limit = min(max_pixels, palettefile.MAX_STRIP_PIXELS)  # from the header
+            try:
+                pixels = to_8_bit(read_picture(path, limit).pixels)
+            except SystemExit as error:
+                raise SystemExit(f"{option} {error}".replace("(--max-pixels)",
+                                 "(a palette strip's limit)")) from None  # fmt: skip
             height, width = pixels.shape[:2]
             if pixels.shape[2] == 3:
                 pixels = np.dstack([pixels, np.full((height, width), 255, np.uint8)])
