@@ -271,8 +271,12 @@ class Driver:
         self.window.addView(self.big)
         key = self.big.rootNode().childNodes()[0].uniqueId().toString()
         controller = self.widget.controller
+        # Its preview made too: a preview job that started the daemon again right after the
+        # kill below would let the Apply's client send its request again and succeed.
         wait_for(lambda: controller.layer is not None and controller.layer.key == key
-                 and controller.layer_palette and controller._palette_job is None,
+                 and controller.layer_palette and controller._palette_job is None
+                 and controller._preview_job is None
+                 and self.preview_state().startswith("Preview:"),
                  then or self.kill_mid_job, 120, "the big layer's palette")  # fmt: skip
 
     def status(self):
@@ -286,7 +290,14 @@ class Driver:
 
     def kill_mid_job(self):
         step("big layer", big_children_before=self.children_of(self.big))
-        self.apply_then(self.kill_daemon)
+        # PaletteNet (the test daemon's random weights) takes seconds on 6 MP; the classical
+        # method's answer can come back before the kill lands.
+        controller = self.widget.controller
+        controller.set_method("palettenet")
+        wait_for(lambda: controller._preview_job is None
+                 and self.preview_state().startswith("Preview:"),
+                 lambda: self.apply_then(self.kill_daemon), 120,
+                 "the PaletteNet preview")  # fmt: skip
 
     def children_of(self, document):
         return [n.name() for n in document.rootNode().childNodes()]
