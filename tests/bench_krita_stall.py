@@ -43,6 +43,7 @@ def install(home: Path, env: dict, address: str, method: str) -> None:
     driver = TESTS / "krita_gui_driver"
     shutil.copytree(driver / "recolor_stall_bench", pykrita / "recolor_stall_bench")
     shutil.copy(driver / "recolor_stall_bench.desktop", pykrita)
+    shutil.copy(driver / "recolor_driver_base.py", pykrita)
     kritarc = home / ".config/kritarc"
     text = kritarc.read_text().replace("[python]\n", "[python]\nenable_recolor_stall_bench=true\n")
     text += (f"\n[RecolorWithPalette]\naddress={address}\nmethod={method}\nauto_start=false\n"

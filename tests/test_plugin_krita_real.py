@@ -240,6 +240,7 @@ def test_krita_gui_action_opens_the_docker_and_apply_adds_one_undoable_layer(
     shutil.copytree(driver / "recolor_test_driver", pykrita / "recolor_test_driver",
                     dirs_exist_ok=True)  # fmt: skip
     shutil.copy(driver / "recolor_test_driver.desktop", pykrita)
+    shutil.copy(driver / "recolor_driver_base.py", pykrita)
     address = f"tcp://127.0.0.1:{free_port()}"  # nothing there: the plug-in must start it
     kritarc = home / ".config/kritarc"
     text = kritarc.read_text()

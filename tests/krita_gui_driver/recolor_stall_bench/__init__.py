@@ -21,6 +21,7 @@ from pathlib import Path
 from krita import Krita
 from PyQt5.QtCore import QTimer
 from PyQt5.QtWidgets import QDockWidget
+from recolor_driver_base import Results, quit_krita
 
 CONFIG = json.loads(Path(os.environ["RECOLOR_STALL_BENCH"]).read_text())
 RESULT = Path(CONFIG["result"])
@@ -31,38 +32,12 @@ COLOURS = [(0.10, 0.16, 0.35), (0.85, 0.55, 0.30), (0.30, 0.60, 0.25),
            (0.95, 0.90, 0.80), (0.55, 0.20, 0.20), (0.40, 0.70, 0.90)]  # fmt: skip
 
 
-def save():
-    RESULT.write_text(json.dumps(record, indent=1))
-
-
-def fail(text):
-    record["error"] = text
-    save()
-    quit_krita()
-
-
-def quit_krita():
-    app = Krita.instance()
-    for document in app.documents():
-        document.setModified(False)
-    app.action("file_quit").trigger()
+results = Results(RESULT, record)
+save, fail = results.save, results.fail
 
 
 def wait_for(condition, then, timeout_s, what):
-    deadline = time.monotonic() + timeout_s
-
-    def poll():
-        try:
-            if condition():
-                then()
-            elif time.monotonic() > deadline:
-                fail(f"timed out waiting for {what}")
-            else:
-                QTimer.singleShot(50, poll)
-        except Exception:
-            fail(traceback.format_exc())
-
-    QTimer.singleShot(50, poll)
+    results.wait_for(condition, then, timeout_s, what, poll_ms=50)
 
 
 def band_row(width, depth, colour, shade):

@@ -18,6 +18,7 @@ from krita import Krita, Selection
 from PyQt5.QtCore import Qt, QTimer
 from PyQt5.QtGui import QImage
 from PyQt5.QtWidgets import QDockWidget
+from recolor_driver_base import Results, quit_krita
 
 CONFIG = json.loads(Path(os.environ["RECOLOR_GUI_TEST"]).read_text())
 RESULT = Path(CONFIG["out"]) / "gui-result.json"
@@ -25,44 +26,14 @@ record = {"steps": []}
 SELECTION = (40, 30, 150, 100)  # x, y, width, height: small, so the preview is full size
 
 
-def save():
-    RESULT.write_text(json.dumps(record, indent=1))
+results = Results(RESULT, record)
+save, fail, wait_for = results.save, results.fail, results.wait_for
 
 
 def step(name, **values):
     record["steps"].append(name)
     record.update(values)
     save()
-
-
-def wait_for(condition, then, timeout_s, what):
-    deadline = time.monotonic() + timeout_s
-
-    def poll():
-        try:
-            if condition():
-                then()
-            elif time.monotonic() > deadline:
-                fail(f"timed out waiting for {what}")
-            else:
-                QTimer.singleShot(100, poll)
-        except Exception:
-            fail(traceback.format_exc())
-
-    QTimer.singleShot(100, poll)
-
-
-def fail(text):
-    record["error"] = text
-    save()
-    quit_krita()
-
-
-def quit_krita():
-    app = Krita.instance()
-    for document in app.documents():
-        document.setModified(False)  # no "save changes?" dialog
-    app.action("file_quit").trigger()
 
 
 def menu_texts(window, *path):
