@@ -33,6 +33,7 @@ from backend.core.palette import MODEL_PALETTE_SIZE, distinct_pairs, extract_pal
 from backend.wire import MAX_PALETTE_COLORS
 
 LATTICE_SIZE = 13  # points per RGB axis (12 cells), as in the paper
+PIN_WIDTH = 0.12  # RGB units: the width of the bump that pins a palette colour
 CHUNK_PIXELS = 1 << 20  # pixels interpolated at once: about 60 MB of temporaries
 BISECTION_STEPS = 22  # ray-to-gamut-boundary search: 400 / 2^22 LAB units is exact enough
 RAY_LENGTH = 400.0  # LAB units along ab: from any sRGB colour this leaves the gamut
@@ -248,18 +249,24 @@ def _pin_palette(table: np.ndarray, size: int, points_rgb: np.ndarray, wanted_rg
 
     The transfer has kinks (clamped RBF weights, the gamut-aware moves), and a 12-cell lattice
     smooths them by up to 5 dE right at the palette colours, the colours the user asked for.
-    The smallest change to the corner values that removes the error there is
-    A^T (A A^T)^+ r, where A interpolates the lattice at the palette colours; it only touches
-    the corners of the cells that hold a palette colour."""
-    position = np.clip(points_rgb, 0, 1) * (size - 1)
+    The correction is a smooth bump around each palette colour (a Gaussian of PIN_WIDTH in
+    RGB, about one and a half cells), scaled so that the interpolated lattice meets every
+    palette colour exactly: table += G (A G)^+ r, where G holds the bumps at the lattice
+    points and A interpolates the lattice at the palette colours. Nudging only the 8 corners
+    of each palette colour's cell (the smallest change) made a step one cell wide, seen as a
+    band across smooth gradients (twice the gradient's steps on icons)."""
+    points = np.clip(points_rgb, 0, 1)
+    position = points * (size - 1)
     interpolation = np.zeros((len(position), size**3))
     rows = np.arange(len(position))
     for index, weight in _corners(position, size):
         np.add.at(interpolation, (rows, index), weight)
+    levels = np.linspace(0.0, 1.0, size)
+    grid = np.stack(np.meshgrid(levels, levels, levels, indexing="ij"), axis=-1).reshape(-1, 3)
+    bumps = np.exp(-((grid[:, None] - points[None]) ** 2).sum(-1) / (2 * PIN_WIDTH**2))
     residual = wanted_rgb - interpolation @ table
-    gram = interpolation @ interpolation.T
     # pinv: repeated palette colours give repeated rows; they are then met on average.
-    table += interpolation.T @ (np.linalg.pinv(gram, rcond=1e-10) @ residual)
+    table += bumps @ (np.linalg.pinv(interpolation @ bumps, rcond=1e-10) @ residual)
 
 
 def build_lattice(source_lab, target_lab, size: int = LATTICE_SIZE) -> np.ndarray:
