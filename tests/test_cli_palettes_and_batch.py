@@ -4,6 +4,7 @@ images in one go (issue 18 parts 2 and 3, issue 16's throughput goal), as a user
 import os
 import subprocess
 import sys
+import time
 import zipfile
 
 import numpy as np
@@ -248,3 +249,46 @@ def test_a_folder_of_one_image_gives_what_the_single_image_command_gives(tmp_pat
         main(["recolor", str(folder), "-p", ",".join(TARGET), "-o", str(out), "--method",
               method, "--overwrite"])  # fmt: skip
         assert np.array_equal(pixels(out / "photo.png"), pixels(tmp_path / "one.png")), method
+
+
+def test_batch_waits_for_a_busy_daemon(tmp_path):
+    """A daemon that takes 11 s for the second image (longer than the client's 10 s wait for
+    an unreachable daemon): both images come back. (A reused connection counted the wait
+    for a reply as a wait for the daemon and gave up on the second image.)"""
+    import threading
+
+    import zmq
+
+    from backend.service.protocol import ok_reply, parse_request
+
+    context = zmq.Context()
+    socket = context.socket(zmq.ROUTER)
+    port = socket.bind_to_random_port("tcp://127.0.0.1")
+
+    def serve():
+        for delay in (0, 11):
+            envelope_and_body = socket.recv_multipart()
+            split = envelope_and_body.index(b"") + 1
+            request = parse_request(envelope_and_body[split:])
+            time.sleep(delay)
+            reply = ok_reply(request.id, width=request.width, height=request.height,
+                             pixel_format=request.pixel_format, method=request.method)  # fmt: skip
+            reply.frames = [bytes(request.pixels)]
+            socket.send_multipart(envelope_and_body[:split] + reply.encode())
+
+    server = threading.Thread(target=serve, daemon=True)
+    server.start()
+    folder, out = tmp_path / "in", tmp_path / "out"
+    folder.mkdir(), out.mkdir()
+    for name in ("a", "b"):
+        Image.fromarray(flat([RED, BLUE])).save(folder / f"{name}.png")
+    try:
+        status = main(["recolor", str(folder), "-p", "#102030,#ffaa00", "--source-palette",
+                       "#c81e1e,#1e28c8", "-o", str(out), "--jobs", "1",
+                       "--server", f"tcp://127.0.0.1:{port}"])  # fmt: skip
+    finally:
+        server.join(timeout=30)
+        socket.close(linger=0)
+        context.term()
+    assert status == 0
+    assert sorted(p.name for p in out.iterdir()) == ["a.png", "b.png"]

@@ -118,18 +118,27 @@ def plan_jobs(files: list[Path], folder: Path, overwrite: bool) -> list[Job]:
 
 # --- one engine or one daemon connection for the whole run --------------------------------
 class Sender:
-    """Requests to one Engine in this process (one model load) or to a daemon, each
-    thread with its own connection (a REQ socket carries one request at a time)."""
+    """Requests to one Engine in this process (one model load) or to a daemon."""
 
     def __init__(self, args, load_model: bool):
         self.args = args
         self.engine = None
-        self.clients = {}
-        if not args.server:
+        if args.server:
+            self._client().close()  # a malformed address fails here, before any work
+        else:
             from backend import DEFAULT_WEIGHTS
             from backend.service.engine import Engine
 
             self.engine = Engine(args.weights or DEFAULT_WEIGHTS, args.device, load_model)
+
+    def _client(self):
+        from backend.cli.main import client_keys
+        from backend.service.client import AddressError, Client
+
+        try:
+            return Client(self.args.server, self.args.timeout, client_keys(self.args))
+        except AddressError as error:
+            raise SystemExit(str(error)) from None
 
     def request(self, header: dict, pixels) -> tuple[dict, list]:
         from backend.service.protocol import decode_reply, encode_request
@@ -137,26 +146,14 @@ class Sender:
         if self.engine is not None:
             frames = encode_request(header, pixels)
             return decode_reply(self.engine.handle(frames, self.args.max_pixels))
-        import threading
-
-        from backend.cli.main import client_keys
-        from backend.service.client import AddressError, Client
-
-        thread = threading.get_ident()
-        if thread not in self.clients:
+        # A connection per request, as the single-image command makes. A reused Client
+        # waits for its daemon's handshake afresh with every request and so took a reply
+        # slower than 10 s (a busy daemon) for a daemon that could not be reached.
+        with self._client() as client:
             try:
-                self.clients[thread] = Client(self.args.server, self.args.timeout,
-                                              client_keys(self.args))  # fmt: skip
-            except AddressError as error:
-                raise SystemExit(str(error)) from None
-        try:
-            return self.clients[thread].request(header, pixels)
-        except TimeoutError as error:
-            raise FileFailure(str(error)) from None
-
-    def close(self):
-        for client in self.clients.values():
-            client.close()
+                return client.request(header, pixels)
+            except TimeoutError as error:
+                raise FileFailure(str(error)) from None
 
 
 # --- the shared mapping -------------------------------------------------------------------
@@ -270,34 +267,31 @@ def run_batch(args, paths: list[Path], target: list[str], source: list[str] | No
     sender = Sender(args, load_model=args.method == "palettenet")
     load_s = time.perf_counter() - loading
     started, cpu_started = time.perf_counter(), time.process_time()
-    try:
-        mapping_s, kept = 0.0, Kept()
-        if source is None and len(jobs) > 1:  # one image: the engine pairs it as usual
-            began = time.perf_counter()
-            target, source = shared_mapping(jobs, target, args, failed, kept)
-            mapping_s = time.perf_counter() - began
-            if source is not None:
-                pairs = ", ".join(f"{s} -> {t}" for s, t in zip(source, target))
-                print(f"one mapping for all {len(jobs)} inputs: {pairs}", file=sys.stderr)
-        header = {"op": "recolor", "method": args.method, "palette": target}
+    mapping_s, kept = 0.0, Kept()
+    if source is None and len(jobs) > 1:  # one image: the engine pairs it as usual
+        began = time.perf_counter()
+        target, source = shared_mapping(jobs, target, args, failed, kept)
+        mapping_s = time.perf_counter() - began
         if source is not None:
-            header["source_palette"] = source
-        todo = [job for job in jobs if job.source not in failed]
-        pixels, done, engine_cpu = 0, 0, 0.0
-        bar = tqdm(total=len(todo), desc="recolour", unit="image", file=sys.stderr, disable=None)
-        with bar, ThreadPoolExecutor(max_workers=args.jobs) as pool:
-            futures = [pool.submit(recolor_one, job, header, sender, args, kept) for job in todo]
-            for job, future in zip(todo, futures):
-                try:
-                    count, seconds = future.result()
-                    pixels, engine_cpu = pixels + count, engine_cpu + seconds
-                    done += 1
-                except FileFailure as error:
-                    failed[job.source] = str(error)
-                    bar.write(str(error), file=sys.stderr)
-                bar.update()
-    finally:
-        sender.close()
+            pairs = ", ".join(f"{s} -> {t}" for s, t in zip(source, target))
+            print(f"one mapping for all {len(jobs)} inputs: {pairs}", file=sys.stderr)
+    header = {"op": "recolor", "method": args.method, "palette": target}
+    if source is not None:
+        header["source_palette"] = source
+    todo = [job for job in jobs if job.source not in failed]
+    pixels, done, engine_cpu = 0, 0, 0.0
+    bar = tqdm(total=len(todo), desc="recolour", unit="image", file=sys.stderr, disable=None)
+    with bar, ThreadPoolExecutor(max_workers=args.jobs) as pool:
+        futures = [pool.submit(recolor_one, job, header, sender, args, kept) for job in todo]
+        for job, future in zip(todo, futures):
+            try:
+                count, seconds = future.result()
+                pixels, engine_cpu = pixels + count, engine_cpu + seconds
+                done += 1
+            except FileFailure as error:
+                failed[job.source] = str(error)
+                bar.write(str(error), file=sys.stderr)
+            bar.update()
     wall = time.perf_counter() - started
     cpu = time.process_time() - cpu_started
     if args.server:
