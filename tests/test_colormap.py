@@ -121,3 +121,19 @@ def test_palettenet_takes_the_palettes_lightness_on_flat_art(model):
     out = recolor_layer(model, Layer(pixels, FORMATS["RGBA8"]), target)
     lightness = rgb_to_lab_np(out[50, [50, 150, 250], :3] / 255)[:, 0]
     assert np.abs(lightness - np.sort(target[:, 0])).max() < 1
+
+
+def test_a_photo_like_layer_keeps_its_large_flat_fill_flat(model):
+    """Not flat art (a noisy photo-like texture over most of it), but one large exactly flat
+    fill: the local transfer keeps its detail elsewhere, the fill comes out one colour."""
+    rng = np.random.default_rng(1)
+    pixels = np.zeros((300, 400, 4), np.uint8)
+    pixels[..., 3] = 255
+    texture = np.cumsum(rng.normal(0, 6, (300, 400, 3)), axis=1) + 110
+    pixels[..., :3] = np.clip(texture, 0, 255).astype(np.uint8)
+    pixels[100:200, 150:300, :3] = (40, 160, 90)  # a flat green fill
+    assert not is_flat_art(pixels[..., :3])
+    out = recolor_layer(model, Layer(pixels, FORMATS["RGBA8"]), palette_lab(ISSUE_PALETTE))
+    fill = out[100:200, 150:300, :3].reshape(-1, 3)
+    assert len(np.unique(fill, axis=0)) == 1
+    assert distinct(out[:90]) > 1000  # the texture keeps its detail

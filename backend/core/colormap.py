@@ -161,13 +161,39 @@ class ColourMap:
 
     def __call__(self, rows: np.ndarray, top: int = 0) -> np.ndarray:
         rgb = np.ascontiguousarray(rows[..., :3])
-        out = apply_lattice(rgb, self.lut)
-        if len(self.codes):
-            codes = colour_codes(to_uint8(rgb))
-            slot = np.minimum(np.searchsorted(self.codes, codes), len(self.codes) - 1)
-            hit = self.codes[slot] == codes
-            out[hit] = self.exact[slot[hit]]
-        return out
+        return _exact_colours(apply_lattice(rgb, self.lut), rgb, self.codes, self.exact)
+
+
+def _exact_colours(out, rgb, codes, exact) -> np.ndarray:
+    """out (rows, W, 3) with the pixels whose colour (rgb, rounded to 8 bits) is one of the
+    sorted `codes` set to that colour's `exact` output; returns out."""
+    if len(codes):
+        pixel_codes = colour_codes(to_uint8(rgb))
+        slot = np.minimum(np.searchsorted(codes, pixel_codes), len(codes) - 1)
+        hit = codes[slot] == pixel_codes
+        out[hit] = exact[slot[hit]]
+    return out
+
+
+class FillKeeper:
+    """A local transform (photos, painted art) whose large flat fills still come out flat:
+    pixels of a colour on EXACT_MIN_SHARE of the working image (and EXACT_MIN_PIXELS) get
+    that colour's median network output, as in ColourMap; all others the local transform.
+    A photo rarely has such exact colours (clipped black or white); painted art and comics
+    that are not quite flat art have a few, and a local transfer spreads each of them over
+    the colours of its neighbourhood."""
+
+    def __init__(self, transform, source, result, weight):
+        self.transform = transform
+        source = np.asarray(source, dtype=np.float32).reshape(-1, 3)
+        result = np.clip(np.asarray(result, dtype=np.float32).reshape(-1, 3), 0, 1)
+        codes, count, medians = colour_medians(to_uint8(source), result, np.ravel(weight))
+        fill = (count >= EXACT_MIN_PIXELS) & (count >= EXACT_MIN_SHARE * count.sum())
+        self.codes, self.exact = codes[fill], medians[fill]
+
+    def __call__(self, rows: np.ndarray, top: int = 0) -> np.ndarray:
+        out = np.array(self.transform(rows, top), dtype=np.float32)  # a copy: may be a view
+        return _exact_colours(out, rows[..., :3], self.codes, self.exact)
 
 
 def transfer_lightness(lightness: torch.Tensor, source_lab, target_lab) -> torch.Tensor:
@@ -198,11 +224,12 @@ def is_flat_art(rgb8: np.ndarray, weight=None) -> bool:
     return bool(counts[fill].sum() >= FLAT_ART_SHARE * total)
 
 
-def flat_art_map(layer, source, result, weight) -> ColourMap | None:
-    """The ColourMap of a network result when `layer` (a backend.core.pixels.Layer, the
-    visible rectangle) is flat art (is_flat_art), else None: photos and painted art keep
-    the network's local detail (backend.core.fullres). source, result, weight: the working
-    image, the network's output for it and its visible share, as ColourMap takes them."""
-    if not is_flat_art(layer.rgb8(), layer.palette_weight()):
-        return None
-    return ColourMap(source, result, weight)
+def full_resolution_transform(layer, source, result, weight, local):
+    """How a network result comes to full resolution: the ColourMap when `layer` (a
+    backend.core.pixels.Layer, the visible rectangle) is flat art (is_flat_art), else the
+    local transform local() (backend.core.fullres: photos and painted art keep the network's
+    local detail) with its large fills kept flat (FillKeeper). source, result, weight: the
+    working image, the network's output for it and its visible share."""
+    if is_flat_art(layer.rgb8(), layer.palette_weight()):
+        return ColourMap(source, result, weight)
+    return FillKeeper(local(), source, result, weight)

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from backend.core.color import lab_to_net, lab_to_rgb, net_to_lab, rgb_to_lab, to_uint8
-from backend.core.colormap import flat_art_map, transfer_lightness
+from backend.core.colormap import full_resolution_transform, transfer_lightness
 from backend.core.fullres import WORKING_SIDE, AffineField, fit_local_affine, weighted_resize
 from backend.core.fullres import working_size as reduced_size
 from backend.core.model import PaletteNet
@@ -138,18 +138,18 @@ def finish(layer: Layer, working: Working, result: np.ndarray, out: np.ndarray) 
     pixels outside that rectangle copied as they are."""
     cropped = layer.crop(*working.box)
     top, bottom, left, right = working.box
-    # Flat art (fills, line art, pixel art): one global colour mapping, so fills stay flat.
-    transform = flat_art_map(cropped, working.rgb, result, working.weight)
-    if transform is None and working.direct:
 
-        def transform(rgb1, row):
-            return result[row : row + len(rgb1)]
-    elif transform is None:
-        transform = AffineField(
+    def local():
+        if working.direct:
+            return lambda rgb1, row: result[row : row + len(rgb1)]
+        return AffineField(
             fit_local_affine(working.rgb, result - working.rgb, working.weight),
             cropped.height,
             cropped.width,
         )
+
+    # Flat art: one global colour mapping; other layers the local transfer, fills kept flat.
+    transform = full_resolution_transform(cropped, working.rgb, result, working.weight, local)
     copy_outside(layer.pixels, out, working.box)
     cropped.recolor_into(out[top:bottom, left:right], transform)
 
