@@ -479,3 +479,21 @@ def test_png_orientation_is_found_before_or_after_the_pixels(tmp_path, late):
     path = tmp_path / "turned.png"
     path.write_bytes(png)
     np.testing.assert_array_equal(read_image(path).pixels, upright(pixels, 6))
+
+
+def test_recolor_writes_the_smallest_png_on_request(tmp_path):
+    from skimage import data
+
+    source = tmp_path / "photo.png"
+    Image.fromarray(data.astronaut()[::2, ::2]).save(source)
+    sizes = {}
+    for choice in ("fast", "small"):
+        output = tmp_path / f"{choice}.png"
+        main(["recolor", str(source), "-p", "#204080,#e0a040", "--method", "chang2015",
+              "-o", str(output), "--png-compression", choice])  # fmt: skip
+        sizes[choice] = output.stat().st_size
+        assert read_image(output).pixels.shape == (256, 256, 3)
+    np.testing.assert_array_equal(
+        read_image(tmp_path / "fast.png").pixels, read_image(tmp_path / "small.png").pixels
+    )
+    assert sizes["small"] <= sizes["fast"]

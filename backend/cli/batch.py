@@ -244,7 +244,7 @@ def recolor_one(job: Job, header: dict, sender: Sender, args, kept: Kept) -> tup
         if not reply.get("ok"):
             error = reply.get("error", {})
             raise SystemExit(f"{job.source}: error ({error.get('code')}): {error.get('message')}")
-        write_result(job.output, picture, frames[0])
+        write_result(job.output, picture, frames[0], args.png_compression == "small")
     except SystemExit as error:
         raise FileFailure(str(error)) from None
     engine_cpu = reply.get("cpu_ms", {}).get("total", 0.0) / 1000

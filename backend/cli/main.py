@@ -201,17 +201,18 @@ def cmd_recolor(args):
     mask = read_mask(args.mask, picture, args.max_pixels)
     reply, frames = call(args, header, picture.pixels, mask, load_model=args.method == "palettenet")
     checked(reply)
-    write_result(args.output, picture, frames[0])
+    write_result(args.output, picture, frames[0], args.png_compression == "small")
     print(f"wrote {args.output}")
 
 
-def write_result(path: Path, picture, frame) -> None:
-    """A recolor reply's pixel frame written as `path`, in the picture's profile."""
+def write_result(path: Path, picture, frame, small_png: bool = False) -> None:
+    """A recolor reply's pixel frame written as `path`, in the picture's profile (a PNG the
+    smallest it can be with small_png, else written fast)."""
     from backend.cli.imagefile import ImageFileError, write_image
 
     out = np.frombuffer(frame, picture.pixels.dtype).reshape(picture.pixels.shape)
     try:
-        write_image(path, picture, out)
+        write_image(path, picture, out, small=small_png)
     except (ImageFileError, OSError) as error:
         reason = error.strerror if isinstance(error, OSError) and error.strerror else error
         raise SystemExit(f"cannot write {path}: {reason}") from None
@@ -498,6 +499,9 @@ def main(argv=None):
         help="the colours the palette replaces, entry by entry, as -p takes them "
         "(default: the image's own, or all inputs' together, paired by lightness)",
     )
+    recolor.add_argument("--png-compression", choices=["fast", "small"], default="fast",
+                         help="PNG output: fast to write (default), or the smallest files "
+                         "(a few %% smaller, many times slower)")  # fmt: skip
     recolor.add_argument("--overwrite", action="store_true",
                          help="several inputs: replace results that already exist")  # fmt: skip
     recolor.add_argument("--jobs", type=positive(int, 64), default=min(2, os.cpu_count() or 1),
