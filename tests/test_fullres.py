@@ -112,3 +112,35 @@ def test_transparent_pixels_do_not_steer_the_result():
     visible = rgba[..., 3] > 0
     np.testing.assert_array_equal(outputs[0][visible], outputs[1][visible])
     np.testing.assert_array_equal(outputs[1][~visible], rgba[~visible])  # kept as they were
+
+
+def test_flat_art_maps_each_colour_once_with_the_same_result(monkeypatch):
+    """finish gives flat art's colour mapping to the colour table (each distinct colour
+    mapped once): bit for bit what mapping every pixel gives, and every fill one colour."""
+    import backend.core.pixels as pixels
+    from backend.core.recolor import finish, predict, prepare
+
+    torch.manual_seed(0)
+    model = PaletteNet().eval()
+    colours = np.array([[200, 40, 40], [30, 30, 30], [240, 240, 230], [40, 90, 200]], np.uint8)
+    fills = np.add.outer(np.arange(700) // 70, np.arange(1000) // 90) % 4
+    rgba = np.dstack([colours[fills], np.full(fills.shape, 255, np.uint8)])
+    rgba[:50, :, 3] = 0
+    layer = Layer(rgba, FORMATS["RGBA8"])
+    palette = rgb_to_lab_np(parse_palette("#0b1d51,#725ac1,#f7ece1,#e0b1cb"))
+    working = prepare(layer)
+    (result,) = predict(model, [working.rgb], [palette])
+    used, outputs = [], []
+    map_colours = pixels.Layer.map_colours
+    monkeypatch.setattr(pixels.Layer, "map_colours",
+                        lambda *args: used.append(map_colours(*args)) or used[-1])  # fmt: skip
+    for smallest_table in (1, 1 << 40):  # the table, then every pixel mapped
+        monkeypatch.setattr(pixels, "COLOUR_TABLE_MIN_PIXELS", smallest_table)
+        outputs.append(np.full_like(rgba, 7))
+        finish(layer, working, result, outputs[-1])
+    assert used == [True, False]
+    np.testing.assert_array_equal(outputs[0], outputs[1])
+    visible = rgba[..., 3] > 0
+    for index in range(4):
+        fill = outputs[0][(fills == index) & visible]
+        assert len(np.unique(fill, axis=0)) == 1

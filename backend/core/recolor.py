@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from backend.core.color import lab_to_net, lab_to_rgb, net_to_lab, rgb_to_lab, to_uint8
-from backend.core.colormap import full_resolution_transform, transfer_lightness
+from backend.core.colormap import ColourMap, full_resolution_transform, transfer_lightness
 from backend.core.fullres import WORKING_SIDE, AffineField, fit_local_affine, weighted_resize
 from backend.core.fullres import working_size as reduced_size
 from backend.core.model import PaletteNet
@@ -151,7 +151,10 @@ def finish(layer: Layer, working: Working, result: np.ndarray, out: np.ndarray) 
     # Flat art: one global colour mapping; other layers the local transfer, fills kept flat.
     transform = full_resolution_transform(cropped, working.rgb, result, working.weight, local)
     copy_outside(layer.pixels, out, working.box)
-    cropped.recolor_into(out[top:bottom, left:right], transform)
+    target = out[top:bottom, left:right]
+    # A mapping of colours alone (flat art) maps each distinct colour once where it can.
+    if not (isinstance(transform, ColourMap) and cropped.map_colours(target, transform)):
+        cropped.recolor_into(target, transform)
 
 
 def copy_outside(pixels: np.ndarray, out: np.ndarray, box) -> None:
