@@ -12,6 +12,9 @@ gives the same reply) as soon as the daemon is back, or fails with the reason wh
 back within `reconnect_s`. ZMTP heartbeats find a peer that vanished without closing (a host
 gone, a cable pulled) within HEARTBEAT_TIMEOUT_MS. A malformed address fails at once.
 Every call returns or raises within its timeout (plus a few milliseconds to close).
+The handshake is remembered on the client (`connected`) until the connection closes or the
+socket is reopened: a reused client waits for a slow reply up to its timeout, not only up to
+`reconnect_s` (that window is for a daemon that is not there).
 """
 
 import time
@@ -54,6 +57,7 @@ class Client:
         self.reconnect_s = reconnect_s
         self.context = zmq.Context()
         self.socket = self.monitor = None
+        self.connected = False  # this socket's handshake with the daemon succeeded
         try:
             self._open()  # connect now: a malformed address is reported here, not later
         except BaseException:
@@ -70,6 +74,7 @@ class Client:
         monitor = socket.get_monitor_socket(EVENTS)
         monitor.linger = 0
         self.socket, self.monitor = socket, monitor
+        self.connected = False  # a new socket has no connection yet
         try:
             problem = tcp_port_problem(self.address)
             if problem is not None:
@@ -94,6 +99,7 @@ class Client:
         self.monitor.close()
         self.socket.close()
         self.socket = self.monitor = None
+        self.connected = False
 
     def request(self, header: dict, pixels=None, mask=None) -> tuple[dict, list]:
         """Send one request, wait for its reply: (reply header, payload frames).
@@ -107,6 +113,7 @@ class Client:
         while True:
             if self.socket is None:
                 self._open()
+            self._note_idle_events()
             self.socket.send_multipart(frames, copy=False)  # queued until connected
             reply, lost, why = self._wait(deadline, resent)
             if reply is not None:
@@ -117,28 +124,39 @@ class Client:
                 continue
             raise TimeoutError(why)
 
+    def _note_idle_events(self) -> None:
+        """Catch up with what happened to the connection since the last reply (the daemon
+        restarted, or heartbeats found it gone), so that a close between requests is not
+        taken for the loss of the request about to be sent."""
+        while self.monitor.poll(0):
+            event = recv_monitor_message(self.monitor)["event"]
+            if event == zmq.EVENT_HANDSHAKE_SUCCEEDED:
+                self.connected = True
+            elif event == zmq.EVENT_DISCONNECTED:
+                self.connected = False
+
     def _wait(self, deadline: float, resent: bool) -> tuple[list | None, bool, str]:
         """Wait for the reply until the deadline: (reply, False, "") when it comes, else
         (None, lost, why): lost when the connection that carried the request closed."""
         poller = zmq.Poller()
         poller.register(self.socket, zmq.POLLIN)
         poller.register(self.monitor, zmq.POLLIN)
-        started, connected, handshake = time.monotonic(), False, ""
+        started, handshake = time.monotonic(), ""
         while True:
             now = time.monotonic()
             if now >= deadline:
                 why = f"no reply from {self.address} within {self.timeout_s:g} s"
-                if not connected:
+                if not self.connected:
                     why += f" (not connected: {handshake or 'nothing answered there'})"
                 return None, False, why
-            if not connected and now - started >= self.reconnect_s:
+            if not self.connected and now - started >= self.reconnect_s:
                 if resent:
                     why = "went away during the request and was not back"
                 else:
                     why = "could not be reached"
                 why = f"the daemon at {self.address} {why} within {self.reconnect_s:g} s"
                 return None, False, why + (f": {handshake}" if handshake else "")
-            limit = deadline if connected else min(deadline, started + self.reconnect_s)
+            limit = deadline if self.connected else min(deadline, started + self.reconnect_s)
             events = dict(poller.poll(max(1, round((limit - now) * 1000))))
             if self.socket in events:
                 return self.socket.recv_multipart(), False, ""
@@ -146,8 +164,9 @@ class Client:
                 continue
             event = recv_monitor_message(self.monitor)["event"]
             if event == zmq.EVENT_HANDSHAKE_SUCCEEDED:
-                connected = True
-            elif event == zmq.EVENT_DISCONNECTED and connected:
+                self.connected = True
+            elif event == zmq.EVENT_DISCONNECTED and self.connected:
+                self.connected = False
                 why = (
                     f"the daemon at {self.address} closed the connection before answering, "
                     "twice (it stopped or was killed)"
