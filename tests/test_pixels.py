@@ -93,3 +93,19 @@ def test_the_colour_table_declines_what_it_cannot_do(monkeypatch):
     assert not Layer(rgba8, FORMATS["RGBA8_LINEAR"]).map_colours(out, lambda rgb: rgb)
     assert not Layer(rgba8[..., :3].copy(), FORMATS["RGB8"]).map_colours(out, lambda rgb: rgb)
     assert not out.any()  # nothing written
+
+
+def test_bands_still_run_in_a_forked_child():
+    """Training's data workers are forked: the band pool must work there too."""
+    import multiprocessing
+
+    pixels.on_all_cores(lambda top, bottom: None, 8, 8, 16)  # the parent's threads started
+    context = multiprocessing.get_context("fork")
+    with context.Pool(1) as pool:
+        result = pool.apply_async(pixels.on_all_cores, (_band_sum, 64, 100, 1000))
+        assert result.get(timeout=60) == [_band_sum(top, bottom) for top, bottom in
+                                          pixels.bands(64, 100, 1000)]  # fmt: skip
+
+
+def _band_sum(top, bottom):
+    return top + bottom

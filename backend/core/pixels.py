@@ -32,6 +32,16 @@ BAND_PIXELS = 1 << 17
 # Bands are worked on by a thread per core: NumPy and OpenCV release the GIL inside each
 # operation, so every per-pixel stage uses all cores without extra processes or copies.
 _BAND_WORKERS = ThreadPoolExecutor(os.cpu_count() or 1, thread_name_prefix="bands")
+
+
+def _new_band_workers() -> None:
+    """A forked child (training's data workers) has none of its parent's threads: a pool
+    that still counted them would never run a band."""
+    global _BAND_WORKERS
+    _BAND_WORKERS = ThreadPoolExecutor(os.cpu_count() or 1, thread_name_prefix="bands")
+
+
+os.register_at_fork(after_in_child=_new_band_workers)
 # 8-bit sRGB formats whose pixels OpenCV reorders to R, G, B, A in one pass (None: already).
 _TO_RGBA = {"RGBA8": None, "BGRA8": cv2.COLOR_BGRA2RGBA, "RGB8": cv2.COLOR_RGB2RGBA}
 
