@@ -224,6 +224,9 @@ class Layer:
     def get_parent(self):
         return self.parent
 
+    def is_group(self):
+        return False
+
     def get_opacity(self):
         return self.opacity
 
@@ -252,6 +255,27 @@ class Layer:
 
     def update(self, x, y, w, h):
         self.updated = (x, y, w, h)
+
+
+@gimp_class
+class GroupLayer(Layer):
+    """A layer group: its layers in `children` (top first), as GIMP lists them."""
+
+    def __init__(self, image, name):
+        super().__init__(image, name, 1, 1)
+        self.children = []
+
+    def is_group(self):
+        return True
+
+    def get_children(self):
+        return list(self.children)
+
+    def add_layer(self, name, values, offsets=(0, 0)):
+        layer = Layer(self.image, name, values.shape[1], values.shape[0], values, offsets)
+        layer.parent = self
+        self.children.insert(0, layer)
+        return layer
 
 
 @gimp_class
@@ -307,6 +331,14 @@ class Image:
         self.layers.insert(0, layer)
         return layer
 
+    def add_group(self, name):
+        group = GroupLayer(self, name)
+        self.layers.insert(0, group)
+        return group
+
+    def _siblings(self, item):
+        return item.parent.children if item.parent is not None else self.layers
+
     def select(self, x, y, w, h, value=1.0):
         self.selection_rect = (x, y, w, h)
         self.selection_values[y : y + h, x : x + w] = value
@@ -325,11 +357,17 @@ class Image:
         return Channel(self.selection_values)
 
     def get_item_position(self, item):
-        return self.layers.index(item)
+        return self._siblings(item).index(item)
 
     def insert_layer(self, layer, parent, position):
-        self.log.append(f"insert {layer.name} at {position}")
-        self.layers.insert(position, layer)
+        where = f" in {parent.name}" if parent is not None else ""
+        self.log.append(f"insert {layer.name} at {position}{where}")
+        layer.parent = parent
+        self._siblings(layer).insert(position, layer)
+
+    def remove_layer(self, layer):
+        self.log.append(f"remove {layer.name}")
+        self._siblings(layer).remove(layer)
 
     def undo_group_start(self):
         self.log.append("undo group start")
@@ -363,6 +401,7 @@ def gimp_module():
         ImageType=types.SimpleNamespace(RGBA_IMAGE="RGBA_IMAGE"),
         LayerMode=types.SimpleNamespace(NORMAL="normal"),
         Layer=Layer,
+        GroupLayer=GroupLayer,
         LayerMask=LayerMask,
         Palette=Palette,
         HistogramChannel=types.SimpleNamespace(ALPHA="alpha"),

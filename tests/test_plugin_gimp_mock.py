@@ -6,7 +6,7 @@ crashed on them). tests/test_plugin_gimp_real.py checks the same in the real GIM
 
 import numpy as np
 import pytest
-from gimp_mock import Color, Gegl, Image, Palette, WrongThreadError, gimp_module
+from gimp_mock import Color, Gegl, GroupLayer, Image, Palette, WrongThreadError, gimp_module
 from servers import daemon_answer
 
 from plugin.recolor_with_palette.autostart import Launcher
@@ -19,7 +19,8 @@ from plugin.recolor_with_palette.gimp_api import (
     pdb_error_text,
     ready_client,
     recolor_layer,
-    target_layer,
+    recolor_layers,
+    target_layers,
     with_progress,
 )
 
@@ -141,7 +142,7 @@ def test_the_dialog_is_prefilled_with_the_layers_palette(gimp, client):
     photo = image.add_layer("Photo", picture())
     editor = GimpEditor(gimp, Gegl)
     progress = lambda text, work: with_progress(gimp, text, work)  # noqa: E731
-    colors = layer_palette(editor, client, photo, 5, progress)  # pixels read on this thread
+    colors = layer_palette(editor, client, [photo], 5, progress)  # pixels read on this thread
     assert ("init", "Reading the layer's palette…") in gimp.progress.calls
     assert len(colors) == 5 and all(c.startswith("#") and len(c) == 7 for c in colors)
     for color in colors:  # what the colour buttons hold reads back as the same hex
@@ -150,8 +151,8 @@ def test_the_dialog_is_prefilled_with_the_layers_palette(gimp, client):
 
 def test_errors_become_the_pdb_errors_text(gimp, client, tmp_path):
     with pytest.raises(EditorError) as caught:
-        target_layer(gimp, [])
-    assert pdb_error_text(caught.value) == "Select exactly one layer to recolour."
+        target_layers(gimp, [])
+    assert pdb_error_text(caught.value) == "Select the layer (or layers) to recolour."
     image = Image(40, 30)
     photo = image.add_layer("Photo", picture())
     with pytest.raises(RecolorError) as caught:
@@ -219,7 +220,7 @@ def gimp_plugin(monkeypatch, gimp):
         PlugIn=type("PlugIn", (), {"error_quark": staticmethod(lambda: "quark")}),
         ImageProcedure=types.SimpleNamespace(new=lambda *args: procedure),
         PDBProcType=types.SimpleNamespace(PLUGIN="plugin"),
-        ProcedureSensitivityMask=types.SimpleNamespace(DRAWABLE="drawable"),
+        ProcedureSensitivityMask=types.SimpleNamespace(DRAWABLE=1, DRAWABLES=2),
         PDBStatusType=types.SimpleNamespace(
             SUCCESS="success", CANCEL="cancel", EXECUTION_ERROR="execution-error"
         ),  # fmt: skip
@@ -261,6 +262,7 @@ def test_procedure_registers_its_menu_and_arguments(gimp_plugin):
     assert calls["set_menu_label"] == ("Recolor with Palette...",)
     assert ("add_menu_path", ("<Image>/Colors",)) in procedure.calls
     assert calls["set_image_types"] == ("*",)  # indexed images too: they become RGB
+    assert calls["set_sensitivity_mask"] == (1 | 2,)  # one drawable selected, or several
     arguments = [args[0] for name, args in procedure.calls if name.endswith("_argument")]
     assert arguments == ["method", "target", "gimp-palette", "colors"] + [
         f"color-{i}" for i in range(1, 13)] + ["palette", "server"]  # fmt: skip
@@ -276,8 +278,6 @@ def test_non_interactive_run_adds_the_layer_and_failures_are_pdb_errors(gimp_plu
     status, message = module.run(procedure, "non", image, [photo], config, None)
     assert (status, message) == ("success", None)
     assert image.layers[0].name.startswith("Recolor: #0b1d51") and len(image.layers) == 2
-    status, message = module.run(procedure, "non", image, [photo, image.layers[0]], config, None)
-    assert (status, message) == ("execution-error", "Select exactly one layer to recolour.")
     config.values["server"] = "nonsense"
     status, message = module.run(procedure, "non", image, [photo], config, None)
     assert status == "execution-error" and message.startswith(MESSAGES["bad_address"])
@@ -331,9 +331,10 @@ def test_a_layer_mask_stands_for_its_layer_and_a_channel_is_refused(gimp):
     photo = image.add_layer("Photo", picture())
     mask = photo.create_mask("white")
     photo.add_mask(mask)
-    assert target_layer(gimp, [mask]) is photo  # GIMP selects the mask after Add Layer Mask
+    assert target_layers(gimp, [mask]) == [photo]  # GIMP selects the mask after Add Layer Mask
+    assert target_layers(gimp, [mask, photo]) == [photo]  # each layer once
     with pytest.raises(EditorError, match="is a channel, not a layer"):
-        target_layer(gimp, [image.get_selection()])
+        target_layers(gimp, [photo, image.get_selection()])
 
 
 def test_the_new_layer_gets_the_sources_layer_mask(gimp, client):
@@ -357,7 +358,7 @@ def test_a_transparent_layer_is_refused_before_any_request(gimp, client):
     with pytest.raises(EditorError, match="“Clear” has no visible pixels"):
         recolor_layer(editor, client, image, photo, PALETTE, "chang2015")
     with pytest.raises(EditorError, match="no visible pixels"):
-        layer_palette(editor, client, photo, 6)
+        layer_palette(editor, client, [photo], 6)
     assert image.log == []
 
 
@@ -374,3 +375,144 @@ def test_a_layer_deleted_while_waiting_adds_nothing(gimp, client):
         recolor_layer(GimpEditor(gimp, Gegl), client, image, photo, PALETTE, "chang2015",
                       progress=delete_meanwhile)  # fmt: skip
     assert image.log == [] and image.layers == []
+
+
+# --- several selected layers (issue 18 part 3) --------------------------------------------
+RED, BLUE, GREEN = (0.8, 0.2, 0.2), (0.2, 0.4, 0.8), (0.2, 0.6, 0.2)
+DARK = (0.08, 0.06, 0.04)
+TARGET = ["#102030", "#e0a020", "#f4f0e8"]
+
+
+def blocks(*colors, height=20, width=30):
+    """Vertical stripes of the given sRGB colours (stored as GIMP's non-linear u8 image)."""
+    values = np.ones((height, width, 4))
+    for index, color in enumerate(colors):
+        values[:, index * width // len(colors) : (index + 1) * width // len(colors), :3] = color
+    return values
+
+
+def colour_at(layer, x, y):
+    values = np.frombuffer(layer.buffer.writes[-1][1], np.uint8).reshape(layer.height, -1, 4)
+    return tuple(values[y, x, :3])
+
+
+def test_several_layers_are_recoloured_alike_in_one_undo_group(gimp_plugin, daemon):
+    """Two layers sharing red and blue, one with a near-black too: one mapping from the
+    colours of both, so red (and blue) give the same colour in both result layers, each
+    result above its layer, all in one undo group."""
+    module, procedure = gimp_plugin
+    image = Image(30, 20)
+    first = image.add_layer("Red and blue", blocks(RED, BLUE))
+    second = image.add_layer("Red, dark, blue", blocks(RED, DARK, BLUE))
+    config = Config({"server": daemon.address, "palette": ",".join(TARGET), "colors": 3,
+                     "method": "chang2015", "target": "colors"})  # fmt: skip
+    status, message = module.run(procedure, "non", image, [second, first], config, None)
+    assert (status, message) == ("success", None)
+    names = [layer.name for layer in image.layers]
+    assert names[1::2] == ["Red, dark, blue", "Red and blue"]  # each result right above
+    assert all(name.startswith("Recolor: #102030") for name in names[0::2])
+    assert image.log.count("undo group start") == 1 and image.log[-1] == "undo group end"
+    second_result, first_result = image.layers[0], image.layers[2]
+    assert colour_at(first_result, 0, 0) == colour_at(second_result, 0, 0)  # red
+    assert colour_at(first_result, 29, 0) == colour_at(second_result, 29, 0)  # blue
+    assert colour_at(first_result, 0, 0) != (204, 51, 51)  # recoloured, not copied
+
+    # Recoloured on its own, the two-colour layer pairs its red differently: the shared
+    # mapping is what makes the results alike.
+    alone = recolor_layer(GimpEditor(module.Gimp, Gegl), Client(Connection(daemon.address)), image,
+                          first, TARGET, "chang2015")  # fmt: skip
+    assert colour_at(alone, 0, 0) != colour_at(first_result, 0, 0)
+
+
+def test_the_dialog_shows_the_colours_of_all_selected_layers(gimp_plugin, daemon):
+    module, procedure = gimp_plugin
+    image = Image(30, 20)
+    reds = image.add_layer("Red", blocks(RED))
+    blues = image.add_layer("Blue", blocks(BLUE))
+    config = Config({"server": daemon.address, "palette": "", "colors": 2,
+                     "method": "chang2015", "target": "colors"})  # fmt: skip
+    status, _ = module.run(procedure, "interactive", image, [reds, blues], config, None)
+    assert status == "success"
+    editor = GimpEditor(module.Gimp, Gegl)
+    shown = {editor.color_hex(config.values[f"color-{i}"]) for i in (1, 2)}
+    assert shown == {"#cc3333", "#3366cc"}  # one from each layer
+    assert len(image.layers) == 4  # the dialog's colours (its own, unchanged): two results
+
+
+def test_a_layer_that_cannot_be_recoloured_adds_no_layer_at_all(gimp, client):
+    image = Image(30, 20)
+    first = image.add_layer("First", blocks(RED, BLUE))
+    clear = blocks(GREEN)
+    clear[..., 3] = 0.0
+    second = image.add_layer("Clear", clear)
+    editor = GimpEditor(gimp, Gegl)
+    with pytest.raises(EditorError, match="“Clear” has no visible pixels"):
+        recolor_layers(editor, client, image, [first, second], TARGET, "chang2015")
+    assert image.log == [] and len(image.layers) == 2  # checked before any request
+
+    second.buffer.values[..., 3] = 1.0
+    calls = []
+
+    def failing_second(text, work):
+        calls.append(text)
+        if text.startswith("Recolouring “Clear”"):
+            raise RecolorError("busy")
+        return work()
+
+    with pytest.raises(EditorError) as caught:
+        recolor_layers(editor, client, image, [first, second], TARGET, "chang2015",
+                       progress=failing_second)  # fmt: skip
+    assert "Recolouring “First” (1 of 2)…" in calls
+    message = pdb_error_text(caught.value)
+    assert message.startswith("“Clear” (2 of 2) could not be recoloured, so no layer was added")
+    assert MESSAGES["busy"] in message
+    assert image.log == [] and len(image.layers) == 2
+
+
+def test_a_failure_while_adding_takes_back_the_layers_already_added(gimp, client, monkeypatch):
+    image = Image(30, 20)
+    first = image.add_layer("First", blocks(RED, BLUE))
+    second = image.add_layer("Second", blocks(GREEN, BLUE))
+    editor = GimpEditor(gimp, Gegl)
+    added = []
+    real_new = gimp.Layer.new
+
+    def new_then_fail(*args):
+        if added:
+            raise RuntimeError("out of memory in GIMP")
+        added.append(real_new(*args))
+        return added[-1]
+
+    monkeypatch.setattr(gimp.Layer, "new", new_then_fail)
+    with pytest.raises(RuntimeError, match="out of memory"):
+        recolor_layers(editor, client, image, [second, first], TARGET, "chang2015")
+    assert image.layers == [second, first]  # as before: nothing half-done
+    assert image.log[0] == "undo group start" and image.log[-1] == "undo group end"
+    assert image.log[-2] == f"remove {added[0].name}"
+
+
+def test_a_layer_group_stands_for_the_layers_inside_it(gimp_plugin, daemon):
+    module, procedure = gimp_plugin
+    gimp = module.Gimp
+    image = Image(30, 20)
+    image.add_layer("Background", blocks(GREEN))
+    group = image.add_group("Characters")
+    inner = group.add_layer("Inner", blocks(RED, BLUE))
+    nested = GroupLayer(image, "Nested")
+    nested.parent = group
+    group.children.insert(0, nested)
+    deep = nested.add_layer("Deep", blocks(BLUE, RED))
+    assert target_layers(gimp, [group]) == [deep, inner]
+    assert target_layers(gimp, [inner, group]) == [inner, deep]  # each layer once
+    config = Config({"server": daemon.address, "palette": ",".join(TARGET), "colors": 3,
+                     "method": "chang2015", "target": "colors"})  # fmt: skip
+    status, _ = module.run(procedure, "non", image, [group], config, None)
+    assert status == "success"
+    result = "Recolor: #102030 #e0a020 #f4f0e8"
+    assert [layer.name for layer in group.children] == ["Nested", result, "Inner"]
+    assert [layer.name for layer in nested.children] == [result, "Deep"]
+    assert colour_at(group.children[1], 0, 0) == colour_at(nested.children[0], 29, 0)  # red
+    assert len(image.layers) == 2  # the background was not selected: untouched
+    empty = image.add_group("Empty")
+    with pytest.raises(EditorError, match="holds no layers"):
+        target_layers(gimp, [empty])

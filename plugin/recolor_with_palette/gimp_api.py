@@ -19,6 +19,14 @@ GIMP facts this relies on (GIMP 3.0.4, checked in the real GIMP by tests/test_pl
   indexed image a new layer is snapped to the colormap, so the image becomes RGB first.
 - Gegl.Color.get_rgba() is linear light; Gegl.Color.new("#rrggbb") reads sRGB.
 - A PDB call ignores set_image_types: scripts can hand the procedure an indexed image.
+- The procedure gets every selected drawable; a layer group's get_children() lists its
+  layers (groups nested), and image.remove_layer takes back a layer inserted in the same
+  undo group.
+
+Several selected layers are recoloured alike (issue 18 part 3): ONE mapping, the same
+source -> target pairs for every layer, the source colours taken from all of them together,
+each result in its own layer above its source, all in ONE undo group, and nothing added
+unless every layer was recoloured.
 """
 
 from __future__ import annotations
@@ -28,6 +36,7 @@ from dataclasses import dataclass
 
 from .autostart import Launcher
 from .client import Client
+from .controller import dark_to_light
 from .errors import EditorError, RecolorError
 from .palettes import normalize_hex, rgb_to_hex
 from .pixels import Pixels, downsample_rgba8, srgb_encode
@@ -45,6 +54,7 @@ DEPTHS = {
     "double": ("float", "RGBAF32"),  # every float is a double: exact both ways
 }
 THUMBNAIL_SIDE = 256
+MIN_THUMBNAIL_SIDE = 16  # a small layer among large ones still shows its colours
 
 
 @dataclass
@@ -121,42 +131,60 @@ class GimpEditor:
             raise EditorError("The layer or its image was closed while it was being "
                               "recoloured: nothing was added.")  # fmt: skip
 
-    def thumbnail(self, drawable) -> Pixels:
-        """The whole drawable, 8-bit sRGB, long side at most THUMBNAIL_SIDE."""
+    def thumbnail(self, drawable, side: int = THUMBNAIL_SIDE) -> Pixels:
+        """The whole drawable, 8-bit sRGB, long side at most `side`."""
         width, height = drawable.get_width(), drawable.get_height()
         rectangle = self.Gegl.Rectangle.new(0, 0, width, height)
         data = drawable.get_buffer().get(rectangle, 1.0, "R'G'B'A u8", self.Gegl.AbyssPolicy.CLAMP)
-        return downsample_rgba8(bytes(data), width, height, THUMBNAIL_SIDE)
+        return downsample_rgba8(bytes(data), width, height, side)
 
     # --- the result -------------------------------------------------------------------------
     def add_layer_above(self, image, drawable, region: Region, name: str, babl_format: str,
                         data: bytes):  # fmt: skip
-        """A new layer right above `drawable` holding `data`, as ONE undo step. A greyscale
-        or indexed image becomes RGB in that same step: a grey image would lose the colours,
-        an indexed one would snap them to its colormap."""
+        """A new layer right above `drawable` holding `data`, as ONE undo step."""
+        return self.add_layers_above(image, [(drawable, region, data)], name, babl_format)[0]
+
+    def add_layers_above(self, image, results, name: str, babl_format: str) -> list:
+        """For each (drawable, region, data) a new layer right above the drawable holding
+        data, all in ONE undo step; the new layers. A greyscale or indexed image becomes RGB
+        in that same step: a grey image would lose the colours, an indexed one would snap
+        them to its colormap. If one fails, those already added are removed again (in the
+        same step) and the error raised: all or nothing."""
         gimp = self.Gimp
+        added = []
         image.undo_group_start()
         try:
             if image.get_base_type() != gimp.ImageBaseType.RGB:
                 image.convert_rgb()
-            size = (region.width, region.height)
-            layer = gimp.Layer.new(
-                image, name, *size, gimp.ImageType.RGBA_IMAGE, 100.0, gimp.LayerMode.NORMAL
-            )
-            image.insert_layer(layer, drawable.get_parent(), image.get_item_position(drawable))
-            layer.set_offsets(region.x, region.y)
-            # The same look as the original: its opacity, mode and layer mask
-            layer.set_opacity(drawable.get_opacity())
-            layer.set_mode(drawable.get_mode())
-            self._copy_mask(drawable, layer, region)
-            buffer = layer.get_buffer()
-            rectangle = self.Gegl.Rectangle.new(0, 0, region.width, region.height)
-            buffer.set(rectangle, babl_format, data)
-            buffer.flush()
-            layer.update(0, 0, region.width, region.height)
+            for drawable, region, data in results:
+                added.append(self._add_layer(image, drawable, region, name, babl_format, data))
+        except BaseException:
+            for layer in reversed(added):
+                image.remove_layer(layer)
+            raise
         finally:
             image.undo_group_end()
         gimp.displays_flush()
+        return added
+
+    def _add_layer(self, image, drawable, region: Region, name: str, babl_format: str,
+                   data: bytes):  # fmt: skip
+        gimp = self.Gimp
+        size = (region.width, region.height)
+        layer = gimp.Layer.new(
+            image, name, *size, gimp.ImageType.RGBA_IMAGE, 100.0, gimp.LayerMode.NORMAL
+        )
+        image.insert_layer(layer, drawable.get_parent(), image.get_item_position(drawable))
+        layer.set_offsets(region.x, region.y)
+        # The same look as the original: its opacity, mode and layer mask
+        layer.set_opacity(drawable.get_opacity())
+        layer.set_mode(drawable.get_mode())
+        self._copy_mask(drawable, layer, region)
+        buffer = layer.get_buffer()
+        rectangle = self.Gegl.Rectangle.new(0, 0, region.width, region.height)
+        buffer.set(rectangle, babl_format, data)
+        buffer.flush()
+        layer.update(0, 0, region.width, region.height)
         return layer
 
     def _copy_mask(self, source, layer, region: Region) -> None:
@@ -186,19 +214,34 @@ class GimpEditor:
 
 
 # --- the flow -----------------------------------------------------------------------------
-def target_layer(gimp, drawables):
-    """The layer to recolour from the selected drawables: exactly one layer, or a layer mask,
-    which stands for its layer (GIMP selects the mask after Add Layer Mask). A channel or the
-    selection is refused: recolouring it would make no sense as a new layer."""
-    if len(drawables) != 1:
-        raise EditorError("Select exactly one layer to recolour.")
-    drawable = drawables[0]
+def target_layers(gimp, drawables) -> list:
+    """The layers to recolour from the selected drawables, each once, in the order given: a
+    layer; a layer mask stands for its layer (GIMP selects the mask after Add Layer Mask); a
+    layer group for every layer inside it, nested groups too (each is recoloured into a new
+    layer above it, inside the group). A channel or the selection is refused: recolouring
+    it would make no sense as a new layer. EditorError when nothing is left."""
+    layers, seen = [], set()
+    for drawable in drawables:
+        for layer in _layers_of(gimp, drawable):
+            if layer.get_id() not in seen:
+                seen.add(layer.get_id())
+                layers.append(layer)
+    if not layers:
+        if drawables:
+            raise EditorError("The selected layer group holds no layers to recolour.")
+        raise EditorError("Select the layer (or layers) to recolour.")
+    return layers
+
+
+def _layers_of(gimp, drawable) -> list:
     if isinstance(drawable, gimp.LayerMask):
-        return gimp.Layer.from_mask(drawable)
+        drawable = gimp.Layer.from_mask(drawable)
     if not isinstance(drawable, gimp.Layer):
         raise EditorError(f"“{drawable.get_name()}” is a channel, not a layer: select the layer "
                           "to recolour in the Layers dialog.")  # fmt: skip
-    return drawable
+    if drawable.is_group():
+        return [layer for child in drawable.get_children() for layer in _layers_of(gimp, child)]
+    return [drawable]
 
 
 def with_progress(gimp, text: str, work):
@@ -234,16 +277,61 @@ def ready_client(address: str, launcher: Launcher, timeout_s: float = 300.0) -> 
     return client
 
 
-def layer_palette(editor: GimpEditor, client: Client, drawable, k: int, progress=None):
-    """The layer's own k colours ("#rrggbb", dark to light as the daemon sorts them)."""
-    editor.check_visible(drawable)
-    thumbnail = editor.thumbnail(drawable)  # a libgimp call: here, on the main thread
+def layer_palette(editor: GimpEditor, client: Client, layers: list, k: int, progress=None):
+    """The layers' own k colours, all of them together ("#rrggbb", dark to light as the
+    daemon sorts them; fewer when they have fewer). Each layer counts by its size: its
+    thumbnail's long side is in proportion to its own (at least MIN_THUMBNAIL_SIDE)."""
+    for layer in layers:
+        editor.check_visible(layer)
+    longest = max(max(layer.get_width(), layer.get_height()) for layer in layers)
+    thumbnails = []
+    for layer in layers:  # libgimp calls: here, on the main thread
+        side = THUMBNAIL_SIDE * max(layer.get_width(), layer.get_height()) // longest
+        thumbnails.append(editor.thumbnail(layer, max(MIN_THUMBNAIL_SIDE, side)))
+    thumbnail = stacked(thumbnails)
+    what = "the layer's palette" if len(layers) == 1 else f"the palette of {len(layers)} layers"
 
     def request():
         return client.palette(thumbnail, k)
 
-    colors, _weights = progress("Reading the layer's palette…", request) if progress else request()
+    colors, _weights = progress(f"Reading {what}…", request) if progress else request()
     return [normalize_hex(color) for color in colors]
+
+
+def stacked(thumbnails: list) -> Pixels:
+    """4-byte-per-pixel images one below the other, as one (transparent where narrower:
+    the daemon's palette counts a pixel by its alpha, so the padding counts for nothing)."""
+    if len(thumbnails) == 1:
+        return thumbnails[0]
+    width = max(thumbnail.width for thumbnail in thumbnails)
+    rows = []
+    for thumbnail in thumbnails:
+        row_bytes, padding = thumbnail.width * 4, bytes(4 * (width - thumbnail.width))
+        data = bytes(thumbnail.data)
+        rows += [data[y * row_bytes : (y + 1) * row_bytes] + padding
+                 for y in range(thumbnail.height)]  # fmt: skip
+    height = sum(thumbnail.height for thumbnail in thumbnails)
+    return Pixels(width, height, thumbnails[0].pixel_format, b"".join(rows))
+
+
+def shared_pairs(editor: GimpEditor, client: Client, layers: list, palette: list, progress=None):
+    """(source, target) of equal length for a palette given without the colours it replaces,
+    recolouring several layers: the layers' colours together (dark to light), each paired
+    with a target colour by lightness rank, the daemon's own rule for one layer. With fewer
+    layer colours than target colours, the targets at evenly spaced ranks (the darkest and
+    the lightest kept). The same pairs then go with every layer: one mapping."""
+    source = layer_palette(editor, client, layers, len(palette), progress)
+
+    def order():
+        return dark_to_light(client, palette, None)
+
+    target = progress("Pairing the palette…", order) if progress else order()
+    if len(source) < len(target):
+        last = len(target) - 1
+        ranks = [round(i * last / (len(source) - 1)) if len(source) > 1 else 0
+                 for i in range(len(source))]  # fmt: skip
+        target = [target[rank] for rank in ranks]
+    return source, target
 
 
 def gimp_palette_colors(editor: GimpEditor, palette) -> list[str]:
@@ -259,30 +347,58 @@ def gimp_palette_colors(editor: GimpEditor, palette) -> list[str]:
 def recolor_layer(editor: GimpEditor, client: Client, image, drawable, palette, method: str,
                   source_palette=None, progress=None, palette_name=None):  # fmt: skip
     """Recolour `drawable` (within the selection) into a new layer above it; the layer."""
+    return recolor_layers(editor, client, image, [drawable], palette, method, source_palette,
+                          progress, palette_name)[0]  # fmt: skip
+
+
+def recolor_layers(editor: GimpEditor, client: Client, image, layers: list, palette,
+                   method: str, source_palette=None, progress=None, palette_name=None):  # fmt: skip
+    """Recolour each layer (within the selection) into a new layer above it, all in one undo
+    group, with one mapping (see shared_pairs; `source_palette`, when it has as many colours
+    as `palette`, pairs colour i with colour i for every layer). The new layers, in the
+    order of `layers`. Every layer is checked before any request, and nothing is added
+    unless every one was recoloured: an EditorError or RecolorError names the layer."""
     from .palettes import fit_palette, layer_name
 
     try:
         palette = fit_palette(palette)
     except ValueError as error:
         raise EditorError(f"The target palette is not valid: {shortened(str(error))}.") from None
-    if source_palette is not None and len(source_palette) != len(palette):
-        source_palette = None  # no correspondence: the daemon extracts the layer's own
-    babl_format, wire_format = editor.formats(image)
-    region = editor.region(image, drawable)
-    editor.check_visible(drawable)
-    data = editor.read(drawable, region, babl_format)
-    mask = editor.read_mask(image, region)
-    pixels = Pixels(region.width, region.height, wire_format, data)
-
-    def request():
-        return client.recolor(pixels, palette, method, mask, source_palette)
-
-    result = progress("Recolouring…", request) if progress else request()
-    # GIMP stayed usable while we waited: the artist may have deleted the layer or closed
-    # the image meanwhile, and libgimp calls on either would fail one by one.
-    editor.check_still_there(image, drawable)
     name = layer_name(palette_name, palette)
-    return editor.add_layer_above(image, drawable, region, name, babl_format, result.data)
+    if source_palette is not None and len(source_palette) != len(palette):
+        source_palette = None  # no correspondence: paired by lightness rank
+    babl_format, wire_format = editor.formats(image)
+    regions = []
+    for layer in layers:  # every check before the first request
+        regions.append(editor.region(image, layer))
+        editor.check_visible(layer)
+    if source_palette is None and len(layers) > 1:
+        source_palette, palette = shared_pairs(editor, client, layers, palette, progress)
+    results = []
+    for number, (layer, region) in enumerate(zip(layers, regions), 1):
+        data = editor.read(layer, region, babl_format)
+        mask = editor.read_mask(image, region)
+        pixels = Pixels(region.width, region.height, wire_format, data)
+
+        def request(pixels=pixels, mask=mask):  # this layer's, bound now
+            return client.recolor(pixels, palette, method, mask, source_palette)
+
+        text = "Recolouring…"
+        if len(layers) > 1:
+            text = f"Recolouring “{layer.get_name()}” ({number} of {len(layers)})…"
+        try:
+            result = progress(text, request) if progress else request()
+        except RecolorError as error:
+            if len(layers) == 1:
+                raise
+            raise EditorError(f"“{layer.get_name()}” ({number} of {len(layers)}) could not be "
+                              f"recoloured, so no layer was added: {error}") from None  # fmt: skip
+        results.append((layer, region, result.data))
+    # GIMP stayed usable while we waited: the artist may have deleted a layer or closed
+    # the image meanwhile, and libgimp calls on either would fail one by one.
+    for layer in layers:
+        editor.check_still_there(image, layer)
+    return editor.add_layers_above(image, results, name, babl_format)
 
 
 def shortened(text: str, limit: int = 200) -> str:

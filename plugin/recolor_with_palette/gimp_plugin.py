@@ -24,8 +24,8 @@ from .gimp_api import (  # noqa: E402
     layer_palette,
     pdb_error_text,
     ready_client,
-    recolor_layer,
-    target_layer,
+    recolor_layers,
+    target_layers,
     with_progress,
 )
 from .palettes import DEFAULT_COLORS, MAX_COLORS  # noqa: E402
@@ -48,13 +48,13 @@ def run(procedure, run_mode, image, drawables, config, data):
         return with_progress(Gimp, text, work)
 
     try:
-        drawable = target_layer(Gimp, drawables)
+        layers = target_layers(Gimp, drawables)
         address = (config.get_property("server") or "").strip() or DEFAULT_ADDRESS
         client = progress("Connecting to the backend…", lambda: ready_client(address, Launcher()))
         source_palette = None
         if run_mode == Gimp.RunMode.INTERACTIVE:
             count = config.get_property("colors")
-            source_palette = layer_palette(editor, client, drawable, count, progress)
+            source_palette = layer_palette(editor, client, layers, count, progress)
             for index, color in enumerate(source_palette):
                 config.set_property(f"color-{index + 1}", editor.color(color))
             if not show_dialog(procedure, config, len(source_palette)):
@@ -63,8 +63,8 @@ def run(procedure, run_mode, image, drawables, config, data):
         if palette_name is not None:
             source_palette = None  # a designer palette: the daemon pairs it by lightness
         method = config.get_property("method")
-        recolor_layer(editor, client, image, drawable, palette, method, source_palette,
-                      progress=progress, palette_name=palette_name)  # fmt: skip
+        recolor_layers(editor, client, image, layers, palette, method, source_palette,
+                       progress=progress, palette_name=palette_name)  # fmt: skip
     except Exception as error:  # every failure is a PDB error with a message, never a trace
         message = pdb_error_text(error)
         failure = GLib.Error.new_literal(Gimp.PlugIn.error_quark(), message, 0)
@@ -110,15 +110,20 @@ class RecolorWithPalette(Gimp.PlugIn):
         Gegl.init(None)
         procedure = Gimp.ImageProcedure.new(self, name, Gimp.PDBProcType.PLUGIN, run, None)
         procedure.set_image_types("*")  # indexed images become RGB in the undo step
-        procedure.set_sensitivity_mask(Gimp.ProcedureSensitivityMask.DRAWABLE)
+        # One selected drawable, or several (each recoloured alike)
+        sensitivity = Gimp.ProcedureSensitivityMask
+        procedure.set_sensitivity_mask(sensitivity.DRAWABLE | sensitivity.DRAWABLES)
         procedure.set_menu_label("Recolor with Palette...")
         procedure.add_menu_path("<Image>/Colors")
         procedure.set_documentation(
             "Recolour the layer to a colour palette, as a new layer",
             "Recolours the selected layer (within the selection) to the target palette with "
             "PaletteNet or the classical method (Chang et al. 2015) and adds the result as a "
-            "new layer above it. Needs the palettenet backend (install.py sets it up and the "
-            "plug-in starts it). Scripts pass the colours as 'palette': '#rrggbb,#rrggbb,...'.",
+            "new layer above it. Several selected layers (a layer group: the layers inside "
+            "it) are recoloured alike, with one source-to-target mapping taken from all of "
+            "them, each into its own new layer, in one undo step. Needs the palettenet "
+            "backend (install.py sets it up and the plug-in starts it). Scripts pass the "
+            "colours as 'palette': '#rrggbb,#rrggbb,...'.",
             name,
         )
         procedure.set_attribution("Recolor with Palette", "MIT", "2025")
