@@ -13,14 +13,12 @@ from plugin.recolor_with_palette import client as client_module
 from plugin.recolor_with_palette import transport
 from plugin.recolor_with_palette.autostart import Launcher
 from plugin.recolor_with_palette.client import CancelToken
-from plugin.recolor_with_palette.controller import Controller, JobContext
+from plugin.recolor_with_palette.controller import PALETTE_PENDING, Controller, JobContext
 from plugin.recolor_with_palette.errors import MESSAGES, user_message
 from plugin.recolor_with_palette.krita_api import KritaEditor
 from plugin.recolor_with_palette.palettes import designer_palettes
 from plugin.recolor_with_palette.pixels import layer_to_wire, wire_to_layer
 from plugin.recolor_with_palette.settings import Settings
-
-PALETTE_PENDING = "The layer's palette is still being read: Apply again in a moment."
 
 
 class Recorder:
@@ -217,10 +215,8 @@ def test_apply_adds_one_layer_above_in_one_undo_step_and_leaves_the_original(set
     before = original.pixels.copy()
     setup.open()
     setup.controller.load_palette(designer_palettes()[1])
-    setup.controller.apply()  # the loaded palette is still being paired with the layer's
-    assert setup.view.status == ("error", PALETTE_PENDING)
-    setup.runner.run()
-    setup.controller.apply()
+    setup.controller.apply()  # the loaded palette is still being paired with the layer's:
+    assert setup.view.status == ("busy", PALETTE_PENDING)  # Apply follows once it is
     setup.runner.run()
 
     assert document.layers() == ["Photo", "Below", "Photo", "Recolor: Designer 002", "Above"], (

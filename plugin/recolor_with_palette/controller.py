@@ -32,6 +32,7 @@ from .settings import Settings
 THUMBNAIL_SIDE = 256  # what the palette is extracted from and the preview is made of
 PREVIEW_DELAY_MS = 250  # quiet time after an edit before the preview is requested
 PREVIEW_STALE = "Preview out of date: updating…"
+PALETTE_PENDING = "Reading the layer's palette first; Apply follows…"
 
 
 @dataclass
@@ -111,6 +112,7 @@ class Controller:
         self._preview_again = False
         self._preview_failed = False
         self._apply_job: CancelToken | None = None
+        self._apply_when_paired = False  # Apply was pressed while the palette was being read
         self._preview_timer = runner.timer(PREVIEW_DELAY_MS, self.start_preview)
 
     # --- the layer --------------------------------------------------------------------------
@@ -189,6 +191,7 @@ class Controller:
             if job is not self._palette_job:
                 return  # a newer layer, palette or palette size took over
             self._palette_job = None
+            apply, self._apply_when_paired = self._apply_when_paired, False
             if error is not None:
                 self._show_error(error)
                 return
@@ -203,6 +206,8 @@ class Controller:
                 self._preview_timer.start()  # an edited target on another layer
             if not quiet:
                 self.view.show_status(f"Layer “{name}”: {len(colors)} colours", "info")
+            if apply:
+                self.apply()
 
         if not quiet:
             self.view.show_status(f"Reading the palette of “{name}”…", "busy")
@@ -339,12 +344,15 @@ class Controller:
         except EditorError as error:
             self.view.show_status(str(error), "error")
             return
-        if not self.target or self._palette_job is not None:
+        if self._palette_job is not None:  # the pairs are not known yet: Apply once they are
+            reader.close()
+            self._apply_when_paired = True
+            self.view.show_status(PALETTE_PENDING, "busy")
+            return
+        if not self.target:
             reader.close()
             self.view.show_status(
-                "The layer's palette is still being read: Apply again in a moment."
-                if self._palette_job is not None
-                else "There is no target palette: press Reset to read the layer's palette again.",
+                "There is no target palette: press Reset to read the layer's palette again.",
                 "error",
             )
             return
