@@ -137,3 +137,22 @@ def test_a_photo_like_layer_keeps_its_large_flat_fill_flat(model):
     fill = out[100:200, 150:300, :3].reshape(-1, 3)
     assert len(np.unique(fill, axis=0)) == 1
     assert distinct(out[:90]) > 1000  # the texture keeps its detail
+
+
+def test_palettenet_sends_each_swatch_colour_to_its_target(model):
+    """A one-swatch edit of a flat layer: the fill that is the edited swatch becomes its
+    target exactly, the fills of the swatches left alone stay exactly as they were."""
+    from backend.core.color import rgb_to_lab_np
+
+    colours = np.array([(30, 30, 90), (120, 60, 40), (230, 230, 200), (40, 160, 90)], np.uint8)
+    pixels = np.zeros((120, 400, 4), np.uint8)
+    pixels[..., 3] = 255
+    for i, colour in enumerate(colours):
+        pixels[:, 100 * i : 100 * (i + 1), :3] = colour
+    source = rgb_to_lab_np(colours / 255)
+    target = source.copy()
+    target[3] = rgb_to_lab_np(np.array([200, 40, 160]) / 255)  # the green becomes magenta
+    out = recolor_layer(model, Layer(pixels, FORMATS["RGBA8"]), target, source_lab=source)
+    assert np.array_equal(out[60, 350, :3], [200, 40, 160])
+    for i in range(3):
+        assert np.array_equal(out[60, 100 * i + 50, :3], colours[i])

@@ -35,8 +35,8 @@ import scipy.sparse.linalg as sparse_linalg
 import torch
 
 from backend.core.chang2015 import apply_lattice, transfer_luminance
-from backend.core.color import to_uint8
-from backend.core.palette import distinct_colours
+from backend.core.color import lab_to_rgb_np, to_uint8
+from backend.core.palette import distinct_colours, distinct_pairs
 
 LUT_SIZE = 17  # points per RGB axis: cells of 16/255 (the network's colour detail is coarser)
 SMOOTHNESS = 1e-3  # weight of the smoothness penalty against one working pixel's error
@@ -204,6 +204,23 @@ def transfer_lightness(lightness: torch.Tensor, source_lab, target_lab) -> torch
     the benchmark's B1-B3) leaves L* as it is."""
     curve = transfer_luminance(lightness.detach().cpu().double().numpy(), source_lab, target_lab)
     return torch.from_numpy(curve).to(lightness.device, lightness.dtype)
+
+
+def pin_swatches(source_rgb: np.ndarray, result_rgb: np.ndarray, source_lab, target_lab):
+    """Pixels whose colour is exactly a source swatch (8-bit sRGB) take that swatch's target
+    colour, in place in result_rgb (h, w, 3) float; source_rgb (h, w, 3) float 0..1.
+
+    The swatches an artist sees are the layer's own fill colours (palette.extract_palette),
+    so "this swatch becomes that colour" means every pixel of it, exactly, as with
+    chang2015; a swatch left as it was keeps its pixels as they were. The network otherwise
+    lands a fill a few dE off its target. A repeated swatch keeps one target
+    (palette.distinct_pairs)."""
+    keep, chosen = distinct_pairs(source_lab, target_lab)
+    swatches = colour_codes(to_uint8(lab_to_rgb_np(np.asarray(source_lab)[keep])))
+    targets = np.clip(lab_to_rgb_np(np.asarray(target_lab)[chosen]), 0, 1).astype(np.float32)
+    order = np.argsort(swatches)
+    _exact_colours(result_rgb, source_rgb, swatches[order], targets[order])
+    return result_rgb
 
 
 def is_flat_art(rgb8: np.ndarray, weight=None) -> bool:

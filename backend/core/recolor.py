@@ -15,7 +15,12 @@ import numpy as np
 import torch
 
 from backend.core.color import lab_to_net, lab_to_rgb, net_to_lab, rgb_to_lab, to_uint8
-from backend.core.colormap import ColourMap, full_resolution_transform, transfer_lightness
+from backend.core.colormap import (
+    ColourMap,
+    full_resolution_transform,
+    pin_swatches,
+    transfer_lightness,
+)
 from backend.core.fullres import WORKING_SIDE, AffineField, fit_local_affine, weighted_resize
 from backend.core.fullres import working_size as reduced_size
 from backend.core.model import PaletteNet
@@ -128,7 +133,11 @@ def predict(model: PaletteNet, images: list[np.ndarray], palettes: list, half=Fa
     for index, (source, target) in enumerate(pairs):
         if source is not None:  # the network keeps L: the palette's lightness, as chang2015
             lab[index, ..., 0] = transfer_lightness(lab[index, ..., 0], source, target)
-    return list(lab_to_rgb(lab).cpu().numpy())
+    results = list(lab_to_rgb(lab).cpu().numpy())
+    for image, result, (source, target) in zip(images, results, pairs):
+        if source is not None:  # a layer colour that is a swatch lands on its target
+            pin_swatches(image, result, source, target)
+    return results
 
 
 def finish(layer: Layer, working: Working, result: np.ndarray, out: np.ndarray) -> None:
