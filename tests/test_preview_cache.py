@@ -73,3 +73,44 @@ def test_recently_used_entries_survive(count):
         assert cache.get(b"keep") is not None
         cache.put(bytes([index]), Entry(1))
     assert cache.get(b"keep") is not None
+
+
+# --- in the engine ------------------------------------------------------------------------
+def test_a_dragged_swatch_reuses_the_layer_encoding_and_gives_the_uncached_result(tmp_path):
+    """Successive previews of one layer with new palettes run the encoder once, and each
+    answer is exactly what a fresh engine (nothing cached) gives for that palette."""
+    import numpy as np
+
+    from backend.service.engine import Engine
+    from backend.service.protocol import encode_request, parse_request
+    from tests.conftest import small_photo
+    from tests.servers import photo_pixels, random_weights, recolor_header
+
+    weights = random_weights(tmp_path)
+    engine = Engine(weights, "cpu")
+    encoder_calls = []
+    original_encode = engine.model.encode
+    engine.model.encode = lambda lab: encoder_calls.append(lab.shape) or original_encode(lab)
+    pixels = photo_pixels(small_photo("astronaut", 96), "RGBA8")
+    palettes = [
+        ["#0b1d51", "#725ac1", "#8d86c9", "#cac4ce", "#f7ece1", "#e0b1cb"],
+        ["#264653", "#2a9d8f", "#e9c46a", "#f4a261", "#e76f51", "#ffffff"],
+        ["#000000", "#ff0000", "#00ff00", "#0000ff", "#ffff00", "#ffffff"],
+    ]
+
+    def preview(an_engine, palette):
+        header = recolor_header(pixels, "RGBA8", palette=palette, options={"max_side": 64})
+        (reply,) = an_engine.run([parse_request(encode_request(header, pixels))])
+        assert reply.header["ok"], reply.header
+        return np.frombuffer(reply.frames[0], np.uint8)
+
+    answers = [preview(engine, palette) for palette in palettes]
+    assert len(encoder_calls) == 1 and len(engine.previews) == 1
+    for palette, answer in zip(palettes, answers):
+        assert np.array_equal(answer, preview(Engine(weights, "cpu"), palette))
+    assert not np.array_equal(answers[0], answers[2])
+
+    pixels = pixels.copy()
+    pixels[0, 0, 0] ^= 1  # the layer changed: a new encoding
+    preview(engine, palettes[0])
+    assert len(encoder_calls) == 2

@@ -23,7 +23,7 @@ from backend.core.colormap import (
 )
 from backend.core.fullres import WORKING_SIDE, AffineField, fit_local_affine, weighted_resize
 from backend.core.fullres import working_size as reduced_size
-from backend.core.model import PaletteNet
+from backend.core.model import EncodedImage, PaletteNet
 from backend.core.palette import pair_with_image, to_model_palette
 from backend.core.pixels import Layer
 
@@ -47,13 +47,26 @@ def palette_to_net(palette_lab, source_lab=None):
 
 
 @torch.no_grad()
-def predict_lab(model: PaletteNet, lab: torch.Tensor, palette_net, source_net=None):
+def predict_lab(model: PaletteNet, lab: torch.Tensor, palette_net, source_net=None, encoded=None):
     """LAB images (B, H, W, 3) and network palettes (B, 18) (target, and source for a
-    source+target model) -> recoloured LAB (source L kept)."""
+    source+target model) -> recoloured LAB (source L kept). `encoded`: the images' encoding
+    from `encode`, if already made (the encoder does not depend on the palette)."""
     source = lab_to_net(lab).permute(0, 3, 1, 2)
-    ab = model(source, palette_net, source_net).float()
+    if encoded is None:
+        encoded = model.encode(source)
+    ab = model.decode(encoded, palette_net, source_net).float()
     out = torch.cat([source[:, :1], ab], 1).permute(0, 2, 3, 1)
     return net_to_lab(out)
+
+
+@torch.no_grad()
+def encode(model: PaletteNet, images: list[np.ndarray], half=False) -> EncodedImage:
+    """Working images of one size (float RGB (h, w, 3) each) -> their PaletteNet encoding,
+    to give `predict` again and again with new palettes (the live preview)."""
+    device = next(model.parameters()).device
+    lab = rgb_to_lab(torch.as_tensor(np.stack(images), device=device))
+    with torch.autocast(device.type, dtype=torch.float16, enabled=half):
+        return model.encode(lab_to_net(lab).permute(0, 3, 1, 2))
 
 
 def recolor_rgb(model: PaletteNet, rgb: np.ndarray, palette_lab, source_lab=None) -> np.ndarray:
@@ -105,13 +118,21 @@ def prepare(layer: Layer, side: int = WORKING_SIDE) -> Working | None:
 
 
 @torch.no_grad()
-def predict(model: PaletteNet, images: list[np.ndarray], palettes: list, half=False, sources=None):
+def predict(
+    model: PaletteNet,
+    images: list[np.ndarray],
+    palettes: list,
+    half=False,
+    sources=None,
+    encoded: EncodedImage | None = None,
+):
     """The network on working images of one size (float RGB (h, w, 3) each) and their
     palettes (n_i, 3) LAB, as one batch -> recoloured float RGB, one per image.
 
     `sources`: per image, the colours its palette's entries replace, or None. A source+target
     model without one takes the image's own palette (what the `palette` op gives) and pairs
-    the colours by lightness rank; a target-only model does not use them."""
+    the colours by lightness rank; a target-only model does not use them. `encoded`: the
+    images' encoding (`encode`), if made before."""
     device = next(model.parameters()).device
     sources = sources if sources is not None else [None] * len(images)
     targets, source_inputs, pairs = [], [], []
@@ -129,7 +150,7 @@ def predict(model: PaletteNet, images: list[np.ndarray], palettes: list, half=Fa
     rgb = torch.as_tensor(np.stack(images), device=device)
     lab = rgb_to_lab(rgb)  # float32 outside autocast: the source L is passed through as is
     with torch.autocast(device.type, dtype=torch.float16, enabled=half):
-        lab = predict_lab(model, lab, palette, source_palette)
+        lab = predict_lab(model, lab, palette, source_palette, encoded)
     for index, (source, target) in enumerate(pairs):
         if source is not None:  # the network keeps L: the palette's lightness, as chang2015
             lab[index, ..., 0] = transfer_lightness(lab[index, ..., 0], source, target)

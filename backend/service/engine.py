@@ -23,10 +23,12 @@ from backend import __version__
 from backend.core.chang2015 import apply_lattice, build_lattice
 from backend.core.color import delta_e76, lab_to_rgb_np, rgb_to_lab, rgb_to_lab_np
 from backend.core.fullres import WORKING_SIDE, preview_size, shrink_layer, working_size
+from backend.core.model import EncodedImage
 from backend.core.palette import HISTOGRAM_SAMPLE, extract_palette, pair_by_lightness, to_hex
 from backend.core.pixels import FORMATS, Layer
-from backend.core.recolor import Working, finish, predict, prepare
+from backend.core.recolor import Working, encode, finish, predict, prepare
 from backend.core.weights import WeightsError, load_weights, read_metadata
+from backend.service.preview_cache import PreviewCache, layer_key
 from backend.service.protocol import (
     ProtocolError,
     Reply,
@@ -104,6 +106,7 @@ class Engine:
         else:
             self.half = on_cuda and precision == "float16"
         self.palettes = LayerPalettes()
+        self.previews = PreviewCache()
 
     @property
     def model_name(self) -> str:
@@ -272,14 +275,25 @@ class Engine:
                 "with --weights FILE, or use method chang2015"
             )
             raise ProtocolError("model_unavailable", message)
-        layer, timing = self._layer(request)
-        with timing.stage("prepare"):
-            working = prepare(layer)
+        # A preview sent again with another palette (a swatch being dragged) reuses the
+        # working image and the encoder's features: only the decoder runs.
+        key = layer_key(request, "palettenet") if request.max_side is not None else None
+        cached = self.previews.get(key)
+        if cached is not None:
+            layer, working, timing = cached.layer, cached.working, Timing()
+        else:
+            layer, timing = self._layer(request)
+            with timing.stage("prepare"):
+                working = prepare(layer)
         target, source = _lab_palettes(request)
         if source is None and working is not None and self.model.needs_source:
             with timing.stage("palette"):
                 target, source = self.palettes.pair(target, layer)
-        return _Started(index, request, layer, working, timing, target, source)
+        started = _Started(index, request, layer, working, timing, target, source)
+        if working is not None and key is not None:
+            started.preview_key = key
+            started.encoded = None if cached is None else cached.encoded
+        return started
 
     def _finish_palettenet(self, batch: list["_Started"]):
         """The network once per working size over the batch, then each layer finished;
@@ -287,7 +301,9 @@ class Engine:
         by_size = {}
         for item in batch:
             if item.working is not None:
-                by_size.setdefault(item.working.size, []).append(item)
+                # previews run alone: their encoding is kept for the next palette
+                group = item.working.size if item.preview_key is None else ("preview", item.index)
+                by_size.setdefault(group, []).append(item)
         for items in by_size.values():
             network = Timing()  # one call for the batch: each request reports its time
             try:
@@ -295,7 +311,8 @@ class Engine:
                     images = [item.working.rgb for item in items]
                     palettes = [item.target for item in items]
                     sources = [item.source for item in items]
-                    outputs = predict(self.model, images, palettes, self.half, sources)
+                    encoded = self._preview_encoding(items)
+                    outputs = predict(self.model, images, palettes, self.half, sources, encoded)
             except Exception as error:
                 for item in items:
                     item.error = error
@@ -317,6 +334,16 @@ class Engine:
                 yield item.index, self._recolored(item.request, item.layer, out, item.timing)
             except Exception as error:
                 yield item.index, self._failure(item.request, error)
+
+    def _preview_encoding(self, items: list["_Started"]) -> EncodedImage | None:
+        """The encoding of a lone preview (made and kept on its first request), else None."""
+        if len(items) != 1 or items[0].preview_key is None:
+            return None
+        item = items[0]
+        if item.encoded is None:
+            item.encoded = encode(self.model, [item.working.rgb], self.half)
+            self.previews.put(item.preview_key, _Preview(item.layer, item.working, item.encoded))
+        return item.encoded
 
 
 class LayerPalettes:
@@ -400,3 +427,19 @@ class _Started:
     source: np.ndarray | None  # the colours it replaces, entry by entry (None: not used)
     output: np.ndarray | None = None
     error: Exception | None = None
+    preview_key: bytes | None = None  # set for previews, whose encoding is kept
+    encoded: EncodedImage | None = None
+
+
+@dataclass(frozen=True)
+class _Preview:
+    """What the live preview keeps of a layer between palettes (PreviewCache entries)."""
+
+    layer: Layer  # the layer as the preview sees it (checked, reduced to the preview size)
+    working: Working
+    encoded: EncodedImage
+
+    @property
+    def nbytes(self) -> int:
+        arrays = [self.layer.pixels, self.layer.mask, self.working.rgb, self.working.weight]
+        return self.encoded.nbytes + sum(a.nbytes for a in arrays if a is not None)
