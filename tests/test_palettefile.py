@@ -98,7 +98,25 @@ def test_gpl_malformed(tmp_path, text, words):
 
 
 def test_not_text_is_refused_with_the_offset(tmp_path):
-    refused(write(tmp_path, "bad.gpl", b"GIMP Palette\n1 2 3\n\xff\xfe 4 5 6\n"), "byte 19")
+    refused(write(tmp_path, "bad.hex", b"#102030\n\xff\xfe 405060\n"), "byte 8")
+
+
+def test_gpl_names_in_windows_1252_are_read_as_gimp_and_krita_read_them(tmp_path):
+    """Old palettes made on Windows have names in Windows-1252; GIMP (gimp_any_to_utf8)
+    and Krita 5.1 load them, so they are read, and the colours are what the lines say."""
+    text = "GIMP Palette\r\nName: Café crème\r\n255 0 0\tRouge été\r\n0 128 255\tBleu\r\n"
+    palette = read_palette(write(tmp_path, "old.gpl", text.encode("cp1252")))
+    assert palette.colors == ("#ff0000", "#0080ff")
+    assert palette.name == "Café crème"
+    # what is not text at all still fails on its line
+    garbage = b"GIMP Palette\n1 2 3\n\xff\xfe 4 5 6\n"
+    refused(write(tmp_path, "bad.gpl", garbage), "line 3", "R G B")
+
+
+def test_gpl_with_a_byte_order_mark_is_told_by_its_content(tmp_path):
+    """Notepad puts a BOM before 'GIMP Palette'; a .txt name must not make it a hex list."""
+    text = "\ufeffGIMP Palette\nName: Notepad\n255 0 0 red\n"
+    assert read_palette(write(tmp_path, "saved-by-notepad.txt", text)).colors == ("#ff0000",)
 
 
 # --- hex lists ----------------------------------------------------------------------------
@@ -116,6 +134,10 @@ def test_paint_net_palette(tmp_path):
 
 def test_hex_list_malformed(tmp_path):
     refused(write(tmp_path, "bad.txt", "#ff0000\n#ff00\nred\n"), "line 2", "'#ff00'")
+    # colours with a comma (a CSV line) are an error naming the line, not a skipped comment
+    commas = "#0b1d51\n#e63946, #f1faee, #a8dadc\n"
+    refused(write(tmp_path, "csv.txt", commas), "line 2", "'#e63946,'")
+    refused(write(tmp_path, "only.hex", "#e63946,\n#f1faee,\n"), "line 1")
     refused(write(tmp_path, "empty.hex", "# only a comment\n\n"), "no colours")
 
 
@@ -197,6 +219,10 @@ def test_kpl_hostile_files_are_refused_quickly(tmp_path):
               + ']><Colorset>&i;</Colorset>')  # fmt: skip
     began = time.monotonic()
     refused(write(tmp_path, "laughs.kpl", kpl({"colorset.xml": laughs})), "DOCTYPE")
+    # the same in UTF-16, which a search for the bytes "<!DOCTYPE" does not see
+    utf16 = laughs.replace('version="1.0"', 'version="1.0" encoding="UTF-16"')
+    refused(write(tmp_path, "laughs16.kpl", kpl({"colorset.xml": utf16.encode("utf-16")})),
+            "DOCTYPE")  # fmt: skip
     bomb = kpl({"colorset.xml": b"<Colorset>" + b" " * (64 << 20) + b"</Colorset>"})
     assert len(bomb) < 200_000  # 64 MiB of spaces compress to a few dozen KiB
     refused(write(tmp_path, "bomb.kpl", bomb), "unpacks to")

@@ -55,6 +55,7 @@ import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from xml.etree import ElementTree
+from xml.parsers import expat
 
 MAX_FILE_BYTES = 4 * 1024 * 1024  # the largest palette file read; real ones are a few KiB
 MAX_XML_BYTES = 4 * 1024 * 1024  # the largest colorset.xml unpacked from a .kpl
@@ -72,6 +73,9 @@ READ_FORMATS = {
 WRITE_FORMATS = {".gpl": "GIMP palette", ".kpl": "Krita palette"}
 KPL_MIMETYPE = b"krita/x-colorset"
 _HEX = re.compile(r"#?([0-9a-fA-F]{6}|[0-9a-fA-F]{3})")
+# a '#' token that starts like a colour ("#e63946,", "#ff00"): an error, not a comment
+_HEX_LIKE = re.compile(r"#[0-9a-fA-F]+(?![0-9A-Za-z_])")
+UTF8_BOM = b"\xef\xbb\xbf"
 
 
 class PaletteFileError(ValueError):
@@ -163,7 +167,7 @@ def palette_kind(data: bytes, file_name: str) -> str:
     """Which reader a file's bytes need: "gpl", "kpl", "ase", "aco", "hex" or "image" (a
     palette strip, to be decoded by the caller)."""
     suffix = os.path.splitext(file_name)[1].lower()
-    if data.startswith(b"GIMP Palette"):
+    if data.removeprefix(UTF8_BOM).startswith(b"GIMP Palette"):
         return "gpl"
     if data.startswith(b"ASEF"):
         return "ase"
@@ -195,10 +199,15 @@ def parse_palette(data: bytes, file_name: str) -> PaletteFile:
     return PaletteFile(name or stem, tuple(colors), tuple(notes))
 
 
-def _text_lines(data: bytes, file_name: str) -> list[str]:
+def _text_lines(data: bytes, file_name: str, legacy: bool = False) -> list[str]:
+    """The lines of a UTF-8 text file (a BOM skipped). `legacy`: text that is not UTF-8 is
+    read as Windows-1252, as GIMP and Krita read old .gpl files (names typed on Windows);
+    the colours are ASCII either way."""
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as error:
+        if legacy:
+            return data.decode("cp1252", errors="replace").splitlines()
         kinds = ", ".join(sorted(set(READ_FORMATS)))
         raise PaletteFileError(
             f"{file_name}: not a palette file this reads ({kinds}, or a palette strip image): "
@@ -223,7 +232,7 @@ class _Colors(list):
 
 
 def _parse_gpl(data: bytes, file_name: str):
-    lines = _text_lines(data, file_name)
+    lines = _text_lines(data, file_name, legacy=True)
     if not lines or not lines[0].startswith("GIMP Palette"):
         raise PaletteFileError(f"{file_name}: line 1: expected 'GIMP Palette'")
     name, colors = "", _Colors(file_name)
@@ -271,8 +280,8 @@ def _parse_hex_list(data: bytes, file_name: str):
             continue
         match = _HEX.fullmatch(token)
         if match is None:
-            if token.startswith("#") and not re.fullmatch(r"#[0-9a-fA-F]+", token):
-                continue  # a comment: '# colours from ...', '#' alone
+            if token.startswith("#") and not _HEX_LIKE.match(token):
+                continue  # a comment: '# colours from ...', '#' alone, '#Colours'
             raise PaletteFileError(
                 f"{file_name}: line {number}: {token[:40]!r} is not a colour: expected "
                 "one per line as #rrggbb, rrggbb or #rgb"
@@ -308,9 +317,7 @@ def _parse_kpl(data: bytes, file_name: str):
                                    f"{error}") from None  # fmt: skip
     if len(xml) > MAX_XML_BYTES:
         raise PaletteFileError(f"{file_name}: colorset.xml is larger than {MAX_XML_BYTES:,} bytes")
-    if b"<!DOCTYPE" in xml or b"<!ENTITY" in xml:
-        raise PaletteFileError(f"{file_name}: colorset.xml declares a DOCTYPE or entities "
-                               "(Krita writes none): refused")  # fmt: skip
+    _refuse_doctype(xml, file_name)
     try:
         root = ElementTree.fromstring(xml)
     except ElementTree.ParseError as error:
@@ -329,6 +336,23 @@ def _parse_kpl(data: bytes, file_name: str):
             where = f"colorset.xml, entry {entry.get('name')!r}"
             colors.add(_kpl_color(entry, f"{file_name}: {where}", notes), where)
     return root.get("name", ""), colors, sorted(notes)
+
+
+def _refuse_doctype(xml: bytes, file_name: str) -> None:
+    """PaletteFileError for XML that declares a DOCTYPE or entities (entity expansion), in
+    whatever encoding it declares (a byte search misses "<!DOCTYPE" in UTF-16)."""
+
+    def refuse(*_):
+        raise PaletteFileError(f"{file_name}: colorset.xml declares a DOCTYPE or entities "
+                               "(Krita writes none): refused")  # fmt: skip
+
+    scanner = expat.ParserCreate()
+    scanner.StartDoctypeDeclHandler = refuse
+    scanner.EntityDeclHandler = refuse
+    try:
+        scanner.Parse(xml, True)
+    except expat.ExpatError:
+        pass  # not well-formed: ElementTree's parse says where
 
 
 def _kpl_position(entry) -> tuple[int, int]:
