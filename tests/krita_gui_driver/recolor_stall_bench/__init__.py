@@ -20,8 +20,8 @@ from pathlib import Path
 
 from krita import Krita
 from PyQt5.QtCore import QTimer
-from PyQt5.QtWidgets import QDockWidget
 from recolor_driver_base import Results, quit_krita
+from recolor_with_palette.krita_plugin import find_docker
 
 CONFIG = json.loads(Path(os.environ["RECOLOR_STALL_BENCH"]).read_text())
 RESULT = Path(CONFIG["result"])
@@ -103,10 +103,7 @@ class Bench:
             fail(traceback.format_exc())
 
     def docker(self):
-        for docker in self.window.qwindow().findChildren(QDockWidget):
-            if docker.objectName() == "recolor_with_palette_docker":
-                return docker
-        return None
+        return find_docker(self.window.qwindow())  # the plug-in's own lookup
 
     def status(self):
         return self.widget.status.text()

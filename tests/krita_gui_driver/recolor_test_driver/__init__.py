@@ -17,8 +17,8 @@ from pathlib import Path
 from krita import Krita, Selection
 from PyQt5.QtCore import Qt, QTimer
 from PyQt5.QtGui import QImage
-from PyQt5.QtWidgets import QDockWidget
 from recolor_driver_base import Results, quit_krita
+from recolor_with_palette.krita_plugin import find_docker
 
 CONFIG = json.loads(Path(os.environ["RECOLOR_GUI_TEST"]).read_text())
 RESULT = Path(CONFIG["out"]) / "gui-result.json"
@@ -99,10 +99,7 @@ class Driver:
         self.widget.show_status = logging
 
     def docker(self):
-        for docker in self.window.qwindow().findChildren(QDockWidget):
-            if docker.objectName() == "recolor_with_palette_docker":
-                return docker
-        return None
+        return find_docker(self.window.qwindow())  # the plug-in's own lookup
 
     def error_shown(self):
         return self.widget.status.styleSheet().startswith("color: #d0")
