@@ -9,6 +9,8 @@ the original, the original is untouched, and the new layer holds, byte for byte 
 image's own storage format, what the daemon answers directly for the same pixels and mask.
 The interactive case runs GIMP with a window under Xvfb: the dialog opens (the menu path that
 used to crash GIMP), is answered with Return, and the result is checked the same way.
+Two selected layers (issue 18 part 3) run in GIMP with a window too: both recoloured alike
+(one mapping), and one Ctrl+Z in the image window takes both new layers back.
 
 GIMP 3 comes from the host (Debian 13+) or a Debian 13 root (tests/gimp_runner.py).
 """
@@ -427,3 +429,149 @@ def test_a_daemon_killed_mid_job_is_a_clear_error_within_seconds(gimp_home, tmp_
     assert "backend stopped" in record["error"], record["error"]
     print(f"killed mid-job: GIMP had the error {record['ended'] - killed_at:.1f} s later")
     assert record["ended"] - killed_at < 15, record["ended"] - killed_at
+
+
+# --- several selected layers (issue 18 part 3) --------------------------------------------
+MANY = r"""
+import json, os, time, traceback
+import gi
+gi.require_version("Gimp", "3.0")
+gi.require_version("Gegl", "0.4")
+from gi.repository import Gegl, Gimp, Gio
+
+out, record = {out!r}, {{}}
+
+def read(drawable):
+    rectangle = Gegl.Rectangle.new(0, 0, drawable.get_width(), drawable.get_height())
+    return bytes(drawable.get_buffer().get(rectangle, 1.0, "R'G'B'A u8", Gegl.AbyssPolicy.CLAMP))
+
+try:
+    image = Gimp.file_load(Gimp.RunMode.NONINTERACTIVE, Gio.File.new_for_path({first!r}))
+    first = image.get_layers()[0]
+    first.set_name("First")
+    second = Gimp.file_load_layer(Gimp.RunMode.NONINTERACTIVE, image,
+                                  Gio.File.new_for_path({second!r}))
+    second.set_name("Second")
+    image.insert_layer(second, None, 0)
+    Gimp.Display.new(image)
+    before = {{"First": read(first), "Second": read(second)}}
+    procedure = Gimp.get_pdb().lookup_procedure({procedure!r})
+    config = procedure.create_config()
+    config.set_property("run-mode", Gimp.RunMode.NONINTERACTIVE)
+    config.set_property("image", image)
+    config.set_core_object_array("drawables", [second, first])  # both selected
+    config.set_property("palette", {palette!r})
+    config.set_property("method", "chang2015")
+    config.set_property("server", {address!r})
+    result = procedure.run(config)
+    record["status"] = result.index(0).value_nick
+    if result.index(0) != Gimp.PDBStatusType.SUCCESS:
+        record["error"] = str(result.index(1))
+    layers = image.get_layers()
+    record["layers"] = [item.get_name() for item in layers]
+    record["originals_unchanged"] = (read(first) == before["First"]
+                                     and read(second) == before["Second"])
+    for index, item in enumerate(layers):
+        open(out + "/layer%d.bin" % index, "wb").write(read(item))
+    Gimp.displays_flush()
+    open(out + "/ran.json", "w").write(json.dumps(record))
+    deadline = time.monotonic() + 120  # the test presses Ctrl+Z in the image window
+    while not os.path.exists(out + "/undone") and time.monotonic() < deadline:
+        time.sleep(0.2)
+    record["after_undo"] = [item.get_name() for item in image.get_layers()]
+    record["originals_after_undo"] = (read(first) == before["First"]
+                                      and read(second) == before["Second"])
+except Exception:
+    record["exception"] = traceback.format_exc()
+open(out + "/many.json", "w").write(json.dumps(record))
+"""
+
+
+STRIPES_SIZE = (160, 120)  # large enough to see in the screenshots
+
+
+def stripes(*colors) -> np.ndarray:
+    """An RGB image of STRIPES_SIZE of vertical stripes of the given 8-bit colours."""
+    width, height = STRIPES_SIZE
+    rgb = np.zeros((height, width, 3), np.uint8)
+    for index, color in enumerate(colors):
+        rgb[:, index * width // len(colors) : (index + 1) * width // len(colors)] = color
+    return rgb
+
+
+def wait_for_file(path: Path, process, timeout_s: float) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while not path.exists() and time.monotonic() < deadline and process.poll() is None:
+        time.sleep(0.2)
+    return path.exists()
+
+
+def test_two_selected_layers_are_recoloured_alike_and_one_undo_takes_both_back(
+    daemon, gimp_home, xvfb, tmp_path
+):
+    """Two layers selected in GIMP with a window (under Xvfb), recoloured with chang2015 in
+    one call: a new layer above each, red and blue give the same colours in both (one
+    mapping, though one layer has a near-black the other lacks), and ONE Ctrl+Z in the
+    image window removes both new layers and nothing else."""
+    if shutil.which("xdotool") is None:
+        require_gimp()
+        pytest.fail("xdotool is needed to press Ctrl+Z (apt-get install xdotool)")
+    red, blue, dark = (204, 51, 51), (51, 102, 204), (20, 15, 10)
+    Image.fromarray(stripes(red, blue), "RGB").save(tmp_path / "first.png")
+    Image.fromarray(stripes(red, dark, blue), "RGB").save(tmp_path / "second.png")
+    script = MANY.format(out=str(tmp_path), first=str(tmp_path / "first.png"),
+                         second=str(tmp_path / "second.png"), procedure=PROCEDURE,
+                         palette="#102030,#e0a020,#f4f0e8", address=daemon.address)  # fmt: skip
+    command = gimp_command("gimp-3.0", gimp_home, display=xvfb) + [
+        "--no-splash", "--batch-interpreter=python-fu-eval", "-b", "-", "--quit"]  # fmt: skip
+    log = tmp_path / "gimp.log"
+    display = {**os.environ, "DISPLAY": xvfb}
+    with open(log, "w") as output:
+        gimp = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=output,
+                                stderr=subprocess.STDOUT, text=True)  # fmt: skip
+    gimp.stdin.write(script)
+    gimp.stdin.close()
+    try:
+        ran = wait_for_file(tmp_path / "ran.json", gimp, timeout_s=180)
+        assert ran, f"the procedure did not finish:\n{log.read_text()[-3000:]}"
+        # GIMP's single window, titled after the image ("[Untitled]-1.0 (RGB color ...")
+        window = wait_for_window(xvfb, ".*Untitled.*", timeout_s=60)
+        assert window is not None, "no image window"
+        subprocess.run(["xdotool", "windowsize", window, "1500", "950"], env=display, timeout=30)
+        time.sleep(1.0)  # let it draw, for the screenshot
+        subprocess.run(["import", "-display", xvfb, "-window", "root",
+                        str(tmp_path / "recoloured.png")], timeout=30)  # fmt: skip
+        keys = ["xdotool", "windowfocus", "--sync", window, "key", "ctrl+z"]
+        subprocess.run(keys, env=display, timeout=30, check=True)
+        time.sleep(1.0)
+        subprocess.run(["import", "-display", xvfb, "-window", "root",
+                        str(tmp_path / "undone.png")], timeout=30)  # fmt: skip
+        (tmp_path / "undone").touch()
+        gimp.wait(timeout=180)
+    finally:
+        if gimp.poll() is None:
+            gimp.kill()
+            gimp.wait()
+    output = log.read_text()
+    record_file = tmp_path / "many.json"
+    assert record_file.exists(), output[-3000:]
+    record = json.loads(record_file.read_text())
+    assert "exception" not in record, record["exception"]
+    assert not gimp_crashed(output), output[-3000:]
+    assert record["status"] == "success", record
+    names = record["layers"]
+    assert names[1::2] == ["Second", "First"] and len(names) == 4, names
+    assert all(name.startswith("Recolor: #102030") for name in names[0::2]), names
+    assert record["originals_unchanged"]
+
+    def pixels(index):
+        data = (tmp_path / f"layer{index}.bin").read_bytes()
+        width, height = STRIPES_SIZE
+        return np.frombuffer(data, np.uint8).reshape(height, width, 4)[..., :3]
+
+    second_new, first_new = pixels(0), pixels(2)
+    assert tuple(first_new[5, 0]) != red  # recoloured
+    assert np.array_equal(first_new[5, 0], second_new[5, 0])  # red alike in both
+    assert np.array_equal(first_new[5, -1], second_new[5, -1])  # blue alike in both
+    assert record["after_undo"] == ["Second", "First"], record["after_undo"]  # one undo: both
+    assert record["originals_after_undo"]
