@@ -114,3 +114,18 @@ def test_a_dragged_swatch_reuses_the_layer_encoding_and_gives_the_uncached_resul
     pixels[0, 0, 0] ^= 1  # the layer changed: a new encoding
     preview(engine, palettes[0])
     assert len(encoder_calls) == 2
+
+
+def test_the_latency_benchmark_drags_one_swatch_round_the_hue_circle():
+    import colorsys
+
+    from backend.cli.preview_bench import dragged_palettes
+
+    source = ["#000000", "#336699", "#ffffff"]
+    palettes = dragged_palettes(source, swatch=1, count=30)
+    assert len(palettes) == 30 and len({p[1] for p in palettes}) == 30
+    assert all(p[0] == "#000000" and p[2] == "#ffffff" for p in palettes)
+    hues = [colorsys.rgb_to_hsv(*(int(p[1][i : i + 2], 16) / 255 for i in (1, 3, 5)))[0]
+            for p in palettes]  # fmt: skip
+    start = colorsys.rgb_to_hsv(0x33 / 255, 0x66 / 255, 0x99 / 255)[0]
+    assert abs(hues[-1] - start) < 0.01  # a full turn ends where it began

@@ -99,6 +99,11 @@ def add_arguments(parser) -> None:
     parser.add_argument("--max-batch", type=count, help="the daemon's requests per network call")
     parser.add_argument("--concurrent", type=count, default=1,
                         help="also send this many requests at once to the daemon")  # fmt: skip
+    parser.add_argument("--preview", action="store_true",
+                        help="the live preview's latency: 30 palette changes")  # fmt: skip
+    side = checked(int, lambda v: 16 <= v <= 4096, "16 to 4096")
+    parser.add_argument("--preview-side", type=side, default=512,
+                        help="with --preview: the preview's long side (512)")  # fmt: skip
 
 
 # --- memory -------------------------------------------------------------------------------
@@ -226,6 +231,8 @@ def in_a_thread(function):
 def run_bench(args) -> int:
     if args.quality:
         return run_quality(args)
+    if args.preview:
+        return run_preview(args)
     from backend.service.client import Client
     from backend.service.engine import Engine
     from backend.service.protocol import DEFAULT_MAX_PIXELS, decode_reply, encode_request
@@ -309,6 +316,23 @@ def run_bench(args) -> int:
         print("\nThat many clients, each with its own connection, sending one request each at")
         print("the same moment to the daemon (batched up to its --max-batch per network call).")
     print(f"\nload average at end {_load()} (other work on this machine slows every number)")
+    return 0
+
+
+def run_preview(args) -> int:
+    """bench --preview: the live preview's latency through a daemon (preview_bench)."""
+    from backend.cli.preview_bench import THUMBNAIL_SIDE, run_preview_bench
+
+    with tempfile.TemporaryDirectory() as folder:
+        weights, note = weights_for(args, folder)
+        daemon = DaemonProcess(weights, args.device, args.max_batch)
+        print(f"weights {weights}{note}; {os.cpu_count()} CPUs; load average {_load()}")
+        try:
+            pixels = photo(THUMBNAIL_SIDE * THUMBNAIL_SIDE / 1.5 / 1e6)
+            run_preview_bench(args, daemon.address, pixels)
+        finally:
+            daemon.close()
+    print(f"load average at end {_load()} (other work on this machine slows every number)")
     return 0
 
 

@@ -41,6 +41,9 @@ from backend.service.protocol import (
 from backend.wire import METHODS, PROTOCOL
 
 HALF_PRECISION_TOLERANCE = 0.5  # mean delta E76 float16 may differ from float32 by
+# The network's side for previews: a quarter of the pixels of WORKING_SIDE, so a dragged
+# swatch's decoder call fits the live preview's latency on a CPU (bench --preview).
+PREVIEW_WORKING_SIDE = 256
 
 
 class DeviceError(ValueError):
@@ -154,10 +157,9 @@ class Engine:
         """Requests with equal keys may share one network call (None: never batched)."""
         if request.op != "recolor" or request.method != "palettenet" or self.model is None:
             return None
-        height, width = request.height, request.width
         if request.max_side is not None:
-            height, width = preview_size(height, width, request.max_side)
-        return working_size(height, width)
+            return None  # a preview runs alone, so its encoding can be kept (PreviewCache)
+        return working_size(request.height, request.width)
 
     def run(self, requests: list[Request]) -> list[Reply]:
         """Replies to recolor and palette requests; several only if their batch keys agree.
@@ -283,8 +285,9 @@ class Engine:
             layer, working, timing = cached.layer, cached.working, Timing()
         else:
             layer, timing = self._layer(request)
+            side = WORKING_SIDE if request.max_side is None else PREVIEW_WORKING_SIDE
             with timing.stage("prepare"):
-                working = prepare(layer)
+                working = prepare(layer, side)
         target, source = _lab_palettes(request)
         if source is None and working is not None and self.model.needs_source:
             with timing.stage("palette"):
