@@ -292,3 +292,93 @@ def test_batch_waits_for_a_busy_daemon(tmp_path):
         context.term()
     assert status == 0
     assert sorted(p.name for p in out.iterdir()) == ["a.png", "b.png"]
+
+
+def slow_daemon(seconds: float):
+    """A fake daemon on a random loopback port that answers every recolor request with its
+    own pixels after `seconds`: (address, stop)."""
+    import threading
+
+    import zmq
+
+    from backend.service.protocol import ok_reply, parse_request
+
+    context = zmq.Context()
+    socket = context.socket(zmq.ROUTER)
+    port = socket.bind_to_random_port("tcp://127.0.0.1")
+    stopping = threading.Event()
+
+    def serve():
+        while not stopping.is_set():
+            if not socket.poll(100):
+                continue
+            envelope_and_body = socket.recv_multipart()
+            split = envelope_and_body.index(b"") + 1
+            request = parse_request(envelope_and_body[split:])
+            time.sleep(seconds)
+            reply = ok_reply(request.id, width=request.width, height=request.height,
+                             pixel_format=request.pixel_format, method=request.method)  # fmt: skip
+            reply.frames = [bytes(request.pixels)]
+            socket.send_multipart(envelope_and_body[:split] + reply.encode())
+
+    server = threading.Thread(target=serve, daemon=True)
+    server.start()
+
+    def stop():
+        stopping.set()
+        server.join(timeout=30)
+        socket.close(linger=0)
+        context.term()
+
+    return f"tcp://127.0.0.1:{port}", stop
+
+
+def test_ctrl_c_stops_a_batch_soon_and_leaves_only_whole_files(tmp_path):
+    """Ctrl+C halfway: the images in hand are finished (written whole), no other is
+    started, no temporary file is left, exit status 130. (The pool used to run every queued
+    image first: Ctrl+C took effect only when the whole batch was done.)"""
+    import signal
+
+    folder, out = tmp_path / "in", tmp_path / "out"
+    folder.mkdir(), out.mkdir()
+    for index in range(12):
+        Image.fromarray(flat([RED, BLUE])).save(folder / f"{index:02d}.png")
+    address, stop = slow_daemon(0.5)
+    command = [sys.executable, "-m", "backend.cli.main", "recolor", str(folder), "-p",
+               "#102030,#ffaa00", "--source-palette", "#c81e1e,#1e28c8", "-o", str(out),
+               "--jobs", "1", "--server", address]  # fmt: skip
+    try:
+        run = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        deadline = time.monotonic() + 60
+        while not any(p.suffix == ".png" for p in out.iterdir()):
+            assert run.poll() is None and time.monotonic() < deadline, run.communicate()
+            time.sleep(0.05)
+        run.send_signal(signal.SIGINT)
+        _, stderr = run.communicate(timeout=60)
+    finally:
+        stop()
+    assert run.returncode == 130, stderr
+    assert b"Traceback" not in stderr, stderr
+    written = sorted(p.name for p in out.iterdir())
+    assert 1 <= len(written) <= 3, written  # the one seen, and the one in hand
+    assert all(name.endswith(".png") for name in written), written  # no temporary file
+    for name in written:
+        assert pixels(out / name).shape == (24, 24, 3)
+
+
+def test_a_symlink_loop_in_the_folder_is_that_files_failure(tmp_path):
+    """A folder holding a symlink loop (and one that dangles): one line each, the other
+    images recoloured; it was a traceback before any work."""
+    folder, out = tmp_path / "in", tmp_path / "out"
+    folder.mkdir(), out.mkdir()
+    Image.fromarray(flat([RED, BLUE])).save(folder / "a.png")
+    (folder / "loop1.png").symlink_to("loop2.png")
+    (folder / "loop2.png").symlink_to("loop1.png")
+    (folder / "gone.png").symlink_to("missing.png")
+    status, stdout, stderr = palettenet("recolor", folder, "-p", "#102030,#ffaa00", "-o", out,
+                                        "--method", "chang2015")  # fmt: skip
+    assert status == 1, stderr
+    assert "Traceback" not in stderr, stderr
+    assert "loop1.png" in stderr and "symbolic links" in stderr
+    assert "recoloured 1 of 4 images" in stdout
+    assert [p.name for p in out.iterdir()] == ["a.png"]

@@ -31,6 +31,7 @@ import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -96,14 +97,16 @@ def plan_jobs(files: list[Path], folder: Path, overwrite: bool) -> list[Job]:
             what = "does not exist (make it first)"
         raise SystemExit(f"with several inputs or a folder, -o is a folder: {folder} {what}")
     jobs, taken, existing = [], {}, []
-    inputs = {file.resolve() for file in files}
+    # realpath, not Path.resolve: a symlink loop among the inputs is that file's failure
+    # (reported when it is read), not a traceback here
+    inputs = {os.path.realpath(file) for file in files}
     for file in files:
         name = file.name if file.suffix.lower() in OUTPUT_TYPES else file.stem + ".png"
         output = folder / name
         if output.name in taken:
             raise SystemExit(f"{file} and {taken[output.name]} would both be written as "
                              f"{output}: rename one")  # fmt: skip
-        if output.resolve() in inputs:
+        if os.path.realpath(output) in inputs:
             raise SystemExit(f"{output} is an input: results would replace the originals; "
                              "write them to another folder")  # fmt: skip
         if output.exists():
@@ -204,17 +207,18 @@ def shared_mapping(jobs: list[Job], target: list[str], args, failed: dict, kept:
     bar = tqdm(total=len(jobs), desc="palette", unit="image", file=sys.stderr, disable=None)
     with bar, ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
         futures = [pool.submit(sampled, job) for job in jobs]
-        # loaded while the inputs are read (the colour maths load torch: seconds)
-        from backend.core.color import lab_to_rgb_np, rgb_to_lab_np
-        from backend.core.palette import PaletteError, pair_with_image, to_hex
+        with cancelled_on_interrupt(futures):
+            # loaded while the inputs are read (the colour maths load torch: seconds)
+            from backend.core.color import lab_to_rgb_np, rgb_to_lab_np
+            from backend.core.palette import PaletteError, pair_with_image, to_hex
 
-        for job, future in zip(jobs, futures):
-            try:
-                samples.append(future.result())
-            except FileFailure as error:
-                failed[job.source] = str(error)
-                bar.write(str(error), file=sys.stderr)
-            bar.update()
+            for job, future in zip(jobs, futures):
+                try:
+                    samples.append(future.result())
+                except FileFailure as error:
+                    failed[job.source] = str(error)
+                    bar.write(str(error), file=sys.stderr)
+                bar.update()
     target_lab = rgb_to_lab_np(target_rgb)
     if not samples:
         return target, None
@@ -230,6 +234,19 @@ def shared_mapping(jobs: list[Job], target: list[str], args, failed: dict, kept:
 
 
 # --- the run ------------------------------------------------------------------------------
+@contextmanager
+def cancelled_on_interrupt(futures):
+    """On Ctrl+C (or any error) while waiting for `futures`, cancel those not started: the
+    pool's exit then waits only for the images in hand, each written whole or not at all.
+    (Without it the pool ran every queued image before the interrupt took effect.)"""
+    try:
+        yield
+    except BaseException:
+        for future in futures:
+            future.cancel()
+        raise
+
+
 def recolor_one(job: Job, header: dict, sender: Sender, args, kept: Kept) -> tuple[int, float]:
     """Read, recolour, write one input, as the single-image command does: (its pixel count,
     the engine's CPU seconds for it as the reply says). FileFailure, naming the file and the
@@ -283,15 +300,16 @@ def run_batch(args, paths: list[Path], target: list[str], source: list[str] | No
     bar = tqdm(total=len(todo), desc="recolour", unit="image", file=sys.stderr, disable=None)
     with bar, ThreadPoolExecutor(max_workers=args.jobs) as pool:
         futures = [pool.submit(recolor_one, job, header, sender, args, kept) for job in todo]
-        for job, future in zip(todo, futures):
-            try:
-                count, seconds = future.result()
-                pixels, engine_cpu = pixels + count, engine_cpu + seconds
-                done += 1
-            except FileFailure as error:
-                failed[job.source] = str(error)
-                bar.write(str(error), file=sys.stderr)
-            bar.update()
+        with cancelled_on_interrupt(futures):
+            for job, future in zip(todo, futures):
+                try:
+                    count, seconds = future.result()
+                    pixels, engine_cpu = pixels + count, engine_cpu + seconds
+                    done += 1
+                except FileFailure as error:
+                    failed[job.source] = str(error)
+                    bar.write(str(error), file=sys.stderr)
+                bar.update()
     wall = time.perf_counter() - started
     cpu = time.process_time() - cpu_started
     if args.server:
