@@ -185,10 +185,13 @@ class Recorder:
 
     def __init__(self):
         self.calls = []
+        self.keywords = []  # (name, keyword arguments) of the calls that had some
 
     def __getattr__(self, name):
         def record(*args, **kwargs):
             self.calls.append((name, args))
+            if kwargs:
+                self.keywords.append((name, kwargs))
             return self
 
         return record
@@ -436,6 +439,8 @@ def test_the_dialog_shows_the_colours_of_all_selected_layers(gimp_plugin, daemon
     editor = GimpEditor(module.Gimp, Gegl)
     shown = {editor.color_hex(config.values[f"color-{i}"]) for i in (1, 2)}
     assert shown == {"#cc3333", "#3366cc"}  # one from each layer
+    ((_, dialog),) = [call for call in module.GimpUi.keywords if call[0] == "ProcedureDialog"]
+    assert dialog["title"] == "Recolor with Palette: 2 layers alike"
     assert len(image.layers) == 4  # the dialog's colours (its own, unchanged): two results
 
 

@@ -57,7 +57,7 @@ def run(procedure, run_mode, image, drawables, config, data):
             source_palette = layer_palette(editor, client, layers, count, progress)
             for index, color in enumerate(source_palette):
                 config.set_property(f"color-{index + 1}", editor.color(color))
-            if not show_dialog(procedure, config, len(source_palette)):
+            if not show_dialog(procedure, config, len(source_palette), len(layers)):
                 return procedure.new_return_values(Gimp.PDBStatusType.CANCEL, GLib.Error())
         palette, palette_name = target_palette(editor, config)
         if palette_name is not None:
@@ -89,10 +89,11 @@ def target_palette(editor: GimpEditor, config) -> tuple[list, str | None]:
     return [editor.color_hex(color) for color in colors], None
 
 
-def show_dialog(procedure, config, count: int) -> bool:
+def show_dialog(procedure, config, count: int, layers: int = 1) -> bool:
+    """The dialog with `count` colour buttons; its title says how many layers it recolours."""
     GimpUi.init(PROCEDURE)
-    dialog = GimpUi.ProcedureDialog(procedure=procedure, config=config,
-                                    title="Recolor with Palette")  # fmt: skip
+    title = "Recolor with Palette" + (f": {layers} layers alike" if layers > 1 else "")
+    dialog = GimpUi.ProcedureDialog(procedure=procedure, config=config, title=title)
     dialog.fill(["method", "target", "gimp-palette"] + [f"color-{i + 1}" for i in range(count)])
     accepted = dialog.run()
     dialog.destroy()
