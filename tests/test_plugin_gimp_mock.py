@@ -521,3 +521,21 @@ def test_a_layer_group_stands_for_the_layers_inside_it(gimp_plugin, daemon):
     empty = image.add_group("Empty")
     with pytest.raises(EditorError, match="holds no layers"):
         target_layers(gimp, [empty])
+
+
+def test_one_mapping_with_a_repeated_target_colour_or_fewer_layer_colours(gimp, client):
+    """A script's palette may repeat a colour, and the layers may have fewer colours than
+    the palette: the pairs still match in length, and red stays alike in both layers."""
+    editor = GimpEditor(gimp, Gegl)
+    pale = (0.9, 0.9, 0.5)
+    repeated = ["#102030", "#102030", "#e0a020", "#f4f0e8", "#70c0a0"]
+    distinct = ["#102030", "#e0a020", "#f4f0e8", "#70c0a0", "#a02060"]
+    for palette, colours in [(repeated, (RED, BLUE, GREEN, DARK, pale)), (distinct, (RED, BLUE))]:
+        image = Image(30, 20)
+        first = image.add_layer("First", blocks(RED))
+        second = image.add_layer("Second", blocks(*colours))
+        results = recolor_layers(editor, client, image, [second, first], palette, "chang2015")
+        assert [layer.name for layer in image.layers] == [results[0].name, "Second",
+                                                          results[1].name, "First"]  # fmt: skip
+        assert colour_at(results[0], 0, 0) == colour_at(results[1], 0, 0)  # red alike
+        assert colour_at(results[0], 0, 0) != (204, 51, 51)

@@ -320,12 +320,12 @@ def shared_pairs(editor: GimpEditor, client: Client, layers: list, palette: list
     with a target colour by lightness rank, the daemon's own rule for one layer. With fewer
     layer colours than target colours, the targets at evenly spaced ranks (the darkest and
     the lightest kept). The same pairs then go with every layer: one mapping."""
-    source = layer_palette(editor, client, layers, len(palette), progress)
 
     def order():
-        return dark_to_light(client, palette, None)
+        return dark_to_light(client, palette, None)  # each colour once
 
     target = progress("Pairing the palette…", order) if progress else order()
+    source = layer_palette(editor, client, layers, len(target), progress)
     if len(source) < len(target):
         last = len(target) - 1
         ranks = [round(i * last / (len(source) - 1)) if len(source) > 1 else 0
