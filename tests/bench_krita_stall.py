@@ -70,6 +70,9 @@ def main() -> int:
     parser.add_argument("--megapixels", type=float, default=48, help="canvas size (4:3)")
     parser.add_argument("--depths", default="U8,U16", help="Krita colour depths, comma-separated")
     parser.add_argument("--method", default="chang2015", choices=["chang2015", "palettenet"])
+    parser.add_argument("--profile", default="", help="an ICC profile Krita knows, e.g. "
+                        "Rec2020-elle-V4-g10.icc (the plug-in converts it through Krita); "
+                        "default: Krita's own for the depth")  # fmt: skip
     parser.add_argument("--timeout", type=float, default=1800, help="seconds for all cases")
     args = parser.parse_args()
     if shutil.which("krita") is None or shutil.which("Xvfb") is None:
@@ -77,7 +80,8 @@ def main() -> int:
         return 2
     width = round((args.megapixels * 1e6 * 4 / 3) ** 0.5)
     height = round(width * 3 / 4)
-    cases = [{"width": width, "height": height, "depth": depth} for depth in args.depths.split(",")]
+    cases = [{"width": width, "height": height, "depth": depth, "profile": args.profile}
+             for depth in args.depths.split(",")]  # fmt: skip
     with tempfile.TemporaryDirectory(prefix="krita-stall-") as folder:
         home = Path(folder) / "home"
         env = {**os.environ, "HOME": str(home), "XDG_CONFIG_HOME": str(home / ".config"),
@@ -99,8 +103,9 @@ def main() -> int:
         finally:
             xvfb.terminate()
             daemon.stop()
+    profile = f", {args.profile}" if args.profile else ""
     print(f"Krita GUI stalls during Apply ({args.method}), canvas {width} x {height} "
-          f"({width * height / 1e6:.1f} MP):")  # fmt: skip
+          f"({width * height / 1e6:.1f} MP){profile}:")  # fmt: skip
     for case in result.get("cases", []):
         print(f"  {case['depth']:>4}: longest stall {case['longest_stall_s']:.3f} s; "
               f"Apply took {case['apply_s']:.1f} s; {case['status']}")  # fmt: skip

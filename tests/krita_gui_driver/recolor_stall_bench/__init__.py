@@ -117,8 +117,8 @@ class Bench:
         width, height, depth = self.case["width"], self.case["height"], self.case["depth"]
         app = Krita.instance()
         started = time.monotonic()
-        self.document = app.createDocument(width, height, f"bench {depth}", "RGBA", depth, "",
-                                           72.0)  # fmt: skip
+        self.document = app.createDocument(width, height, f"bench {depth}", "RGBA", depth,
+                                           self.case.get("profile", ""), 72.0)  # fmt: skip
         self.window.addView(self.document)
         layer = self.document.rootNode().childNodes()[0]
         band = max(1, height // len(COLOURS))
