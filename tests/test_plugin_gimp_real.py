@@ -575,3 +575,59 @@ def test_two_selected_layers_are_recoloured_alike_and_one_undo_takes_both_back(
     assert np.array_equal(first_new[5, -1], second_new[5, -1])  # blue alike in both
     assert record["after_undo"] == ["Second", "First"], record["after_undo"]  # one undo: both
     assert record["originals_after_undo"]
+
+
+GROUP = r"""
+import json, traceback
+import gi
+gi.require_version("Gimp", "3.0")
+from gi.repository import Gimp, Gio
+
+record = {{}}
+try:
+    image = Gimp.file_load(Gimp.RunMode.NONINTERACTIVE, Gio.File.new_for_path({first!r}))
+    first = image.get_layers()[0]
+    first.set_name("First")
+    second = Gimp.file_load_layer(Gimp.RunMode.NONINTERACTIVE, image,
+                                  Gio.File.new_for_path({second!r}))
+    second.set_name("Second")
+    image.insert_layer(second, None, 0)
+    group = Gimp.GroupLayer.new(image, "Group")
+    image.insert_layer(group, None, 0)
+    image.reorder_item(first, group, 0)
+    image.reorder_item(second, group, 0)
+    procedure = Gimp.get_pdb().lookup_procedure({procedure!r})
+    config = procedure.create_config()
+    config.set_property("run-mode", Gimp.RunMode.NONINTERACTIVE)
+    config.set_property("image", image)
+    config.set_core_object_array("drawables", [group])  # the group itself selected
+    config.set_property("palette", {palette!r})
+    config.set_property("method", "chang2015")
+    config.set_property("server", {address!r})
+    result = procedure.run(config)
+    record["status"] = result.index(0).value_nick
+    if result.index(0) != Gimp.PDBStatusType.SUCCESS:
+        record["error"] = str(result.index(1))
+    record["top"] = [item.get_name() for item in image.get_layers()]
+    record["in_group"] = [item.get_name() for item in group.get_children()]
+except Exception:
+    record["exception"] = traceback.format_exc()
+open({out!r}, "w").write(json.dumps(record))
+"""
+
+
+def test_a_selected_layer_group_recolours_the_layers_inside_it(daemon, gimp_home, tmp_path):
+    Image.fromarray(stripes((204, 51, 51), (51, 102, 204)), "RGB").save(tmp_path / "first.png")
+    Image.fromarray(stripes((20, 15, 10), (204, 51, 51)), "RGB").save(tmp_path / "second.png")
+    script = GROUP.format(first=str(tmp_path / "first.png"), second=str(tmp_path / "second.png"),
+                          procedure=PROCEDURE, palette="#102030,#e0a020,#f4f0e8",
+                          address=daemon.address, out=str(tmp_path / "group.json"))  # fmt: skip
+    run = run_batch(script, gimp_home, timeout_s=300)
+    assert (tmp_path / "group.json").exists(), run.stderr[-3000:]
+    record = json.loads((tmp_path / "group.json").read_text())
+    assert "exception" not in record, record["exception"]
+    assert record["status"] == "success", record
+    assert record["top"] == ["Group"]  # nothing outside the group
+    names = record["in_group"]
+    assert names[1::2] == ["Second", "First"] and len(names) == 4, names
+    assert all(name.startswith("Recolor: #102030") for name in names[0::2]), names
