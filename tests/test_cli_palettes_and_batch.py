@@ -294,9 +294,10 @@ def test_batch_waits_for_a_busy_daemon(tmp_path):
     assert sorted(p.name for p in out.iterdir()) == ["a.png", "b.png"]
 
 
-def slow_daemon(seconds: float):
-    """A fake daemon on a random loopback port that answers every recolor request with its
-    own pixels after `seconds`: (address, stop)."""
+def slow_daemon(seconds: float, answers: int | None = None):
+    """A fake daemon on a random loopback port that answers recolor requests with their
+    own pixels after `seconds`, and after `answers` of them (if given) is gone:
+    (address, stop)."""
     import threading
 
     import zmq
@@ -309,7 +310,8 @@ def slow_daemon(seconds: float):
     stopping = threading.Event()
 
     def serve():
-        while not stopping.is_set():
+        served = 0
+        while not stopping.is_set() and served != answers:
             if not socket.poll(100):
                 continue
             envelope_and_body = socket.recv_multipart()
@@ -320,6 +322,8 @@ def slow_daemon(seconds: float):
                              pixel_format=request.pixel_format, method=request.method)  # fmt: skip
             reply.frames = [bytes(request.pixels)]
             socket.send_multipart(envelope_and_body[:split] + reply.encode())
+            served += 1
+        socket.close(linger=0)
 
     server = threading.Thread(target=serve, daemon=True)
     server.start()
@@ -327,7 +331,6 @@ def slow_daemon(seconds: float):
     def stop():
         stopping.set()
         server.join(timeout=30)
-        socket.close(linger=0)
         context.term()
 
     return f"tcp://127.0.0.1:{port}", stop
@@ -382,3 +385,27 @@ def test_a_symlink_loop_in_the_folder_is_that_files_failure(tmp_path):
     assert "loop1.png" in stderr and "symbolic links" in stderr
     assert "recoloured 1 of 4 images" in stdout
     assert [p.name for p in out.iterdir()] == ["a.png"]
+
+
+def test_a_daemon_that_is_gone_stops_the_run(tmp_path):
+    """The daemon answers one image and goes away: the next image fails, a ping finds
+    nobody, and the rest are not attempted (each used to wait out its own timeout: a
+    thousand images, hours of 'could not be reached')."""
+    folder, out = tmp_path / "in", tmp_path / "out"
+    folder.mkdir(), out.mkdir()
+    for index in range(8):
+        Image.fromarray(flat([RED, BLUE])).save(folder / f"{index}.png")
+    address, stop = slow_daemon(0, answers=1)
+    try:
+        status, stdout, stderr = palettenet(
+            "recolor", folder, "-p", "#102030,#ffaa00", "--source-palette", "#c81e1e,#1e28c8",
+            "-o", out, "--jobs", "1", "--server", address, "--timeout", "2", timeout=120,
+        )  # fmt: skip
+    finally:
+        stop()
+    assert status == 1, stderr
+    assert "Traceback" not in stderr, stderr
+    assert [p.name for p in out.iterdir()] == ["0.png"]
+    assert stderr.count(f"no reply from {address}") == 1, stderr
+    assert "answers no more" in stderr and "6 images not attempted" in stderr, stderr
+    assert "recoloured 1 of 8 images" in stdout

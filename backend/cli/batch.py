@@ -17,7 +17,9 @@ bar and a throughput summary.
 - Before any work: the output folder, names that two inputs would share, an output that
   is an input, and existing outputs (refused unless --overwrite) are checked.
 - A file that cannot be read, recoloured or written gets one line naming it and the
-  reason; the others go on; the exit status is 1 if any failed.
+  reason; the others go on; the exit status is 1 if any failed. With --server, a daemon
+  that answers neither a request nor a ping after it stops the run (the rest would each
+  wait out the same timeout).
 - Throughput: the next input is read and the previous result written while the current
   one is recoloured (image codecs and the engine release the GIL), and --jobs recolours
   several images at once. The summary prints images/s, MP/s and CPU time over wall time
@@ -61,6 +63,15 @@ class Kept:
 
 class FileFailure(Exception):
     """One input failed; the message says which and why, in one line."""
+
+
+class DaemonGone(FileFailure):
+    """The daemon answered neither a request nor a ping after it: every other image would
+    wait out the same timeout and fail alike, so the run stops."""
+
+
+class NotAttempted(Exception):
+    """An image not started because the run stopped (its daemon is gone)."""
 
 
 @dataclass
@@ -156,7 +167,18 @@ class Sender:
             try:
                 return client.request(header, pixels)
             except TimeoutError as error:
-                raise FileFailure(str(error)) from None
+                failure = str(error)
+        if not self.answers():
+            raise DaemonGone(failure)
+        raise FileFailure(failure)  # a slow reply from a daemon that is still there
+
+    def answers(self) -> bool:
+        """Whether the daemon answers a ping (it does while it works on long jobs)."""
+        with self._client() as client:
+            try:
+                return bool(client.request({"op": "ping"})[0].get("ok"))
+            except TimeoutError:
+                return False
 
 
 # --- the shared mapping -------------------------------------------------------------------
@@ -296,20 +318,36 @@ def run_batch(args, paths: list[Path], target: list[str], source: list[str] | No
     if source is not None:
         header["source_palette"] = source
     todo = [job for job in jobs if job.source not in failed]
-    pixels, done, engine_cpu = 0, 0, 0.0
+    pixels, done, engine_cpu, skipped = 0, 0, 0.0, 0
+    gone = threading.Event()  # set by the first DaemonGone: workers start no more images
+
+    def attempt(job: Job):
+        if gone.is_set():
+            raise NotAttempted
+        try:
+            return recolor_one(job, header, sender, args, kept)
+        except DaemonGone:
+            gone.set()  # here, in the worker: it takes the next image at once
+            raise
+
     bar = tqdm(total=len(todo), desc="recolour", unit="image", file=sys.stderr, disable=None)
     with bar, ThreadPoolExecutor(max_workers=args.jobs) as pool:
-        futures = [pool.submit(recolor_one, job, header, sender, args, kept) for job in todo]
+        futures = [pool.submit(attempt, job) for job in todo]
         with cancelled_on_interrupt(futures):
             for job, future in zip(todo, futures):
                 try:
                     count, seconds = future.result()
                     pixels, engine_cpu = pixels + count, engine_cpu + seconds
                     done += 1
+                except NotAttempted:
+                    failed[job.source], skipped = "not attempted", skipped + 1
                 except FileFailure as error:
                     failed[job.source] = str(error)
                     bar.write(str(error), file=sys.stderr)
                 bar.update()
+    if gone.is_set():
+        print(f"stopped: the daemon at {args.server} answers no more (not even a ping); "
+              f"{skipped} images not attempted", file=sys.stderr)  # fmt: skip
     wall = time.perf_counter() - started
     cpu = time.process_time() - cpu_started
     if args.server:
