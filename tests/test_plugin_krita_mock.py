@@ -315,8 +315,11 @@ def test_deep_layers_keep_their_precision_and_linear_profile(daemon, tmp_path, d
 
 
 def applied(sent):
-    """The Apply request: the last recolour request sent (the tests press Apply last)."""
-    return [f for f in sent if json.loads(f[0])["op"] == "recolor"][-1]
+    """The Apply request (previews ask for options.max_side)."""
+    (request,) = [
+        f for f in sent if json.loads(f[0])["op"] == "recolor" and "options" not in json.loads(f[0])
+    ]
+    return request
 
 
 def spy_on_requests(monkeypatch):
@@ -460,7 +463,9 @@ def test_classical_method_maps_each_layer_colour_to_its_target(setup, monkeypatc
     header = json.loads([f for f in sent if json.loads(f[0])["op"] == "recolor"][-1][0])
     assert header["method"] == "chang2015"
     assert header["source_palette"] == setup.view.layer_palette
-    assert header["palette"][0] == "#ff00ff" and "options" not in header  # already small
+    # The preview's source is small already: max_side is its own size (nothing shrinks),
+    # which tells the daemon it is a preview.
+    assert header["palette"][0] == "#ff00ff" and header["options"] == {"max_side": 60}
 
 
 def test_both_methods_get_the_swatch_pairs_and_a_loaded_palette_is_paired_in_the_docker(

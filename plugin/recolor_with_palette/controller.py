@@ -306,9 +306,14 @@ class Controller:
             return
         source, request = self.source, self._recolor_arguments()
 
+        # Already small: max_side is its own size, so nothing is shrunk, but the daemon
+        # knows it for a preview (kept ready for the next palette: a dragged swatch).
+        side = max(source.pixels.width, source.pixels.height)
+
         def work(job):
             client = self._ready_client(job)
-            return client.recolor(source.pixels, mask=source.mask, cancel=job.cancel, **request)
+            return client.recolor(source.pixels, mask=source.mask, max_side=side,
+                                  cancel=job.cancel, **request)  # fmt: skip
 
         def done(result, error):
             self._preview_job = None
