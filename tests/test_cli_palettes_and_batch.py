@@ -153,7 +153,7 @@ def test_a_folder_with_one_mapping_and_an_odd_file(tmp_path):
                                         "-o", out, "--method", "chang2015")  # fmt: skip
     assert status == 1, stderr
     assert "readme.txt" in stderr and "not an image file" in stderr and "Traceback" not in stderr
-    assert "one mapping for all" in stderr
+    assert "one mapping for all 3 inputs" in stderr  # those read
     assert sorted(p.name for p in out.iterdir()) == ["a.png", "b.png", "c.png"]
     assert "recoloured 3 of 4 images" in stdout and "images/s" in stdout and "MP/s" in stdout
     results = {name: pixels(out / f"{name}.png") for name in "abc"}
@@ -409,3 +409,18 @@ def test_a_daemon_that_is_gone_stops_the_run(tmp_path):
     assert stderr.count(f"no reply from {address}") == 1, stderr
     assert "answers no more" in stderr and "6 images not attempted" in stderr, stderr
     assert "recoloured 1 of 8 images" in stdout
+
+
+def test_a_file_named_twice_is_recoloured_once(tmp_path):
+    """`palettenet recolor in/*.png in -o out` names each file twice: each is recoloured
+    once (it was refused: 'in/a.png and in/a.png would both be written ...: rename one')."""
+    folder, out = tmp_path / "in", tmp_path / "out"
+    folder.mkdir(), out.mkdir()
+    for name in ("a", "b"):
+        Image.fromarray(flat([RED, BLUE])).save(folder / f"{name}.png")
+    status, stdout, stderr = palettenet("recolor", folder / "a.png", folder, f"{folder}/./b.png",
+                                        "-p", "#102030,#ffaa00", "-o", out,
+                                        "--method", "chang2015")  # fmt: skip
+    assert status == 0, stderr
+    assert "recoloured 2 of 2 images" in stdout
+    assert sorted(p.name for p in out.iterdir()) == ["a.png", "b.png"]

@@ -82,7 +82,8 @@ class Job:
 
 # --- the list of work ---------------------------------------------------------------------
 def collect_inputs(paths: list[Path]) -> tuple[list[Path], dict]:
-    """Files to recolour (folders expanded), and {path: problem} for inputs not found."""
+    """Files to recolour (folders expanded; a file named twice, as in `frames/*.png frames`,
+    taken once), and {path: problem} for inputs not found."""
     files, problems = [], {}
     for path in paths:
         if path.is_dir():
@@ -92,7 +93,8 @@ def collect_inputs(paths: list[Path]) -> tuple[list[Path], dict]:
             files.append(path)
         else:
             problems[path] = f"cannot read {path}: No such file or directory"
-    return files, problems
+    named = {os.path.abspath(file): file for file in reversed(files)}  # the first naming
+    return [file for file in files if named[os.path.abspath(file)] is file], problems
 
 
 def plan_jobs(files: list[Path], folder: Path, overwrite: bool) -> list[Job]:
@@ -313,7 +315,8 @@ def run_batch(args, paths: list[Path], target: list[str], source: list[str] | No
         mapping_s = time.perf_counter() - began
         if source is not None:
             pairs = ", ".join(f"{s} -> {t}" for s, t in zip(source, target))
-            print(f"one mapping for all {len(jobs)} inputs: {pairs}", file=sys.stderr)
+            read = sum(job.source not in failed for job in jobs)
+            print(f"one mapping for all {read} inputs: {pairs}", file=sys.stderr)
     header = {"op": "recolor", "method": args.method, "palette": target}
     if source is not None:
         header["source_palette"] = source
