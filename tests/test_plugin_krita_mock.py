@@ -577,3 +577,125 @@ def test_a_one_colour_fill_shows_one_swatch_and_an_empty_start_is_no_error(daemo
     fresh.app.document = None
     fresh.open()
     assert fresh.view.statuses == [("info", "Open an image to recolour one of its layers.")]
+
+
+# --- live preview while a swatch is dragged (issue 18) -------------------------------------
+def recolor_requests(sent):
+    return [json.loads(f[0]) for f in sent if json.loads(f[0])["op"] == "recolor"]
+
+
+def test_dragging_a_swatch_sends_only_the_newest_palette_after_the_one_in_flight(
+    setup, monkeypatch
+):
+    """The step runner holds a started job until run(): a request "in flight" at a slow
+    daemon. Ten colour changes while it is out -> exactly one more request, the last one."""
+    sent = spy_on_requests(monkeypatch)
+    setup.open()
+    before = len(recolor_requests(sent))
+    drags = [f"#{20 * i:02x}40c0" for i in range(1, 11)]
+    for color in drags:
+        setup.controller.drag_target_color(2, color)
+        assert setup.view.target[2] == color  # the swatch follows the drag at once
+    assert len(setup.runner.jobs) == 1  # one request out, nothing queued behind it
+    setup.runner.run()
+    headers = recolor_requests(sent)[before:]
+    assert [h["palette"][2] for h in headers] == [drags[0], drags[-1]]
+    assert setup.view.preview_state.startswith("Preview: the layer")
+    # Cancel in the dialog: the target as it was before the dialog opened.
+    snapshot = setup.controller.target_snapshot()
+    setup.controller.drag_target_color(0, "#ff0000")
+    setup.controller.restore_target(snapshot)
+    setup.runner.run()
+    assert setup.view.target == snapshot[0]
+    assert recolor_requests(sent)[-1]["palette"] == snapshot[0]
+
+
+# --- palette files in the docker (issue 18) ------------------------------------------------
+def test_import_palette_files_of_every_kind(setup, monkeypatch, tmp_path):
+    from plugin.recolor_with_palette.palettefile import kpl_bytes
+
+    sent = spy_on_requests(monkeypatch)
+    setup.open()
+    colors = ["#102030", "#e04010", "#f0e0c0", "#40a040", "#2050d0", "#808080"]
+    files = {
+        "mine.gpl": "GIMP Palette\nName: Mine\n#\n"
+        + "".join(f"{int(c[1:3], 16)} {int(c[3:5], 16)} {int(c[5:], 16)} n\n" for c in colors),
+        "site.hex": "\n".join(c[1:] for c in colors) + "\n",
+        "list.txt": "\n".join(colors) + "\n",
+    }
+    for name, text in files.items():
+        (tmp_path / name).write_text(text)
+    (tmp_path / "mine.kpl").write_bytes(kpl_bytes("Kpl", colors))
+    aco = b"\0\1" + len(colors).to_bytes(2, "big")
+    for c in colors:
+        aco += b"\0\0" + b"".join(bytes((int(c[i : i + 2], 16),) * 2) for i in (1, 3, 5)) + b"\0\0"
+    (tmp_path / "ps.aco").write_bytes(aco)
+    ase = b"ASEF\0\1\0\0" + len(colors).to_bytes(4, "big")
+    for c in colors:
+        name = "x\0".encode("utf-16-be")
+        body = (2).to_bytes(2, "big") + name + b"RGB "
+        body += b"".join(np.float32(int(c[i : i + 2], 16) / 255).byteswap().tobytes()
+                         for i in (1, 3, 5)) + b"\0\2"  # fmt: skip
+        ase += b"\0\1" + len(body).to_bytes(4, "big") + body
+    (tmp_path / "adobe.ase").write_bytes(ase)
+    strip = np.zeros((8, 48, 4), np.uint8)
+    for i, c in enumerate(colors):
+        strip[:, 8 * i : 8 * i + 8] = [int(c[1:3], 16), int(c[3:5], 16), int(c[5:], 16), 255]
+
+    def read_image(path):  # the docker decodes with QImage; here the bytes are made directly
+        assert str(path).endswith("strip.png")
+        return 48, 8, strip.tobytes()
+
+    (tmp_path / "strip.png").write_bytes(b"\x89PNG\r\n\x1a\n")
+    for name in ["mine.gpl", "mine.kpl", "site.hex", "list.txt", "ps.aco", "adobe.ase",
+                 "strip.png"]:  # fmt: skip
+        setup.controller.import_palette_file(tmp_path / name, read_image)
+        setup.runner.run()
+        assert sorted(setup.view.target) == sorted(colors), name
+        assert recolor_requests(sent)[-1]["palette"] == setup.view.target, name
+        assert setup.view.status[0] != "error", (name, setup.view.status)
+    assert setup.view.target_name == "strip"
+
+
+def test_a_malformed_palette_file_changes_nothing_and_names_the_line(setup, tmp_path):
+    setup.open()
+    target, name = list(setup.view.target), setup.view.target_name
+    bad = tmp_path / "broken.gpl"
+    bad.write_text("GIMP Palette\n10 20 30\n10 20 300 too bright\n")
+    setup.controller.import_palette_file(bad)
+    setup.runner.run()
+    kind, text = setup.view.status
+    assert kind == "error" and "broken.gpl" in text and "line 3" in text and "\n" not in text
+    assert setup.view.target == target and setup.view.target_name == name
+    setup.controller.import_palette_file(tmp_path / "missing.kpl")
+    assert setup.view.status[0] == "error" and "missing.kpl" in setup.view.status[1]
+
+
+def test_a_palette_file_with_more_colours_says_which_are_used(setup, tmp_path):
+    setup.open()
+    colors = [f"#{i * 12:02x}{255 - i * 12:02x}80" for i in range(20)]
+    (tmp_path / "big.hex").write_text("\n".join(colors))
+    setup.controller.import_palette_file(tmp_path / "big.hex")
+    status = setup.view.status
+    setup.runner.run()
+    assert status == ("info", f"“big” has 20 colours; the docker takes 12: its first 12 are "
+                              f"used ({colors[0]} … {colors[11]})")  # fmt: skip
+    assert sorted(setup.view.target) == sorted(colors[:12])
+
+
+def test_export_the_target_row_and_the_layer_palette(setup, tmp_path):
+    from plugin.recolor_with_palette.palettefile import read_palette
+
+    setup.open()
+    setup.controller.set_target_color(0, "#ff00ff")
+    setup.runner.run()
+    setup.controller.export_palette_file(tmp_path / "target.gpl", "target")
+    assert setup.view.status == ("info", f"Exported 6 colours to {tmp_path / 'target.gpl'}")
+    assert list(read_palette(tmp_path / "target.gpl").colors) == setup.view.target
+    setup.controller.export_palette_file(tmp_path / "layer.kpl", "layer")
+    saved = read_palette(tmp_path / "layer.kpl")
+    assert list(saved.colors) == setup.view.layer_palette and saved.name == "Photo"
+    setup.controller.export_palette_file(tmp_path / "no-such-dir" / "x.gpl", "layer")
+    assert setup.view.status[0] == "error" and "no-such-dir" in setup.view.status[1]
+    setup.controller.export_palette_file(tmp_path / "x.ase", "layer")
+    assert setup.view.status[0] == "error" and not (tmp_path / "x.ase").exists()

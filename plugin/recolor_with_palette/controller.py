@@ -12,11 +12,13 @@ Network work happens only inside jobs; reading and writing layers only outside t
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 
 from .autostart import Launcher
 from .client import METHODS, Cancelled, CancelToken, Client
 from .errors import EditorError, RecolorError
+from .palettefile import PaletteFileError, palette_kind, read_palette, strip_palette, write_palette
 from .palettes import (
     MAX_COLORS,
     NamedPalette,
@@ -227,6 +229,26 @@ class Controller:
         target[index] = normalize_hex(color)
         self._set_target(target, None, follows_layer=False)
 
+    def drag_target_color(self, index: int, color: str) -> None:
+        """A colour dialog's current colour while the artist drags in it: the swatch and the
+        preview follow at once (no debounce). At most one preview is on its way; edits
+        meanwhile only leave the newest target, which is sent when the answer arrives."""
+        target = list(self.target)
+        target[index] = normalize_hex(color)
+        self.target, self.target_name, self.target_follows_layer = target, None, False
+        self.view.show_target(self.target, None)
+        if self.source is not None:
+            self.view.show_preview_state(PREVIEW_STALE)
+        self.start_preview()
+
+    def target_snapshot(self) -> tuple:
+        """What restore_target puts back (a colour dialog cancelled after a drag)."""
+        return list(self.target), self.target_name, self.target_follows_layer
+
+    def restore_target(self, snapshot: tuple) -> None:
+        colors, name, follows_layer = snapshot
+        self._set_target(colors, name, follows_layer)
+
     def use_foreground(self, index: int) -> None:
         try:
             self.set_target_color(index, self.editor.foreground_color())
@@ -245,10 +267,41 @@ class Controller:
         self._read_layer_palette(quiet=True)
         if len(palette.colors) > MAX_COLORS:
             self.view.show_status(
-                f"“{palette.name}” has {len(palette.colors)} colours; "
-                f"its first {MAX_COLORS} are used",
+                f"“{palette.name}” has {len(palette.colors)} colours; the docker takes "
+                f"{MAX_COLORS}: its first {MAX_COLORS} are used ({colors[0]} … {colors[-1]})",
                 "info",
             )
+
+    def import_palette_file(self, path, read_image=None) -> None:
+        """A palette file (.gpl, .kpl, .ase, .aco, a hex list) or a palette strip image,
+        loaded as load_palette does. `read_image(path)` -> (width, height, RGBA8 bytes)
+        decodes an image (the docker: QImage). A file that cannot be read changes nothing
+        and is said in one line naming the file and where in it."""
+        try:
+            palette = read_palette_file(path, read_image)
+        except PaletteFileError as error:
+            self.view.show_status(f"Not imported: {error}", "error")
+            return
+        self.load_palette(NamedPalette(palette.name, palette.colors))
+        if palette.notes and len(palette.colors) <= MAX_COLORS:
+            self.view.show_status(f"“{palette.name}”: {'; '.join(palette.notes)}", "info")
+
+    def export_palette_file(self, path, which: str = "target") -> None:
+        """Write the target row ("target") or the layer's palette ("layer") as .gpl or .kpl."""
+        colors = self.target if which == "target" else self.layer_palette
+        if not colors:
+            self.view.show_status("There is no palette to export yet.", "error")
+            return
+        name = self.target_name if which == "target" and self.target_name else None
+        if name is None:
+            layer = self.layer.name if self.layer is not None else "layer"
+            name = f"{layer} (recolour target)" if which == "target" else layer
+        try:
+            write_palette(path, name, colors)
+        except PaletteFileError as error:
+            self.view.show_status(f"Not exported: {error}", "error")
+            return
+        self.view.show_status(f"Exported {len(colors)} colours to {path}", "info")
 
     def load_palette_resource(self, name: str) -> None:
         try:
@@ -318,6 +371,8 @@ class Controller:
         def done(result, error):
             self._preview_job = None
             if self._preview_again or source is not self.source:
+                if error is None and source is self.source:
+                    self.view.show_preview(result)  # a step behind a drag: still worth seeing
                 self._preview_again = False
                 self.start_preview()
                 return
@@ -457,6 +512,21 @@ class Controller:
             return
         # A bug of ours: say so in the docker, never as a traceback dialog over the canvas.
         self.view.show_status(f"Unexpected error: {type(error).__name__}: {error}", "error")
+
+
+def read_palette_file(path, read_image=None):
+    """A palette file's PaletteFile; an image (a palette strip) is decoded by read_image."""
+    try:
+        with open(path, "rb") as file:
+            head = file.read(16)
+    except OSError as error:
+        raise PaletteFileError(f"{path}: {error.strerror or error}") from None
+    if palette_kind(head, str(path)) != "image":
+        return read_palette(path)
+    if read_image is None:
+        raise PaletteFileError(f"{path}: an image, and no image reader here")
+    width, height, rgba = read_image(path)
+    return strip_palette(width, height, rgba, os.path.basename(str(path)))
 
 
 def dark_to_light(client: Client, colors, cancel) -> list[str]:

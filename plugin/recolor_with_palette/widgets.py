@@ -4,6 +4,7 @@ Layer        [■][■][■][■][■][■]            the layer's own palette
 Target       [■][■][■][■][■][■]  [Reset]   click: colour dialog; right-click: more
              Palette: Designer 003          the loaded palette's name (hidden for none)
 Colours [6]  Designer [......v]  Krita [......v]
+File         [Import…]                    [Export… v]   palette files in and out
 Method  [PaletteNet v]                      [Backend…]
 [ preview thumbnail ]                       Apply's region with the target palette
 Preview: the selection, 300 × 200 px...     or "Preview out of date: updating…"
@@ -15,6 +16,7 @@ Swatch i of the layer's row becomes swatch i of the target row (columns line up)
 from __future__ import annotations
 
 from .client import METHODS
+from .palettefile import MAX_STRIP_PIXELS, PaletteFileError
 from .palettes import MAX_COLORS, MIN_COLORS, designer_palettes
 from .pixels import Pixels
 from .qt import Qt, QtCore, QtGui, QtWidgets, exec_dialog
@@ -24,6 +26,10 @@ from .wire import DEFAULT_ADDRESS
 SWATCH_SIZE = 26
 PREVIEW_SIDE = 256
 PREVIEW_MIN_HEIGHT = 140  # the preview is the docker's main feedback: never a postage stamp
+PALETTE_FILE_FILTER = (
+    "Palettes (*.gpl *.kpl *.ase *.aco *.hex *.txt *.png *.gif *.jpg *.jpeg *.bmp *.webp);;"
+    "All files (*)"
+)
 STATUS_COLORS = {"error": "#d04040", "busy": "", "info": ""}
 
 
@@ -36,6 +42,23 @@ def pixels_to_qimage(pixels: Pixels) -> QtGui.QImage:
         QtGui.QImage.Format.Format_ARGB32,
     )  # fmt: skip
     return image.copy()  # the QImage above only borrows pixels.data
+
+
+def read_image_rgba(path) -> tuple[int, int, bytes]:
+    """A palette strip image decoded by Qt -> (width, height, RGBA8 bytes, row by row).
+    Its size is checked from the header before any pixel is decoded."""
+    reader = QtGui.QImageReader(str(path))
+    size = reader.size()
+    if size.isValid() and size.width() * size.height() > MAX_STRIP_PIXELS:
+        raise PaletteFileError(f"{path}: {size.width()} x {size.height()} is too large for a "
+                               f"palette strip (at most {MAX_STRIP_PIXELS:,} pixels)")  # fmt: skip
+    image = reader.read()
+    if image.isNull():
+        raise PaletteFileError(f"{path}: not an image Qt can read ({reader.errorString()})")
+    image = image.convertToFormat(QtGui.QImage.Format.Format_RGBA8888)
+    data = image.constBits()
+    data.setsize(image.height() * image.bytesPerLine())
+    return image.width(), image.height(), bytes(data)  # RGBA8888 rows have no padding
 
 
 def swatch_icon(colors, width: int = 96, height: int = 14) -> QtGui.QIcon:
@@ -194,6 +217,7 @@ class RecolorWidget(QtWidgets.QWidget):
         super().__init__(parent)
         self.controller = None
         self.palette_resources = lambda: []  # names of the editor's palettes, set by the host
+        self.color_dialog = None  # the open colour dialog, if any
         self._build()
 
     # --- layout -----------------------------------------------------------------------------
@@ -237,25 +261,43 @@ class RecolorWidget(QtWidgets.QWidget):
         grid.addWidget(self.designer_combo, 3, 2)
         grid.addWidget(self.krita_combo, 3, 3)
 
+        self.import_button = QtWidgets.QPushButton("Import…")
+        self.import_button.setToolTip(
+            "Load a palette file as the target: .gpl, .kpl, .ase, .aco, a hex list (.hex, "
+            ".txt) or a palette strip image"
+        )
+        self.import_button.clicked.connect(self._guarded(lambda *_: self._import_palette()))
+        self.export_button = QtWidgets.QToolButton()
+        self.export_button.setText("Export…")
+        self.export_button.setToolTip("Save the target row or the layer's palette as .gpl or .kpl")
+        self.export_button.setPopupMode(QtWidgets.QToolButton.ToolButtonPopupMode.InstantPopup)
+        export_menu = QtWidgets.QMenu(self.export_button)
+        export_menu.addAction("The target row…", self._guarded(lambda: self._export("target")))
+        export_menu.addAction("The layer's palette…", self._guarded(lambda: self._export("layer")))
+        self.export_button.setMenu(export_menu)
+        grid.addWidget(QtWidgets.QLabel("File"), 4, 0)
+        grid.addWidget(self.import_button, 4, 1, 1, 2)
+        grid.addWidget(self.export_button, 4, 3)
+
         self.method_combo = QtWidgets.QComboBox()
         for method, label in METHODS.items():
             self.method_combo.addItem(label, method)
         self.method_combo.activated.connect(self._guarded(self._method_chosen))
         self.settings_button = QtWidgets.QPushButton("Backend…")
         self.settings_button.clicked.connect(self._guarded(lambda *_: self._edit_settings()))
-        grid.addWidget(QtWidgets.QLabel("Method"), 4, 0)
-        grid.addWidget(self.method_combo, 4, 1, 1, 2)
-        grid.addWidget(self.settings_button, 4, 3)
+        grid.addWidget(QtWidgets.QLabel("Method"), 5, 0)
+        grid.addWidget(self.method_combo, 5, 1, 1, 2)
+        grid.addWidget(self.settings_button, 5, 3)
 
         self.preview = PreviewLabel()
         self.preview.setToolTip(
             "What Apply will add: the layer within the selection, with the target palette"
         )
-        grid.addWidget(self.preview, 5, 0, 1, 4)
+        grid.addWidget(self.preview, 6, 0, 1, 4)
         self.preview_state = QtWidgets.QLabel()
         self.preview_state.setWordWrap(True)
         self.preview_state.setAlignment(Qt.AlignmentFlag.AlignCenter)
-        grid.addWidget(self.preview_state, 6, 0, 1, 4)
+        grid.addWidget(self.preview_state, 7, 0, 1, 4)
 
         self.status = QtWidgets.QLabel()
         self.status.setWordWrap(True)
@@ -265,8 +307,8 @@ class RecolorWidget(QtWidgets.QWidget):
         self.busy.setMaximumHeight(8)
         self.busy.setTextVisible(False)
         self.busy.hide()
-        grid.addWidget(self.status, 7, 0, 1, 4)
-        grid.addWidget(self.busy, 8, 0, 1, 4)
+        grid.addWidget(self.status, 8, 0, 1, 4)
+        grid.addWidget(self.busy, 9, 0, 1, 4)
 
         self.apply_button = QtWidgets.QPushButton("Apply")
         self.apply_button.setToolTip("Recolour the layer (within the selection) into a new layer")
@@ -274,9 +316,9 @@ class RecolorWidget(QtWidgets.QWidget):
         self.cancel_button = QtWidgets.QPushButton("Cancel")
         self.cancel_button.clicked.connect(self._guarded(lambda *_: self.controller.cancel()))
         self.cancel_button.setEnabled(False)
-        grid.addWidget(self.apply_button, 9, 0, 1, 2)
-        grid.addWidget(self.cancel_button, 9, 2, 1, 2)
-        grid.setRowStretch(5, 1)
+        grid.addWidget(self.apply_button, 10, 0, 1, 2)
+        grid.addWidget(self.cancel_button, 10, 2, 1, 2)
+        grid.setRowStretch(6, 1)
 
     def attach(self, controller) -> None:
         self.controller = controller
@@ -327,10 +369,38 @@ class RecolorWidget(QtWidgets.QWidget):
 
     # --- user actions -----------------------------------------------------------------------
     def _choose_color(self, index: int) -> None:
-        current = QtGui.QColor(self.controller.target[index])
-        color = QtWidgets.QColorDialog.getColor(current, self, f"Target colour {index + 1}")
-        if color.isValid():
-            self.controller.set_target_color(index, color.name())
+        """Qt's colour dialog; while the artist drags in it the preview follows
+        (controller.drag_target_color); Cancel puts the target back as it was."""
+        before = self.controller.target_snapshot()
+        dialog = QtWidgets.QColorDialog(QtGui.QColor(self.controller.target[index]), self)
+        dialog.setWindowTitle(f"Target colour {index + 1}")
+        self.color_dialog = dialog  # for tests and screenshots
+        dialog.currentColorChanged.connect(
+            self._guarded(lambda color: self.controller.drag_target_color(index, color.name()))
+        )
+        accepted = exec_dialog(dialog) == QtWidgets.QDialog.DialogCode.Accepted
+        self.color_dialog = None
+        if accepted and dialog.selectedColor().isValid():
+            self.controller.set_target_color(index, dialog.selectedColor().name())
+        else:
+            self.controller.restore_target(before)
+
+    def _import_palette(self) -> None:
+        path, _ = QtWidgets.QFileDialog.getOpenFileName(
+            self, "Import a palette", "", PALETTE_FILE_FILTER
+        )
+        if path:
+            self.controller.import_palette_file(path, read_image_rgba)
+
+    def _export(self, which: str) -> None:
+        path, chosen = QtWidgets.QFileDialog.getSaveFileName(
+            self, "Export the palette", "", "GIMP palette (*.gpl);;Krita palette (*.kpl)"
+        )
+        if not path:
+            return
+        if not path.lower().endswith((".gpl", ".kpl")):
+            path += ".kpl" if "kpl" in chosen else ".gpl"
+        self.controller.export_palette_file(path, which)
 
     def _swatch_menu(self, index: int, position) -> None:
         menu = QtWidgets.QMenu(self)
