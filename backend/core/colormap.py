@@ -207,19 +207,27 @@ def transfer_lightness(lightness: torch.Tensor, source_lab, target_lab) -> torch
 
 
 def pin_swatches(source_rgb: np.ndarray, result_rgb: np.ndarray, source_lab, target_lab):
-    """Pixels whose colour is exactly a source swatch (8-bit sRGB) take that swatch's target
-    colour, in place in result_rgb (h, w, 3) float; source_rgb (h, w, 3) float 0..1.
+    """On flat art (is_flat_art), the pixels of a fill colour (EXACT_MIN_SHARE of the image)
+    that is exactly a source swatch (8-bit sRGB) take that swatch's target colour, in place
+    in result_rgb (h, w, 3) float; source_rgb (h, w, 3) float 0..1.
 
     The swatches an artist sees are the layer's own fill colours (palette.extract_palette),
     so "this swatch becomes that colour" means every pixel of it, exactly, as with
     chang2015; a swatch left as it was keeps its pixels as they were. The network otherwise
-    lands a fill a few dE off its target. A repeated swatch keeps one target
-    (palette.distinct_pairs)."""
+    lands a fill a few dE off its target. Only fills: a swatch colour that is one of a
+    gradient's many colours would step off its neighbours. A repeated swatch keeps one
+    target (palette.distinct_pairs)."""
+    source8 = to_uint8(source_rgb)
+    if not is_flat_art(source8):
+        return result_rgb
     keep, chosen = distinct_pairs(source_lab, target_lab)
     swatches = colour_codes(to_uint8(lab_to_rgb_np(np.asarray(source_lab)[keep])))
     targets = np.clip(lab_to_rgb_np(np.asarray(target_lab)[chosen]), 0, 1).astype(np.float32)
-    order = np.argsort(swatches)
-    _exact_colours(result_rgb, source_rgb, swatches[order], targets[order])
+    pixel_codes = colour_codes(source8).ravel()
+    share = np.array([(pixel_codes == code).mean() for code in swatches])
+    fill = share >= EXACT_MIN_SHARE
+    order = np.argsort(swatches[fill])
+    _exact_colours(result_rgb, source_rgb, swatches[fill][order], targets[fill][order])
     return result_rgb
 
 
