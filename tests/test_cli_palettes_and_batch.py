@@ -424,3 +424,16 @@ def test_a_file_named_twice_is_recoloured_once(tmp_path):
     assert status == 0, stderr
     assert "recoloured 2 of 2 images" in stdout
     assert sorted(p.name for p in out.iterdir()) == ["a.png", "b.png"]
+
+
+def test_palettes_every_image_would_refuse_are_one_error_before_any_work(tmp_path):
+    """--source-palette and -p of different lengths: one line, before any image is read or
+    sent (it was the same error once per image, after loading the engine)."""
+    folder, out = tmp_path / "in", tmp_path / "out"
+    folder.mkdir(), out.mkdir()
+    for name in ("a", "b", "c"):
+        Image.fromarray(flat([RED, BLUE])).save(folder / f"{name}.png")
+    status, _, stderr = palettenet("recolor", folder, "-p", "#102030,#ffaa00,#ffffff",
+                                   "--source-palette", "#c81e1e,#1e28c8", "-o", out)  # fmt: skip
+    one_line_error(status, stderr, "source_palette has 2 colours and palette 3")
+    assert not list(out.iterdir())

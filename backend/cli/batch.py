@@ -258,6 +258,19 @@ def shared_mapping(jobs: list[Job], target: list[str], args, failed: dict, kept:
 
 
 # --- the run ------------------------------------------------------------------------------
+def refuse_what_every_image_would_get(header: dict) -> None:
+    """SystemExit, before any image is sent, for a request the engine would refuse for every
+    one (--source-palette and -p of different lengths, a colour that is not one): the
+    protocol's own checks on a 1 x 1 layer, so one line instead of one per image."""
+    from backend.service.protocol import ProtocolError, encode_request, parse_request
+
+    probe = dict(header, id="check", width=1, height=1, pixel_format="RGBA8")
+    try:
+        parse_request(encode_request(probe, np.zeros(4, np.uint8)), max_pixels=1)
+    except ProtocolError as error:
+        raise SystemExit(f"error ({error.code}): {error.message}") from None
+
+
 @contextmanager
 def cancelled_on_interrupt(futures):
     """On Ctrl+C (or any error) while waiting for `futures`, cancel those not started: the
@@ -301,6 +314,9 @@ def run_batch(args, paths: list[Path], target: list[str], source: list[str] | No
     jobs = plan_jobs(files, args.output, args.overwrite)
     if not jobs and not problems:
         raise SystemExit("no files to recolour")
+    given = {"op": "recolor", "method": args.method, "palette": target}
+    refuse_what_every_image_would_get(given if source is None else
+                                      dict(given, source_palette=source))  # fmt: skip
     failed = dict(problems)
     for problem in problems.values():
         print(problem, file=sys.stderr)
