@@ -118,6 +118,14 @@ def test_palette_command_refuses_other_types_before_any_work(photo, tmp_path):
     one_line_error(status, stderr, ".gpl or .kpl")
 
 
+def test_palette_command_never_writes_over_its_input_image(photo, tmp_path):
+    image = tmp_path / "art.gpl"  # a PNG given a palette file's name
+    image.write_bytes(photo.read_bytes())
+    status, _, stderr = palettenet("palette", image, "-o", image)
+    one_line_error(status, stderr, "it is the input image")
+    assert image.read_bytes() == photo.read_bytes()
+
+
 def test_help_names_the_formats():
     status, out, _ = palettenet("recolor", "--help")
     assert status == 0

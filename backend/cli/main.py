@@ -220,6 +220,8 @@ def write_result(path: Path, picture, frame, small_png: bool = False) -> None:
 
 def cmd_palette(args):
     check_palette_output(args.output)
+    if args.output is not None and args.output.exists() and args.output.samefile(args.input):
+        raise SystemExit(f"cannot write {args.output}: it is the input image")
     picture = read_picture(args.input, args.max_pixels)
     header = layer_header("palette", args.input, picture)
     header["options"] = {"k": args.k}
