@@ -65,10 +65,66 @@ class Node:
         self.opacity_value, self.blending = 255, "normal"
         channels = 2 if model == "GRAYA" else 4
         # canvas-sized storage in Krita's own layout for this depth
-        self.pixels = np.zeros(
+        self._pixels = np.zeros(
             (document.height_px, document.width_px, channels), CHANNEL_DTYPE[self._depth]
         )
+        self.frames = None  # an animated layer: {keyframe time: pixels}
         self.calls = []  # what the plug-in did to this node
+
+    @property
+    def pixels(self):
+        """The pixels at the document's current time (an animated layer: the keyframe at
+        or before it, as Krita shows it)."""
+        if self.frames is None:
+            return self._pixels
+        time = max([t for t in self.frames if t <= self.document.time] or [min(self.frames)])
+        return self.frames[time]
+
+    @pixels.setter
+    def pixels(self, value):
+        self._pixels = value
+
+    # animation (Krita 5.1: frames read at any time, written at the current time only)
+    def animated(self):
+        return self.frames is not None
+
+    def hasKeyframeAtTime(self, time):  # noqa: N802
+        return self.frames is not None and time in self.frames
+
+    def pixelDataAtTime(self, x, y, w, h, time):  # noqa: N802
+        self.calls.append("pixelDataAtTime")
+        saved, self.document.time = self.document.time, time
+        try:
+            return self.pixels[y : y + h, x : x + w].tobytes()
+        finally:
+            self.document.time = saved
+
+    def make_animated(self, frames: dict):
+        """Test helper: keyframes {time: pixels in this node's layout}."""
+        self.frames = {time: np.array(pixels) for time, pixels in frames.items()}
+
+    def duplicate(self):
+        copy = Node(self.document, self._name, self._type, self._model, self._depth,
+                    self._profile)  # fmt: skip
+        copy._pixels = self._pixels.copy()
+        if self.frames is not None:
+            copy.frames = {time: pixels.copy() for time, pixels in self.frames.items()}
+        copy.opacity_value, copy.blending = self.opacity_value, self.blending
+        for child in self.children:
+            duplicate = child.duplicate()
+            duplicate.parent = copy
+            copy.children.append(duplicate)
+        return copy
+
+    def setName(self, name):  # noqa: N802
+        self._undoable("name")
+        self._name = name
+
+    def attached(self):
+        node = self
+        while node.parent is not None:
+            node = node.parent
+        return node is self.document.root
 
     # identity and properties
     def name(self):
@@ -111,7 +167,7 @@ class Node:
 
     def _undoable(self, what):
         self.calls.append(what)
-        if self.parent is not None:
+        if self.attached():
             self.document.undo_steps.append(f"{what} of {self._name}")
 
     # pixels
@@ -158,8 +214,9 @@ class Node:
         index = self.children.index(above) + 1 if above is not None else len(self.children)
         self.children.insert(index, child)
         child.parent = self
-        self.document.undo_steps.append(f"add layer {child.name()}")
-        self.document.active = child  # Krita activates an added layer (a moment later)
+        if self.attached():  # adding to a group not in the image yet is no undo step
+            self.document.undo_steps.append(f"add layer {child.name()}")
+            self.document.active = child  # Krita activates an added layer (a moment later)
         return True
 
     def remove(self):
@@ -226,6 +283,24 @@ class Document:
         self._selection = None
         self.undo_steps = []
         self.refreshed = 0
+        self.time = 0  # the playhead
+
+    def currentTime(self):  # noqa: N802
+        return self.time
+
+    def setCurrentTime(self, time):  # noqa: N802
+        if time != self.time:
+            self.undo_steps.append(f"switch to frame {time}")  # Krita 5.1 records it
+        self.time = time
+
+    def waitForDone(self):  # noqa: N802
+        pass
+
+    def fullClipRangeEndTime(self):  # noqa: N802
+        return 100
+
+    def createGroupLayer(self, name):  # noqa: N802
+        return Node(self, name, "grouplayer")
 
     def add_layer(self, name, **kwargs):
         """Test helper: a layer at the top of the stack, as if it had always been there."""
@@ -337,6 +412,10 @@ class View:
     def __init__(self, foreground="#123456"):
         self.foreground = foreground
         self.messages = []
+        self.selected = []  # the Layers docker's selected nodes (several: Ctrl+click)
+
+    def selectedNodes(self):  # noqa: N802
+        return list(self.selected)
 
     def foregroundColor(self):  # noqa: N802
         return ManagedColor(self.foreground)

@@ -6,7 +6,7 @@ import json
 
 import numpy as np
 import pytest
-from krita_mock import Document, KritaApp, Selection, krita_module
+from krita_mock import Document, KritaApp, Node, Selection, krita_module
 from servers import daemon_answer
 
 from plugin.recolor_with_palette import client as client_module
@@ -699,3 +699,122 @@ def test_export_the_target_row_and_the_layer_palette(setup, tmp_path):
     assert setup.view.status[0] == "error" and "no-such-dir" in setup.view.status[1]
     setup.controller.export_palette_file(tmp_path / "x.ase", "layer")
     assert setup.view.status[0] == "error" and not (tmp_path / "x.ase").exists()
+
+
+# --- many in one go: selected layers, a group, an animation's frames (issue 18) ------------
+RED, BLUE, GREEN, WHITE = (30, 30, 220, 255), (200, 60, 20, 255), (40, 180, 40, 255), (
+    250, 250, 250, 255)  # B, G, R, A  # fmt: skip
+
+
+def two_colour_layer(document, name, first, second, split):
+    layer = document.add_layer(name)
+    layer.fill(np.array(first))
+    layer.fill(np.array(second), 0, 0, split, document.height_px)
+    return layer
+
+
+def colours_of(pixels):
+    return {tuple(p) for p in pixels.reshape(-1, 4)}
+
+
+def test_selected_layers_are_recoloured_alike_into_one_group_in_one_undo_step(daemon, tmp_path):
+    document = Document(40, 30)
+    first = two_colour_layer(document, "First", RED, BLUE, 10)
+    second = two_colour_layer(document, "Second", RED, GREEN, 30)
+    originals = first.pixels.copy(), second.pixels.copy()
+    setup = chang_setup(Setup(daemon, tmp_path, document))
+    setup.app.window.view.selected = [first, second]
+    setup.open()
+    assert len(setup.view.layer_palette) == 3  # red, blue and green: both layers together
+    target = ["#ffff00", "#ff00ff", "#00ffff"]
+    for index, color in enumerate(target):
+        setup.controller.set_target_color(index, color)
+    setup.runner.run()
+    setup.controller.apply()
+    setup.runner.run()
+    assert (
+        setup.view.status[1].startswith("Added “Recolor: ") and "2 layers" in setup.view.status[1]
+    )
+    assert document.layers() == ["First", "Second", "Recolor: #ffff00 #ff00ff #00ffff"]
+    assert document.undo_steps == ["add layer Recolor: #ffff00 #ff00ff #00ffff"]  # one step
+    group = document.root.children[-1]
+    assert group.type() == "grouplayer" and [c.name() for c in group.children] == [
+        "First",
+        "Second",
+    ]
+    new_first, new_second = (child.pixels for child in group.children)
+    # Red was red in both: it became the same colour in both (one mapping).
+    assert tuple(new_first[0, 20]) == tuple(new_second[0, 35]) and tuple(new_first[0, 20]) != RED
+    assert len(colours_of(new_first)) == len(colours_of(new_second)) == 2
+    assert RED not in colours_of(new_first) | colours_of(new_second)
+    assert np.array_equal(first.pixels, originals[0]) and np.array_equal(
+        second.pixels, originals[1]
+    )
+
+
+def test_a_group_is_copied_above_itself_with_its_layers_recoloured(daemon, tmp_path):
+    document = Document(40, 30)
+    group = document.add_layer("Group", node_type="grouplayer")
+    document.root.children.remove(group)
+    document.add_layer("Background").fill(np.array(WHITE))
+    document.root.children.append(group)
+    group.parent = document.root
+    for name, colour in (("Ink", BLUE), ("Paint", RED)):
+        layer = Node(document, name)
+        layer.fill(np.array(colour), 0, 0, 20, 30)
+        layer.parent = group
+        group.children.append(layer)
+    document.active = group
+    setup = chang_setup(Setup(daemon, tmp_path, document))
+    setup.open()
+    assert "Group (2 layers)" in setup.view.statuses[-1][1]
+    setup.controller.load_palette(designer_palettes()[0])
+    setup.runner.run()
+    setup.controller.apply()
+    setup.runner.run()
+    assert document.layers()[:2] == ["Background", "Group"] and len(document.layers()) == 3
+    copy = document.root.children[-1]
+    assert copy.name().startswith("Recolor: ") and [c.name() for c in copy.children] == [
+        "Ink", "Paint"]  # fmt: skip
+    assert len(document.undo_steps) == 1 and document.undo_steps[0].startswith("add layer")
+    for original, recoloured in zip(group.children, copy.children):
+        assert not np.array_equal(original.pixels[:, :20], recoloured.pixels[:, :20])
+        assert np.array_equal(original.pixels[..., 3], recoloured.pixels[..., 3])
+
+
+def test_every_frame_of_an_animated_layer_is_recoloured_alike(daemon, tmp_path):
+    document = Document(48, 32)
+    walk = document.add_layer("Walk")
+    frames = {}
+    for time, x in ((0, 4), (3, 16), (7, 28)):  # a red figure walking over blue
+        frame = np.zeros((32, 48, 4), np.uint8)
+        frame[:] = BLUE
+        frame[8:24, x : x + 12] = RED
+        frame[0:4, 0:4] = GREEN if time == 3 else BLUE  # a colour only one frame has
+        frames[time] = frame
+    walk.make_animated(frames)
+    document.time = 3
+    setup = chang_setup(Setup(daemon, tmp_path, document))
+    setup.open()
+    assert "Walk (3 frames)" in setup.view.statuses[-1][1]
+    assert len(setup.view.layer_palette) == 3  # the green of frame 3 counts too
+    setup.controller.set_target_color(0, "#ffcc00")
+    setup.controller.set_target_color(1, "#6600cc")
+    setup.controller.set_target_color(2, "#00cc99")
+    setup.runner.run()
+    setup.controller.apply()
+    setup.runner.run()
+    assert setup.view.status[0] == "info" and "3 frames of “Walk”" in setup.view.status[1]
+    copy = document.root.children[-1]
+    assert copy.animated() and sorted(copy.frames) == [0, 3, 7]
+    result = {time: copy.frames[time] for time in (0, 3, 7)}
+    for time, x in ((0, 4), (3, 16), (7, 28)):
+        assert np.array_equal(walk.frames[time], frames[time])  # the original untouched
+        assert tuple(result[time][10, x + 2]) == tuple(result[0][10, 6])  # red alike
+        assert tuple(result[time][30, 47]) == tuple(result[0][30, 47])  # blue alike
+    assert tuple(result[0][10, 6]) != tuple(result[0][30, 47]) != BLUE
+    # The one step that adds the recoloured layer is the last one; the playhead's moves
+    # (libkis 5.1 writes at the current time only) are below it, and it is back on frame 3.
+    assert document.undo_steps[-1] == f"add layer {copy.name()}"
+    assert all(step.startswith("switch to frame") for step in document.undo_steps[:-1])
+    assert document.currentTime() == 3

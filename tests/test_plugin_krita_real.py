@@ -339,3 +339,90 @@ def test_krita_gui_action_opens_the_docker_and_apply_adds_one_undoable_layer(
         window = Image.open(tmp_path / "window-selection.png").convert("RGB")
         window.thumbnail((900, 900))
         window.save(images / "krita-window.jpg", quality=85)
+
+
+# --- an animation's frames, alike and in one undo step (issue 18) --------------------------
+def colour_results(original: np.ndarray, result: np.ndarray):
+    """{source colour code: mean result RGB} over the opaque pixels of one frame."""
+    opaque = original[..., 3] == 255  # transparent pixels come back as they were
+    rgb = original[opaque][:, 2::-1].astype(np.int64)  # B, G, R, A -> RGB
+    codes = (rgb[:, 0] << 16) | (rgb[:, 1] << 8) | rgb[:, 2]
+    unique, inverse, counts = np.unique(codes, return_inverse=True, return_counts=True)
+    out = result[opaque][:, 2::-1].astype(np.float64)
+    sums = np.zeros((len(unique), 3))
+    np.add.at(sums, inverse, out)
+    spread = np.zeros(len(unique))  # the largest per-channel difference within the frame
+    np.maximum.at(spread, inverse, np.abs(out - (sums / counts[:, None])[inverse]).max(1))
+    return dict(zip(unique.tolist(), sums / counts[:, None])), spread.max()
+
+
+def test_krita_recolours_every_frame_of_an_animation_alike_in_one_undo_step(
+    daemon, krita_home, xvfb, tmp_path
+):
+    home, env = krita_home
+    photo = np.asarray(Image.open(DEMO_PHOTO))[::6, ::6, :3]
+    width, height, times = 96, 64, [0, 2, 4]
+    frames = []
+    for index, time_ in enumerate(times):  # a camera pan: the same colours, moved
+        crop = photo[20 + 3 * index : 20 + 3 * index + height, 30 + 7 * index :][:, :width]
+        frames.append(str(tmp_path / f"frame{time_}.png"))
+        Image.fromarray(np.ascontiguousarray(crop)).save(frames[-1])
+    config = {"out": str(tmp_path), "address": daemon.address, "frames": frames, "step": 2,
+              "times": times, "size": [width, height], "playhead": 2,
+              "edits": [[0, "#2a0a4a"], [3, "#ff8800"]], "methods": ["chang2015", "palettenet"],
+              "pykrita": str(home / ".local/share/krita/pykrita")}  # fmt: skip
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    run = subprocess.run(
+        ["timeout", "-k", "10", "900", "kritarunner", "-s", "krita_animation_job", "-f", "main",
+         str(tmp_path / "config.json")],
+        env=krita_env(env, DISPLAY=xvfb, PYTHONPATH=str(TESTS)),
+        capture_output=True, text=True, timeout=930,
+    )  # fmt: skip
+    result_file = tmp_path / "result.json"
+    assert result_file.exists(), f"no result:\n{run.stdout[-3000:]}\n{run.stderr[-3000:]}"
+    result = json.loads(result_file.read_text())
+    assert result["error"] is None, result["error"]
+    print(json.dumps(result["records"], indent=1)[:3000])
+
+    def frame(name):
+        data = (tmp_path / f"{name}.bin").read_bytes()
+        return np.frombuffer(data, np.uint8).reshape(height, width, 4)
+
+    originals = [frame(f"original-{t}") for t in times]
+    for record in result["records"]:
+        method = record["method"]
+        assert "Walk (3 frames)" in " ".join(record["described"])  # the docker says what
+        kind, text = record["statuses"][-1]
+        added = f"Added “{record['children_after'][-1]}”: 3 frames of “Walk”, one mapping"
+        assert kind == "info" and text.startswith(added), record["statuses"]
+        # PaletteNet's frames are not alike (measured below): the docker says so.
+        assert ("a colour may come out a little differently" in text) == (method != "chang2015")
+        # One new animated layer right above, with the same keyframes; the original intact.
+        assert record["children_after"] == record["children_before"] + [
+            record["children_after"][-1]]  # fmt: skip
+        assert record["result_animated"] and record["result_keyframes"] == times
+        assert record["original_unchanged"]
+        assert record["playhead_after"] == config["playhead"]  # back where the artist was
+        # ONE Edit > Undo removes it, all frames at once.
+        assert record["children_after_undo"] == record["children_before"], method
+        assert record["original_unchanged_after_undo"]
+        results = [frame(f"{method}-result-{t}") for t in times]
+        for original, recoloured in zip(originals, results):
+            assert np.abs(original[..., :3].astype(int) - recoloured[..., :3]).mean() > 3
+        # Alike: a colour present in every frame, its result in each frame.
+        maps = [colour_results(o, r) for o, r in zip(originals, results)]
+        shared = set.intersection(*(set(m) for m, _ in maps))
+        assert len(shared) > 500, len(shared)
+        means = np.array([[m[code] for code in sorted(shared)] for m, _ in maps]) / 255
+        lab = rgb2lab(means.reshape(len(times), -1, 3))
+        across = np.max([deltaE_ciede2000(lab[i], lab[j]) for i in range(len(times))
+                         for j in range(i + 1, len(times))], axis=0)  # fmt: skip
+        within = max(spread for _, spread in maps)
+        print(
+            f"{method}: {len(shared)} colours in all 3 frames; CIEDE2000 of one colour's "
+            f"result across frames: max {across.max():.2f}, 99th percentile "
+            f"{np.percentile(across, 99):.2f}, mean {across.mean():.3f}; largest channel "
+            f"spread of one colour within a frame {within:.1f}/255; Apply {record['apply_s']} s"
+        )
+        if method == "chang2015":  # a function of the colour alone: exactly alike
+            assert across.max() == 0 and within == 0

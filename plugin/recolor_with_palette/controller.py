@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from functools import partial
 
 from .autostart import Launcher
 from .client import METHODS, Cancelled, CancelToken, Client
@@ -88,6 +89,22 @@ class PreviewSource:
     mask: bytes | None  # the selection at the preview's size; None without a selection
     region: tuple  # (x, y, width, height) on the canvas, as Apply reads it
     key: object  # the editor's region_key() when it was read
+
+
+@dataclass
+class ManyPlan:
+    """Apply over several pieces (layers, or an animation's frames) with ONE mapping: the
+    same source -> target pairs for every piece, the source being the palette of all
+    pieces together (the editor's thumbnail shows them all). Made by the editor, which
+    adds the result in one undo step."""
+
+    what: str  # "3 layers", "12 frames of “Walk”"
+    labels: list  # one per piece, for progress: "“Sky”", "frame 4"
+    read: object  # read(i) -> a generator (steps) returning LayerPixels, or None: skip it
+    write: object  # write(i, pixels: LayerPixels, raw) -> a generator (steps)
+    finish: object  # finish(name) -> a generator (steps) that adds the result
+    abandon: object  # abandon(): undo what write showed (the playhead), nothing added
+    frames: bool = False  # the pieces are an animation's frames
 
 
 class Controller:
@@ -400,10 +417,13 @@ class Controller:
         if self._apply_job is not None:
             return
         try:
-            reader = self.editor.read_layer()  # checks now, reads in the steps
+            plan = self.editor.plan_many()  # several layers or frames, or None
+            reader = self.editor.read_layer() if plan is None else None  # checks now
         except EditorError as error:
             self.view.show_status(str(error), "error")
             return
+        if plan is not None:
+            return self._apply_many(plan)
         if self._palette_job is not None:  # the pairs are not known yet: Apply once they are
             reader.close()
             self._apply_when_paired = True
@@ -467,6 +487,92 @@ class Controller:
         self.view.show_status(f"Reading “{layer_name_shown}”…", "busy")
         self._apply_job = self.runner.steps(reader, read)
 
+    def _apply_many(self, plan: ManyPlan) -> None:
+        """Each piece read, recoloured and written into the editor's copy in turn, with the
+        same pairs (one mapping); the copy added at the end (one undo step). Nothing is
+        added unless every piece was recoloured."""
+        if self._palette_job is not None:
+            self._apply_when_paired = True
+            self.view.show_status(PALETTE_PENDING, "busy")
+            return
+        if not self.target or not self.layer_palette:
+            self.view.show_status("There is no palette yet: press Reset to read it.", "error")
+            return
+        request = self._recolor_arguments()
+        source, target = shared_pairs(self.layer_palette, self.target)
+        request.update(source_palette=source, palette=target)
+        name = layer_name(self.target_name, self.target)
+        count = len(plan.labels)
+
+        def start_piece(index):
+            if index == count:
+                self.view.show_status(f"Adding “{name}” ({plan.what})…", "busy")
+                self._apply_job = self.runner.steps(plan.finish(name), finished)
+                return
+            reader = plan.read(index)
+            if reader is None:
+                return start_piece(index + 1)
+            self.view.show_status(f"Reading {plan.labels[index]} ({index + 1} of {count})…",
+                                  "busy")  # fmt: skip
+            self._apply_job = self.runner.steps(reader, partial(read, index))
+
+        def read(index, layer, error):
+            if error is not None:
+                return finished(None, error)
+            label = f"{plan.labels[index]} ({index + 1} of {count})"
+
+            def work(job):
+                pixels = Pixels(layer.width, layer.height, *self._to_wire(layer))
+                client = self._ready_client(job)
+                job.report(f"Recolouring {label}…")
+                result = client.recolor(pixels, mask=layer.mask, cancel=job.cancel, **request)
+                job.cancel.check()
+                return result.data if LITTLE_ENDIAN else wire_to_layer(result.data, layer.depth)
+
+            def recoloured(raw, error):
+                if error is not None:
+                    return finished(None, error)
+                if self._apply_job is not None and self._apply_job.cancelled:
+                    return finished(None, Cancelled())
+                writer = plan.write(index, layer, raw)
+                self._apply_job = self.runner.steps(writer, lambda _r, e: written(index, e))
+
+            self._apply_job = self.runner.start(work, recoloured, self._report)
+
+        def written(index, error):
+            if error is not None:
+                return finished(None, error)
+            if self._apply_job is not None and self._apply_job.cancelled:
+                return finished(None, Cancelled())
+            start_piece(index + 1)
+
+        def finished(_result, error):
+            self._apply_job = None
+            self.view.set_applying(False)
+            if error is not None:
+                try:
+                    plan.abandon()
+                finally:
+                    self._show_error(error)
+                return
+            note = ""
+            if plan.frames and request["method"] != "chang2015":
+                note = (" (PaletteNet looks at each frame's surroundings: a colour may come out "
+                        "a little differently from frame to frame; the classical method gives "
+                        "every frame exactly the same colours)")  # fmt: skip
+            self.view.show_status(f"Added “{name}”: {plan.what}, one mapping{note}", "info")
+            self._added_layer = name
+
+        self.view.set_applying(True)
+        start_piece(0)
+
+    @staticmethod
+    def _to_wire(layer: LayerPixels) -> tuple:
+        """(pixel format, bytes) of read pixels for the daemon (no copy on little-endian)."""
+        if LITTLE_ENDIAN:
+            return wire_format(layer.depth, layer.linear), layer.raw
+        return layer_to_wire(layer.raw, layer.depth, layer.linear)
+
     def cancel(self) -> None:
         """Stop the running Apply; nothing is added to the image."""
         if self._apply_job is not None:
@@ -512,6 +618,20 @@ class Controller:
             return
         # A bug of ours: say so in the docker, never as a traceback dialog over the canvas.
         self.view.show_status(f"Unexpected error: {type(error).__name__}: {error}", "error")
+
+
+def shared_pairs(source: list, target: list) -> tuple:
+    """(source, target) of equal length sent with every piece of a many-piece Apply (one
+    mapping). The docker's rows pair column by column; with fewer source colours than
+    target colours (the pieces hold fewer distinct colours than a loaded palette, already
+    dark to light), the targets at evenly spaced ranks, the darkest and lightest kept (the
+    GIMP plug-in's rule, gimp_api.shared_pairs)."""
+    if len(source) >= len(target):
+        return list(source[: len(target)]), list(target)
+    last = len(target) - 1
+    ranks = [round(i * last / (len(source) - 1)) if len(source) > 1 else 0
+             for i in range(len(source))]  # fmt: skip
+    return list(source), [target[rank] for rank in ranks]
 
 
 def read_palette_file(path, read_image=None):

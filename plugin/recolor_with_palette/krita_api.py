@@ -22,10 +22,10 @@ from __future__ import annotations
 import math
 import mmap
 
-from .controller import LayerInfo, LayerPixels, PreviewSource
+from .controller import LayerInfo, LayerPixels, ManyPlan, PreviewSource
 from .errors import EditorError
 from .palettes import normalize_hex
-from .pixels import BYTES_PER_PIXEL, DEPTHS, Pixels
+from .pixels import BYTES_PER_PIXEL, DEPTHS, LITTLE_ENDIAN, Pixels, layer_to_wire, wire_format
 
 LAYER_TYPES = ("paintlayer", "grouplayer", "filelayer", "vectorlayer", "filllayer", "clonelayer")
 SETTINGS_GROUP = "RecolorWithPalette"
@@ -49,6 +49,11 @@ PROBE_TOLERANCE = 0.003  # under 1/255: different builds of one space agree that
 BAND_BYTES = 4 * 2**20
 # A band converted to or from linear sRGB (Krita's float conversion: 1-3 MP/s).
 CONVERT_BAND_PIXELS = 400_000
+# The frames of an animated layer are looked for up to the clip's end or this frame.
+LAST_FRAME_SCANNED = 1000
+# Each frame of an animation is sampled at about this many pixels on its long side for
+# the palette of all frames together (one row per libkis call: never a whole frame).
+FRAME_SAMPLE_SIDE = 128
 # The canvas thumbnail a preview is cut from is at most this long (a few MB): a small
 # selection on a huge canvas gets a coarser preview rather than a slow one.
 PREVIEW_CANVAS_SIDE = 1024
@@ -128,18 +133,35 @@ class KritaEditor:
         return all(abs(a - b) <= PROBE_TOLERANCE for a, b in zip(converted, color))
 
     def active_layer(self) -> LayerInfo:
+        """The active layer; where Apply recolours several pieces (selected layers, a
+        group's layers, an animation's frames), its key and name say which."""
         document = self._document()
-        return self._info(document, self._layer(document))
+        node = self._layer(document)
+        info = self._info(document, node)
+        many = self._many(document, node)
+        if many is not None:
+            kind, nodes, times = many
+            info.key = (info.key, kind, tuple(n.uniqueId().toString() for n in nodes), times)
+            info.name = describe_many(kind, node.name(), nodes, times)
+        return info
 
     def thumbnail(self, max_side: int) -> Pixels:
-        """The active layer over the whole canvas, at most max_side pixels long, 8-bit sRGB."""
+        """The active layer over the whole canvas, at most max_side pixels long, 8-bit sRGB
+        (the palette's source). Where Apply recolours several layers or frames: all of
+        them, one below the other, so that their palette is that of all together."""
         document = self._document()
         node = self._layer(document)
         scale = max_side / max(document.width(), document.height())
         width = max(1, round(document.width() * scale))
         height = max(1, round(document.height() * scale))
-        image = node.thumbnail(width, height)
-        return qimage_pixels(image)
+        many = self._many(document, node)
+        if many is None:
+            return qimage_pixels(node.thumbnail(width, height))
+        kind, nodes, times = many
+        if kind == "frames":
+            return self._frame_samples(document, node, times)
+        parts = [qimage_pixels(layer.thumbnail(width, height)) for layer in nodes]
+        return Pixels(width, height * len(parts), "BGRA8", b"".join(p.data for p in parts))
 
     def _region(self, document, node):
         """(x, y, width, height) that Apply recolours: the layer within the canvas (what
@@ -226,7 +248,9 @@ class KritaEditor:
         region, selection = self._region(document, node)
         return self._read_bands(node, info, region, selection)
 
-    def _read_bands(self, node, info, region, selection):
+    def _read_bands(self, node, info, region, selection, read_pixels=None):
+        """read_pixels(x, y, width, height): the bytes (default: the layer as seen)."""
+        read_pixels = read_pixels or node.projectionPixelData
         x, y, width, height = region
         convert = self._tone(info.profile) == "other"
         depth = working_depth(info.depth) if convert else info.depth
@@ -238,7 +262,7 @@ class KritaEditor:
         step = band_rows(width, max(size, out_size), convert)
         for top in range(0, height, step):
             rows = min(step, height - top)
-            band = bytes(node.projectionPixelData(x, y + top, width, rows))
+            band = bytes(read_pixels(x, y + top, width, rows))
             if len(band) != width * rows * size:
                 raise EditorError(f"Krita gave {len(band)} bytes of “{node.name()}” where "
                                   f"{width * rows * size} were expected.")  # fmt: skip
@@ -299,10 +323,22 @@ class KritaEditor:
 
     def _write_bands(self, pixels: LayerPixels, name: str, raw: bytes):
         document, node = pixels.layer.handle
+        layer = document.createNode(name, "paintlayer")  # not in the image yet: no undo
+        yield from self._fill_bands(layer, pixels, raw)
+        self._check_still_there(pixels)
+        # The same opacity and blending mode, so hiding the original shows the same picture.
+        layer.setOpacity(node.opacity())
+        layer.setBlendingMode(node.blendingMode())
+        # The one undoable step; Krita updates the canvas and makes the new layer the active
+        # one, as for any layer it adds.
+        node.parentNode().addChildNode(layer, node)
+
+    def _fill_bands(self, layer, pixels: LayerPixels, raw: bytes):
+        """Write `raw` (read_layer's `depth`) into `layer` at the pixels' rectangle, in
+        bands, converted back to the layer's own space where it was converted."""
         info, width = pixels.layer, pixels.width
         converted = (pixels.depth, pixels.linear) != (info.depth, info.linear)
         size = BYTES_PER_PIXEL[pixels.depth]
-        layer = document.createNode(name, "paintlayer")  # not in the image yet: no undo
         data = memoryview(raw)
         step = band_rows(width, max(size, BYTES_PER_PIXEL[info.depth]), converted)
         for top in range(0, pixels.height, step):
@@ -314,13 +350,205 @@ class KritaEditor:
                                      (info.depth, info.profile))  # fmt: skip
             layer.setPixelData(band, pixels.x, pixels.y + top, width, rows)
             yield
-        self._check_still_there(pixels)
-        # The same opacity and blending mode, so hiding the original shows the same picture.
-        layer.setOpacity(node.opacity())
-        layer.setBlendingMode(node.blendingMode())
-        # The one undoable step; Krita updates the canvas and makes the new layer the active
-        # one, as for any layer it adds.
-        node.parentNode().addChildNode(layer, node)
+
+    # --- many in one go: selected layers, a group's layers, an animation's frames ---------
+    def _many(self, document, node):
+        """("layers", paint layers, ()) for several selected layers or a group (its paint
+        layers, nested ones too), ("frames", [node], keyframe times) for an animated paint
+        layer, or None: the active layer alone."""
+        selected = []
+        for chosen in self._selected_nodes():
+            if chosen.type().endswith("mask"):
+                chosen = chosen.parentNode()
+            if chosen is not None and all(chosen != other for other in selected):
+                selected.append(chosen)
+        if len(selected) > 1 or node.type() == "grouplayer":
+            layers = []
+            for chosen in selected if len(selected) > 1 else [node]:
+                layers += paint_layers(chosen)
+            if len(layers) > 1 or node.type() == "grouplayer":
+                return "layers", layers, ()
+            return None
+        if node.type() == "paintlayer" and node.animated():
+            last = max(document.fullClipRangeEndTime(), LAST_FRAME_SCANNED)
+            times = tuple(t for t in range(last + 1) if node.hasKeyframeAtTime(t))
+            if len(times) > 1:
+                return "frames", [node], times
+        return None
+
+    def _selected_nodes(self) -> list:
+        try:
+            return list(self._view().selectedNodes())
+        except EditorError:
+            return []  # no window (a script): the active layer alone
+
+    def _frame_samples(self, document, node, times) -> Pixels:
+        """Every keyframe of `node`, sampled (every n-th row and column of the canvas),
+        one below the other, in the layer's own pixel format for the daemon."""
+        info = self._info(document, node)
+        if self._tone(info.profile) == "other":
+            raise EditorError(_WIDE_MANY)
+        x, y, width, height = 0, 0, document.width(), document.height()  # every frame's extent
+        step = max(1, math.ceil(max(width, height) / FRAME_SAMPLE_SIDE))
+        size = BYTES_PER_PIXEL[info.depth]
+        columns = len(range(0, width, step))
+        rows = []
+        for time in times:
+            for top in range(y, y + height, step):
+                line = bytes(node.pixelDataAtTime(x, top, width, 1, time))
+                pixels = [line[i * size : (i + 1) * size] for i in range(0, width, step)]
+                rows.append(b"".join(pixels))
+        pixel_format = wire_format(info.depth, info.linear)
+        data = b"".join(rows)
+        if not LITTLE_ENDIAN:
+            pixel_format, data = layer_to_wire(data, info.depth, info.linear)
+        return Pixels(columns, len(rows), pixel_format, data)
+
+    def plan_many(self) -> ManyPlan | None:
+        """None where Apply recolours the active layer alone (read_layer, add_layer_above).
+        Else what Apply recolours piece by piece with ONE mapping, and how the result is
+        added in ONE undo step: the copies are filled while they are not in the image
+        (no undo step), then added at once (one):
+        - several selected layers: a new group above the topmost of them holding a copy of
+          each, recoloured (groups among them copied whole, their paint layers recoloured);
+        - a group: a copy of the group above it, its paint layers recoloured;
+        - an animated paint layer: a copy above it with every keyframe recoloured. libkis
+          5.1 writes pixels only at the current time, so the copy's frames are written by
+          moving the playhead to each (Krita records those moves in the undo history too,
+          below the added layer: one Ctrl+Z removes the recoloured layer, the next one
+          moves the playhead back). The playhead returns to its frame at the end.
+        Checks now (EditorError)."""
+        document = self._document()
+        node = self._layer(document)
+        many = self._many(document, node)
+        if many is None:
+            return None
+        kind, nodes, times = many
+        if kind == "frames":
+            return self._plan_frames(document, node, times)
+        return self._plan_layers(document, node, nodes)
+
+    def _plan_layers(self, document, active, layers) -> ManyPlan:
+        selection = document.selection()
+        for layer in layers:
+            self._check_same_color_space(document, layer)
+        selected = [n for n in self._selected_nodes() if not n.type().endswith("mask")]
+        if active.type() == "grouplayer" and len(selected) <= 1:
+            tops = [active]  # the group itself is copied
+            what = f"the {len(layers)} layers of “{active.name()}”"
+        else:
+            tops = []
+            for node in selected:
+                if all(node != other for other in tops):
+                    tops.append(node)
+            what = f"{len(layers)} layers"
+        copies: dict = {}  # a layer's uniqueId -> its copy (in a copy of its group or alone)
+        for top in tops:
+            copy = top.duplicate()
+            for original, duplicate in zip(paint_layers(top), paint_layers(copy)):
+                copies[original.uniqueId().toString()] = duplicate
+            copies[("top", top.uniqueId().toString())] = copy
+        regions = []
+        for layer in layers:
+            try:
+                regions.append(self._region(document, layer)[0])
+            except EditorError:
+                regions.append(None)  # empty here, or outside the selection: left as it is
+        if all(region is None for region in regions):
+            raise EditorError("None of the layers has anything to recolour here.")
+        infos = [self._info(document, layer) for layer in layers]
+
+        def read(index):
+            if regions[index] is None:
+                return None
+            return self._read_bands(layers[index], infos[index], regions[index], selection)
+
+        def write(index, pixels, raw):
+            copy = copies[layers[index].uniqueId().toString()]
+            yield from self._fill_bands(copy, pixels, raw)
+
+        def finish(name):
+            for layer in layers:
+                self._check_node(document, layer, layer.name())
+            if len(tops) == 1 and tops[0].type() == "grouplayer":
+                copy = copies[("top", tops[0].uniqueId().toString())]
+                copy.setName(name)
+                tops[0].parentNode().addChildNode(copy, tops[0])  # the one undo step
+                return
+            group = document.createGroupLayer(name)
+            for top in tops:  # bottom to top, as in the Layers docker
+                group.addChildNode(copies[("top", top.uniqueId().toString())], None)
+            anchor = topmost(tops)
+            anchor.parentNode().addChildNode(group, anchor)  # the one undo step
+            yield
+
+        labels = [f"“{layer.name()}”" for layer in layers]
+        return ManyPlan(what, labels, read, write, finish, lambda: None)
+
+    def _plan_frames(self, document, node, times) -> ManyPlan:
+        info = self._info(document, node)
+        if self._tone(info.profile) == "other":
+            raise EditorError(_WIDE_MANY)
+        self._check_same_color_space(document, node)
+        # The whole canvas (within the selection): node.bounds() is the extent of the frame
+        # at the playhead only, and other frames reach elsewhere.
+        region, selection = (0, 0, document.width(), document.height()), document.selection()
+        if selection is not None:
+            selected = (selection.x(), selection.y(), selection.width(), selection.height())
+            region = intersect(region, selected)
+            if region is None:
+                raise EditorError("The selection is outside the canvas: nothing to recolour.")
+        copy = node.duplicate()  # every keyframe, not in the image: no undo step
+        start = document.currentTime()
+
+        def frame_reader(x, y, width, height, time):
+            return node.pixelDataAtTime(x, y, width, height, time)
+
+        def read(index):
+            time = times[index]
+            return self._read_bands(node, info, region, selection,
+                                    lambda *rect: frame_reader(*rect, time))  # fmt: skip
+
+        def write(index, pixels, raw):
+            yield from self._go_to(document, times[index])
+            yield from self._fill_bands(copy, pixels, raw)
+
+        def finish(name):
+            yield from self._go_to(document, start)
+            self._check_node(document, node, node.name())
+            copy.setName(name)
+            node.parentNode().addChildNode(copy, node)  # the one undo step
+
+        def abandon():
+            if self._is_open(document) and document.currentTime() != start:
+                document.setCurrentTime(start)
+
+        labels = [f"frame {time}" for time in times]
+        what = f"{len(times)} frames of “{node.name()}”"
+        return ManyPlan(what, labels, read, write, finish, abandon, frames=True)
+
+    @staticmethod
+    def _go_to(document, time):
+        """Move the playhead to `time` (libkis writes a layer's pixels at the current time)
+        and wait until Krita has switched."""
+        if document.currentTime() != time:
+            document.setCurrentTime(time)
+            document.waitForDone()
+            for _ in range(200):
+                if document.currentTime() == time:
+                    break
+                yield
+                document.waitForDone()
+            else:
+                raise EditorError(f"Krita did not move to frame {time}; nothing was added.")
+
+    def _check_node(self, document, node, name) -> None:
+        if not self._is_open(document):
+            raise EditorError(f"The image of “{name}” was closed while it was being "
+                              "recoloured; nothing was added.")  # fmt: skip
+        if document.nodeByUniqueID(node.uniqueId()) is None or node.parentNode() is None:
+            raise EditorError(f"“{name}” was removed while it was being recoloured; nothing "
+                              "was added.")  # fmt: skip
 
     def _check_still_there(self, pixels: LayerPixels) -> None:
         document, node = pixels.layer.handle
@@ -388,6 +616,44 @@ class KritaEditor:
 
     def write_setting(self, key: str, value: str) -> None:
         self.krita.writeSetting(SETTINGS_GROUP, key, value)
+
+
+_WIDE_MANY = (
+    "Recolouring several frames of a layer in a wide-gamut space is not supported yet: "
+    "convert the image to sRGB, or recolour one frame at a time."
+)
+
+
+def paint_layers(node) -> list:
+    """The paint layers in `node`: itself, or those inside a group (nested ones too),
+    bottom to top."""
+    if node.type() == "paintlayer":
+        return [node]
+    if node.type() != "grouplayer":
+        return []
+    return [layer for child in node.childNodes() for layer in paint_layers(child)]
+
+
+def topmost(nodes):
+    """The node drawn above the others among `nodes` (by depth-first order of the tree)."""
+
+    def path(node):
+        steps = []
+        while node.parentNode() is not None:
+            parent = node.parentNode()
+            siblings = parent.childNodes()
+            steps.append(next(i for i, s in enumerate(siblings) if s == node))
+            node = parent
+        return steps[::-1]
+
+    return max(nodes, key=path)
+
+
+def describe_many(kind: str, name: str, nodes, times) -> str:
+    """How the docker names what Apply recolours: "Walk (12 frames)", "Sky (3 layers)"."""
+    if kind == "frames":
+        return f"{name} ({len(times)} frames)"
+    return f"{name} ({len(nodes)} layers)"
 
 
 def intersect(a, b):
