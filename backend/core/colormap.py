@@ -223,9 +223,13 @@ def pin_swatches(source_rgb: np.ndarray, result_rgb: np.ndarray, source_lab, tar
     keep, chosen = distinct_pairs(source_lab, target_lab)
     swatches = colour_codes(to_uint8(lab_to_rgb_np(np.asarray(source_lab)[keep])))
     targets = np.clip(lab_to_rgb_np(np.asarray(target_lab)[chosen]), 0, 1).astype(np.float32)
-    pixel_codes = colour_codes(source8).ravel()
-    share = np.array([(pixel_codes == code).mean() for code in swatches])
-    fill = share >= EXACT_MIN_SHARE
+    pixels = source8.reshape(-1, 3).astype(np.int16)
+    fill = np.zeros(len(swatches), bool)
+    for index, colour in enumerate(to_uint8(lab_to_rgb_np(np.asarray(source_lab)[keep]))):
+        offset = np.abs(pixels - colour.astype(np.int16)).max(axis=1)
+        own, near = np.count_nonzero(offset == 0), np.count_nonzero((offset > 0) & (offset <= 3))
+        # a fill, not one step of a gradient (whose neighbouring shades outnumber it)
+        fill[index] = own >= EXACT_MIN_SHARE * len(pixels) and own >= near
     order = np.argsort(swatches[fill])
     _exact_colours(result_rgb, source_rgb, swatches[fill][order], targets[fill][order])
     return result_rgb
