@@ -818,3 +818,8 @@ def test_every_frame_of_an_animated_layer_is_recoloured_alike(daemon, tmp_path):
     assert document.undo_steps[-1] == f"add layer {copy.name()}"
     assert all(step.startswith("switch to frame") for step in document.undo_steps[:-1])
     assert document.currentTime() == 3
+    # The docker follows the new (animated) layer quietly: "Added ..." stays on view.
+    added = setup.view.status
+    setup.controller.check_layer()
+    setup.runner.run()
+    assert setup.view.status == added

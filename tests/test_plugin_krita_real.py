@@ -426,3 +426,99 @@ def test_krita_recolours_every_frame_of_an_animation_alike_in_one_undo_step(
         )
         if method == "chang2015":  # a function of the colour alone: exactly alike
             assert across.max() == 0 and within == 0
+
+
+def test_krita_gui_live_preview_palette_files_group_and_animation(
+    daemon, krita_home, xvfb, tmp_path
+):
+    """Issue 18 in the real docker: a swatch dragged in the colour dialog (the preview
+    follows, at most one request out, the last colour shown), palette files (a strip image
+    decoded by Qt, a file with too many colours, a broken one, an export), a group and an
+    animation recoloured in one go, each undone or checked; screenshots of each."""
+    home, env = krita_home
+    pykrita = home / ".local/share/krita/pykrita"
+    driver = TESTS / "krita_gui_driver"
+    shutil.copytree(driver / "recolor_demo_driver", pykrita / "recolor_demo_driver",
+                    dirs_exist_ok=True)  # fmt: skip
+    shutil.copy(driver / "recolor_demo_driver.desktop", pykrita)
+    shutil.copy(driver / "recolor_driver_base.py", pykrita)
+    kritarc = home / ".config/kritarc"
+    text = kritarc.read_text()
+    text = text.replace("[python]\n", "[python]\nenable_recolor_demo_driver=true\n")
+    text = text.replace("enable_recolor_test_driver=true\n", "")
+    text += f"\n[RecolorWithPalette]\naddress={daemon.address}\nmethod=chang2015\n"
+    kritarc.write_text(text)
+    photo = np.asarray(Image.open(DEMO_PHOTO))[::2, ::2, :3]
+    Image.fromarray(photo).save(tmp_path / "photo.png")
+    strip_colours = [(20, 30, 60), (200, 60, 40), (240, 200, 120), (60, 140, 90), (230, 230, 240)]
+    strip = np.zeros((10, 50, 3), np.uint8)
+    for index, colour in enumerate(strip_colours):
+        strip[:, 10 * index : 10 * index + 10] = colour
+    Image.fromarray(strip).save(tmp_path / "strip.png")
+    big = [(i * 12, 255 - i * 12, 128) for i in range(20)]
+    (tmp_path / "big.gpl").write_text("GIMP Palette\nName: Twenty\n"
+                                      + "".join(f"{r} {g} {b}\n" for r, g, b in big))  # fmt: skip
+    (tmp_path / "broken.gpl").write_text("GIMP Palette\n10 20 30\n10 20 300 too bright\n")
+    frames = []
+    small = np.asarray(Image.open(DEMO_PHOTO))[::6, ::6, :3]
+    for index in range(3):
+        frames.append(str(tmp_path / f"frame{index}.png"))
+        crop = small[20 + 3 * index : 84 + 3 * index, 30 + 7 * index : 126 + 7 * index]
+        Image.fromarray(np.ascontiguousarray(crop)).resize((288, 192)).save(frames[-1])
+    config = {"out": str(tmp_path), "image": str(tmp_path / "photo.png"), "frames": frames,
+              "frame_size": [288, 192], "single_changes": 10}  # fmt: skip
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    result_file = tmp_path / "demo-result.json"
+    run = subprocess.run(
+        ["timeout", "-k", "10", "400", "krita", "--nosplash"],
+        env=krita_env(env, DISPLAY=xvfb, RECOLOR_DEMO_TEST=str(tmp_path / "config.json")),
+        capture_output=True, text=True, timeout=430,
+    )  # fmt: skip
+    output = f"exit {run.returncode}\n{run.stdout[-3000:]}\n{run.stderr[-3000:]}"
+    assert result_file.exists(), f"the driver wrote nothing:\n{output}"
+    result = json.loads(result_file.read_text())
+    summary = {k: v for k, v in result.items() if k != "requests"}
+    print(json.dumps(summary, indent=1)[:4000])
+    assert "error" not in result, f"{result['error']}\n{output}"
+    # 1. Live preview: single changes each shown; the latency as the docker sees it.
+    for method, latencies in result["single_latency_s"].items():
+        assert len(latencies) == 10  # every change was shown
+        print(f"docker preview latency, {method}, 10 single colour changes ({photo.shape[1]} x "
+              f"{photo.shape[0]} layer, 256-px preview): p50 {np.median(latencies) * 1000:.0f} "
+              f"ms, p95 {np.percentile(latencies, 95) * 1000:.0f} ms")  # fmt: skip
+    # A drag: ten changes 5 ms apart (faster than a preview returns) -> never two requests
+    # out at once, fewer requests than changes, the last colour requested and shown.
+    assert result["drag_max_in_flight"] == 1
+    assert 1 <= len(result["drag_requests"]) < 10, result["drag_requests"]
+    last = result["drag_colours"][-1]
+    assert result["drag_requests"][-1] == result["drag_last_shown"] == last
+    assert result["target_after_dialog"][4] == last  # OK keeps the dragged colour
+    print(
+        f"drag: 10 changes 5 ms apart -> {len(result['drag_requests'])} requests; last "
+        f"preview {result['drag_settle_s'] * 1000:.0f} ms after the last change"
+    )
+    # 2. Palette files: a strip decoded by Qt inside Krita; too many colours said; a broken
+    # file named with its line, nothing changed; an export Krita's format.
+    hexes = sorted(f"#{r:02x}{g:02x}{b:02x}" for r, g, b in strip_colours)
+    assert sorted(result["strip_target"]) == hexes and result["strip_name"] == "Palette: strip"
+    assert result["big_status"].startswith("“Twenty” has 20 colours; the docker takes 12")
+    assert len(result["big_target"]) == 12
+    assert "broken.gpl" in result["broken_status"] and "line 3" in result["broken_status"]
+    assert result["broken_target"] == result["big_target"]  # nothing changed
+    assert result["export_status"].startswith("Exported 12 colours")
+    assert (tmp_path / "exported.kpl").read_bytes()[:2] == b"PK"
+    # 3. The group: a recoloured copy of it above, its two layers inside; one undo.
+    assert result["group_status"].startswith("Added “Recolor: Designer 005”: the 2 layers of")
+    assert result["group_copy_type"] == "grouplayer"
+    assert result["group_copy_children"] == ["Circle", "Square"]
+    assert result["group_children_after"][-2:] == ["Icons", result["group_children_after"][-1]]
+    assert result["group_children_after_undo"] == result["group_children_after"][:-1]
+    # 4. The animation: a recoloured animated layer with the same keyframes.
+    assert result["animation_status"].startswith("Added"), result["animation_status"]
+    assert result["animation_keyframes"] == [0, 2, 4]
+    if os.environ.get("UPDATE_SCREENSHOTS"):
+        images = ROOT / "docs" / "images"
+        for name in ("live-drag", "palette-error", "group", "animation"):
+            picture = Image.open(tmp_path / f"{name}.png").convert("RGB")
+            picture.thumbnail((1000, 1000))
+            picture.save(images / f"krita-{name}.jpg", quality=82)

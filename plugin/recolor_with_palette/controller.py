@@ -55,6 +55,11 @@ class LayerInfo:
     linear: bool  # the layer's profile is linear-light sRGB (its bytes go as _LINEAR formats)
     handle: object = field(default=None, repr=False, compare=False)  # editor's own objects
     profile: str = ""  # the editor's name of the layer's colour profile
+    pieces: str = ""  # what Apply recolours with it: "12 frames", "3 layers"; "" for itself
+
+    @property
+    def shown_name(self) -> str:
+        return f"{self.name} ({self.pieces})" if self.pieces else self.name
 
 
 @dataclass
@@ -196,7 +201,7 @@ class Controller:
             return
         loaded = list(self.target) if self.target_name and not self.target_follows_layer else None
         k = len(loaded) if loaded else self.settings.palette_size
-        thumbnail, name = self.thumbnail, self.layer.name
+        thumbnail, name = self.thumbnail, self.layer.shown_name
 
         def work(job):
             client = self._ready_client(job)

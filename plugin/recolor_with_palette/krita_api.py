@@ -142,7 +142,7 @@ class KritaEditor:
         if many is not None:
             kind, nodes, times = many
             info.key = (info.key, kind, tuple(n.uniqueId().toString() for n in nodes), times)
-            info.name = describe_many(kind, node.name(), nodes, times)
+            info.pieces = describe_many(kind, nodes, times)
         return info
 
     def thumbnail(self, max_side: int) -> Pixels:
@@ -474,13 +474,16 @@ class KritaEditor:
                 copy = copies[("top", tops[0].uniqueId().toString())]
                 copy.setName(name)
                 tops[0].parentNode().addChildNode(copy, tops[0])  # the one undo step
-                return
-            group = document.createGroupLayer(name)
-            for top in tops:  # bottom to top, as in the Layers docker
-                group.addChildNode(copies[("top", top.uniqueId().toString())], None)
-            anchor = topmost(tops)
-            anchor.parentNode().addChildNode(group, anchor)  # the one undo step
+            else:
+                group = document.createGroupLayer(name)
+                for top in tops:  # bottom to top, as in the Layers docker
+                    group.addChildNode(copies[("top", top.uniqueId().toString())], None)
+                anchor = topmost(tops)
+                anchor.parentNode().addChildNode(group, anchor)  # the one undo step
             yield
+            # A group filled before it was added keeps the picture it was copied with (or
+            # none): seen in Krita 5.1, the canvas showed the old colours. Redraw it.
+            document.refreshProjection()
 
         labels = [f"“{layer.name()}”" for layer in layers]
         return ManyPlan(what, labels, read, write, finish, lambda: None)
@@ -649,11 +652,9 @@ def topmost(nodes):
     return max(nodes, key=path)
 
 
-def describe_many(kind: str, name: str, nodes, times) -> str:
-    """How the docker names what Apply recolours: "Walk (12 frames)", "Sky (3 layers)"."""
-    if kind == "frames":
-        return f"{name} ({len(times)} frames)"
-    return f"{name} ({len(nodes)} layers)"
+def describe_many(kind: str, nodes, times) -> str:
+    """What Apply recolours besides one layer, as the docker says it: "12 frames", "3 layers"."""
+    return f"{len(times)} frames" if kind == "frames" else f"{len(nodes)} layers"
 
 
 def intersect(a, b):

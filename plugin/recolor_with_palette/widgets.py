@@ -381,7 +381,9 @@ class RecolorWidget(QtWidgets.QWidget):
         accepted = exec_dialog(dialog) == QtWidgets.QDialog.DialogCode.Accepted
         self.color_dialog = None
         if accepted and dialog.selectedColor().isValid():
-            self.controller.set_target_color(index, dialog.selectedColor().name())
+            chosen = dialog.selectedColor().name()
+            if self.controller.target[index] != chosen:  # else the drag has shown it already
+                self.controller.set_target_color(index, chosen)
         else:
             self.controller.restore_target(before)
 
