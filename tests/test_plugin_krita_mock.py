@@ -723,7 +723,7 @@ def test_selected_layers_are_recoloured_alike_into_one_group_in_one_undo_step(da
     second = two_colour_layer(document, "Second", RED, GREEN, 30)
     originals = first.pixels.copy(), second.pixels.copy()
     setup = chang_setup(Setup(daemon, tmp_path, document))
-    setup.app.window.view.selected = [first, second]
+    setup.app.window.view.selected = [second, first]  # as Krita lists them: top first
     setup.open()
     assert len(setup.view.layer_palette) == 3  # red, blue and green: both layers together
     target = ["#ffff00", "#ff00ff", "#00ffff"]

@@ -513,12 +513,22 @@ def test_krita_gui_live_preview_palette_files_group_and_animation(
     assert result["group_copy_children"] == ["Circle", "Square"]
     assert result["group_children_after"][-2:] == ["Icons", result["group_children_after"][-1]]
     assert result["group_children_after_undo"] == result["group_children_after"][:-1]
+    # Two layers selected in the Layers docker: a new group above them with a recoloured
+    # copy of each; the colour both share (the light lower half) alike in both; one undo.
+    assert "2 layers" in result["selected_status"], result["selected_status"]
+    assert result["selected_group_type"] == "grouplayer"
+    assert result["selected_copies"] == ["Red", "Blue"]
+    assert result["selected_children_after"][:-1] == result["selected_before"]
+    red, blue = result["selected_top_rows"]
+    assert red != [40, 40, 220, 255] and blue != [200, 120, 30, 255] and red != blue
+    assert result["selected_bottom"][0] == result["selected_bottom"][1] != [235, 235, 235, 255]
+    assert result["selected_after_undo"] == result["selected_before"]
     # 4. The animation: a recoloured animated layer with the same keyframes.
     assert result["animation_status"].startswith("Added"), result["animation_status"]
     assert result["animation_keyframes"] == [0, 2, 4]
     if os.environ.get("UPDATE_SCREENSHOTS"):
         images = ROOT / "docs" / "images"
-        for name in ("live-drag", "palette-error", "group", "animation"):
+        for name in ("live-drag", "palette-error", "group", "selected", "animation"):
             picture = Image.open(tmp_path / f"{name}.png").convert("RGB")
             picture.thumbnail((1000, 1000))
             picture.save(images / f"krita-{name}.jpg", quality=82)

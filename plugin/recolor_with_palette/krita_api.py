@@ -441,6 +441,7 @@ class KritaEditor:
             for node in selected:
                 if all(node != other for other in tops):
                     tops.append(node)
+            tops.sort(key=stack_position)  # the copies stacked as the originals are
             what = f"{len(layers)} layers"
         copies: dict = {}  # a layer's uniqueId -> its copy (in a copy of its group or alone)
         for top in tops:
@@ -478,7 +479,7 @@ class KritaEditor:
                 group = document.createGroupLayer(name)
                 for top in tops:  # bottom to top, as in the Layers docker
                     group.addChildNode(copies[("top", top.uniqueId().toString())], None)
-                anchor = topmost(tops)
+                anchor = tops[-1]  # the topmost
                 anchor.parentNode().addChildNode(group, anchor)  # the one undo step
             yield
             # A group filled before it was added keeps the picture it was copied with (or
@@ -637,19 +638,15 @@ def paint_layers(node) -> list:
     return [layer for child in node.childNodes() for layer in paint_layers(child)]
 
 
-def topmost(nodes):
-    """The node drawn above the others among `nodes` (by depth-first order of the tree)."""
-
-    def path(node):
-        steps = []
-        while node.parentNode() is not None:
-            parent = node.parentNode()
-            siblings = parent.childNodes()
-            steps.append(next(i for i, s in enumerate(siblings) if s == node))
-            node = parent
-        return steps[::-1]
-
-    return max(nodes, key=path)
+def stack_position(node) -> list:
+    """Where a node is drawn in the image: its index in each group down from the root;
+    nodes sort by it bottom to top, as the Layers docker lists them upside down."""
+    steps = []
+    while node.parentNode() is not None:
+        parent = node.parentNode()
+        steps.append(next(i for i, sibling in enumerate(parent.childNodes()) if sibling == node))
+        node = parent
+    return steps[::-1]
 
 
 def describe_many(kind: str, nodes, times) -> str:

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import recolor_with_palette.client as client_module
 from krita import Krita
-from PyQt5.QtCore import Qt, QTimer
+from PyQt5.QtCore import QItemSelectionModel, Qt, QTimer
 from PyQt5.QtGui import QColor
-from PyQt5.QtWidgets import QApplication, QDockWidget
+from PyQt5.QtWidgets import QAbstractItemView, QApplication, QDockWidget
 from recolor_driver_base import Results, quit_krita
 from recolor_with_palette.krita_plugin import find_docker
 from recolor_with_palette.palettes import designer_palettes
@@ -246,6 +246,65 @@ class Driver:
 
     def group_undone(self):
         step("group undone", group_children_after_undo=[
+            n.name() for n in self.document.rootNode().childNodes()])  # fmt: skip
+        self.selected_layers()
+
+    # --- several layers selected in the Layers docker (Ctrl+click) -------------------------
+    def selected_layers(self):
+        document, root = self.document, self.document.rootNode()
+        width, height = document.width(), document.height()
+        for name, bgra in (("Red", (40, 40, 220, 255)), ("Blue", (200, 120, 30, 255))):
+            layer = document.createNode(name, "paintlayer")
+            layer.setPixelData(bytes(bgra) * width * (height // 2), 0, 0, width, height // 2)
+            layer.setPixelData(bytes((235, 235, 235, 255)) * width * (height // 2), 0,
+                               height // 2, width, height // 2)  # fmt: skip
+            root.addChildNode(layer, None)
+        document.setActiveNode(root.childNodes()[-1])
+        QTimer.singleShot(500, self.select_two)
+
+    def select_two(self):
+        """Select "Red" and "Blue" in the Layers docker's tree, as Ctrl+click does."""
+        docks = self.window.qwindow().findChildren(QDockWidget)
+        box = next(d for d in docks if d.objectName() == "KisLayerBox")
+        tree = box.findChild(QAbstractItemView)
+        model, selection = tree.model(), tree.selectionModel()
+        rows = [r for r in range(model.rowCount())
+                if model.index(r, 0).data() in ("Red", "Blue")]  # fmt: skip
+        for row in rows:
+            selection.select(model.index(row, 0),
+                             QItemSelectionModel.Select | QItemSelectionModel.Rows)  # fmt: skip
+        view = Krita.instance().activeWindow().activeView()
+        wait_for(lambda: len(view.selectedNodes()) == 2 and "(2 layers)" in
+                 self.widget.status.text() and self.idle(), self.apply_selected, 30,
+                 "two selected layers in the docker")  # fmt: skip
+
+    def apply_selected(self):
+        self.selected_before = [n.name() for n in self.document.rootNode().childNodes()]
+        self.widget.apply_button.click()
+        wait_for(lambda: self.widget.status.text().startswith("Added") or self.error(),
+                 self.selected_applied, 120, "the selected layers' group")  # fmt: skip
+
+    def selected_applied(self):
+        root = self.document.rootNode()
+        group = root.childNodes()[-1]
+        copies = group.childNodes()
+        region = (0, 0, self.document.width(), 2)
+        step("selected", selected_status=self.widget.status.text(),
+             selected_children_after=[n.name() for n in root.childNodes()],
+             selected_before=self.selected_before, selected_group_type=group.type(),
+             selected_copies=[n.name() for n in copies],
+             selected_top_rows=[list(bytes(n.pixelData(*region))[:4]) for n in copies],
+             selected_bottom=[list(bytes(n.pixelData(0, self.document.height() - 1, 1, 1)))
+                              for n in copies])  # fmt: skip
+        QTimer.singleShot(800, self.undo_selected)
+
+    def undo_selected(self):
+        screen("selected")
+        Krita.instance().action("edit_undo").trigger()
+        QTimer.singleShot(500, self.selected_undone)
+
+    def selected_undone(self):
+        step("selected undone", selected_after_undo=[
             n.name() for n in self.document.rootNode().childNodes()])  # fmt: skip
         self.animation()
 
