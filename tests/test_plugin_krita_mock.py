@@ -823,3 +823,26 @@ def test_every_frame_of_an_animated_layer_is_recoloured_alike(daemon, tmp_path):
     setup.controller.check_layer()
     setup.runner.run()
     assert setup.view.status == added
+
+
+def test_cancel_while_frames_are_written_adds_nothing_and_puts_the_playhead_back(daemon, tmp_path):
+    document = Document(32, 24)
+    walk = document.add_layer("Walk")
+    walk.make_animated({t: np.full((24, 32, 4), (30 + 40 * t, 90, 160, 255), np.uint8)
+                        for t in (0, 1, 2)})  # fmt: skip
+    document.time = 1
+    setup = chang_setup(Setup(daemon, tmp_path, document))
+    setup.open()
+    setup.controller.set_target_color(0, "#ff0000")
+    setup.runner.run()
+    setup.controller.apply()
+    # Run the pieces until the first frame has been written into the copy (the playhead
+    # moved to frame 0), then Cancel.
+    while document.time == 1:
+        work, done, report, token = setup.runner.jobs.pop(0)
+        done(work(JobContext(token, report)), None)
+    setup.controller.cancel()
+    setup.runner.run()
+    assert setup.view.status == ("info", "Cancelled: nothing was changed.")
+    assert document.layers() == ["Walk"] and document.time == 1
+    assert not any(step.startswith("add layer") for step in document.undo_steps)
