@@ -156,3 +156,40 @@ def test_palettenet_sends_each_swatch_colour_to_its_target(model):
     assert np.array_equal(out[60, 350, :3], [200, 40, 160])
     for i in range(3):
         assert np.array_equal(out[60, 100 * i + 50, :3], colours[i])
+
+
+def _rounded_codes(rgb):
+    """The rule ExactColours must follow: to_uint8, then 0xRRGGBB."""
+    from backend.core.color import to_uint8
+
+    rgb8 = to_uint8(rgb[..., :3]).astype(np.int64)
+    return (rgb8[..., 0] << 16) | (rgb8[..., 1] << 8) | rgb8[..., 2]
+
+
+def test_exact_colours_hit_exactly_the_pixels_whose_rounded_colour_is_listed():
+    from backend.core.colormap import ExactColours
+
+    rng = np.random.default_rng(3)
+    # float32 values on both sides of every rounding boundary k + 0.5 (in 0..255 units),
+    # where rounding in float32 instead of float64 would go the other way
+    half = (np.arange(256) + 0.5) / 255
+    edges = np.concatenate([np.nextafter(half.astype(np.float32), 0), half.astype(np.float32),
+                            np.nextafter(half.astype(np.float32), 1)])  # fmt: skip
+    rgb = rng.choice(edges, size=(64, 96, 4)).astype(np.float32)
+    rgb[..., 3] = 1
+    rgb[:8] = np.float32(12 / 255)  # one exact colour on many pixels
+    codes = _rounded_codes(rgb)
+    listed = np.unique(codes)[::3][:200]
+    listed = np.append(listed, (12 << 16) | (12 << 8) | 12)
+    outputs = rng.random((len(listed), 3)).astype(np.float32)
+    out = rng.random((64, 96, 3)).astype(np.float32)
+    expected = out.copy()
+    for code, output in zip(listed, outputs):
+        expected[codes == code] = output
+    assert np.array_equal(ExactColours(listed, outputs)(out.copy(), rgb), expected)
+    # the same with the codes given (an 8-bit layer's own bytes)
+    assert np.array_equal(ExactColours(listed, outputs)(out.copy(), rgb, codes), expected)
+    # a code listed twice keeps its first output; none listed changes nothing
+    twice = ExactColours([listed[0], listed[0]], outputs[:2])(out.copy(), rgb)
+    assert np.array_equal(twice[codes == listed[0]][0], outputs[0])
+    assert np.array_equal(ExactColours(np.zeros(0, int), np.zeros((0, 3)))(out.copy(), rgb), out)

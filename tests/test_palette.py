@@ -7,6 +7,7 @@ import pytest
 from backend.core.color import lab_to_rgb_np, rgb_to_lab_np
 from backend.core.palette import (
     PaletteError,
+    distinct_colours,
     distinct_pairs,
     extract_palette,
     pair_by_lightness,
@@ -201,3 +202,20 @@ def test_colours_count_by_their_alpha_in_the_palette_and_the_pairing():
     assert red[2] > 180 and red[0] < 120, red
     assert green[1] > 150 and green[2] < 60, green
     assert np.array_equal(out[..., 3], pixels[..., 3])
+
+
+def test_distinct_colours_are_the_sorted_exact_colours_with_their_weights():
+    rng = np.random.default_rng(4)
+    rgb8 = rng.integers(0, 4, (300, 200, 3), dtype=np.uint8) * 85
+    weight = rng.random((300, 200)).astype(np.float32)
+    weight[:50] = 0
+    rgb8[:50] = (1, 2, 3)  # a colour only where nothing counts
+    colours, counts = distinct_colours(rgb8, weight)
+    codes = (rgb8[..., 0].astype(int) << 16) | (rgb8[..., 1].astype(int) << 8) | rgb8[..., 2]
+    expected = sorted(set(codes[50:].ravel()))
+    found = [(r << 16) | (g << 8) | b for r, g, b in colours.astype(int)]
+    assert found == expected  # sorted, no colour without weight
+    for code, count in zip(found, counts):
+        assert count == pytest.approx(weight[codes == code].sum(dtype=np.float64), rel=1e-12)
+    colours, counts = distinct_colours(rgb8)
+    assert counts.sum() == rgb8.shape[0] * rgb8.shape[1] and counts.dtype == np.float64

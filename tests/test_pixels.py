@@ -109,3 +109,37 @@ def test_bands_still_run_in_a_forked_child():
 
 def _band_sum(top, bottom):
     return top + bottom
+
+
+@pytest.mark.parametrize("name", ["RGBA8", "BGRA8", "RGB8", "RGBA16", "RGBAF32"])
+def test_codes8_are_the_8_bit_rounding_of_the_layers_colours(name):
+    from backend.core.color import to_uint8
+
+    fmt = FORMATS[name]
+    rng = np.random.default_rng(5)
+    values = rng.integers(0, int(fmt.maximum) + 1, (256, 3, fmt.channels))
+    values[:, 0, :] = np.arange(256)[:, None] * (int(fmt.maximum) // 255)  # every level
+    pixels = values.astype(fmt.dtype) if not fmt.is_float else rng.random((256, 3, 4))
+    layer = Layer(np.ascontiguousarray(pixels.astype(fmt.dtype)), fmt)
+    codes = layer.codes8(10, 200)
+    if fmt.dtype != np.uint8:
+        assert codes is None  # only 8-bit sRGB layers have them without rounding
+        return
+    rgb8 = to_uint8(layer.rgb(10, 200)).astype(np.uint32)
+    assert np.array_equal(codes, (rgb8[..., 0] << 16) | (rgb8[..., 1] << 8) | rgb8[..., 2])
+
+
+def test_the_palette_sample_is_what_palette_statistics_count():
+    from backend.core.palette import HISTOGRAM_SAMPLE, distinct_colours
+
+    rng = np.random.default_rng(6)
+    pixels = rng.integers(0, 256, (1500, 1500, 4), dtype=np.uint8)  # above HISTOGRAM_SAMPLE
+    pixels[..., 3] = 255
+    pixels[::3, :, 3] = 0
+    mask = rng.integers(0, 256, (1500, 1500), dtype=np.uint8)
+    layer = Layer(pixels, FORMATS["RGBA8"], mask)
+    rgb8, weight = layer.palette_sample()
+    assert len(rgb8) <= HISTOGRAM_SAMPLE
+    whole = distinct_colours(layer.rgb8(), layer.palette_weight())
+    sample = distinct_colours(rgb8, weight)
+    assert all(np.array_equal(a, b) for a, b in zip(whole, sample))

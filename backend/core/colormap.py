@@ -157,22 +157,54 @@ class ColourMap:
         colours = np.stack([(codes >> 16) & 255, (codes >> 8) & 255, codes & 255], axis=1) / 255
         self.lut = fit_lut(colours, medians, count)
         fill = (count >= EXACT_MIN_PIXELS) & (count >= EXACT_MIN_SHARE * count.sum())
-        self.codes, self.exact = codes[fill], medians[fill]
+        self.exact = ExactColours(codes[fill], medians[fill])
 
     def __call__(self, rows: np.ndarray, top: int = 0) -> np.ndarray:
         rgb = np.ascontiguousarray(rows[..., :3])
-        return _exact_colours(apply_lattice(rgb, self.lut), rgb, self.codes, self.exact)
+        return self.exact(apply_lattice(rgb, self.lut), rgb)
 
 
-def _exact_colours(out, rgb, codes, exact) -> np.ndarray:
-    """out (rows, W, 3) with the pixels whose colour (rgb, rounded to 8 bits) is one of the
-    sorted `codes` set to that colour's `exact` output; returns out."""
-    if len(codes):
-        pixel_codes = colour_codes(to_uint8(rgb))
-        slot = np.minimum(np.searchsorted(codes, pixel_codes), len(codes) - 1)
-        hit = codes[slot] == pixel_codes
-        out[hit] = exact[slot[hit]]
-    return out
+# to_uint8's channels -> a 0xRRGGBB code by one product (exact: whole numbers below 2^24)
+_CODE_WEIGHTS = np.array([65536.0, 256.0, 1.0])
+
+
+class ExactColours:
+    """Pixels of chosen exact colours set to chosen outputs, one table lookup per pixel.
+
+    ExactColours(codes, outputs): 0xRRGGBB colour codes (n,) (colour_codes) of distinct
+    colours, and the float32 RGB (n, 3) each becomes. Calling it with out (rows, W, 3) and
+    rgb (rows, W, C >= 3, float in 0..1, the first three channels R, G, B) sets the pixels
+    whose colour rounded to 8 bits (to_uint8) is one of the codes to that colour's output,
+    in place; returns out. `codes`, optional: those rounded colours' codes, uint32 (rows,
+    W), where they are known without rounding (an 8-bit layer's own bytes).
+
+    The table holds a slot for every 8-bit colour (2^24: 16 MB for up to 255 codes, mostly
+    never touched), so a pixel costs one lookup, not a search among the codes; the rounding
+    is to_uint8's (float64, half to even), so exactly the same pixels are hit."""
+
+    def __init__(self, codes: np.ndarray, outputs: np.ndarray):
+        codes, first = np.unique(np.asarray(codes, np.int64), return_index=True)
+        self.outputs = np.asarray(outputs, np.float32)[first]  # a code given twice: the first
+        self.slots = None
+        if len(codes):  # slot 0: no exact colour; i + 1: codes[i]
+            self.slots = np.zeros(1 << 24, np.min_scalar_type(len(codes)))
+            self.slots[codes] = np.arange(1, len(codes) + 1)
+
+    def __call__(self, out: np.ndarray, rgb: np.ndarray, codes=None) -> np.ndarray:
+        if self.slots is None:
+            return out
+        if codes is None:
+            channels = np.multiply(rgb, 255.0, dtype=np.float64)  # to_uint8, without the uint8
+            np.rint(channels, out=channels)
+            np.clip(channels, 0, 255, out=channels)
+            weights = np.zeros(channels.shape[-1])
+            weights[:3] = _CODE_WEIGHTS
+            codes = (channels @ weights).astype(np.intp)
+        slot = np.take(self.slots, codes)
+        hit = slot != 0
+        if hit.any():
+            out[hit] = self.outputs[slot[hit] - 1]
+        return out
 
 
 class FillKeeper:
@@ -181,19 +213,31 @@ class FillKeeper:
     that colour's median network output, as in ColourMap; all others the local transform.
     A photo rarely has such exact colours (clipped black or white); painted art and comics
     that are not quite flat art have a few, and a local transfer spreads each of them over
-    the colours of its neighbourhood."""
+    the colours of its neighbourhood.
 
-    def __init__(self, transform, source, result, weight):
-        self.transform = transform
-        source = np.asarray(source, dtype=np.float32).reshape(-1, 3)
+    `codes`, optional: codes(top, bottom) -> the 8-bit colour codes of the layer's rows
+    top..bottom that it is called on, or None (pixels.Layer.codes8): saves rounding."""
+
+    def __init__(self, transform, source, result, weight, codes=None):
+        self.transform, self.codes = transform, codes
+        source8 = to_uint8(np.asarray(source, dtype=np.float32).reshape(-1, 3))
         result = np.clip(np.asarray(result, dtype=np.float32).reshape(-1, 3), 0, 1)
-        codes, count, medians = colour_medians(to_uint8(source), result, np.ravel(weight))
-        fill = (count >= EXACT_MIN_PIXELS) & (count >= EXACT_MIN_SHARE * count.sum())
-        self.codes, self.exact = codes[fill], medians[fill]
+        counted = np.ravel(weight) > 0.5  # the pixels colour_medians counts
+        every_code = colour_codes(source8)
+        colours, count = np.unique(every_code[counted], return_counts=True)
+        fills = colours[(count >= EXACT_MIN_PIXELS) & (count >= EXACT_MIN_SHARE * count.sum())]
+        # Medians of the fills' own pixels only (a photo has few): the same medians as over
+        # all colours, for a fraction of the sorting.
+        own = counted & np.isin(every_code, fills)
+        codes, _, medians = colour_medians(source8[own], result[own], np.ones(own.sum()))
+        self.exact = ExactColours(codes, medians)
 
     def __call__(self, rows: np.ndarray, top: int = 0) -> np.ndarray:
-        out = np.array(self.transform(rows, top), dtype=np.float32)  # a copy: may be a view
-        return _exact_colours(out, rows[..., :3], self.codes, self.exact)
+        out = self.transform(rows, top)
+        if out.dtype != np.float32 or not out.flags.owndata:  # a view of something kept
+            out = np.array(out, dtype=np.float32)
+        codes = None if self.codes is None else self.codes(top, top + len(rows))
+        return self.exact(out, rows, codes)
 
 
 def transfer_lightness(lightness: torch.Tensor, source_lab, target_lab) -> torch.Tensor:
@@ -230,9 +274,7 @@ def pin_swatches(source_rgb: np.ndarray, result_rgb: np.ndarray, source_lab, tar
         own, near = np.count_nonzero(offset == 0), np.count_nonzero((offset > 0) & (offset <= 3))
         # a fill, not one step of a gradient (whose neighbouring shades outnumber it)
         fill[index] = own >= EXACT_MIN_SHARE * len(pixels) and own >= near
-    order = np.argsort(swatches[fill])
-    _exact_colours(result_rgb, source_rgb, swatches[fill][order], targets[fill][order])
-    return result_rgb
+    return ExactColours(swatches[fill], targets[fill])(result_rgb, source_rgb)
 
 
 def is_flat_art(rgb8: np.ndarray, weight=None) -> bool:
@@ -259,6 +301,6 @@ def full_resolution_transform(layer, source, result, weight, local):
     local transform local() (backend.core.fullres: photos and painted art keep the network's
     local detail) with its large fills kept flat (FillKeeper). source, result, weight: the
     working image, the network's output for it and its visible share."""
-    if is_flat_art(layer.rgb8(), layer.palette_weight()):
+    if is_flat_art(*layer.palette_sample()):  # what is_flat_art counts, and no more
         return ColourMap(source, result, weight)
-    return FillKeeper(local(), source, result, weight)
+    return FillKeeper(local(), source, result, weight, layer.codes8)

@@ -114,11 +114,13 @@ def distinct_colours(rgb8: np.ndarray, weight=None):
     stride = max(1, -(-len(pixels) // HISTOGRAM_SAMPLE))
     pixels = pixels[::stride]
     red, green, blue = (pixels[:, c].astype(np.uint32) for c in range(3))
-    keys, inverse = np.unique((red << 16) | (green << 8) | blue, return_inverse=True)
     sampled_weight = None if weight is None else weight.reshape(-1)[::stride]
-    counts = np.bincount(inverse, weights=sampled_weight, minlength=len(keys))
-    seen = counts > 0
-    keys, counts = keys[seen], counts[seen].astype(np.float64)
+    # One count per possible colour (2^24 slots, 128 MB for a moment) instead of sorting
+    # the sample: several times faster, and each colour's weights are added in the same
+    # order as before, so the sums are the same to the last bit.
+    counts = np.bincount((red << 16) | (green << 8) | blue, weights=sampled_weight)
+    keys = np.flatnonzero(counts > 0)
+    counts = counts[keys].astype(np.float64)
     rgb = np.stack([(keys >> 16) & 255, (keys >> 8) & 255, keys & 255], axis=1).astype(np.uint8)
     return rgb, counts
 

@@ -24,6 +24,7 @@ import cv2
 import numpy as np
 
 from backend.core.color import linear_to_srgb_np, srgb_to_linear_np
+from backend.core.palette import HISTOGRAM_SAMPLE
 from backend.wire import PIXEL_FORMATS
 
 # Pixels converted to float at once. Small enough that a band's float temporaries (a few MB)
@@ -167,6 +168,21 @@ class Layer:
         rows[..., 3] = 1
         return rows
 
+    def codes8(self, top=0, bottom=None) -> np.ndarray | None:
+        """Rows top..bottom as 0xRRGGBB colour codes, uint32 (rows, W), for the 8-bit sRGB
+        formats, None for others. These are exactly the codes of rgb() rounded to 8 bits
+        (color.to_uint8: value / 255 in float32 comes back to the value), without
+        rounding anything."""
+        if self.format.name not in _TO_RGBA:
+            return None
+        band = self.pixels[top:bottom]
+        red, green, blue = (band[..., channel].astype(np.uint32) for channel in self.format.rgb)
+        red <<= 16
+        green <<= 8
+        red |= green
+        red |= blue
+        return red
+
     def visibility(self, top=0, bottom=None) -> np.ndarray | None:
         """Rows top..bottom as float32 (rows, W): 1 where the pixel is seen (alpha > 0), 0
         where it is fully transparent; None when every pixel there is seen (the common case,
@@ -208,6 +224,22 @@ class Layer:
             selected = self.mask / np.float32(255)
             weight = selected if weight is None else np.multiply(weight, selected, out=weight)
         return weight
+
+    def palette_sample(self) -> tuple[np.ndarray, np.ndarray | None]:
+        """The pixels that palette statistics count (palette.extract_palette and
+        distinct_colours on rgb8() and palette_weight()), as (uint8 RGB (n, 1, 3), weight
+        (n, 1) float32 or None).
+
+        Above HISTOGRAM_SAMPLE pixels those count an evenly strided sample; taking that same
+        sample here first gives the same answers (a sample whose pixels are all opaque
+        weighs each 1, as its weight would) while only the sample is converted, not the
+        whole layer."""
+        count = self.height * self.width
+        stride = max(1, -(-count // HISTOGRAM_SAMPLE))
+        pixels = self.pixels.reshape(count, 1, self.format.channels)[::stride]
+        mask = None if self.mask is None else self.mask.reshape(count, 1)[::stride]
+        sample = Layer(pixels, self.format, mask)
+        return sample.rgb8(), sample.palette_weight()
 
     def opaque(self) -> bool:
         """Whether every pixel is fully opaque (always, for formats without alpha)."""

@@ -24,7 +24,7 @@ from backend.core.chang2015 import apply_lattice, build_lattice
 from backend.core.color import delta_e76, lab_to_rgb_np, rgb_to_lab, rgb_to_lab_np
 from backend.core.fullres import WORKING_SIDE, preview_size, shrink_layer, working_size
 from backend.core.model import EncodedImage
-from backend.core.palette import HISTOGRAM_SAMPLE, extract_palette, pair_by_lightness, to_hex
+from backend.core.palette import extract_palette, pair_by_lightness, to_hex
 from backend.core.pixels import FORMATS, Layer
 from backend.core.recolor import Working, encode, finish, predict, prepare
 from backend.core.weights import WeightsError, load_weights, read_metadata
@@ -353,7 +353,7 @@ class LayerPalettes:
     """Palettes of the layers seen lately (extract_palette's answers), so that a layer
     recoloured again and again (the editors' preview, trying palettes) is analysed once.
 
-    Keyed by a digest of exactly what extract_palette counts (palette_input): the same
+    Keyed by a digest of exactly what extract_palette counts (Layer.palette_sample): the same
     pixels, weights and size give the same palette, so a hit changes no result."""
 
     def __init__(self, size: int = 16):
@@ -363,12 +363,12 @@ class LayerPalettes:
     @staticmethod
     def anything_counts(layer: Layer) -> bool:
         """Whether any pixel of the layer is visible and selected (has palette weight)."""
-        weight = palette_input(layer)[1]
+        weight = layer.palette_sample()[1]
         return weight is None or bool(weight.any())
 
     def extract(self, layer: Layer, k: int) -> tuple[np.ndarray, np.ndarray]:
         """extract_palette(layer's pixels, k, their weight): (LAB (n, 3), shares (n,))."""
-        rgb8, weight = palette_input(layer)
+        rgb8, weight = layer.palette_sample()
         digest = hashlib.blake2b(np.ascontiguousarray(rgb8).data, digest_size=16)
         if weight is not None:
             digest.update(np.ascontiguousarray(weight).data)
@@ -386,21 +386,6 @@ class LayerPalettes:
         target = np.asarray(target_lab, dtype=np.float64).reshape(-1, 3)
         source, _ = self.extract(layer, len(target))
         return pair_by_lightness(target, source), source
-
-
-def palette_input(layer: Layer) -> tuple[np.ndarray, np.ndarray | None]:
-    """The pixels of a layer that extract_palette counts, as (uint8 RGB (n, 1, 3), weight
-    (n, 1) or None), for extract_palette and pair_with_image.
-
-    Above HISTOGRAM_SAMPLE pixels extract_palette counts an evenly strided sample; taking
-    that same sample here first gives the same palette while only the sample is converted
-    (8 bits, the weight), not the whole layer."""
-    count = layer.height * layer.width
-    stride = max(1, -(-count // HISTOGRAM_SAMPLE))
-    pixels = layer.pixels.reshape(count, 1, layer.format.channels)[::stride]
-    mask = None if layer.mask is None else layer.mask.reshape(count, 1)[::stride]
-    sample = Layer(pixels, layer.format, mask)
-    return sample.rgb8(), sample.palette_weight()
 
 
 def _is_identity(request: Request) -> bool:
