@@ -51,10 +51,14 @@ def run_method(krita, document, layer, method, config, out: Path) -> dict:
     parent = layer.parentNode()
     before = [n.name() for n in parent.childNodes()]
     originals = frames_of(layer, region, times)
+    started = time.monotonic()
+    for _ in range(10):
+        editor.active_layer()  # what the docker's poll does every 0.7 s
+    record = {"poll_ms": round((time.monotonic() - started) * 100, 2)}
     controller.check_layer()
     pump(lambda: view.layer_palette or any(k == "error" for k, _ in view.statuses), 180)
-    record = {"method": method, "layer_palette": view.layer_palette,
-              "described": [t for _, t in view.statuses]}  # fmt: skip
+    record.update(method=method, layer_palette=view.layer_palette,
+                  described=[t for _, t in view.statuses])  # fmt: skip
     for index, color in config["edits"]:
         controller.set_target_color(index, color)
     started = time.monotonic()
