@@ -846,3 +846,20 @@ def test_cancel_while_frames_are_written_adds_nothing_and_puts_the_playhead_back
     assert setup.view.status == ("info", "Cancelled: nothing was changed.")
     assert document.layers() == ["Walk"] and document.time == 1
     assert not any(step.startswith("add layer") for step in document.undo_steps)
+
+
+def test_a_group_without_paint_layers_is_recoloured_as_one_merged_layer(daemon, tmp_path):
+    document = Document(20, 10)
+    group = document.add_layer("Shapes", node_type="grouplayer")
+    group.fill(np.array(RED))  # the mock's group: its own pixels stand for its projection
+    vector = Node(document, "Vector", "vectorlayer")
+    vector.parent, group.children = group, [vector]
+    setup = chang_setup(Setup(daemon, tmp_path, document))
+    setup.open()
+    assert setup.view.status == ("info", "Layer “Shapes”: 1 colours")
+    setup.controller.set_target_color(0, "#00ff00")
+    setup.runner.run()
+    setup.controller.apply()
+    setup.runner.run()
+    assert setup.view.status == ("info", "Added layer “Recolor: #00ff00”")
+    assert document.layers() == ["Shapes", "Recolor: #00ff00"]

@@ -366,9 +366,9 @@ class KritaEditor:
             layers = []
             for chosen in selected if len(selected) > 1 else [node]:
                 layers += paint_layers(chosen)
-            if len(layers) > 1 or node.type() == "grouplayer":
+            if len(layers) > 1 or (layers and node.type() == "grouplayer"):
                 return "layers", layers, ()
-            return None
+            return None  # no paint layer inside (vector, file layers): as one merged layer
         if node.type() == "paintlayer" and node.animated():
             last = max(document.fullClipRangeEndTime(), LAST_FRAME_SCANNED)
             times = tuple(t for t in range(last + 1) if node.hasKeyframeAtTime(t))
