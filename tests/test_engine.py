@@ -74,3 +74,30 @@ def test_an_identity_edit_gives_the_layer_back_bit_for_bit(engine, method, pixel
                             source_palette=palette)  # fmt: skip
     reply = decode_reply(engine.handle(encode_request(header, pixels), 10**6))
     assert reply[0]["ok"] and bytes(reply[1][0]) == pixels.tobytes()
+
+
+def test_the_palette_step_shares_its_flat_art_answer_and_changes_no_result(engine):
+    """The palette step counts the layer's colours once for the palette and the flat-art
+    check; finish then skips its own count, and the reply is the same as without it."""
+    from backend.core.colormap import is_flat_art
+    from backend.core.pixels import FORMATS, Layer
+    from backend.core.recolor import finish, predict, prepare
+
+    flat = np.zeros((96, 128, 4), np.uint8)
+    flat[..., 3] = 255
+    flat[:, :64, :3] = (200, 40, 30)
+    flat[:48, 64:, :3] = (20, 90, 200)
+    flat[48:, 64:, :3] = (240, 240, 220)
+    for pixels in (flat, photo_pixels(small_photo("astronaut", 700), "RGBA8")):
+        layer = Layer(np.ascontiguousarray(pixels), FORMATS["RGBA8"])
+        target = np.array([[30.0, 20, -40], [60, 40, 30], [90, -5, 10]])
+        paired, source, flat_art = engine.palettes.pair(target, layer)
+        assert flat_art == is_flat_art(*layer.palette_sample())
+        working = prepare(layer)
+        (result,) = predict(engine.model, [working.rgb], [paired], sources=[source])
+        shared, own = np.empty_like(pixels), np.empty_like(pixels)
+        finish(layer, working, result, own)
+        working.flat_art = flat_art
+        finish(layer, working, result, shared)
+        assert np.array_equal(shared, own)
+    assert is_flat_art(flat[..., :3])

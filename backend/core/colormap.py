@@ -287,7 +287,12 @@ def is_flat_art(rgb8: np.ndarray, weight=None) -> bool:
     art, line art and icons, most sprite sheets, half the painted art; and for a fifth of
     the photos, mostly those with large flat areas (night sky, studio backgrounds), where a
     global mapping is what Chang 2015 does for every photo anyway."""
-    colours, counts = distinct_colours(rgb8, weight)
+    return is_flat_art_counted(distinct_colours(rgb8, weight)[1])
+
+
+def is_flat_art_counted(counts: np.ndarray) -> bool:
+    """is_flat_art from the weights of a layer's distinct colours (palette.distinct_colours,
+    e.g. as the palette step counted them)."""
     total = counts.sum()
     if total <= 0:
         return False
@@ -295,12 +300,15 @@ def is_flat_art(rgb8: np.ndarray, weight=None) -> bool:
     return bool(counts[fill].sum() >= FLAT_ART_SHARE * total)
 
 
-def full_resolution_transform(layer, source, result, weight, local):
+def full_resolution_transform(layer, source, result, weight, local, flat_art=None):
     """How a network result comes to full resolution: the ColourMap when `layer` (a
     backend.core.pixels.Layer, the visible rectangle) is flat art (is_flat_art), else the
     local transform local() (backend.core.fullres: photos and painted art keep the network's
     local detail) with its large fills kept flat (FillKeeper). source, result, weight: the
-    working image, the network's output for it and its visible share."""
-    if is_flat_art(*layer.palette_sample()):  # what is_flat_art counts, and no more
+    working image, the network's output for it and its visible share. flat_art: whether
+    `layer` is flat art, if known already (None: checked here)."""
+    if flat_art is None:
+        flat_art = is_flat_art(*layer.palette_sample())  # what is_flat_art counts, no more
+    if flat_art:
         return ColourMap(source, result, weight)
     return FillKeeper(local(), source, result, weight, layer.codes8)

@@ -148,7 +148,9 @@ def _snap_to_fills(centres, colours, counts):
     return snapped
 
 
-def extract_palette(rgb8: np.ndarray, k: int = MODEL_PALETTE_SIZE, weight=None, black_anchor=False):
+def extract_palette(
+    rgb8: np.ndarray, k: int = MODEL_PALETTE_SIZE, weight=None, black_anchor=False, counted=None
+):
     """Dominant colours of a uint8 RGB image (H, W, 3), each pixel counted by `weight`
     (see colour_histogram; None: every pixel once).
 
@@ -156,10 +158,11 @@ def extract_palette(rgb8: np.ndarray, k: int = MODEL_PALETTE_SIZE, weight=None, 
     An image with at most k distinct colours gives exactly those colours (n may be below
     k: black line art gives one colour, not six copies of it). Otherwise a cluster that one
     exact colour dominates (a flat fill with its anti-aliased edges) gives that colour.
+    counted: distinct_colours(rgb8, weight), if counted already (so it is counted once).
     """
     if not 1 <= k <= MAX_PALETTE_COLORS:
         raise PaletteError(f"k must be between 1 and {MAX_PALETTE_COLORS}, got {k}")
-    colours, counts = distinct_colours(rgb8, weight)
+    colours, counts = distinct_colours(rgb8, weight) if counted is None else counted
     if len(colours) == 0:
         raise PaletteError("the image has no visible pixels to take a palette from")
     if len(colours) <= k:

@@ -85,6 +85,9 @@ class Working:
     box: tuple[int, int, int, int]  # (top, bottom, left, right) of the visible pixels
     rgb: np.ndarray  # float32 (h, w, 3), transparent areas filled with the mean colour
     weight: np.ndarray  # (h, w): the visible share of each working pixel
+    # whether the visible rectangle is flat art (colormap.is_flat_art), if known already
+    # (the daemon's palette step counts the same colours); None: finish checks
+    flat_art: bool | None = None
 
     @property
     def size(self) -> tuple[int, int]:
@@ -179,7 +182,9 @@ def finish(layer: Layer, working: Working, result: np.ndarray, out: np.ndarray) 
         )
 
     # Flat art: one global colour mapping; other layers the local transfer, fills kept flat.
-    transform = full_resolution_transform(cropped, working.rgb, result, working.weight, local)
+    transform = full_resolution_transform(
+        cropped, working.rgb, result, working.weight, local, working.flat_art
+    )
     copy_outside(layer.pixels, out, working.box)
     target = out[top:bottom, left:right]
     # A mapping of colours alone (flat art) maps each distinct colour once where it can.

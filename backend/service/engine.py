@@ -22,9 +22,10 @@ import torch
 from backend import __version__
 from backend.core.chang2015 import apply_lattice, build_lattice
 from backend.core.color import delta_e76, lab_to_rgb_np, rgb_to_lab, rgb_to_lab_np
+from backend.core.colormap import is_flat_art_counted
 from backend.core.fullres import WORKING_SIDE, preview_size, shrink_layer, working_size
 from backend.core.model import EncodedImage
-from backend.core.palette import extract_palette, pair_by_lightness, to_hex
+from backend.core.palette import distinct_colours, extract_palette, pair_by_lightness, to_hex
 from backend.core.pixels import FORMATS, Layer
 from backend.core.recolor import Working, encode, finish, predict, prepare
 from backend.core.weights import WeightsError, load_weights, read_metadata
@@ -259,7 +260,7 @@ class Engine:
         target, source = _lab_palettes(request)
         if source is None:
             with timing.stage("palette"):
-                target, source = self.palettes.pair(target, layer)
+                target, source, _ = self.palettes.pair(target, layer)
         with timing.stage("lattice"):
             lattice = build_lattice(source, target)
         with timing.stage("apply"):
@@ -291,7 +292,9 @@ class Engine:
         target, source = _lab_palettes(request)
         if source is None and working is not None and self.model.needs_source:
             with timing.stage("palette"):
-                target, source = self.palettes.pair(target, layer)
+                target, source, flat_art = self.palettes.pair(target, layer)
+            if working.box == (0, layer.height, 0, layer.width):  # what finish would count
+                working.flat_art = flat_art
         started = _Started(index, request, layer, working, timing, target, source)
         if working is not None and key is not None:
             started.preview_key = key
@@ -368,6 +371,10 @@ class LayerPalettes:
 
     def extract(self, layer: Layer, k: int) -> tuple[np.ndarray, np.ndarray]:
         """extract_palette(layer's pixels, k, their weight): (LAB (n, 3), shares (n,))."""
+        return self._analysed(layer, k)[0]
+
+    def _analysed(self, layer: Layer, k: int) -> tuple[tuple[np.ndarray, np.ndarray], bool]:
+        """(extract's answer, colormap.is_flat_art of the layer), its colours counted once."""
         rgb8, weight = layer.palette_sample()
         digest = hashlib.blake2b(np.ascontiguousarray(rgb8).data, digest_size=16)
         if weight is not None:
@@ -376,16 +383,20 @@ class LayerPalettes:
         with self.lock:
             found = self.cache.get(key)
         if found is None:
-            found = extract_palette(rgb8, k, weight=weight)
+            counted = distinct_colours(rgb8, weight)
+            palette = extract_palette(rgb8, k, weight=weight, counted=counted)
+            found = palette, is_flat_art_counted(counted[1])
             with self.lock:
                 self.cache[key] = found
-        return tuple(np.copy(part) for part in found)
+        palette, flat_art = found
+        return tuple(np.copy(part) for part in palette), flat_art
 
-    def pair(self, target_lab, layer: Layer) -> tuple[np.ndarray, np.ndarray]:
-        """pair_with_image(target_lab, layer's pixels, their weight): (target, source)."""
+    def pair(self, target_lab, layer: Layer) -> tuple[np.ndarray, np.ndarray, bool]:
+        """pair_with_image(target_lab, layer's pixels, their weight): (target, source), and
+        whether the layer is flat art (colormap.is_flat_art, counted with the palette)."""
         target = np.asarray(target_lab, dtype=np.float64).reshape(-1, 3)
-        source, _ = self.extract(layer, len(target))
-        return pair_by_lightness(target, source), source
+        (source, _), flat_art = self._analysed(layer, len(target))
+        return pair_by_lightness(target, source), source, flat_art
 
 
 def _is_identity(request: Request) -> bool:
