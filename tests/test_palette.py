@@ -219,3 +219,14 @@ def test_distinct_colours_are_the_sorted_exact_colours_with_their_weights():
         assert count == pytest.approx(weight[codes == code].sum(dtype=np.float64), rel=1e-12)
     colours, counts = distinct_colours(rgb8)
     assert counts.sum() == rgb8.shape[0] * rgb8.shape[1] and counts.dtype == np.float64
+
+
+def test_the_histogram_from_counted_colours_is_the_histogram_of_the_pixels():
+    from backend.core.palette import colour_histogram
+
+    rng = np.random.default_rng(8)
+    rgb8 = rng.integers(0, 256, (500, 400, 3), dtype=np.uint8)
+    rgb8[:200] = (7, 130, 250)
+    lab, counts = colour_histogram(rgb8)
+    shared = colour_histogram(rgb8, counted=distinct_colours(rgb8))
+    assert np.array_equal(lab, shared[0]) and np.array_equal(counts, shared[1])

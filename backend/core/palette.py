@@ -29,7 +29,7 @@ KMEANS_ITERATIONS = 20
 HISTOGRAM_SAMPLE = 2_000_000
 
 
-def colour_histogram(rgb8: np.ndarray, weight: np.ndarray | None = None):
+def colour_histogram(rgb8: np.ndarray, weight: np.ndarray | None = None, counted=None):
     """uint8 RGB pixels -> (mean LAB colour, weight) of each non-empty histogram bin.
 
     `weight` (H, W), optional: how much each pixel counts, e.g. its alpha (0..1) times its
@@ -37,12 +37,17 @@ def colour_histogram(rgb8: np.ndarray, weight: np.ndarray | None = None):
     a fully transparent one (weight 0) not at all; each bin's colour is its pixels' weighted
     mean. Without it every pixel counts once. Above HISTOGRAM_SAMPLE pixels an evenly
     strided sample is counted instead: the palette of a 24-megapixel layer does not change,
-    and extraction stays well under a second.
+    and extraction stays well under a second. counted: distinct_colours(rgb8, weight), if
+    counted already.
     """
     pixels = rgb8.reshape(-1, 3)
     stride = max(1, -(-len(pixels) // HISTOGRAM_SAMPLE))
     pixels = pixels[::stride]
-    if weight is not None:
+    if weight is None and counted is not None:
+        # Each distinct colour once, counted by its pixels: the same whole-number sums as
+        # over the pixels (exact in float64), from far fewer rows.
+        pixels, weight = counted
+    elif weight is not None:
         weight = weight.reshape(-1)[::stride]
         seen = weight > 0
         pixels, weight = pixels[seen], weight[seen].astype(np.float64)
@@ -168,7 +173,7 @@ def extract_palette(
     if len(colours) <= k:
         centres, shares = rgb_to_lab_np(colours / 255), counts
     else:
-        bins, bin_counts = colour_histogram(rgb8, weight)
+        bins, bin_counts = colour_histogram(rgb8, weight, (colours, counts))
         fixed = np.array([[0.0, 0.0, 0.0]]) if black_anchor else None
         centres, shares = weighted_kmeans(bins, bin_counts, k, fixed=fixed)
         keep = shares > 0  # a seed no bin chose (fewer bins than k) is no colour of the image
