@@ -7,8 +7,9 @@ Modelled from Krita 5.1, checked with kritarunner (tests/test_plugin_krita_real.
   added it is not; addChildNode(child, above) is one undoable step and puts child right
   above `above`. Every undoable step is appended to Document.undo_steps.
 - Krita makes a newly added layer the active one.
-- Node.thumbnail(w, h) is the whole canvas stretched to w x h as an 8-bit, display-
-  converted ARGB32 image (format 5); ManagedColor.colorForCanvas(canvas) gives a QColor.
+- Node.thumbnail(w, h) is the layer's stored extent (tiles of 64 px, beyond the canvas too)
+  fitted into w x h, an 8-bit display-converted ARGB32 image (format 5): seen in Krita
+  5.1.5; ManagedColor.colorForCanvas(canvas) gives a QColor.
 """
 
 import itertools
@@ -18,6 +19,9 @@ import numpy as np
 
 CHANNEL_DTYPE = {"U8": "=u1", "U16": "=u2", "F16": "=f2", "F32": "=f4"}
 _uuids = itertools.count(1)
+
+
+TILE = 64  # Krita stores pixels in tiles of 64 x 64
 
 
 class Rect:
@@ -70,6 +74,7 @@ class Node:
         )
         self.frames = None  # an animated layer: {keyframe time: pixels}
         self.calls = []  # what the plug-in did to this node
+        self.beyond = (0, 0, 0, 0)  # BGRA8 of the stored tiles' pixels beyond the canvas
 
     @property
     def pixels(self):
@@ -193,21 +198,41 @@ class Node:
         self.pixels[y : y + h, x : x + w] = block
 
     def thumbnail(self, w, h):
-        rows = (np.arange(h) * self.document.height_px // h).clip(0, self.document.height_px - 1)
-        cols = (np.arange(w) * self.document.width_px // w).clip(0, self.document.width_px - 1)
-        sample = self.pixels[rows][:, cols].astype(np.float64)
+        """As Krita 5.1.5 makes it: the layer's stored extent (its bounds rounded out to
+        64-px tiles; beyond the canvas, `self.beyond`, BGRA8) fitted into w x h keeping its
+        aspect, at the top left, the rest transparent. Not the canvas."""
+        b = self.bounds()
+        if b.width() == 0:
+            return Image(np.zeros((h, w, 4), np.uint8))
+        left, top = b.x() // TILE * TILE, b.y() // TILE * TILE
+        right = -(-(b.x() + b.width()) // TILE) * TILE
+        bottom = -(-(b.y() + b.height()) // TILE) * TILE
+        extent = np.zeros((bottom - top, right - left, 4), np.float64)
+        extent[:] = self.beyond
+        canvas = self._display()
+        ch, cw = min(bottom, canvas.shape[0]) - top, min(right, canvas.shape[1]) - left
+        extent[:ch, :cw] = canvas[top : top + ch, left : left + cw]
+        scale = min(w / extent.shape[1], h / extent.shape[0])
+        fw, fh = max(1, round(extent.shape[1] * scale)), max(1, round(extent.shape[0] * scale))
+        rows = np.arange(fh) * extent.shape[0] // fh
+        cols = np.arange(fw) * extent.shape[1] // fw
+        out = np.zeros((h, w, 4), np.float64)
+        out[:fh, :fw] = extent[rows][:, cols]
+        return Image(np.clip(np.round(out), 0, 255).astype(np.uint8))
+
+    def _display(self):
+        """The canvas-sized pixels as 8-bit sRGB BGRA, as Krita converts them for display."""
+        sample = self.pixels.astype(np.float64)
         if self._depth == "U8":
-            bgra = sample
-        else:
-            top = 65535.0 if self._depth == "U16" else 1.0
-            values = sample / top
-            bgra = values[..., [2, 1, 0, 3]] if self._depth.startswith("F") else values
-            if "g10" in self._profile:  # shown on an sRGB display
-                linear = np.abs(bgra[..., :3])
-                curved = 1.055 * linear ** (1 / 2.4) - 0.055
-                bgra[..., :3] = np.where(linear <= 0.0031308, 12.92 * linear, curved)
-            bgra = bgra * 255
-        return Image(np.clip(np.round(bgra), 0, 255).astype(np.uint8))
+            return sample
+        top = 65535.0 if self._depth == "U16" else 1.0
+        values = sample / top
+        bgra = values[..., [2, 1, 0, 3]] if self._depth.startswith("F") else values
+        if "g10" in self._profile:  # shown on an sRGB display
+            linear = np.abs(bgra[..., :3])
+            curved = 1.055 * linear ** (1 / 2.4) - 0.055
+            bgra[..., :3] = np.where(linear <= 0.0031308, 12.92 * linear, curved)
+        return bgra * 255
 
     # the tree
     def addChildNode(self, child, above):  # noqa: N802

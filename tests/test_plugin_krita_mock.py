@@ -343,8 +343,12 @@ def spy_on_requests(monkeypatch):
 
 
 # --- what goes wrong -----------------------------------------------------------------------
-@pytest.mark.parametrize("model, depth", [("GRAYA", "U8"), ("CMYKA", "U16")])
-def test_non_rgb_layers_get_a_clear_message_and_nothing_changes(daemon, tmp_path, model, depth):
+@pytest.mark.parametrize(
+    "model, depth, words", [("GRAYA", "U8", "greyscale 8-bit"), ("CMYKA", "U16", "CMYK 16-bit")]
+)
+def test_non_rgb_layers_get_a_clear_message_and_nothing_changes(
+    daemon, tmp_path, model, depth, words
+):
     document = Document(20, 10)
     document.add_layer("Grey", model=model, depth=depth)
     setup = Setup(daemon, tmp_path, document)
@@ -352,21 +356,22 @@ def test_non_rgb_layers_get_a_clear_message_and_nothing_changes(daemon, tmp_path
     setup.controller.apply()
     setup.runner.run()
     kind, text = setup.view.status
-    assert kind == "error" and f"is a {model} {depth} layer" in text
+    assert kind == "error" and f"is a {words} layer" in text  # plain words, not "GRAYA U8"
     assert "Image > Convert Image Color Space... (Model: RGB/Alpha)" in text
     assert document.layers() == ["Grey"] and document.undo_steps == []
 
 
 def test_no_document_and_empty_layer_messages(setup):
     document = setup.document
-    document.add_layer("Empty")
     setup.open()
+    assert len(setup.view.layer_palette) == 6  # the photo's swatches...
+    document.add_layer("Empty")
+    setup.open()  # ...are cleared, and the docker says plainly why (was: "different versions")
+    empty = "“Empty” is empty: it has no visible pixels on the canvas to recolour."
+    assert setup.view.status == ("info", empty)
+    assert setup.view.layer_palette == [] and setup.view.preview is None
     setup.controller.apply()
     assert setup.view.status == ("error", "“Empty” is empty here: there is nothing to recolour.")
-    assert setup.view.preview is None
-    assert setup.view.preview_state == (
-        "No preview: “Empty” is empty here: there is nothing to recolour."
-    )
     setup.app.document = None
     setup.open()  # an empty start: a hint, not an error in red
     assert setup.view.status == ("info", "Open an image to recolour one of its layers.")
@@ -856,10 +861,58 @@ def test_a_group_without_paint_layers_is_recoloured_as_one_merged_layer(daemon, 
     vector.parent, group.children = group, [vector]
     setup = chang_setup(Setup(daemon, tmp_path, document))
     setup.open()
-    assert setup.view.status == ("info", "Layer “Shapes”: 1 colours")
+    assert setup.view.status == ("info", "Layer “Shapes”: 1 colour")  # not "1 colours"
     setup.controller.set_target_color(0, "#00ff00")
     setup.runner.run()
     setup.controller.apply()
     setup.runner.run()
     assert setup.view.status == ("info", "Added layer “Recolor: #00ff00”")
     assert document.layers() == ["Shapes", "Recolor: #00ff00"]
+
+
+# --- the palette and the preview read Apply's own rectangle (qa-krita findings 1, 2, 6) ----
+def test_preview_and_swatches_ignore_pixels_krita_stores_beyond_the_canvas(daemon, tmp_path):
+    """Krita's Node.thumbnail shows the layer's 64-px tiles, beyond the canvas too (the mock
+    does the same): a 100 x 70 canvas, with white stored beyond it, must neither shift the
+    preview nor add a white swatch."""
+    document = Document(100, 70)
+    layer = document.add_layer("Halves")
+    layer.fill(np.array(RED))
+    layer.fill(np.array(BLUE), 50, 0, 50, 70)
+    layer.beyond = (255, 255, 255, 255)
+    setup = chang_setup(Setup(daemon, tmp_path, document))
+    setup.open()
+    assert sorted(setup.view.layer_palette) == ["#143cc8", "#dc1e1e"]  # no white
+    setup.controller.load_palette(designer_palettes()[2])
+    setup.runner.run()
+    setup.controller.apply()
+    setup.runner.run()
+    applied_pixels = document.root.children[-1].pixels
+    shown = np.frombuffer(setup.view.preview.data, np.uint8).reshape(70, 100, 4)
+    assert np.array_equal(shown, applied_pixels)  # the classical method: byte for byte
+
+
+def test_a_one_pixel_image_lists_only_its_pixel(daemon, tmp_path):
+    document = Document(1, 1)
+    pixel = document.add_layer("Dot")
+    pixel.fill(np.array([60, 120, 200, 255]))  # #c8783c
+    pixel.beyond = (255, 255, 255, 255)  # the rest of its tile: white, never on the canvas
+    setup = Setup(daemon, tmp_path, document)
+    setup.open()
+    assert setup.view.layer_palette == ["#c8783c"]
+    assert setup.view.status == ("info", "Layer “Dot”: 1 colour")
+
+
+def test_faint_anti_aliased_edges_make_no_swatches(daemon, tmp_path):
+    """Two flat shapes whose edges are nearly transparent pixels of stray colours (Krita's
+    vector layers: alpha 3-8): two swatches, not six."""
+    document = Document(120, 80)
+    shapes = document.add_layer("Shapes", node_type="vectorlayer")
+    shapes.fill(np.array([70, 57, 230, 255]), 10, 10, 40, 60)  # #e63946
+    shapes.fill(np.array([87, 53, 29, 255]), 60, 10, 50, 60)  # #1d3557
+    for i, stray in enumerate(([0, 0, 0, 3], [64, 64, 0, 5], [85, 85, 0, 8], [93, 46, 23, 4])):
+        shapes.fill(np.array(stray), 8 + 28 * i, 8, 28, 2)  # a faint edge above the shapes
+        shapes.fill(np.array(stray), 8 + 28 * i, 70, 28, 2)  # and below
+    setup = Setup(daemon, tmp_path, document)
+    setup.open()
+    assert sorted(setup.view.layer_palette) == ["#1d3557", "#e63946"]

@@ -36,6 +36,9 @@ THUMBNAIL_SIDE = 256  # what the palette is extracted from and the preview is ma
 PREVIEW_DELAY_MS = 250  # quiet time after an edit before the preview is requested
 PREVIEW_STALE = "Preview out of date: updating…"
 PALETTE_PENDING = "Reading the layer's palette first; Apply follows…"
+# A colour of the layer's palette covering less than this share of its visible pixels
+# (stray or anti-aliased pixels) is not shown as a swatch.
+MIN_SHARE = 0.002
 
 
 @dataclass
@@ -207,7 +210,8 @@ class Controller:
             client = self._ready_client(job)
             if not quiet:
                 job.report(f"Reading the palette of “{name}”…")
-            colors = distinct_colors(client.palette(thumbnail, k, job.cancel)[0])
+            colors, shares = client.palette(thumbnail, k, job.cancel)
+            colors = distinct_colors(significant(colors, shares))
             ordered = None if loaded is None else dark_to_light(client, loaded, job.cancel)
             return colors, ordered
 
@@ -229,7 +233,8 @@ class Controller:
             else:
                 self._preview_timer.start()  # an edited target on another layer
             if not quiet:
-                self.view.show_status(f"Layer “{name}”: {len(colors)} colours", "info")
+                count = "1 colour" if len(colors) == 1 else f"{len(colors)} colours"
+                self.view.show_status(f"Layer “{name}”: {count}", "info")
             if apply:
                 self.apply()
 
@@ -623,6 +628,13 @@ class Controller:
             return
         # A bug of ours: say so in the docker, never as a traceback dialog over the canvas.
         self.view.show_status(f"Unexpected error: {type(error).__name__}: {error}", "error")
+
+
+def significant(colors: list, shares: list) -> list:
+    """The palette's colours that cover at least MIN_SHARE of the layer's visible pixels
+    (the daemon's shares): a few stray pixels make no swatch. The largest stays always."""
+    kept = [color for color, share in zip(colors, shares) if share >= MIN_SHARE]
+    return kept or [max(zip(shares, colors))[1]]
 
 
 def shared_pairs(source: list, target: list) -> tuple:

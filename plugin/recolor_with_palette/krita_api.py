@@ -10,8 +10,9 @@ the plug-in in the real Krita: the pixel layouts of 8-bit, 16-bit and half-float
 and Apply's single undo step):
 - pixelData is B, G, R, A for integer depths, R, G, B, A for float ones, native byte order.
 - projectionPixelData is the layer as the artist sees it (with its masks; a group merged).
-- Node.thumbnail(w, h) shows the whole canvas stretched to w x h, converted to 8-bit sRGB
-  for display: the right input for the palette and the preview, whatever the depth.
+- Node.thumbnail(w, h) is NOT the canvas: it shows the layer's stored extent (64-px tiles,
+  pixels beyond the canvas included), fitted into w x h. The palette and the preview are
+  therefore sampled from projectionPixelData over Apply's own rectangle (sample_rows).
 - setPixelData on a node not yet in the image makes no undo step and addChildNode makes
   exactly one, so "create, fill, then add" is one undo step that leaves the original alone.
 - ManagedColor.colorForCanvas(canvas) gives the colour as the artist sees it (a QColor).
@@ -19,13 +20,21 @@ and Apply's single undo step):
 
 from __future__ import annotations
 
-import math
 import mmap
+import struct
 
 from .controller import LayerInfo, LayerPixels, ManyPlan, PreviewSource
 from .errors import EditorError
 from .palettes import normalize_hex
-from .pixels import BYTES_PER_PIXEL, DEPTHS, LITTLE_ENDIAN, Pixels, layer_to_wire, wire_format
+from .pixels import (
+    BYTES_PER_PIXEL,
+    DEPTHS,
+    LITTLE_ENDIAN,
+    Pixels,
+    layer_to_wire,
+    srgb_encode,
+    wire_format,
+)
 
 LAYER_TYPES = ("paintlayer", "grouplayer", "filelayer", "vectorlayer", "filllayer", "clonelayer")
 SETTINGS_GROUP = "RecolorWithPalette"
@@ -54,9 +63,13 @@ LAST_FRAME_SCANNED = 1000
 # Each frame of an animation is sampled at about this many pixels on its long side for
 # the palette of all frames together (one row per libkis call: never a whole frame).
 FRAME_SAMPLE_SIDE = 128
-# The canvas thumbnail a preview is cut from is at most this long (a few MB): a small
-# selection on a huge canvas gets a coarser preview rather than a slow one.
-PREVIEW_CANVAS_SIDE = 1024
+# Pixels this transparent or more are left out of the palette's sample: a vector layer's
+# faint anti-aliased edges are not colours the artist painted.
+PALETTE_MIN_ALPHA = 64
+# Plain words for Krita's colour model and depth names, in messages.
+MODEL_WORDS = {"GRAYA": "greyscale", "CMYKA": "CMYK", "LABA": "Lab", "XYZA": "XYZ",
+               "YCbCrA": "YCbCr", "RGBA": "RGB"}  # fmt: skip
+DEPTH_WORDS = {"U8": "8-bit", "U16": "16-bit", "F16": "16-bit float", "F32": "32-bit float"}
 
 
 class KritaEditor:
@@ -88,8 +101,9 @@ class KritaEditor:
             )
         model, depth = node.colorModel(), node.colorDepth()
         if model != "RGBA":
+            kind = f"{MODEL_WORDS.get(model, model)} {DEPTH_WORDS.get(depth, depth)}"
             raise EditorError(
-                f"“{node.name()}” is a {model} {depth} layer; Recolor with Palette works on RGB "
+                f"“{node.name()}” is a {kind} layer; Recolor with Palette works on RGB "
                 f"images. Convert the image first: {CONVERT_IMAGE} (the new layer is made in "
                 "the image's colour space, so converting only the layer is not enough)."
             )
@@ -146,32 +160,62 @@ class KritaEditor:
         return info
 
     def thumbnail(self, max_side: int) -> Pixels:
-        """The active layer over the whole canvas, at most max_side pixels long, 8-bit sRGB
-        (the palette's source). Where Apply recolours several layers or frames: all of
-        them, one below the other, so that their palette is that of all together."""
+        """The palette's source: the active layer within the canvas (what Apply can
+        recolour; pixels beyond the canvas are never seen), sampled to at most max_side
+        pixels long (sample_rows), 8-bit sRGB as the artist sees it, nearly
+        transparent pixels (anti-aliased edges) made fully transparent. Where Apply
+        recolours several layers or frames: all of them, one below the other, so that
+        their palette is that of all together. EditorError where nothing is visible."""
         document = self._document()
         node = self._layer(document)
-        scale = max_side / max(document.width(), document.height())
-        width = max(1, round(document.width() * scale))
-        height = max(1, round(document.height() * scale))
         many = self._many(document, node)
-        if many is None:
-            return qimage_pixels(node.thumbnail(width, height))
-        kind, nodes, times = many
-        if kind == "frames":
-            return self._frame_samples(document, node, times)
-        parts = [qimage_pixels(layer.thumbnail(width, height)) for layer in nodes]
-        return Pixels(width, height * len(parts), "BGRA8", b"".join(p.data for p in parts))
+        if many is not None and many[0] == "frames":
+            return self._frame_samples(document, node, many[2])
+        parts = []
+        for layer in [node] if many is None else many[1]:
+            region = self._canvas_region(document, layer)
+            if region is not None:
+                parts.append(self._display_sample(document, layer, region, max_side)[0])
+        sample = drop_faint(stack_parts(parts)) if parts else None
+        if sample is None or not any(sample.data[3::4]):
+            self._empty(node)
+        return sample
+
+    @staticmethod
+    def _empty(node):
+        raise EditorError(f"“{node.name()}” is empty: it has no visible pixels on the canvas "
+                          "to recolour.", hint=True)  # fmt: skip
+
+    def _canvas_region(self, document, node):
+        """The layer's bounds within the canvas, None where they do not meet."""
+        bounds = node.bounds()
+        return intersect(
+            (bounds.x(), bounds.y(), bounds.width(), bounds.height()),
+            (0, 0, document.width(), document.height()),
+        )
+
+    def _display_sample(self, document, node, region, max_side, selection=None):
+        """(BGRA8 sRGB Pixels, selection bytes or None): the layer as seen over `region`,
+        sampled to at most max_side pixels long (sample_rows), and the selection at the
+        same pixels. Reads one row per libkis call."""
+        info = self._info(document, node)
+        size = BYTES_PER_PIXEL[info.depth]
+        width, height, data = sample_rows(node.projectionPixelData, region, max_side, size)
+        tone = self._tone(info.profile)
+        if tone == "other":  # a wide gamut: Krita converts it for display
+            data = self._convert(data, width, height, (info.depth, info.profile), ("U8", SRGB))
+        else:
+            data = display_bgra8(data, info.depth, tone == "linear")
+        mask = None
+        if selection is not None:
+            mask = sample_rows(selection.pixelData, region, max_side, 1)[2]
+        return Pixels(width, height, "BGRA8", data), mask
 
     def _region(self, document, node):
         """(x, y, width, height) that Apply recolours: the layer within the canvas (what
         lies beyond it is never seen) and within the selection's bounds; and the selection
         (None without one). EditorError where that is nothing."""
-        bounds = node.bounds()
-        region = intersect(
-            (bounds.x(), bounds.y(), bounds.width(), bounds.height()),
-            (0, 0, document.width(), document.height()),
-        )
+        region = self._canvas_region(document, node)
         if region is None:
             raise EditorError(f"“{node.name()}” is empty here: there is nothing to recolour.")
         selection = document.selection()
@@ -199,41 +243,15 @@ class KritaEditor:
         )
 
     def preview_source(self, max_side: int) -> PreviewSource:
-        """Apply's region of the active layer, at most max_side pixels long (less for a small
-        selection on a big canvas), as the artist sees it (8-bit sRGB), and the selection
-        sampled at the same pixels. Cut from Krita's thumbnail of the whole canvas, so no
-        full-size pixels are read for it."""
+        """Apply's region of the active layer, sampled to at most max_side pixels long, as
+        the artist sees it (8-bit sRGB), and the selection sampled at the
+        same pixels: read from the same rectangle Apply reads, a row per libkis call."""
         document = self._document()
         node = self._layer(document)
         key = self.region_key()
-        (x, y, width, height), selection = self._region(document, node)
-        canvas_w, canvas_h = document.width(), document.height()
-        scale = min(1.0, max_side / max(width, height),
-                    PREVIEW_CANVAS_SIDE / max(canvas_w, canvas_h))  # fmt: skip
-        thumb_w, thumb_h = max(1, round(canvas_w * scale)), max(1, round(canvas_h * scale))
-        canvas = qimage_pixels(node.thumbnail(thumb_w, thumb_h))
-        # The thumbnail's columns and rows that the region covers (at least one of each).
-        left, right = span(x, width, canvas_w, thumb_w)
-        top, bottom = span(y, height, canvas_h, thumb_h)
-        row_bytes = 4 * canvas.width
-        data = b"".join(
-            canvas.data[row * row_bytes + 4 * left : row * row_bytes + 4 * right]
-            for row in range(top, bottom)
-        )
-        pixels = Pixels(right - left, bottom - top, "BGRA8", data)
-        mask = None
-        if selection is not None:
-            # The selection at each preview pixel's centre on the canvas, one row at a time.
-            columns = [min(canvas_w - 1, int((c + 0.5) * canvas_w / thumb_w))
-                       for c in range(left, right)]  # fmt: skip
-            first, count = columns[0], columns[-1] - columns[0] + 1
-            rows = []
-            for row in range(top, bottom):
-                canvas_y = min(canvas_h - 1, int((row + 0.5) * canvas_h / thumb_h))
-                line = bytes(selection.pixelData(first, canvas_y, count, 1))
-                rows.append(bytes(line[c - first] for c in columns))
-            mask = b"".join(rows)
-        return PreviewSource(pixels, mask, (x, y, width, height), key)
+        region, selection = self._region(document, node)
+        pixels, mask = self._display_sample(document, node, region, max_side, selection)
+        return PreviewSource(pixels, mask, region, key)
 
     def read_layer(self):
         """The active layer's pixels (as the artist sees them, with its masks) within the
@@ -383,26 +401,23 @@ class KritaEditor:
             return []  # no window (a script): the active layer alone
 
     def _frame_samples(self, document, node, times) -> Pixels:
-        """Every keyframe of `node`, sampled (every n-th row and column of the canvas),
-        one below the other, in the layer's own pixel format for the daemon."""
+        """Every keyframe of `node` over the canvas, sampled (sample_rows), one below the other, in the layer's own pixel format for the daemon."""
         info = self._info(document, node)
         if self._tone(info.profile) == "other":
             raise EditorError(_WIDE_MANY)
-        x, y, width, height = 0, 0, document.width(), document.height()  # every frame's extent
-        step = max(1, math.ceil(max(width, height) / FRAME_SAMPLE_SIDE))
+        region = (0, 0, document.width(), document.height())  # every frame's extent
         size = BYTES_PER_PIXEL[info.depth]
-        columns = len(range(0, width, step))
-        rows = []
+        columns, rows, samples = 0, 0, []
         for time in times:
-            for top in range(y, y + height, step):
-                line = bytes(node.pixelDataAtTime(x, top, width, 1, time))
-                pixels = [line[i * size : (i + 1) * size] for i in range(0, width, step)]
-                rows.append(b"".join(pixels))
+            read = partial_at(node.pixelDataAtTime, time)
+            columns, count, sample = sample_rows(read, region, FRAME_SAMPLE_SIDE, size)
+            rows += count
+            samples.append(sample)
         pixel_format = wire_format(info.depth, info.linear)
-        data = b"".join(rows)
+        data = b"".join(samples)
         if not LITTLE_ENDIAN:
             pixel_format, data = layer_to_wire(data, info.depth, info.linear)
-        return Pixels(columns, len(rows), pixel_format, data)
+        return Pixels(columns, rows, pixel_format, data)
 
     def plan_many(self) -> ManyPlan | None:
         """None where Apply recolours the active layer alone (read_layer, add_layer_above).
@@ -679,12 +694,92 @@ def band_rows(width: int, pixel_bytes: int, converting: bool) -> int:
     return max(1, rows)
 
 
-def span(start: int, length: int, full: int, scaled: int) -> tuple[int, int]:
-    """The cells [first, last) of a `scaled`-long thumbnail of a `full`-long canvas that
-    the canvas pixels [start, start + length) cover: at least one."""
-    first = min(scaled - 1, math.floor(start * scaled / full))
-    last = max(first + 1, min(scaled, math.ceil((start + length) * scaled / full)))
-    return first, last
+def partial_at(read_at_time, time):
+    """read(x, y, width, height) of the frame at `time`."""
+    return lambda x, y, width, height: read_at_time(x, y, width, height, time)
+
+
+def sample_rows(read, region, max_side: int, size: int) -> tuple[int, int, bytes]:
+    """(columns, rows, bytes): `region` (x, y, width, height) at most max_side pixels
+    long, the nearest pixel to each sample's centre (no blending: each sample is a pixel
+    Apply reads), read with read(x, y, width, 1), `size` bytes a pixel, row after row."""
+    x, y, width, height = region
+    scale = min(1.0, max_side / max(width, height))
+    out_w, out_h = max(1, round(width * scale)), max(1, round(height * scale))
+    columns = [int((i + 0.5) * width / out_w) for i in range(out_w)]
+    rows = []
+    for row in range(out_h):
+        line = memoryview(bytes(read(x, y + int((row + 0.5) * height / out_h), width, 1)))
+        if out_w == width:
+            rows.append(line.tobytes())
+        else:
+            rows.append(b"".join(line[c * size : (c + 1) * size] for c in columns))
+    return out_w, out_h, b"".join(rows)
+
+
+_U16_TO_U8 = {}  # linear -> a 65536-entry table, made when first needed
+
+
+def display_bgra8(data: bytes, depth: str, linear: bool) -> bytes:
+    """A layer's bytes (Krita's layout for `depth`, sRGB or linear-light sRGB) as 8-bit
+    sRGB BGRA, as a display shows them: values rounded, clipped to 0-255."""
+    if depth == "U8" and not linear:
+        return data
+    if depth == "U16":
+        for tone in {linear, False} - set(_U16_TO_U8):
+            curve = srgb_encode if tone else (lambda v: v)
+            _U16_TO_U8[tone] = bytes(
+                min(255, max(0, round(curve(v / 65535) * 255))) for v in range(65536)
+            )
+        table, alpha = _U16_TO_U8[linear], _U16_TO_U8[False]
+        values = memoryview(data).cast("H")
+        out = bytearray(len(values))
+        for channel in range(3):
+            out[channel::4] = bytes(table[v] for v in values[channel::4])
+        out[3::4] = bytes(alpha[v] for v in values[3::4])
+        return bytes(out)
+    if depth == "U8":  # linear 8-bit
+        table = bytes(min(255, round(srgb_encode(v / 255) * 255)) for v in range(256))
+        out = bytearray(data)
+        for channel in range(3):
+            out[channel::4] = bytes(table[v] for v in data[channel::4])
+        return bytes(out)
+    code = "e" if depth == "F16" else "f"  # native order, R, G, B, A
+    values = struct.unpack(f"={len(data) // struct.calcsize(code)}{code}", data)
+
+    def byte(value, curve):
+        return min(255, max(0, round(curve(value) * 255)))
+
+    curve = srgb_encode if linear else (lambda v: v)
+    out = bytearray(len(values))
+    for channel, place in ((0, 2), (1, 1), (2, 0)):
+        out[place::4] = bytes(byte(v, curve) for v in values[channel::4])
+    out[3::4] = bytes(byte(v, lambda a: a) for v in values[3::4])
+    return bytes(out)
+
+
+def stack_parts(parts: list) -> Pixels:
+    """BGRA8 pixels of several sizes one below the other, the narrower ones padded with
+    transparent pixels (which a palette leaves out)."""
+    width = max(part.width for part in parts)
+    rows = []
+    for part in parts:
+        pad = bytes(4 * (width - part.width))
+        line = 4 * part.width
+        rows += [part.data[i * line : (i + 1) * line] + pad for i in range(part.height)]
+    return Pixels(width, sum(part.height for part in parts), "BGRA8", b"".join(rows))
+
+
+def drop_faint(pixels: Pixels) -> Pixels:
+    """The pixels with those under PALETTE_MIN_ALPHA made fully transparent."""
+    data = bytearray(pixels.data)
+    alpha = data[3::4]
+    if min(alpha, default=255) >= PALETTE_MIN_ALPHA:
+        return pixels
+    for index, value in enumerate(alpha):
+        if value < PALETTE_MIN_ALPHA:
+            data[4 * index : 4 * index + 4] = b"\0\0\0\0"
+    return Pixels(pixels.width, pixels.height, "BGRA8", bytes(data))
 
 
 def qimage_pixels(image) -> Pixels:
