@@ -401,7 +401,8 @@ class KritaEditor:
             return []  # no window (a script): the active layer alone
 
     def _frame_samples(self, document, node, times) -> Pixels:
-        """Every keyframe of `node` over the canvas, sampled (sample_rows), one below the other, in the layer's own pixel format for the daemon."""
+        """Every keyframe of `node` over the canvas, sampled (sample_rows), one below the
+        other, in the layer's own pixel format for the daemon."""
         info = self._info(document, node)
         if self._tone(info.profile) == "other":
             raise EditorError(_WIDE_MANY)
