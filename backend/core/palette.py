@@ -120,12 +120,16 @@ def distinct_colours(rgb8: np.ndarray, weight=None):
     pixels = pixels[::stride]
     red, green, blue = (pixels[:, c].astype(np.uint32) for c in range(3))
     sampled_weight = None if weight is None else weight.reshape(-1)[::stride]
-    # One count per possible colour (2^24 slots, 128 MB for a moment) instead of sorting
-    # the sample: several times faster, and each colour's weights are added in the same
-    # order as before, so the sums are the same to the last bit.
-    counts = np.bincount((red << 16) | (green << 8) | blue, weights=sampled_weight)
-    keys = np.flatnonzero(counts > 0)
-    counts = counts[keys].astype(np.float64)
+    codes = (red << 16) | (green << 8) | blue
+    ordered = np.sort(codes)  # sorting the codes alone is fast (no argsort, as np.unique)
+    first = np.concatenate([[True], ordered[1:] != ordered[:-1]])
+    keys = ordered[first]
+    if sampled_weight is None:  # each colour's pixels are one run of the sorted codes
+        counts = np.diff(np.append(np.flatnonzero(first), len(ordered)))
+    else:  # weights added in the pixels' order, as always: the same sums to the last bit
+        counts = np.bincount(np.searchsorted(keys, codes), sampled_weight, len(keys))
+    seen = counts > 0
+    keys, counts = keys[seen], counts[seen].astype(np.float64)
     rgb = np.stack([(keys >> 16) & 255, (keys >> 8) & 255, keys & 255], axis=1).astype(np.uint8)
     return rgb, counts
 
