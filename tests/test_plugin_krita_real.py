@@ -313,6 +313,22 @@ def test_krita_gui_action_opens_the_docker_and_apply_adds_one_undoable_layer(
     added = (tmp_path / "selection-applied.bin").read_bytes()
     assert shown == added, np.abs(np.frombuffer(shown, np.uint8).astype(int)
                                   - np.frombuffer(added, np.uint8)).max()  # fmt: skip
+    # An 800 x 800 canvas (not whole 64-px tiles) and its layer moved half off it: the
+    # swatches are the visible half's six colours (not the off-canvas magenta), and the
+    # preview (the classical method) is the applied layer at the preview's pixels (was:
+    # Node.thumbnail's view of the stored tiles, the off-canvas half shown).
+    assert result["moved_preview_state"].startswith("Preview: the layer, 400 × 800 px")
+    assert len(result["moved_layer_palette"]) == 6
+    assert "#ff00ff" not in result["moved_layer_palette"]
+    assert result["moved_status"].startswith("Added layer")
+    width, height = result["moved_preview_size"]
+    assert (width, height) == (128, 256)
+    shown = np.frombuffer((tmp_path / "moved-preview.bin").read_bytes(), np.uint8)
+    added = np.frombuffer((tmp_path / "moved-applied.bin").read_bytes(), np.uint8)
+    rows = ((np.arange(height) + 0.5) * 800 / height).astype(int)
+    columns = ((np.arange(width) + 0.5) * 400 / width).astype(int)
+    added = added.reshape(800, 400, 4)[rows][:, columns]
+    assert np.array_equal(shown.reshape(height, width, 4), added)
     # Closed, the docker opens again from Tools > Scripts (and Settings > Dockers).
     assert result["reopened_visible"] and "has been deleted" not in output
     # The daemon killed mid-job: the docker says the backend stopped within 10 s, nothing is

@@ -24,6 +24,10 @@ CONFIG = json.loads(Path(os.environ["RECOLOR_GUI_TEST"]).read_text())
 RESULT = Path(CONFIG["out"]) / "gui-result.json"
 record = {"steps": []}
 SELECTION = (40, 30, 150, 100)  # x, y, width, height: small, so the preview is full size
+# The visible half of the moved layer: three stripes (B, G, R; width) above row 300, three
+# below: six colours, none of them the magenta of the half moved off the canvas.
+MOVED_STRIPES = ((((40, 40, 200), 133), ((40, 160, 40), 134), ((200, 90, 30), 133)),
+                 (((20, 20, 90), 133), ((150, 220, 230), 134), ((120, 120, 120), 133)))  # fmt: skip
 
 
 results = Results(RESULT, record)
@@ -215,6 +219,46 @@ class Driver:
         step("selection applied", selection_status=self.widget.status.text(),
              selection_layer=new.name())  # fmt: skip
         Krita.instance().action("deselect").trigger()
+        self.moved_layer()
+
+    # --- an 800 x 800 canvas (not whole 64-px tiles), its layer moved half off it ---------
+    def moved_layer(self):
+        """Krita's Node.thumbnail shows a layer's stored tiles, off-canvas ones too: the
+        preview and the swatches must show only what Apply recolours."""
+        app = Krita.instance()
+        self.moved_doc = app.createDocument(800, 800, "moved", "RGBA", "U8", "", 72.0)
+        self.window.addView(self.moved_doc)
+        node = self.moved_doc.createNode("Moved", "paintlayer")
+        magenta = bytes((255, 0, 255, 255))  # the left half: moved off the canvas
+        rows = []
+        for y in range(800):
+            stripes = MOVED_STRIPES[0] if y < 300 else MOVED_STRIPES[1]
+            right = b"".join(bytes((*bgr, 255)) * width for bgr, width in stripes)
+            rows.append(magenta * 400 + right)
+        node.setPixelData(b"".join(rows), 0, 0, 800, 800)
+        self.moved_doc.rootNode().addChildNode(node, None)
+        node.move(-400, 0)
+        self.moved_doc.setActiveNode(node)
+        controller = self.widget.controller
+        wait_for(lambda: self.preview_state().startswith("Preview: the layer, 400 × 800 px")
+                 and controller._palette_job is None and controller._preview_job is None,
+                 self.moved_previewed, 60, "the moved layer's preview")  # fmt: skip
+
+    def moved_previewed(self):
+        size = self.save_preview("moved-preview.bin")
+        step("moved layer previewed", moved_preview_size=size,
+             moved_layer_palette=self.widget.layer_row.colors(),
+             moved_preview_state=self.preview_state())  # fmt: skip
+        self.widget.apply_button.click()
+        wait_for(lambda: self.widget.status.text().startswith("Added layer") or self.error_shown(),
+                 self.moved_applied, 120, "the moved layer's new layer")  # fmt: skip
+
+    def moved_applied(self):
+        new = self.moved_doc.activeNode()
+        (Path(CONFIG["out"]) / "moved-applied.bin").write_bytes(
+            bytes(new.pixelData(0, 0, 400, 800))
+        )
+        step("moved layer applied", moved_status=self.widget.status.text())
         # The docker closed with its own close button, then opened from Tools > Scripts.
         self.docker().close()
         wait_for(lambda: not self.docker().isVisible(), self.reopen, 10, "the docker to close")
