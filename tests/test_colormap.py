@@ -187,6 +187,12 @@ def test_exact_colours_hit_exactly_the_pixels_whose_rounded_colour_is_listed():
     for code, output in zip(listed, outputs):
         expected[codes == code] = output
     assert np.array_equal(ExactColours(listed, outputs)(out.copy(), rgb), expected)
+    # into a view that is not contiguous (numpy's indexing instead of OpenCV's copy)
+    wide = np.zeros((64, 192, 3), np.float32)
+    wide[:, ::2] = out
+    columns = wide[:, ::2]
+    ExactColours(listed, outputs)(columns, rgb)
+    assert np.array_equal(columns, expected)
     # the same with the codes given (an 8-bit layer's own bytes)
     assert np.array_equal(ExactColours(listed, outputs)(out.copy(), rgb, codes), expected)
     # a code listed twice keeps its first output; none listed changes nothing

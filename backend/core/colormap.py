@@ -29,6 +29,7 @@ The cost per full-resolution pixel is one lattice lookup and one table search; f
 takes well under a second at the working size.
 """
 
+import cv2
 import numpy as np
 import scipy.sparse as sparse
 import scipy.sparse.linalg as sparse_linalg
@@ -185,6 +186,7 @@ class ExactColours:
     def __init__(self, codes: np.ndarray, outputs: np.ndarray):
         codes, first = np.unique(np.asarray(codes, np.int64), return_index=True)
         self.outputs = np.asarray(outputs, np.float32)[first]  # a code given twice: the first
+        self.by_slot = np.concatenate([np.zeros((1, 3), np.float32), self.outputs])
         self.slots = None
         if len(codes):  # slot 0: no exact colour; i + 1: codes[i]
             self.slots = np.zeros(1 << 24, np.min_scalar_type(len(codes)))
@@ -201,9 +203,19 @@ class ExactColours:
             weights[:3] = _CODE_WEIGHTS
             codes = (channels @ weights).astype(np.intp)
         slot = np.take(self.slots, codes)
-        hit = slot != 0
-        if hit.any():
-            out[hit] = self.outputs[slot[hit] - 1]
+        if not slot.any():
+            return out
+        if not out.flags.c_contiguous:
+            hit = slot != 0
+            out[hit] = self.by_slot[slot[hit]]
+            return out
+        # OpenCV's masked copy: a third less time than numpy's boolean indexing where many
+        # pixels are hit (a photo's clipped white, a comic's fills)
+        pixels = out.reshape(-1, 1, 3)
+        hit = (slot != 0).view(np.uint8).reshape(-1, 1)
+        written = cv2.copyTo(np.take(self.by_slot, slot.reshape(-1, 1), axis=0), hit, pixels)
+        if not np.shares_memory(written, pixels):  # OpenCV made a new array after all
+            np.copyto(pixels, written)
         return out
 
 
