@@ -40,8 +40,9 @@ class Recorder:
     def show_preview_state(self, text):
         self.preview_state = text
 
-    def show_status(self, text, kind):
+    def show_status(self, text, kind, detail=""):
         self.statuses.append((kind, text))
+        self.detail = detail
 
     def set_applying(self, applying):
         self.applying = applying
@@ -424,6 +425,31 @@ def test_every_error_is_shown_in_the_docker_as_a_message(setup, monkeypatch, cod
     setup.runner.run()
     assert setup.view.status == ("error", user_message(code, f"what the daemon said about {code}"))
     assert setup.document.layers() == ["Photo"] and not setup.view.applying
+
+
+def test_a_dead_backend_is_said_in_one_line_with_the_story_in_the_tooltip(setup, monkeypatch):
+    """qa-krita: the old message was five lines of sockets and heartbeats, drawn over the
+    preview. With auto-start on (the default), the next request starts the backend again."""
+    setup.controller.settings.auto_start = True
+    monkeypatch.setattr(Launcher, "ensure_running", lambda *args, **kwargs: None)
+    setup.open()
+    story = "tcp://127.0.0.1:5555 went away with the request and was not back within 3 s."
+
+    def failing(self, header, *args, **kwargs):
+        from plugin.recolor_with_palette.errors import BackendStoppedError
+
+        if header["op"] == "recolor":
+            raise BackendStoppedError(story)
+        return {"ok": True}, []
+
+    monkeypatch.setattr(client_module.Client, "request", failing)
+    setup.controller.apply()
+    setup.runner.run()
+    kind, text = setup.view.status
+    assert kind == "error" and "\n" not in text and len(text) < 90
+    assert "stopped" in text and "Apply" in text  # what happened, and what to do
+    assert story in setup.view.detail  # the details: the status line's tooltip
+    assert setup.document.layers() == ["Photo"]
 
 
 def test_a_real_error_reply_reaches_the_docker(setup):

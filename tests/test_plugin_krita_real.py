@@ -34,6 +34,7 @@ from servers import daemon_answer
 from skimage.color import deltaE_ciede2000, rgb2lab
 
 from backend.cli.demo import DEMO_PHOTO
+from plugin.recolor_with_palette.controller import BACKEND_STOPPED
 from plugin.recolor_with_palette.krita_api import CONVERT_IMAGE
 from plugin.recolor_with_palette.pixels import is_linear_profile, layer_to_wire, wire_to_layer
 
@@ -334,7 +335,12 @@ def test_krita_gui_action_opens_the_docker_and_apply_adds_one_undoable_layer(
     # The daemon killed mid-job: the docker says the backend stopped within 10 s, nothing is
     # added, and the next Apply starts a new daemon and adds the layer.
     assert result["status_at_kill"].startswith("Recolouring “")
-    assert "The backend stopped while working" in result["message_after_kill"]
+    assert result["message_after_kill"] == BACKEND_STOPPED  # one plain line...
+    assert "went away with the request" in result["message_tooltip"]  # ...the story: tooltip
+    # Shown whole, below the preview and its caption, not drawn over them (qa-krita).
+    assert result["status_fits"]
+    for above in (result["preview_box"], result["preview_state_box"]):
+        assert above[1] + above[3] <= result["status_box"][1], (above, result["status_box"])
     assert result["seconds_to_message"] < 10
     assert result["big_children_after_kill"] == result["big_children_before"]
     assert result["status_after_restart"].startswith("Added layer")

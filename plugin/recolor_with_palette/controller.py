@@ -36,6 +36,9 @@ THUMBNAIL_SIDE = 256  # what the palette is extracted from and the preview is ma
 PREVIEW_DELAY_MS = 250  # quiet time after an edit before the preview is requested
 PREVIEW_STALE = "Preview out of date: updating…"
 PALETTE_PENDING = "Reading the layer's palette first; Apply follows…"
+# The backend died with a request (crashed, killed): said in one line; the plug-in starts it
+# again with the next request. The whole story goes in the status line's tooltip.
+BACKEND_STOPPED = "The backend stopped (crashed or was killed). Apply or Reset starts it again."
 # A colour of the layer's palette covering less than this share of its visible pixels
 # (stray or anti-aliased pixels) is not shown as a swatch.
 MIN_SHARE = 0.002
@@ -621,7 +624,9 @@ class Controller:
             self.view.show_status(str(error), "error")
             return
         if isinstance(error, RecolorError):
-            if error.code != "cancelled":
+            if error.code == "backend_stopped" and self.settings.auto_start:
+                self.view.show_status(BACKEND_STOPPED, "error", str(error))  # details: tooltip
+            elif error.code != "cancelled":
                 self.view.show_status(str(error), "error")
             else:
                 self.view.show_status("Cancelled: nothing was changed.", "info")

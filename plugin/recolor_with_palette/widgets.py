@@ -31,6 +31,7 @@ PALETTE_FILE_FILTER = (
     "All files (*)"
 )
 STATUS_COLORS = {"error": "#d04040", "busy": "", "info": ""}
+STATUS_LINES = 4  # the status line's height; longer messages scroll
 
 
 def pixels_to_qimage(pixels: Pixels) -> QtGui.QImage:
@@ -302,12 +303,22 @@ class RecolorWidget(QtWidgets.QWidget):
         self.status = QtWidgets.QLabel()
         self.status.setWordWrap(True)
         self.status.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.status.setAlignment(Qt.AlignmentFlag.AlignTop | Qt.AlignmentFlag.AlignLeft)
+        # A long message scrolls within a few lines instead of pushing the layout below its
+        # minimum (where Qt draws the widgets over one another: over the preview).
+        self.status_area = QtWidgets.QScrollArea()
+        self.status_area.setWidget(self.status)
+        self.status_area.setWidgetResizable(True)
+        self.status_area.setFrameShape(QtWidgets.QFrame.Shape.NoFrame)
+        self.status_area.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        lines = self.status.fontMetrics().lineSpacing()
+        self.status_area.setFixedHeight(STATUS_LINES * lines + 4)
         self.busy = QtWidgets.QProgressBar()
         self.busy.setRange(0, 0)  # no progress API in palettenet/1: an indeterminate bar
         self.busy.setMaximumHeight(8)
         self.busy.setTextVisible(False)
         self.busy.hide()
-        grid.addWidget(self.status, 8, 0, 1, 4)
+        grid.addWidget(self.status_area, 8, 0, 1, 4)
         grid.addWidget(self.busy, 9, 0, 1, 4)
 
         self.apply_button = QtWidgets.QPushButton("Apply")
@@ -357,10 +368,12 @@ class RecolorWidget(QtWidgets.QWidget):
         """Under the preview: what it shows, or that it is out of date and being made."""
         self.preview_state.setText(text)
 
-    def show_status(self, text: str, kind: str) -> None:
+    def show_status(self, text: str, kind: str, detail: str = "") -> None:
+        """The status line; `detail` (the technical story) shows as its tooltip."""
         color = STATUS_COLORS.get(kind, "")
         self.status.setStyleSheet(f"color: {color};" if color else "")
         self.status.setText(text)
+        self.status.setToolTip(detail)
         self.busy.setVisible(kind == "busy")
 
     def set_applying(self, applying: bool) -> None:

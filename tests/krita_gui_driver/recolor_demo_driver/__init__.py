@@ -92,9 +92,9 @@ class Driver:
         self.widget.show_preview = shown
         log, show_status = record.setdefault("status_log", []), self.widget.show_status
 
-        def logged(text, kind):
+        def logged(text, kind, *detail):
             log.append([kind, text[:200]])
-            show_status(text, kind)
+            show_status(text, kind, *detail)
 
         self.widget.show_status = logged
         wait_for(lambda: self.widget.controller.layer_palette and self.idle(),

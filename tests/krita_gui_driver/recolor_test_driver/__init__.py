@@ -96,9 +96,9 @@ class Driver:
         log, show_status = record.setdefault("status_log", []), self.widget.show_status
         started = time.monotonic()
 
-        def logging(text, kind):
+        def logging(text, kind, *detail):
             log.append([round(time.monotonic() - started, 2), kind, text[:160]])
-            show_status(text, kind)
+            show_status(text, kind, *detail)
 
         self.widget.show_status = logging
 
@@ -324,8 +324,19 @@ class Driver:
         wait_for(self.error_shown, self.stopped_shown, 60, "a message after the kill")
 
     def stopped_shown(self):
+        widget = self.widget
+
+        def box(w):  # the widget's rectangle in the docker's coordinates
+            corner = w.mapTo(widget, w.rect().topLeft())
+            return [corner.x(), corner.y(), w.width(), w.height()]
+
+        self.docker().grab().save(str(Path(CONFIG["out"]) / "docker-killed.png"))
         step("message after the kill", seconds_to_message=time.monotonic() - self.killed_at,
-             message_after_kill=self.status(),
+             message_after_kill=self.status(), message_tooltip=widget.status.toolTip(),
+             preview_box=box(widget.preview), preview_state_box=box(widget.preview_state),
+             status_box=box(widget.status_area),
+             status_fits=widget.status.heightForWidth(widget.status_area.viewport().width())
+             <= widget.status_area.viewport().height(),
              big_children_after_kill=self.children_of(self.big))  # fmt: skip
         self.widget.apply_button.click()  # again: the daemon must be started again
         wait_for(lambda: self.status().startswith("Added layer") or self.error_shown(),
@@ -344,9 +355,9 @@ class Driver:
         # the closed image's line before a poll here sees it.
         self.shown, show_status = [], self.widget.show_status
 
-        def recording(text, kind):
+        def recording(text, kind, *detail):
             self.shown.append([kind, text])
-            show_status(text, kind)
+            show_status(text, kind, *detail)
 
         self.widget.show_status = recording
         self.big.setModified(False)
