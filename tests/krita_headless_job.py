@@ -42,7 +42,7 @@ class Recorder:
     def show_preview_state(self, text):
         self.preview_state = text
 
-    def show_status(self, text, kind):
+    def show_status(self, text, kind, detail=""):
         self.statuses.append([kind, text])
 
     def set_applying(self, applying):
@@ -152,6 +152,36 @@ def run_case(krita, name, document, layer, config, out: Path, designer_index=1, 
     return record
 
 
+def time_reads(krita, app) -> dict:
+    from recolor_with_palette.krita_api import KritaEditor
+
+    width, height = 8000, 6000
+    document = app.createDocument(width, height, "48 MP", "RGBA", "U8", "", 72.0)
+    document.setBatchmode(True)
+    layer = document.rootNode().childNodes()[0]
+    band = 500
+    for top in range(0, height, band):
+        row = bytes((top // 20 % 256, (top * 3) % 256, 90, 255)) * width
+        layer.setPixelData(row * band, 0, top, width, band)
+    document.waitForDone()
+    headless = HeadlessKrita(app, HeadlessDocument(document, layer))
+    editor = KritaEditor(types.SimpleNamespace(Krita=types.SimpleNamespace(
+        instance=lambda: headless), ManagedColor=krita.ManagedColor))  # fmt: skip
+    record = {"case": "48mp-reads"}
+    for name, read in (("content_key", editor.content_key),
+                       ("thumbnail", lambda: editor.thumbnail(256)),
+                       ("preview_source", lambda: editor.preview_source(256))):  # fmt: skip
+        times = []
+        for _ in range(5):
+            started = time.perf_counter()
+            read()
+            times.append((time.perf_counter() - started) * 1000)
+        record[f"{name}_ms"] = [round(min(times), 1), round(max(times), 1)]
+    document.setModified(False)
+    document.close()
+    return record
+
+
 def main(args):
     config = json.loads(Path(args[0]).read_text())
     out = Path(config["out"])
@@ -224,6 +254,11 @@ def main(args):
             size = (0, 0, document.width(), document.height())
             (out / f"{case}-original-srgb.bin").write_bytes(bytes(original.pixelData(*size)))
             (out / f"{case}-result-srgb.bin").write_bytes(bytes(result.pixelData(*size)))
+
+        # 7. What the docker's reads cost on a 48-megapixel layer, on the GUI thread: the
+        # fingerprint at every 0.7 s poll (painting noticed), the palette's and the
+        # preview's samples (read when the layer, its content or the selection changes).
+        records.append(time_reads(krita, app))
     except Exception:
         error = traceback.format_exc()
     (out / "result.json").write_text(json.dumps({"records": records, "error": error}, indent=1))

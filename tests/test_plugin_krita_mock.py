@@ -942,3 +942,27 @@ def test_faint_anti_aliased_edges_make_no_swatches(daemon, tmp_path):
     setup = Setup(daemon, tmp_path, document)
     setup.open()
     assert sorted(setup.view.layer_palette) == ["#1d3557", "#e63946"]
+
+
+def test_painting_on_the_layer_refreshes_the_swatches_and_the_preview(daemon, tmp_path):
+    """qa-krita: a brush stroke left the preview and the swatches as they were, and Apply
+    then paired the target with colours the layer no longer had."""
+    document = Document(300, 200)
+    layer = document.add_layer("Paint")
+    layer.fill(np.array(RED))
+    setup = chang_setup(Setup(daemon, tmp_path, document))
+    setup.open()
+    assert setup.view.layer_palette == ["#dc1e1e"]
+    before = setup.view.preview.data
+    layer.fill(np.array(BLUE), 40, 60, 120, 30)  # a stroke, about 6 % of the layer
+    setup.controller.check_layer()  # the docker's 0.7 s poll
+    setup.runner.run()
+    assert sorted(setup.view.layer_palette) == ["#143cc8", "#dc1e1e"]
+    assert setup.view.preview.data != before
+    setup.controller.check_layer()  # nothing painted since: nothing read again
+    assert not setup.runner.jobs
+    document.add_layer("Empty")  # an empty layer is said once, not at every poll
+    setup.open()
+    said = len(setup.view.statuses)
+    setup.controller.check_layer()
+    assert len(setup.view.statuses) == said and not setup.runner.jobs

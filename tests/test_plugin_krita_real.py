@@ -110,6 +110,10 @@ def test_headless_krita_recolours_real_layers_into_new_layers(daemon, krita_home
     result = json.loads(result_file.read_text())
     assert result["error"] is None, result["error"]
     cases = {record["case"]: record for record in result["records"]}
+    reads = cases["48mp-reads"]  # a number to read, not a timed assertion (shared machines)
+    print(f"docker reads on an 8000 x 6000 8-bit layer, min/max of 5 (ms): fingerprint at "
+          f"each 0.7 s poll {reads['content_key_ms']}, palette sample {reads['thumbnail_ms']}, "
+          f"preview sample {reads['preview_source_ms']}")  # fmt: skip
     print(json.dumps(result["records"], indent=1)[:4000])
 
     # 1. the PNG: one new layer right above, the daemon's pixels, the original untouched
@@ -169,7 +173,7 @@ def test_headless_krita_recolours_real_layers_into_new_layers(daemon, krita_home
     # 4. greyscale: the message, and nothing added
     grey = cases["graya"]
     kind, text = grey["statuses"][-1]
-    assert kind == "error" and "GRAYA U8 layer" in text and "Convert" in text
+    assert kind == "error" and "a greyscale 8-bit layer" in text and "Convert" in text
     assert grey["children_after"] == grey["children_before"]
 
     # 5. CMYK: the message names Image > Convert Image Color Space; converting only the
@@ -178,7 +182,7 @@ def test_headless_krita_recolours_real_layers_into_new_layers(daemon, krita_home
         kind, text = cases[case]["statuses"][-1]
         assert kind == "error" and CONVERT_IMAGE in text, text
         assert cases[case]["children_after"] == cases[case]["children_before"]
-    assert "CMYKA U8 layer" in cases["cmyk"]["statuses"][-1][1]
+    assert "a CMYK 8-bit layer" in cases["cmyk"]["statuses"][-1][1]
     converted = cases["cmyk-image-converted"]
     assert converted["statuses"][-1][1].startswith("Added layer"), converted["statuses"]
     assert converted["result_depth"] == "U8" and converted["depth"] == "U8"

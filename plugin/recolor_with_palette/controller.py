@@ -129,6 +129,8 @@ class Controller:
         self.thumbnail: Pixels | None = None  # the whole layer, small: its palette's source
         self.source: PreviewSource | None = None  # what the preview is made of
         self._region_key = None  # the editor's region_key() the source was read for
+        self._content_key = None  # the editor's content_key() the palette was read for
+        self._unreadable = None  # (layer key, content key) of a layer refresh_layer refused
         # Swatch i of the layer's palette becomes swatch i of the target whenever both have
         # as many colours (a loaded palette is put in that order: see _read_layer_palette).
         self.layer_palette: list[str] = []
@@ -159,25 +161,33 @@ class Controller:
                 self._layer_problem = str(error)  # said once, not at every look
             return
         self._layer_problem = None
+        if self.layer is None and self._unreadable == (layer.key, self.editor.content_key()):
+            return  # the same layer that could not be read (empty): said once, not each look
         if self.layer is None or layer.key != self.layer.key:
             self.refresh_layer()
+        elif self.editor.content_key() != self._content_key:
+            self.refresh_layer(painted=True)  # painted on: new swatches, a new preview
         elif self.editor.region_key() != self._region_key:
             self._read_preview_source()
 
-    def refresh_layer(self) -> None:
+    def refresh_layer(self, painted: bool = False) -> None:
         """Read the active layer's thumbnail and the preview's source, and ask the daemon
-        for the layer's palette."""
+        for the layer's palette (`painted`: the same layer, its pixels changed)."""
+        self.layer = None
         try:
+            self._content_key = self.editor.content_key()
             self.layer = self.editor.active_layer()
             self.thumbnail = self.editor.thumbnail(THUMBNAIL_SIDE)
         except EditorError as error:
+            if self.layer is not None:
+                self._unreadable = (self.layer.key, self._content_key)
             self._forget_layer()
             self.view.show_status(str(error), "info" if error.hint else "error")
             return
         self._read_preview_source()
         # Krita makes the layer an Apply added the active one: the docker follows it quietly,
         # leaving "Added layer ..." on view.
-        quiet = self.layer.name == self._added_layer
+        quiet = painted or self.layer.name == self._added_layer
         self._added_layer = None
         self._read_layer_palette(quiet)
 
