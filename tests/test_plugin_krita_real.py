@@ -334,6 +334,9 @@ def test_krita_gui_action_opens_the_docker_and_apply_adds_one_undoable_layer(
     columns = ((np.arange(width) + 0.5) * 400 / width).astype(int)
     added = added.reshape(800, 400, 4)[rows][:, columns]
     assert np.array_equal(shown.reshape(height, width, 4), added)
+    # Painting on it (a yellow block) is noticed by the docker's poll: new swatches.
+    assert result["palette_after_paint"] != result["palette_before_paint"]
+    assert result["seconds_to_notice_paint"] < 10
     # Closed, the docker opens again from Tools > Scripts (and Settings > Dockers).
     assert result["reopened_visible"] and "has been deleted" not in output
     # The daemon killed mid-job: the docker says the backend stopped within 10 s, nothing is

@@ -238,6 +238,7 @@ class Driver:
         node.setPixelData(b"".join(rows), 0, 0, 800, 800)
         self.moved_doc.rootNode().addChildNode(node, None)
         node.move(-400, 0)
+        self.moved_node = node
         self.moved_doc.setActiveNode(node)
         controller = self.widget.controller
         wait_for(lambda: self.preview_state().startswith("Preview: the layer, 400 × 800 px")
@@ -259,6 +260,28 @@ class Driver:
             bytes(new.pixelData(0, 0, 400, 800))
         )
         step("moved layer applied", moved_status=self.widget.status.text())
+        # Painting on the layer (a yellow block on the visible half): the docker's poll
+        # notices it and reads the swatches and the preview again.
+        self.moved_doc.setActiveNode(self.moved_node)
+        controller = self.widget.controller
+        wait_for(lambda: controller.layer is not None and controller.layer.name == "Moved"
+                 and controller._palette_job is None and controller._preview_job is None,
+                 self.paint_moved, 30, "the moved layer active again")  # fmt: skip
+
+    def paint_moved(self):
+        self.palette_before_paint = self.widget.layer_row.colors()
+        self.preview_before_paint = self.widget.preview.source.cacheKey()
+        block = bytes((0, 230, 250, 255)) * (200 * 250)  # #fae600, B G R A
+        self.moved_node.setPixelData(block, 100, 400, 200, 250)
+        self.painted_at = time.monotonic()
+        wait_for(lambda: self.widget.layer_row.colors() != self.palette_before_paint
+                 and self.widget.preview.source.cacheKey() != self.preview_before_paint,
+                 self.moved_painted, 30, "the swatches after painting")  # fmt: skip
+
+    def moved_painted(self):
+        step("painted", palette_before_paint=self.palette_before_paint,
+             palette_after_paint=self.widget.layer_row.colors(),
+             seconds_to_notice_paint=round(time.monotonic() - self.painted_at, 2))  # fmt: skip
         # The docker closed with its own close button, then opened from Tools > Scripts.
         self.docker().close()
         wait_for(lambda: not self.docker().isVisible(), self.reopen, 10, "the docker to close")
