@@ -745,44 +745,54 @@ def sample_rows(read, region, max_side: int, size: int) -> tuple[int, int, bytes
     return out_w, out_h, b"".join(rows)
 
 
-_U16_TO_U8 = {}  # linear -> a 65536-entry table, made when first needed
+_TABLES: dict = {}  # (kind, linear) -> 65536 display bytes, one per 16-bit code
+
+
+def _display_table(kind: str, linear: bool) -> bytes:
+    """The 8-bit display value of every 16-bit code of `kind`: "U16" (an integer channel),
+    "F16" (a half float's bits) or "F32" (a float's upper 16 bits: sign, exponent and 7
+    mantissa bits, within 1/256 of the value: enough for 8 bits). Made once, then a look-up
+    per channel: a 256 x 256 sample takes about 10 ms instead of 100-150 ms of float maths."""
+    if (kind, linear) not in _TABLES:
+        if kind == "U16":
+            values = [code / 65535 for code in range(65536)]
+        else:
+            raw = struct.pack("=65536H", *range(65536))
+            if kind == "F16":
+                values = struct.unpack("=65536e", raw)
+            else:
+                shifted = struct.pack("=65536I", *(code << 16 for code in range(65536)))
+                values = struct.unpack("=65536f", shifted)
+        curve = srgb_encode if linear else (lambda v: v)
+        _TABLES[kind, linear] = bytes(
+            0 if value != value else round(min(255.0, max(0.0, curve(value) * 255)))  # NaN: 0
+            for value in values
+        )
+    return _TABLES[kind, linear]
 
 
 def display_bgra8(data: bytes, depth: str, linear: bool) -> bytes:
-    """A layer's bytes (Krita's layout for `depth`, sRGB or linear-light sRGB) as 8-bit
-    sRGB BGRA, as a display shows them: values rounded, clipped to 0-255."""
-    if depth == "U8" and not linear:
-        return data
-    if depth == "U16":
-        for tone in {linear, False} - set(_U16_TO_U8):
-            curve = srgb_encode if tone else (lambda v: v)
-            _U16_TO_U8[tone] = bytes(
-                min(255, max(0, round(curve(v / 65535) * 255))) for v in range(65536)
-            )
-        table, alpha = _U16_TO_U8[linear], _U16_TO_U8[False]
-        values = memoryview(data).cast("H")
-        out = bytearray(len(values))
-        for channel in range(3):
-            out[channel::4] = bytes(table[v] for v in values[channel::4])
-        out[3::4] = bytes(alpha[v] for v in values[3::4])
-        return bytes(out)
-    if depth == "U8":  # linear 8-bit
+    """A layer's bytes (Krita's layout for `depth`: B, G, R, A for integers, R, G, B, A for
+    floats, native order; sRGB or linear-light sRGB) as 8-bit sRGB B, G, R, A, as a display
+    shows them: rounded, clipped to 0-255."""
+    if depth == "U8":
+        if not linear:
+            return data
         table = bytes(min(255, round(srgb_encode(v / 255) * 255)) for v in range(256))
         out = bytearray(data)
         for channel in range(3):
             out[channel::4] = bytes(table[v] for v in data[channel::4])
         return bytes(out)
-    code = "e" if depth == "F16" else "f"  # native order, R, G, B, A
-    values = struct.unpack(f"={len(data) // struct.calcsize(code)}{code}", data)
-
-    def byte(value, curve):
-        return min(255, max(0, round(curve(value) * 255)))
-
-    curve = srgb_encode if linear else (lambda v: v)
-    out = bytearray(len(values))
-    for channel, place in ((0, 2), (1, 1), (2, 0)):
-        out[place::4] = bytes(byte(v, curve) for v in values[channel::4])
-    out[3::4] = bytes(byte(v, lambda a: a) for v in values[3::4])
+    codes = memoryview(data).cast("H")
+    if depth == "F32":  # each float's upper half
+        codes = codes[1::2] if LITTLE_ENDIAN else codes[0::2]
+    kind = "U16" if depth == "U16" else depth
+    colour, alpha = _display_table(kind, linear), _display_table(kind, False)
+    places = ((0, 0), (1, 1), (2, 2)) if depth == "U16" else ((0, 2), (1, 1), (2, 0))
+    out = bytearray(len(codes))
+    for channel, place in places:
+        out[place::4] = bytes(colour[code] for code in codes[channel::4])
+    out[3::4] = bytes(alpha[code] for code in codes[3::4])
     return bytes(out)
 
 
