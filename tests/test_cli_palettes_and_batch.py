@@ -359,7 +359,14 @@ def test_ctrl_c_stops_a_batch_soon_and_leaves_only_whole_files(tmp_path):
                "#102030,#ffaa00", "--source-palette", "#c81e1e,#1e28c8", "-o", str(out),
                "--jobs", "1", "--server", address]  # fmt: skip
     try:
-        run = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        # As from a terminal: a test run started in the background (CI, nohup) ignores
+        # SIGINT, the child would inherit that, and Python then never raises
+        # KeyboardInterrupt.
+        def default_sigint():
+            signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+        run = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               preexec_fn=default_sigint)  # fmt: skip
         deadline = time.monotonic() + 60
         while not any(p.suffix == ".png" for p in out.iterdir()):
             assert run.poll() is None and time.monotonic() < deadline, run.communicate()
