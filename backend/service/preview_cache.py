@@ -17,7 +17,7 @@ import time
 
 from cachetools import TTLCache
 
-MAX_BYTES = 512 << 20  # features of a 512-pixel preview take about 10 MB in float32
+MAX_BYTES = 128 << 20  # a 512-pixel preview layer with its features: about 10 MB in float32
 MAX_AGE_S = 300.0
 MAX_CACHED_PIXELS = 1 << 20  # only preview-size layers: hashing a 24 MP layer costs ~0.1 s
 
