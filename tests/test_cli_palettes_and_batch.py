@@ -263,29 +263,7 @@ def test_batch_waits_for_a_busy_daemon(tmp_path):
     """A daemon that takes 11 s for the second image (longer than the client's 10 s wait for
     an unreachable daemon): both images come back. (A reused connection counted the wait
     for a reply as a wait for the daemon and gave up on the second image.)"""
-    import threading
-
-    import zmq
-
-    from backend.service.protocol import ok_reply, parse_request
-
-    context = zmq.Context()
-    socket = context.socket(zmq.ROUTER)
-    port = socket.bind_to_random_port("tcp://127.0.0.1")
-
-    def serve():
-        for delay in (0, 11):
-            envelope_and_body = socket.recv_multipart()
-            split = envelope_and_body.index(b"") + 1
-            request = parse_request(envelope_and_body[split:])
-            time.sleep(delay)
-            reply = ok_reply(request.id, width=request.width, height=request.height,
-                             pixel_format=request.pixel_format, method=request.method)  # fmt: skip
-            reply.frames = [bytes(request.pixels)]
-            socket.send_multipart(envelope_and_body[:split] + reply.encode())
-
-    server = threading.Thread(target=serve, daemon=True)
-    server.start()
+    address, stop = slow_daemon([0, 11])
     folder, out = tmp_path / "in", tmp_path / "out"
     folder.mkdir(), out.mkdir()
     for name in ("a", "b"):
@@ -293,19 +271,20 @@ def test_batch_waits_for_a_busy_daemon(tmp_path):
     try:
         status = main(["recolor", str(folder), "-p", "#102030,#ffaa00", "--source-palette",
                        "#c81e1e,#1e28c8", "-o", str(out), "--jobs", "1",
-                       "--server", f"tcp://127.0.0.1:{port}"])  # fmt: skip
+                       "--server", address])  # fmt: skip
     finally:
-        server.join(timeout=30)
-        socket.close(linger=0)
-        context.term()
+        stop()
     assert status == 0
     assert sorted(p.name for p in out.iterdir()) == ["a.png", "b.png"]
 
 
-def slow_daemon(seconds: float, answers: int | None = None):
+def slow_daemon(seconds, answers: int | None = None):
     """A fake daemon on a random loopback port that answers recolor requests with their
-    own pixels after `seconds`, and after `answers` of them (if given) is gone:
-    (address, stop)."""
+    own pixels after `seconds` (or a list: the wait before each answer, then that many
+    answers), and after `answers` of them (if given) is gone: (address, stop)."""
+    waits = list(seconds) if isinstance(seconds, (list, tuple)) else None
+    if waits is not None:
+        answers = len(waits)
     import threading
 
     import zmq
@@ -325,7 +304,7 @@ def slow_daemon(seconds: float, answers: int | None = None):
             envelope_and_body = socket.recv_multipart()
             split = envelope_and_body.index(b"") + 1
             request = parse_request(envelope_and_body[split:])
-            time.sleep(seconds)
+            time.sleep(seconds if waits is None else waits[served])
             reply = ok_reply(request.id, width=request.width, height=request.height,
                              pixel_format=request.pixel_format, method=request.method)  # fmt: skip
             reply.frames = [bytes(request.pixels)]
