@@ -83,6 +83,17 @@ def malformed_messages(rng: random.Random, count: int) -> list[list[bytes]]:
         header = {**GOOD, "method": "palettenet"}
         return [dumps(header), bytes([200]) * 32, bytes(8)]
 
+    def with_reference():  # a reference that may or may not match its frame
+        width, height = rng.choice([(2, 2), (2, 4), (0, 1), (3000, 3000)])
+        header = {
+            **GOOD,
+            "reference": rng.choice(
+                [{"width": width, "height": height, "pixel_format": "RGBA8"}, [2, 2], "x"]
+            ),
+        }
+        frames = [dumps(header), bytes([200]) * 32]
+        return frames + [bytes(16)] * rng.randint(0, 2)
+
     def valid():
         kind = rng.choice(["ping", "info", "recolor", "palette"])
         if kind in ("ping", "info"):
@@ -93,7 +104,7 @@ def malformed_messages(rng: random.Random, count: int) -> list[list[bytes]]:
         return [dumps(header), rng.randbytes(32)]
 
     makers = [random_bytes, nested, wrong_types, many_frames, wrong_sizes, oversized_header,
-              not_a_header, empty_mask_palettenet, valid]  # fmt: skip
+              not_a_header, empty_mask_palettenet, with_reference, valid]  # fmt: skip
     return [rng.choice(makers)() for _ in range(count)]
 
 

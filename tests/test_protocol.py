@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from backend.service.fairqueue import FairQueue
 from backend.service.protocol import ProtocolError, encode_request, parse_request
-from backend.wire import PROTOCOL
+from backend.wire import PROTOCOL, bytes_per_pixel
 
 
 @settings(max_examples=300, deadline=None)
@@ -18,13 +18,17 @@ from backend.wire import PROTOCOL
         st.binary(max_size=80),
         st.dictionaries(
             st.sampled_from(["protocol", "op", "id", "width", "height", "pixel_format",
-                             "palette", "method", "source_palette", "options"]),
+                             "palette", "method", "source_palette", "options", "reference"]),
             st.one_of(st.none(), st.integers(-5, 2**40), st.floats(), st.text(max_size=10),
                       st.lists(st.text(max_size=8), max_size=13), st.dictionaries(
-                          st.sampled_from(["k", "max_side", "x"]), st.integers(-3, 20))),
+                          st.sampled_from(["k", "max_side", "x", "width", "height"]),
+                          st.integers(-3, 20)),
+                      st.fixed_dictionaries({"width": st.integers(-1, 40), "height":
+                          st.integers(-1, 3), "pixel_format": st.sampled_from(
+                              ["RGBA8", "RGB8", "x"])})),
         ).map(lambda h: json.dumps(h).encode()),
     ),
-    payload=st.lists(st.binary(max_size=40), max_size=3),
+    payload=st.lists(st.binary(max_size=40), max_size=4),
 )  # fmt: skip
 def test_any_frames_give_a_request_or_a_protocol_error(header, payload):
     try:
@@ -33,9 +37,12 @@ def test_any_frames_give_a_request_or_a_protocol_error(header, payload):
         assert error.message
         return
     if request.op in ("recolor", "palette"):
-        assert len(request.pixels) == request.width * request.height * (
-            request.pixel_format.bytes_per_pixel
-        )
+        per_pixel = bytes_per_pixel(request.pixel_format)
+        assert len(request.pixels) == request.width * request.height * per_pixel
+    if request.reference is not None:
+        reference = request.reference
+        per_pixel = bytes_per_pixel(reference.pixel_format)
+        assert len(reference.pixels) == reference.width * reference.height * per_pixel
 
 
 def test_too_large_is_decided_before_the_pixel_frame_is_looked_at():

@@ -7,6 +7,10 @@ three steps, split so the daemon can run the middle one on several layers at onc
     prepare   crop to what is visible, reduce to the working size (backend.core.fullres)
     predict   the network on a batch of working images of one size
     finish    carry the result to every pixel of the layer, mask and alpha honoured
+
+Pieces recoloured as one (an animation's frames, a sprite set, a folder of files) share one
+mapping instead: `shared_colour_map` runs the network once on a reference image of all of
+them and `finish_mapped` carries that global colour mapping to each piece.
 """
 
 from dataclasses import dataclass
@@ -190,6 +194,42 @@ def finish(layer: Layer, working: Working, result: np.ndarray, out: np.ndarray) 
     # A mapping of colours alone (flat art) maps each distinct colour once where it can.
     if not (isinstance(transform, ColourMap) and cropped.map_colours(target, transform)):
         cropped.recolor_into(target, transform)
+
+
+def shared_colour_map(
+    model: PaletteNet, reference: Layer, palette_lab, source_lab=None, half=False
+) -> ColourMap | None:
+    """One colour mapping for many pieces: the network's result on `reference` (an image of
+    all the pieces, e.g. side by side, reduced) as a global colour mapping (colormap.
+    ColourMap: one colour gives one colour, wherever and in whichever piece it is). palette_lab
+    (n, 3) LAB and source_lab as for `predict` (None: paired with the reference's own
+    colours). None when no pixel of the reference is visible.
+
+    The price of one mapping for all: the network's local variation (a colour recoloured
+    differently in the sky and in the sea of one photo) is averaged into the mapping, so a
+    single photo is better recoloured on its own (finish)."""
+    working = prepare(reference)
+    if working is None:
+        return None
+    (result,) = predict(model, [working.rgb], [palette_lab], half, [source_lab])
+    return ColourMap(working.rgb, result, working.weight)
+
+
+def finish_mapped(layer: Layer, colour_map: ColourMap, out: np.ndarray) -> None:
+    """Write the layer recoloured by a shared colour mapping (shared_colour_map) into `out`
+    (shaped like the layer's pixels, contents not read): every visible pixel mapped by
+    colour, mask, alpha and transparent pixels honoured, pixels outside the visible
+    rectangle copied as they are."""
+    box = layer.visible_box()
+    if box is None:
+        out[...] = layer.pixels
+        return
+    top, bottom, left, right = box
+    cropped = layer.crop(*box)
+    copy_outside(layer.pixels, out, box)
+    target = out[top:bottom, left:right]
+    if not cropped.map_colours(target, colour_map):
+        cropped.recolor_into(target, colour_map)
 
 
 def copy_outside(pixels: np.ndarray, out: np.ndarray, box) -> None:

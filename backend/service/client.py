@@ -101,10 +101,11 @@ class Client:
         self.socket = self.monitor = None
         self.connected = False
 
-    def request(self, header: dict, pixels=None, mask=None) -> tuple[dict, list]:
-        """Send one request, wait for its reply: (reply header, payload frames).
+    def request(self, header: dict, pixels=None, mask=None, reference=None) -> tuple[dict, list]:
+        """Send one request, wait for its reply: (reply header, payload frames). reference:
+        the reference image's pixels (header["reference"] describes them).
         TimeoutError, saying why, if none comes within the timeout."""
-        return decode_reply(self.exchange(encode_request(header, pixels, mask)))
+        return decode_reply(self.exchange(encode_request(header, pixels, mask, reference)))
 
     def exchange(self, frames: list) -> list:
         """Send frames as they are, return the reply's frames (for tests and tools)."""

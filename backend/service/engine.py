@@ -4,6 +4,8 @@ CLI runs in process, so results are the same both ways by construction.
 It holds the PaletteNet model (or the reason there is none: the daemon still serves
 chang2015 and palettes without weights) and turns each op into a Reply. Batches of
 palettenet requests whose working images have one size go through the network together.
+Requests that name a reference image (the pieces of one job) share one colour mapping,
+found once per reference and palette (SharedMaps).
 """
 
 import hashlib
@@ -27,11 +29,20 @@ from backend.core.fullres import WORKING_SIDE, preview_size, shrink_layer, worki
 from backend.core.model import EncodedImage
 from backend.core.palette import distinct_colours, extract_palette, pair_by_lightness, to_hex
 from backend.core.pixels import FORMATS, Layer
-from backend.core.recolor import Working, encode, finish, predict, prepare
+from backend.core.recolor import (
+    Working,
+    encode,
+    finish,
+    finish_mapped,
+    predict,
+    prepare,
+    shared_colour_map,
+)
 from backend.core.weights import WeightsError, load_weights, read_metadata
 from backend.service.preview_cache import PreviewCache, layer_key
 from backend.service.protocol import (
     ProtocolError,
+    Reference,
     Reply,
     Request,
     error_reply,
@@ -111,6 +122,7 @@ class Engine:
             self.half = on_cuda and precision == "float16"
         self.palettes = LayerPalettes()
         self.previews = PreviewCache()
+        self.shared_maps = SharedMaps()
 
     @property
     def model_name(self) -> str:
@@ -160,6 +172,8 @@ class Engine:
             return None
         if request.max_side is not None:
             return None  # a preview runs alone, so its encoding can be kept (PreviewCache)
+        if request.reference is not None:
+            return None  # its network run is the reference's, found once (SharedMaps)
         return working_size(request.height, request.width)
 
     def run(self, requests: list[Request]) -> list[Reply]:
@@ -174,6 +188,8 @@ class Engine:
                     replies[index] = self._unchanged(request)
                 elif request.method == "chang2015":
                     replies[index] = self._chang2015(request)
+                elif request.reference is not None:
+                    replies[index] = self._palettenet_shared(request)
                 else:
                     batch.append(self._start_palettenet(index, request))
             except Exception as error:
@@ -206,7 +222,11 @@ class Engine:
         layer = Layer.from_buffer(
             request.pixels, request.width, request.height, pixel_format, request.mask
         )
-        pairs_with_layer = request.method == "palettenet" and request.source_palette is None
+        pairs_with_layer = (
+            request.method == "palettenet"
+            and request.source_palette is None
+            and request.reference is None  # which is paired with instead
+        )
         if request.op == "recolor" and pairs_with_layer and layer.mask is not None:
             # Without source_palette the palette is paired with the colours of the visible,
             # selected pixels; a mask that selects none of them leaves nothing to pair with.
@@ -216,10 +236,7 @@ class Engine:
                     "palette with: send source_palette, a mask that selects something, or none"
                 )
                 raise ProtocolError("bad_request", message)
-        bad = layer.non_finite()
-        if bad is not None:
-            message = f"pixel at x={bad[0]}, y={bad[1]} holds NaN or an infinite value"
-            raise ProtocolError("bad_request", message)
+        _check_finite(layer, "pixel")
         if request.max_side is not None:
             size = preview_size(layer.height, layer.width, request.max_side)
             if size != (layer.height, layer.width):
@@ -260,7 +277,10 @@ class Engine:
         target, source = _lab_palettes(request)
         if source is None:
             with timing.stage("palette"):
-                target, source, _ = self.palettes.pair(target, layer)
+                paired_with = layer if request.reference is None else _layer_of(request.reference)
+                if not self.palettes.anything_counts(paired_with):  # a transparent reference
+                    return self._recolored(request, layer, layer.pixels.copy(), timing)
+                target, source, _ = self.palettes.pair(target, paired_with)
         with timing.stage("lattice"):
             lattice = build_lattice(source, target)
         with timing.stage("apply"):
@@ -271,13 +291,31 @@ class Engine:
                 layer.recolor_into(out, lambda rgb1, top: apply_lattice(rgb1[..., :3], lattice))
         return self._recolored(request, layer, out, timing)
 
-    def _start_palettenet(self, index: int, request: Request) -> "_Started":
+    def _require_model(self) -> None:
         if self.model is None:
             message = (
                 f"method palettenet is unavailable: {self.model_error}; start the daemon "
                 "with --weights FILE, or use method chang2015"
             )
             raise ProtocolError("model_unavailable", message)
+
+    def _palettenet_shared(self, request: Request) -> Reply:
+        """palettenet with a reference image: the reference's colour mapping (found once per
+        reference and palettes, then kept) carried to this piece."""
+        self._require_model()
+        layer, timing = self._layer(request)
+        with timing.stage("mapping"):
+            colour_map = self.shared_maps.get(self, request)
+        with timing.stage("finish"):
+            out = np.empty(layer.pixels.shape, layer.pixels.dtype)
+            if colour_map is None:  # nothing visible in the reference: nothing to map by
+                out[...] = layer.pixels
+            else:
+                finish_mapped(layer, colour_map, out)
+        return self._recolored(request, layer, out, timing)
+
+    def _start_palettenet(self, index: int, request: Request) -> "_Started":
+        self._require_model()
         # A preview sent again with another palette (a swatch being dragged) reuses the
         # working image and the encoder's features: only the decoder runs.
         key = layer_key(request, "palettenet") if request.max_side is not None else None
@@ -352,6 +390,38 @@ class Engine:
         return item.encoded
 
 
+class SharedMaps:
+    """The colour mappings of the reference images seen lately (recolor.shared_colour_map),
+    so that the pieces of one job (sent one by one, each with the same reference and
+    palettes) cost one network run in all. Keyed by a digest of the reference's pixels and
+    everything else the mapping depends on: a hit changes no result."""
+
+    def __init__(self, size: int = 8):
+        self.cache = cachetools.LRUCache(size)
+        self.lock = threading.Lock()
+
+    def get(self, engine: "Engine", request: Request):
+        """The request's shared ColourMap, None when no pixel of its reference is visible."""
+        reference = request.reference
+        digest = hashlib.blake2b(reference.pixels, digest_size=16)
+        target, source = _lab_palettes(request)
+        for part in (target, source):
+            digest.update(b"-" if part is None else np.ascontiguousarray(part).data)
+        key = (digest.digest(), reference.width, reference.height, reference.pixel_format)
+        with self.lock:
+            if key in self.cache:
+                return self.cache[key]
+        layer = _layer_of(reference)
+        if source is None:  # paired with the reference's palette, as the editors show it
+            if not engine.palettes.anything_counts(layer):
+                return None
+            target, source, _ = engine.palettes.pair(target, layer)
+        found = shared_colour_map(engine.model, layer, target, source, engine.half)
+        with self.lock:
+            self.cache[key] = found
+        return found
+
+
 class LayerPalettes:
     """Palettes of the layers seen lately (extract_palette's answers), so that a layer
     recoloured again and again (the editors' preview, trying palettes) is analysed once.
@@ -405,6 +475,23 @@ def _is_identity(request: Request) -> bool:
     lattice, would otherwise move colours a little)."""
     source = request.source_palette
     return source is not None and np.array_equal(source, request.palette)
+
+
+def _check_finite(layer: Layer, what: str) -> None:
+    """ProtocolError (bad_request) naming the first NaN or infinite pixel, if there is one."""
+    bad = layer.non_finite()
+    if bad is not None:
+        message = f"{what} at x={bad[0]}, y={bad[1]} holds NaN or an infinite value"
+        raise ProtocolError("bad_request", message)
+
+
+def _layer_of(reference: Reference) -> Layer:
+    """A request's reference image as a Layer (a view, no copy), checked for NaN."""
+    layer = Layer.from_buffer(
+        reference.pixels, reference.width, reference.height, FORMATS[reference.pixel_format]
+    )
+    _check_finite(layer, "reference pixel")
+    return layer
 
 
 def _lab_palettes(request: Request) -> tuple[np.ndarray, np.ndarray | None]:

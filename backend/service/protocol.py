@@ -2,7 +2,8 @@
 
 docs/PROTOCOL.md is the reference for client writers; this module is its one implementation,
 used by the daemon, the broker, the client and the in-process CLI alike. A request is a JSON
-header frame, then for `recolor` and `palette` a pixel frame and an optional mask frame.
+header frame, then for `recolor` and `palette` a pixel frame and an optional mask frame, and
+for a `recolor` that names a reference image (one mapping for many pieces) its pixel frame.
 Everything a request claims is checked here against the limits before any pixel is touched:
 a malformed or oversized request costs the daemon a JSON parse, never a big allocation.
 Every input is untrusted: the header's size and nesting depth are bounded before json.loads
@@ -24,6 +25,7 @@ from backend.wire import (
     DEFAULT_PALETTE_COLORS,
     ERROR_CODES,
     MAX_PALETTE_COLORS,
+    MAX_REFERENCE_PIXELS,
     METHODS,
     OPS,
     PIXEL_FORMATS,
@@ -36,7 +38,7 @@ MAX_HEADER_BYTES = 64 * 1024
 # A valid header nests two deep ({"options": {...}}, {"palette": [...]}); deeper is refused
 # before json.loads, whose recursion a few thousand brackets would exhaust.
 MAX_JSON_DEPTH = 8
-MAX_REQUEST_FRAMES = 3  # header, pixels, mask
+MAX_REQUEST_FRAMES = 4  # header, pixels, mask, reference
 # A broker's workers (daemons run with --connect) send these after an empty frame: READY
 # with their capacity on connecting and as a heartbeat, BYE when they stop taking work.
 READY, BYE = b"READY", b"BYE"
@@ -68,8 +70,9 @@ def max_message_bytes(max_pixels: int) -> int:
 
 
 def max_request_bytes(max_pixels: int) -> int:
-    """All frames of the largest legal request together: header, pixels and mask."""
-    return MAX_HEADER_BYTES + max_pixels * (LARGEST_PIXEL + 1)
+    """All frames of the largest legal request together: header, pixels, mask, reference."""
+    reference = min(max_pixels, MAX_REFERENCE_PIXELS) * LARGEST_PIXEL
+    return MAX_HEADER_BYTES + max_pixels * (LARGEST_PIXEL + 1) + reference
 
 
 # --- replies ------------------------------------------------------------------------------
@@ -94,7 +97,8 @@ def cut_short_reply(body: list, max_bytes: int) -> Reply:
     """The answer to a request that arrived with more frames or bytes than any legal one
     (the receiver kept only its start, see security.receive_bounded)."""
     message = (
-        f"a request has at most {MAX_REQUEST_FRAMES} frames (header, pixels, mask) and "
+        f"a request has at most {MAX_REQUEST_FRAMES} frames (header, pixels, mask, "
+        f"reference) and "
         f"{max_bytes} bytes in all; the rest was discarded"
     )
     return error_reply(request_id(body), "bad_request", message)
@@ -110,11 +114,13 @@ def decode_reply(frames: list) -> tuple[dict, list]:
 
 
 # --- requests -----------------------------------------------------------------------------
-def encode_request(header: dict, pixels=None, mask=None) -> list:
-    """A request's frames; `protocol` is filled in. pixels and mask are bytes-like, e.g.
+def encode_request(header: dict, pixels=None, mask=None, reference=None) -> list:
+    """A request's frames; `protocol` is filled in. pixels, mask and reference (the
+    reference image's pixels, described by header["reference"]) are bytes-like, e.g.
     C-contiguous numpy arrays (sent as their bytes, without a copy)."""
     frames = [json.dumps({"protocol": PROTOCOL, **header}).encode()]
-    return frames + [memoryview(f).cast("B") for f in (pixels, mask) if f is not None]
+    payload = (pixels, mask, reference)
+    return frames + [memoryview(f).cast("B") for f in payload if f is not None]
 
 
 @dataclass
@@ -131,6 +137,20 @@ class Request:
     source_palette: np.ndarray | None = None  # the colours palette's entries replace, sRGB
     max_side: int | None = None
     k: int = DEFAULT_PALETTE_COLORS
+    reference: "Reference | None" = None  # the image every piece of a job is mapped by
+
+
+@dataclass
+class Reference:
+    """A recolor request's reference image: the pieces of one job (layers, frames, files)
+    side by side, reduced. The colour mapping is found on it instead of on the request's
+    own pixels, so every piece sent with the same reference and palettes gets the same
+    mapping: one colour, one result, in every piece."""
+
+    width: int
+    height: int
+    pixel_format: str  # a backend.wire.PIXEL_FORMATS name
+    pixels: object  # bytes-like, width * height * bytes per pixel
 
 
 # A JSON string (escapes included; an unterminated one runs to the end, so the scan stays
@@ -244,7 +264,8 @@ def parse_request(frames: list, max_pixels: int = DEFAULT_MAX_PIXELS) -> Request
     if len(frames) > MAX_REQUEST_FRAMES:
         # Checked before the header is read: a message of thousands of frames costs a len().
         message = (
-            f"a request has at most {MAX_REQUEST_FRAMES} frames (header, pixels, mask); "
+            f"a request has at most {MAX_REQUEST_FRAMES} frames (header, pixels, mask, "
+            f"reference); "
             f"got {len(frames)}"
         )
         raise ProtocolError("bad_request", message, request_id(frames))
@@ -282,6 +303,14 @@ def _parse_fields(header: dict, request_id_, payload: list, max_pixels: int) -> 
         if payload:
             raise ProtocolError("bad_request", f"{op} takes no frames after the header")
         return request
+    reference_pixels = None
+    if header.get("reference") is not None:
+        if op != "recolor":
+            raise ProtocolError("bad_request", f"{op} takes no reference image")
+        if len(payload) < 2:
+            message = "reference is given but there is no reference frame after the pixels"
+            raise ProtocolError("bad_request", message)
+        *payload, reference_pixels = payload
     _parse_layer(request, header, payload, max_pixels)
     if op == "palette":
         if "k" in options:
@@ -293,6 +322,8 @@ def _parse_fields(header: dict, request_id_, payload: list, max_pixels: int) -> 
         message = f"unknown method {_shown(method)}; known: {', '.join(METHODS)}"
         raise ProtocolError("bad_request", message)
     request.method = method
+    if reference_pixels is not None:
+        request.reference = _parse_reference(header["reference"], reference_pixels, max_pixels)
     if "palette" not in header:
         raise ProtocolError("bad_palette", "recolor needs a palette (a list of hex strings)")
     if not isinstance(header["palette"], list):
@@ -352,6 +383,32 @@ def _parse_layer(request: Request, header: dict, payload: list, max_pixels: int)
     if len(payload) == 2:
         _expect_bytes(payload[1], count, "mask frame", f"{size}, one per pixel")
         request.mask = payload[1]
+
+
+def _parse_reference(fields, frame, max_pixels: int) -> Reference:
+    """header["reference"] ({"width", "height", "pixel_format"}) and its frame, checked like
+    the layer's: sizes, then the pixel limit, then the frame's length."""
+    if not isinstance(fields, dict):
+        message = f"reference must be a JSON object, got {_shown(fields)}"
+        raise ProtocolError("bad_request", message)
+    width = _integer(fields, "width", 1, prefix="reference.")
+    height = _integer(fields, "height", 1, prefix="reference.")
+    name = fields.get("pixel_format")
+    if not isinstance(name, str) or name not in PIXEL_FORMATS:
+        known = ", ".join(PIXEL_FORMATS)
+        message = f"reference.pixel_format {_shown(name)} is not supported; use one of {known}"
+        raise ProtocolError("unsupported_format", message)
+    limit = min(max_pixels, MAX_REFERENCE_PIXELS)
+    if width * height > limit:
+        message = (
+            f"reference image {_shown(width)} x {_shown(height)} is more than {limit} "
+            "pixels: reduce it (it is reduced to the working size anyway)"
+        )
+        raise ProtocolError("too_large", message)
+    per_pixel = bytes_per_pixel(name)
+    because = f"{width} x {height} {name}, {per_pixel} per pixel"
+    _expect_bytes(frame, width * height * per_pixel, "reference frame", because)
+    return Reference(width, height, name, frame)
 
 
 def _expect_bytes(frame, expected: int, what: str, because: str) -> None:

@@ -151,14 +151,23 @@ class Client:
         source_palette: list[str] | None = None,
         max_side: int | None = None,
         cancel: CancelToken | None = None,
+        reference: Pixels | None = None,
     ) -> Pixels:
-        """The recoloured pixels: same format; the same size unless max_side shrinks them."""
+        """The recoloured pixels: same format; the same size unless max_side shrinks them.
+        reference: an image of all the pieces of one job (e.g. their thumbnails side by
+        side, at most wire.MAX_REFERENCE_PIXELS): every piece sent with the same reference
+        and palettes gets one colour mapping, so one colour gives one result in each."""
         header = {**_layer_header("recolor", pixels), "palette": list(palette), "method": method}
         if source_palette is not None:
             header["source_palette"] = list(source_palette)
         if max_side is not None:
             header["options"] = {"max_side": int(max_side)}
-        reply, frames = self.request(header, pixels.data, mask, cancel=cancel)
+        extra = []
+        if reference is not None:
+            header["reference"] = _layer_header("recolor", reference)
+            del header["reference"]["op"]
+            extra = [reference.data]
+        reply, frames = self.request(header, pixels.data, mask, cancel=cancel, extra=extra)
         width, height = reply.get("width"), reply.get("height")
         if not (_is_size(width) and _is_size(height)) or len(frames) != 1:
             raise BadReplyError(f"recolor reply without a size and its pixels: {_short(reply)}")
@@ -174,8 +183,9 @@ class Client:
         return result
 
     # --- one round trip -----------------------------------------------------------------------
-    def request(self, header: dict, pixels=None, mask=None, timeout_s=None, cancel=None):
-        """Send one request and wait for its reply: (reply header, payload frames).
+    def request(self, header: dict, pixels=None, mask=None, timeout_s=None, cancel=None, extra=()):
+        """Send one request and wait for its reply: (reply header, payload frames). extra:
+        frames sent after pixels and mask (a recolor's reference image).
         RecolorError for an error reply, no answer, no connection, a lost daemon, a reply
         that is no palettenet/1 answer to this request, or a cancel."""
         if cancel is not None:
@@ -184,7 +194,7 @@ class Client:
         deadline = time.monotonic() + timeout_s  # for everything below, re-sending included
         request_id = f"{self.client_name}-{next(self._ids)}"
         frames = [json.dumps({"protocol": PROTOCOL, "id": request_id, **header}).encode()]
-        frames += [frame for frame in (pixels, mask) if frame is not None]
+        frames += [frame for frame in (pixels, mask) if frame is not None] + list(extra)
         max_bytes, max_frames = reply_limits(header.get("op"), pixels)
         try:
             socket = self._open(timeout_s)

@@ -12,6 +12,9 @@ OPS = ("ping", "info", "recolor", "palette")
 METHODS = ("palettenet", "chang2015")
 MAX_PALETTE_COLORS = 12  # a palette has 1 to 12 colours
 DEFAULT_PALETTE_COLORS = 6  # `palette` op's k when the request gives none
+# A recolor request's reference image (the pieces of one job side by side, so that they
+# all get one colour mapping) is reduced to the working size anyway: a small one is enough.
+MAX_REFERENCE_PIXELS = 1 << 22  # 4 megapixels
 
 ERROR_CODES = (
     "bad_request",  # not valid JSON, a missing or mistyped field, an unknown op or option
