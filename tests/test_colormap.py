@@ -72,6 +72,18 @@ def test_black_line_art_on_transparency_stays_one_ink(model):
     assert np.array_equal(out[..., 3], pixels[..., 3])
 
 
+def test_a_three_pixel_dot_stays_one_colour(model):
+    """QA: a 3 x 3 dot of one colour on a 600 x 600 transparent layer came back in 8
+    colours: under 16 pixels it was not flat art and kept the network's pixel-by-pixel
+    output. A layer of one colour is flat art at any size."""
+    pixels = np.zeros((600, 600, 4), np.uint8)
+    pixels[300:303, 300:303] = (50, 160, 140, 255)
+    assert is_flat_art(pixels[..., :3], pixels[..., 3] / 255)
+    out = recolor_layer(model, Layer(pixels, FORMATS["RGBA8"]), palette_lab("#ff00ff,#00ff00"))
+    assert distinct(out) == 1
+    assert np.array_equal(out[..., 3], pixels[..., 3])
+
+
 def test_flat_art_is_told_from_photos():
     assert is_flat_art(pixel_art()[..., :3])
     assert not is_flat_art(data.astronaut())

@@ -10,6 +10,8 @@ from backend.core.palette import (
     distinct_colours,
     distinct_pairs,
     extract_palette,
+    fill_colours,
+    is_flat_art_counted,
     pair_by_lightness,
     pair_with_image,
     to_hex,
@@ -101,6 +103,65 @@ def test_extraction_of_flat_art_gives_the_exact_fill_colours():
     palette, _ = extract_palette(image, k=3)
     found = np.round(lab_to_rgb_np(palette) * 255)
     assert sorted(map(tuple, found)) == sorted(map(tuple, fills.astype(float)))
+
+
+def anti_aliased_line_art(size=200):
+    """Black circles on white, anti-aliased: a thin core of pure black in each stroke with
+    grey edges of many levels (the ink is under half of the dark pixels' weight)."""
+    y, x = np.mgrid[0:size, 0:size].astype(np.float64)
+    radius = np.hypot(y - size / 2, x - size / 2)
+    distance = np.abs(radius[..., None] - np.arange(10, size / 2, 12)).min(-1)
+    ink = np.clip(1.3 - distance, 0, 1)  # coverage of a 1.6 px stroke
+    return np.repeat((255 * (1 - ink)).round().astype(np.uint8)[..., None], 3, axis=2)
+
+
+def test_two_colours_of_anti_aliased_line_art_are_its_ink_and_paper():
+    """QA: `palette -k 2` gave #2a2a2a for black line art, the mean of the ink and its grey
+    edges, so the ink was no swatch and a two-colour edit missed it. The swatch is the
+    ink itself."""
+    image = anti_aliased_line_art()
+    colours, counts = distinct_colours(image)
+    dark = colours[:, 0] < 128
+    assert counts[(colours == 0).all(1)].sum() < 0.5 * counts[dark].sum()  # not a majority
+    palette, _ = extract_palette(image, k=2)
+    assert [to_hex(c) for c in lab_to_rgb_np(palette)] == ["#000000", "#ffffff"]
+
+
+def test_one_colour_of_flat_art_is_its_most_common_colour_not_a_mean():
+    """QA: `-k 1` on twelve-colour pixel art gave #976681, a colour nowhere in it."""
+    rng = np.random.default_rng(2)
+    colours = rng.integers(0, 256, (12, 3), dtype=np.uint8)
+    shares = np.arange(12, 0, -1)  # colour 0 the most common
+    image = patch_image(colours, shares)
+    palette, shares = extract_palette(image, k=1)
+    assert np.array_equal(np.round(lab_to_rgb_np(palette) * 255), colours[:1].astype(float))
+    assert np.allclose(shares, [1])
+
+
+def test_a_photos_palette_is_not_snapped_to_its_most_common_pixel():
+    """A layer that is not flat art (mostly noise, as a photo): a cluster whose most common
+    exact colour holds under half of it stays the cluster's mean."""
+    rng = np.random.default_rng(5)
+    noisy = np.clip(rng.normal([170, 30, 40], 10, (200, 200, 3)), 0, 255).round()
+    noisy.reshape(-1, 3)[: 200 * 60] = (230, 30, 40)  # 30 % exactly one colour
+    image = noisy.astype(np.uint8)
+    assert not is_flat_art_counted(distinct_colours(image)[1])
+    palette, _ = extract_palette(image, k=1)
+    red = np.round(lab_to_rgb_np(palette[0]) * 255)
+    assert abs(red[0] - (0.3 * 230 + 0.7 * 170)) < 4, red
+
+
+def test_fill_colours_and_flat_art_from_colour_counts():
+    # a 3 x 3 dot on a transparent layer is one fill, flat art, though under 16 pixels
+    assert fill_colours(np.array([9.0])).tolist() == [True]
+    assert is_flat_art_counted(np.array([9.0]))
+    # nine pixels of nine colours: no fill
+    assert not is_flat_art_counted(np.ones(9))
+    # a big layer: a colour needs 16 pixels and 1/4000 of the total
+    counts = np.array([60_000.0, 30_000, 15, 20, *np.ones(9965)])
+    assert fill_colours(counts)[:4].tolist() == [True, True, False, False]
+    assert is_flat_art_counted(counts) and not is_flat_art_counted(counts[2:])
+    assert not is_flat_art_counted(np.zeros(3))
 
 
 def test_pairing_a_few_colour_layer_picks_one_target_per_colour():

@@ -37,14 +37,11 @@ import torch
 
 from backend.core.chang2015 import apply_lattice, transfer_luminance
 from backend.core.color import lab_to_rgb_np, to_uint8
-from backend.core.palette import distinct_colours, distinct_pairs
+from backend.core.palette import distinct_colours, distinct_pairs, is_flat_art_counted
 
 LUT_SIZE = 17  # points per RGB axis: cells of 16/255 (the network's colour detail is coarser)
 SMOOTHNESS = 1e-3  # weight of the smoothness penalty against one working pixel's error
 EXACT_MIN_PIXELS = 16  # working pixels a colour needs to get its own exact output
-FLAT_COLOUR_SHARE = 0.00025  # a colour on this share of the visible pixels is a fill colour
-FLAT_MIN_PIXELS = 16  # (and on at least this many pixels)
-FLAT_ART_SHARE = 0.5  # a layer whose fill colours cover this share of it is flat art
 EXACT_MIN_SHARE = 0.001  # and the share of the visible working pixels (a fill, not one of
 # the thousands of colours of a gradient, which the smooth table keeps smooth)
 
@@ -292,24 +289,14 @@ def pin_swatches(source_rgb: np.ndarray, result_rgb: np.ndarray, source_lab, tar
 def is_flat_art(rgb8: np.ndarray, weight=None) -> bool:
     """Whether a layer (uint8 RGB (H, W, 3), pixels counted by `weight` as in
     palette.distinct_colours) is flat art: most of what is seen is exact colours each
-    repeated over many pixels (fills, inks, pixel-art colours), at least FLAT_ART_SHARE of
-    the counted pixels in colours that each cover FLAT_COLOUR_SHARE of them.
+    repeated over many pixels (fills, inks, pixel-art colours; palette.is_flat_art_counted,
+    which the daemon's palette step calls on the colours it counted).
 
     On the artwork collection (docs/MODEL.md) this holds for all pixel art, nearly all flat
     art, line art and icons, most sprite sheets, half the painted art; and for a fifth of
     the photos, mostly those with large flat areas (night sky, studio backgrounds), where a
     global mapping is what Chang 2015 does for every photo anyway."""
     return is_flat_art_counted(distinct_colours(rgb8, weight)[1])
-
-
-def is_flat_art_counted(counts: np.ndarray) -> bool:
-    """is_flat_art from the weights of a layer's distinct colours (palette.distinct_colours,
-    e.g. as the palette step counted them)."""
-    total = counts.sum()
-    if total <= 0:
-        return False
-    fill = counts >= max(FLAT_MIN_PIXELS, FLAT_COLOUR_SHARE * total)
-    return bool(counts[fill].sum() >= FLAT_ART_SHARE * total)
 
 
 def full_resolution_transform(layer, source, result, weight, local, flat_art=None):

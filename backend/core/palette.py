@@ -107,6 +107,33 @@ def weighted_kmeans(points, weights, k, *, fixed=None, iterations=KMEANS_ITERATI
 
 SNAP_SHARE = 0.5  # a cluster whose most common exact colour holds this share is that colour
 SNAP_MAX_COLOURS = 65_536  # above this many distinct colours (a photo) no colour dominates
+FILL_COLOUR_SHARE = 0.00025  # a colour on this share of the counted pixels is a fill colour
+FILL_MIN_PIXELS = 16  # (and on at least this many, or on FLAT_ART_SHARE of a tiny layer)
+FLAT_ART_SHARE = 0.5  # a layer whose fill colours cover this share of it is flat art
+
+
+def fill_colours(counts: np.ndarray) -> np.ndarray:
+    """Which of a layer's distinct colours (their weights, distinct_colours) are fill
+    colours: each on FILL_COLOUR_SHARE of the counted pixels and on FILL_MIN_PIXELS of
+    them (fills, inks, pixel-art colours; not one of a gradient's or a photo's many
+    colours). A layer too small for FILL_MIN_PIXELS (a 3 x 3 dot) needs FLAT_ART_SHARE of
+    its pixels instead. Returns bool (n,)."""
+    counts = np.asarray(counts, dtype=np.float64)
+    total = counts.sum()
+    least = min(max(FILL_MIN_PIXELS, FILL_COLOUR_SHARE * total), FLAT_ART_SHARE * total)
+    return (counts >= least) & (counts > 0)
+
+
+def is_flat_art_counted(counts: np.ndarray) -> bool:
+    """Whether a layer is flat art, from the weights of its distinct colours
+    (distinct_colours): at least FLAT_ART_SHARE of what is seen is in fill colours
+    (fill_colours). Pixel art, nearly all flat art, line art and icons are; photos are not,
+    unless mostly flat areas (night sky, studio backgrounds)."""
+    counts = np.asarray(counts, dtype=np.float64)
+    total = counts.sum()
+    if total <= 0:
+        return False
+    return bool(counts[fill_colours(counts)].sum() >= FLAT_ART_SHARE * total)
 
 
 def distinct_colours(rgb8: np.ndarray, weight=None):
@@ -139,11 +166,17 @@ def _snap_to_fills(centres, colours, counts):
 
     Flat art is a few exact fill colours plus anti-aliased edges between them; k-means on
     the histogram averages the edge pixels into the fill's centre, a colour a little off
-    every fill. A user editing that swatch expects the fill itself to move, so a cluster in
-    which one exact colour holds SNAP_SHARE of the weight is represented by that colour. In
-    photos no exact colour dominates a cluster and the centres stay as they are."""
+    every fill (black line art's ink asked for two colours came out #222222). A user editing
+    that swatch expects the fill itself to move. So on flat art (is_flat_art_counted) each
+    cluster is represented by its most common exact colour when that is a fill colour
+    (fill_colours): the ink, not the mean of the ink and its grey edges; one colour asked of
+    twelve-colour pixel art is its most common colour. On other layers a cluster in which
+    one exact colour holds SNAP_SHARE of the weight is that colour; in photos no exact
+    colour dominates a cluster and the centres stay as they are."""
     if len(colours) > SNAP_MAX_COLOURS:
         return centres
+    flat = is_flat_art_counted(counts)
+    fill = fill_colours(counts)
     lab = rgb_to_lab_np(colours / 255)
     label = np.argmin(((lab[:, None] - centres[None]) ** 2).sum(-1), axis=1)
     snapped = centres.copy()
@@ -152,7 +185,7 @@ def _snap_to_fills(centres, colours, counts):
         if len(member) == 0:
             continue
         heaviest = member[np.argmax(counts[member])]
-        if counts[heaviest] >= SNAP_SHARE * counts[member].sum():
+        if (flat and fill[heaviest]) or counts[heaviest] >= SNAP_SHARE * counts[member].sum():
             snapped[i] = lab[heaviest]
     return snapped
 
