@@ -813,7 +813,10 @@ def test_a_group_is_copied_above_itself_with_its_layers_recoloured(daemon, tmp_p
         assert np.array_equal(original.pixels[..., 3], recoloured.pixels[..., 3])
 
 
-def test_every_frame_of_an_animated_layer_is_recoloured_alike(daemon, tmp_path):
+@pytest.mark.parametrize("method", ["chang2015", "palettenet"])
+def test_every_frame_of_an_animated_layer_is_recoloured_alike(daemon, tmp_path, method):
+    """Alike with either method: the frames' thumbnail goes with every frame as the
+    reference image, so PaletteNet's mapping is found once for all of them."""
     document = Document(48, 32)
     walk = document.add_layer("Walk")
     frames = {}
@@ -825,7 +828,8 @@ def test_every_frame_of_an_animated_layer_is_recoloured_alike(daemon, tmp_path):
         frames[time] = frame
     walk.make_animated(frames)
     document.time = 3
-    setup = chang_setup(Setup(daemon, tmp_path, document))
+    setup = Setup(daemon, tmp_path, document)
+    setup.controller.settings.method = method
     setup.open()
     assert "Walk (3 frames)" in setup.view.statuses[-1][1]
     assert len(setup.view.layer_palette) == 3  # the green of frame 3 counts too

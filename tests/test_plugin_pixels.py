@@ -14,11 +14,13 @@ import pytest
 from backend.core.pixels import FORMATS
 from plugin.recolor_with_palette import pixels
 from plugin.recolor_with_palette.pixels import (
+    WIRE_BYTES_PER_PIXEL,
     Pixels,
     is_linear_profile,
     layer_to_wire,
     wire_format,
     wire_to_layer,
+    within_reference_limit,
 )
 from plugin.recolor_with_palette.wire import PIXEL_FORMATS
 
@@ -115,3 +117,18 @@ def test_profile_names_that_mean_linear():
 def test_pixels_refuse_a_wrong_byte_count():
     with pytest.raises(ValueError, match="needs 32 bytes"):
         Pixels(2, 4, "BGRA8", b"\0" * 31)
+
+
+@pytest.mark.parametrize("pixel_format", ["BGRA8", "BGRA16_LINEAR", "RGBAF32"])
+def test_a_reference_image_is_thinned_to_the_limit_keeping_exact_pixels(pixel_format):
+    size = WIRE_BYTES_PER_PIXEL[pixel_format]
+    width, height = 10, 7
+    data = b"".join(bytes([x, y]) * (size // 2) for y in range(height) for x in range(width))
+    image = Pixels(width, height, pixel_format, data)
+    assert within_reference_limit(image, 70) is image
+    thinned = within_reference_limit(image, 20)  # every 2nd pixel of every 2nd row: 5 x 4
+    assert (thinned.width, thinned.height, thinned.pixel_format) == (5, 4, pixel_format)
+    for y in range(4):
+        for x in range(5):
+            pixel = thinned.data[(y * 5 + x) * size : (y * 5 + x + 1) * size]
+            assert pixel == bytes([2 * x, 2 * y]) * (size // 2)

@@ -29,7 +29,14 @@ from .palettes import (
     layer_name,
     normalize_hex,
 )
-from .pixels import LITTLE_ENDIAN, Pixels, layer_to_wire, wire_format, wire_to_layer
+from .pixels import (
+    LITTLE_ENDIAN,
+    Pixels,
+    layer_to_wire,
+    wire_format,
+    wire_to_layer,
+    within_reference_limit,
+)
 from .settings import Settings
 
 THUMBNAIL_SIDE = 256  # what the palette is extracted from and the preview is made of
@@ -523,7 +530,10 @@ class Controller:
             return
         request = self._recolor_arguments()
         source, target = shared_pairs(self.layer_palette, self.target)
-        request.update(source_palette=source, palette=target)
+        # The pieces' thumbnail (all of them) as the reference: one colour mapping for all,
+        # so a colour comes out the same in every frame and layer, with PaletteNet too.
+        reference = within_reference_limit(self.thumbnail)
+        request.update(source_palette=source, palette=target, reference=reference)
         name = layer_name(self.target_name, self.target)
         count = len(plan.labels)
 
@@ -578,12 +588,7 @@ class Controller:
                 finally:
                     self._show_error(error)
                 return
-            note = ""
-            if plan.frames and request["method"] != "chang2015":
-                note = (" (PaletteNet looks at each frame's surroundings: a colour may come out "
-                        "a little differently from frame to frame; the classical method gives "
-                        "every frame exactly the same colours)")  # fmt: skip
-            self.view.show_status(f"Added “{name}”: {plan.what}, one mapping{note}", "info")
+            self.view.show_status(f"Added “{name}”: {plan.what}, one mapping", "info")
             self._added_layer = name
 
         self.view.set_applying(True)

@@ -127,3 +127,22 @@ def downsample_rgba8(data: bytes, width: int, height: int, max_side: int, fmt="R
     rows = [pixels[row * width : (row + 1) * width : step] for row in range(0, height, step)]
     out = b"".join(row.tobytes() for row in rows)
     return Pixels(len(range(0, width, step)), len(rows), fmt, out)
+
+
+def within_reference_limit(pixels: Pixels, limit: int = wire.MAX_REFERENCE_PIXELS) -> Pixels:
+    """A recolor request's reference image at most `limit` pixels: every n-th pixel of every
+    n-th row where it is larger (nearest neighbour keeps its colours exact), any format."""
+    step = 1
+    while -(-pixels.width // step) * -(-pixels.height // step) > limit:
+        step += 1
+    if step == 1:
+        return pixels
+    size = WIRE_BYTES_PER_PIXEL[pixels.pixel_format]
+    line = pixels.width * size
+    data = memoryview(pixels.data)
+    rows = []
+    for row in range(0, pixels.height, step):
+        start = row * line
+        rows += [data[i : i + size] for i in range(start, start + line, step * size)]
+    width, height = len(range(0, pixels.width, step)), len(range(0, pixels.height, step))
+    return Pixels(width, height, pixels.pixel_format, b"".join(rows))
