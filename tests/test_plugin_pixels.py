@@ -18,6 +18,7 @@ from plugin.recolor_with_palette.pixels import (
     Pixels,
     is_linear_profile,
     layer_to_wire,
+    tile_parts,
     wire_format,
     wire_to_layer,
     within_reference_limit,
@@ -132,3 +133,19 @@ def test_a_reference_image_is_thinned_to_the_limit_keeping_exact_pixels(pixel_fo
         for x in range(5):
             pixel = thinned.data[(y * 5 + x) * size : (y * 5 + x + 1) * size]
             assert pixel == bytes([2 * x, 2 * y]) * (size // 2)
+
+
+def test_pieces_are_tiled_in_a_square_grid_with_transparent_gaps():
+    def solid(width, height, value):
+        return Pixels(width, height, "BGRA8", bytes([value, value, value, 255]) * width * height)
+
+    parts = [solid(3, 2, 10), solid(2, 3, 20), solid(3, 3, 30), solid(1, 1, 40), solid(2, 2, 50)]
+    grid = tile_parts(parts)  # 3 columns of width 3: rows of heights 3 and 2
+    assert (grid.width, grid.height) == (9, 5)
+    image = np.frombuffer(grid.data, np.uint8).reshape(5, 9, 4)
+    assert (image[:2, 0:3, 0] == 10).all() and (image[2, 0:3] == 0).all()
+    assert (image[:3, 3:5, 0] == 20).all() and (image[:, 5] == 0).all()
+    assert (image[:3, 6:9, 0] == 30).all()
+    assert image[3, 0, 0] == 40 and (image[3:, 1:3] == 0).all() and (image[4, 0] == 0).all()
+    assert (image[3:5, 3:5, 0] == 50).all() and (image[3:, 6:] == 0).all()
+    assert tile_parts(parts[:1]) == parts[0]

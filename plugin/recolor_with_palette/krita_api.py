@@ -34,6 +34,7 @@ from .pixels import (
     Pixels,
     layer_to_wire,
     srgb_encode,
+    tile_parts,
     wire_format,
 )
 
@@ -180,7 +181,7 @@ class KritaEditor:
             region = self._canvas_region(document, layer)
             if region is not None:
                 parts.append(self._display_sample(document, layer, region, max_side)[0])
-        sample = drop_faint(stack_parts(parts)) if parts else None
+        sample = drop_faint(tile_parts(parts)) if parts else None
         if sample is None or not any(sample.data[3::4]):
             self._empty(node)
         return sample
@@ -423,24 +424,22 @@ class KritaEditor:
             return []  # no window (a script): the active layer alone
 
     def _frame_samples(self, document, node, times) -> Pixels:
-        """Every keyframe of `node` over the canvas, sampled (sample_rows), one below the
-        other, in the layer's own pixel format for the daemon."""
+        """Every keyframe of `node` over the canvas, sampled (sample_rows), in a grid
+        (tile_parts), in the layer's own pixel format for the daemon."""
         info = self._info(document, node)
         if self._tone(info.profile) == "other":
             raise EditorError(_WIDE_MANY)
         region = (0, 0, document.width(), document.height())  # every frame's extent
         size = BYTES_PER_PIXEL[info.depth]
-        columns, rows, samples = 0, 0, []
+        samples = []
         for time in times:
             read = partial_at(node.pixelDataAtTime, time)
-            columns, count, sample = sample_rows(read, region, FRAME_SAMPLE_SIDE, size)
-            rows += count
-            samples.append(sample)
-        pixel_format = wire_format(info.depth, info.linear)
-        data = b"".join(samples)
-        if not LITTLE_ENDIAN:
-            pixel_format, data = layer_to_wire(data, info.depth, info.linear)
-        return Pixels(columns, rows, pixel_format, data)
+            columns, rows, sample = sample_rows(read, region, FRAME_SAMPLE_SIDE, size)
+            pixel_format = wire_format(info.depth, info.linear)
+            if not LITTLE_ENDIAN:
+                pixel_format, sample = layer_to_wire(sample, info.depth, info.linear)
+            samples.append(Pixels(columns, rows, pixel_format, sample))
+        return tile_parts(samples)
 
     def plan_many(self) -> ManyPlan | None:
         """None where Apply recolours the active layer alone (read_layer, add_layer_above).
@@ -794,18 +793,6 @@ def display_bgra8(data: bytes, depth: str, linear: bool) -> bytes:
         out[place::4] = bytes(colour[code] for code in codes[channel::4])
     out[3::4] = bytes(alpha[code] for code in codes[3::4])
     return bytes(out)
-
-
-def stack_parts(parts: list) -> Pixels:
-    """BGRA8 pixels of several sizes one below the other, the narrower ones padded with
-    transparent pixels (which a palette leaves out)."""
-    width = max(part.width for part in parts)
-    rows = []
-    for part in parts:
-        pad = bytes(4 * (width - part.width))
-        line = 4 * part.width
-        rows += [part.data[i * line : (i + 1) * line] + pad for i in range(part.height)]
-    return Pixels(width, sum(part.height for part in parts), "BGRA8", b"".join(rows))
 
 
 def drop_faint(pixels: Pixels) -> Pixels:

@@ -129,6 +129,35 @@ def downsample_rgba8(data: bytes, width: int, height: int, max_side: int, fmt="R
     return Pixels(len(range(0, width, step)), len(rows), fmt, out)
 
 
+def tile_parts(parts: list) -> Pixels:
+    """Pixels of one format and several sizes laid out in a grid (as square as it gets, row
+    by row, each in the top-left corner of its cell), the rest transparent (zero bytes:
+    no colour for a palette): the pieces of a many-piece Apply as one picture, for their
+    palette and as the reference image. A grid, not a column: reduced to the network's
+    working size, a column of twenty frames would leave each a sliver."""
+    columns = 1
+    while columns * columns < len(parts):
+        columns += 1
+    size = WIRE_BYTES_PER_PIXEL[parts[0].pixel_format]
+    cell_width = max(part.width for part in parts)
+    lines = []
+    for first in range(0, len(parts), columns):
+        row = parts[first : first + columns]
+        blank = bytes(cell_width * size)
+        for y in range(max(part.height for part in row)):
+            line = []
+            for part in row:
+                if y < part.height:
+                    width = part.width * size
+                    line.append(part.data[y * width : (y + 1) * width])
+                    line.append(bytes((cell_width - part.width) * size))
+                else:
+                    line.append(blank)
+            line.append(blank * (columns - len(row)))
+            lines.append(b"".join(line))
+    return Pixels(cell_width * columns, len(lines), parts[0].pixel_format, b"".join(lines))
+
+
 def within_reference_limit(pixels: Pixels, limit: int = wire.MAX_REFERENCE_PIXELS) -> Pixels:
     """A recolor request's reference image at most `limit` pixels: every n-th pixel of every
     n-th row where it is larger (nearest neighbour keeps its colours exact), any format."""
