@@ -107,6 +107,7 @@ def weighted_kmeans(points, weights, k, *, fixed=None, iterations=KMEANS_ITERATI
 
 SNAP_SHARE = 0.5  # a cluster whose most common exact colour holds this share is that colour
 SNAP_MAX_COLOURS = 65_536  # above this many distinct colours (a photo) no colour dominates
+SNAP_DOMINANCE = 2.0  # on flat art: a fill colour on twice the pixels of any other in its cluster
 FILL_COLOUR_SHARE = 0.00025  # a colour on this share of the counted pixels is a fill colour
 FILL_MIN_PIXELS = 16  # (and on at least this many, or on FLAT_ART_SHARE of a tiny layer)
 FLAT_ART_SHARE = 0.5  # a layer whose fill colours cover this share of it is flat art
@@ -167,10 +168,13 @@ def _snap_to_fills(centres, colours, counts):
     Flat art is a few exact fill colours plus anti-aliased edges between them; k-means on
     the histogram averages the edge pixels into the fill's centre, a colour a little off
     every fill (black line art's ink asked for two colours came out #222222). A user editing
-    that swatch expects the fill itself to move. So on flat art (is_flat_art_counted) each
+    that swatch expects the fill itself to move. So on flat art (is_flat_art_counted) a
     cluster is represented by its most common exact colour when that is a fill colour
-    (fill_colours): the ink, not the mean of the ink and its grey edges; one colour asked of
-    twelve-colour pixel art is its most common colour. On other layers a cluster in which
+    (fill_colours) on SNAP_DOMINANCE times the weight of any other colour of the cluster:
+    the ink, not the mean of the ink and its grey edges; one colour asked of pixel art with
+    a dominant colour is that colour. A smooth gradient's levels are each about as common
+    as their neighbours, so a cluster inside one stays its mean (two clusters of one
+    gradient do not become two neighbouring levels of it). On any layer a cluster in which
     one exact colour holds SNAP_SHARE of the weight is that colour; in photos no exact
     colour dominates a cluster and the centres stay as they are."""
     if len(colours) > SNAP_MAX_COLOURS:
@@ -184,8 +188,10 @@ def _snap_to_fills(centres, colours, counts):
         member = np.flatnonzero(label == i)
         if len(member) == 0:
             continue
-        heaviest = member[np.argmax(counts[member])]
-        if (flat and fill[heaviest]) or counts[heaviest] >= SNAP_SHARE * counts[member].sum():
+        order = member[np.argsort(counts[member])[::-1]]
+        heaviest, runner_up = order[0], counts[order[1]] if len(order) > 1 else 0.0
+        dominant = flat and fill[heaviest] and counts[heaviest] >= SNAP_DOMINANCE * runner_up
+        if dominant or counts[heaviest] >= SNAP_SHARE * counts[member].sum():
             snapped[i] = lab[heaviest]
     return snapped
 
