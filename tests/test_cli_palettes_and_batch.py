@@ -174,6 +174,32 @@ def test_a_folder_with_one_mapping_and_an_odd_file(tmp_path):
         assert seen != {colour}  # and it was recoloured
 
 
+@pytest.mark.parametrize("source", [None, "#6b3d22,#d9b48f,#f2e6d9"])
+def test_palettenet_over_a_folder_gives_one_colour_one_result_in_every_image(
+    tmp_path, weights, source
+):
+    """Frames of a pan over a photo: every frame goes with one reference image (a grid of
+    all of them), so PaletteNet's mapping is one for the set, as chang2015's is."""
+    folder, out = tmp_path / "in", tmp_path / "out"
+    folder.mkdir(), out.mkdir()
+    photo = small_photo("coffee", 96)
+    frames = {f"f{i}": np.ascontiguousarray(photo[:48, 8 * i : 8 * i + 64]) for i in range(3)}
+    for name, frame in frames.items():
+        Image.fromarray(frame).save(folder / f"{name}.png")
+    more = [] if source is None else ["--source-palette", source]
+    status, stdout, stderr = palettenet("recolor", folder, "-p", ",".join(TARGET), "-o", out,
+                                        "--weights", weights, *more)  # fmt: skip
+    assert status == 0, stderr
+    results = {name: pixels(out / f"{name}.png") for name in frames}
+    found = {}
+    for name, frame in frames.items():
+        for colour, result in zip(frame.reshape(-1, 3), results[name].reshape(-1, 3)):
+            found.setdefault(tuple(colour), set()).add(tuple(result))
+    shared = [colour for colour, seen in found.items() if len(seen) > 0]
+    assert len(shared) > 1000 and all(len(found[c]) == 1 for c in shared)
+    assert all(not np.array_equal(frames[n], results[n]) for n in frames)
+
+
 def test_existing_outputs_are_kept_unless_asked(tmp_path, photo):
     out = tmp_path / "out"
     out.mkdir()

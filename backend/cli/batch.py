@@ -8,12 +8,15 @@ bar and a throughput summary.
   --source-palette the source palette is taken from ALL inputs together (an evenly strided
   sample of each input's pixels, each input counted alike, alpha-weighted as the daemon
   counts a layer) and paired with -p by lightness as the daemon pairs a single image
-  (backend.core.palette.pair_with_image). So a sprite sheet's frames or an icon set stay
-  alike: one colour of the set gives one colour in every result. That takes a first pass
-  over the inputs: the decoded images are kept for the second up to KEEP_BYTES, beyond it
-  they are read again; the summary says how long the first pass took. (One input is left
-  to the engine's own pairing: the same result as the single-image command, which keeps
-  the source colours exact where the wire rounds them to 8-bit hex.)
+  (backend.core.palette.pair_with_image). With palettenet every input is also sent with
+  one reference image (a grid of all inputs, small: see docs/PROTOCOL.md), on which the
+  daemon finds one colour mapping for all. So a sprite sheet's frames or an icon set stay
+  alike, with either method: one colour of the set gives one colour in every result. That
+  takes a first pass over the inputs: the decoded images are kept for the second up to
+  KEEP_BYTES, beyond it they are read again; the summary says how long the first pass
+  took. (One input is left to the engine's own pairing and mapping: the same result as
+  the single-image command, which keeps the source colours exact where the wire rounds
+  them to 8-bit hex.)
 - Before any work: the output folder, names that two inputs would share, an output that
   is an input, and existing outputs (refused unless --overwrite) are checked.
 - A file that cannot be read, recoloured or written gets one line naming it and the
@@ -40,6 +43,7 @@ from pathlib import Path
 import numpy as np
 
 SAMPLE_PIXELS = 2_000_000  # pixels sampled over all inputs for the shared palette
+REFERENCE_SIDE = 2048  # the reference grid's long side at most (4 MP: the protocol's limit)
 KEEP_BYTES = 512 << 20  # decoded inputs kept from the first pass for the second, at most
 
 
@@ -156,18 +160,18 @@ class Sender:
         except AddressError as error:
             raise SystemExit(str(error)) from None
 
-    def request(self, header: dict, pixels) -> tuple[dict, list]:
+    def request(self, header: dict, pixels, reference=None) -> tuple[dict, list]:
         from backend.service.protocol import decode_reply, encode_request
 
         if self.engine is not None:
-            frames = encode_request(header, pixels)
+            frames = encode_request(header, pixels, None, reference)
             return decode_reply(self.engine.handle(frames, self.args.max_pixels))
         # A connection per request, as the single-image command makes. A reused Client
         # waits for its daemon's handshake afresh with every request and so took a reply
         # slower than 10 s (a busy daemon) for a daemon that could not be reached.
         with self._client() as client:
             try:
-                return client.request(header, pixels)
+                return client.request(header, pixels, None, reference)
             except TimeoutError as error:
                 failure = str(error)
         if not self.answers():
@@ -208,10 +212,43 @@ def sample(picture, pixels: int) -> tuple[np.ndarray, np.ndarray]:
     return rgb, np.clip(flat[:, 3] / np.float32(opaque), 0, 1).astype(np.float32)
 
 
-def shared_mapping(jobs: list[Job], target: list[str], args, failed: dict, kept: Kept):
-    """(target, source) hex lists, entry by entry: `target` paired with the palette of all
-    inputs together. Inputs that cannot be read are put in `failed` (and reported); those
-    read are offered to `kept`."""
+def tile(picture, side: int) -> np.ndarray:
+    """A picture as RGBA8 at most `side` pixels long: every n-th pixel of every n-th row
+    (the nearest pixel keeps flat art's colours exact, as the editors' thumbnails do)."""
+    from backend.cli.imagefile import to_8_bit
+
+    pixels = picture.pixels
+    step = max(1, -(-max(pixels.shape[:2]) // side))
+    thinned = pixels[::step, ::step]
+    rgba = np.empty(thinned.shape[:2] + (4,), np.uint8)
+    rgba[..., :3] = to_8_bit(thinned[..., :3])
+    if pixels.shape[2] < 4:
+        rgba[..., 3] = 255
+    else:
+        rgba[..., 3] = to_8_bit(thinned[..., 3:4])[..., 0]
+    return rgba
+
+
+def grid(tiles: list[np.ndarray]) -> np.ndarray:
+    """RGBA8 tiles in a square grid, each at the top-left of its cell, the rest transparent."""
+    columns = int(np.ceil(np.sqrt(len(tiles))))
+    rows = -(-len(tiles) // columns)
+    cell_height = max(t.shape[0] for t in tiles)
+    cell_width = max(t.shape[1] for t in tiles)
+    out = np.zeros((rows * cell_height, columns * cell_width, 4), np.uint8)
+    for index, part in enumerate(tiles):
+        top, left = (index // columns) * cell_height, (index % columns) * cell_width
+        out[top : top + part.shape[0], left : left + part.shape[1]] = part
+    return out
+
+
+def shared_mapping(jobs: list[Job], target: list[str], args, failed: dict, kept: Kept,
+                   source: list[str] | None = None, reference: bool = False):  # fmt: skip
+    """(target, source, reference): `target` paired with the palette of all inputs
+    together (hex lists, entry by entry; as given where `source` is given), and where
+    `reference` is asked for, a grid of all inputs (RGBA8, at most REFERENCE_SIDE long)
+    to send with each as the reference image (else None). Inputs that cannot be read are
+    put in `failed` (and reported); those read are offered to `kept`."""
     from tqdm import tqdm
 
     from backend.service.protocol import ProtocolError, parse_palette
@@ -221,31 +258,40 @@ def shared_mapping(jobs: list[Job], target: list[str], args, failed: dict, kept:
     except ProtocolError as error:
         raise SystemExit(f"error ({error.code}): {error.message}") from None
     per_image = max(1, SAMPLE_PIXELS // max(1, len(jobs)))
-    samples = []
+    side = max(1, min(512, REFERENCE_SIDE // int(np.ceil(np.sqrt(len(jobs))))))
+    samples, tiles = [], []
 
     def sampled(job: Job):
         picture = read(job.source, args.max_pixels)
         kept.offer(job.source, picture)
-        return sample(picture, per_image)
+        return (
+            sample(picture, per_image) if source is None else None,
+            tile(picture, side) if reference else None,
+        )
 
     bar = tqdm(total=len(jobs), desc="palette", unit="image", file=sys.stderr, disable=None)
     with bar, ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
         futures = [pool.submit(sampled, job) for job in jobs]
         with cancelled_on_interrupt(futures):
-            # loaded while the inputs are read (the colour maths load torch: seconds)
-            from backend.core.color import lab_to_rgb_np, rgb_to_lab_np
-            from backend.core.palette import PaletteError, pair_with_image, to_hex
+            if source is None:  # loaded while the inputs are read (it loads torch: seconds)
+                from backend.core.color import lab_to_rgb_np, rgb_to_lab_np
+                from backend.core.palette import PaletteError, pair_with_image, to_hex
 
             for job, future in zip(jobs, futures):
                 try:
-                    samples.append(future.result())
+                    picture_sample, picture_tile = future.result()
+                    samples.append(picture_sample)
+                    tiles.append(picture_tile)
                 except FileFailure as error:
                     failed[job.source] = str(error)
                     bar.write(str(error), file=sys.stderr)
                 bar.update()
+    if not tiles:
+        return target, source, None
+    shared_reference = grid(tiles) if reference else None
+    if source is not None:
+        return target, source, shared_reference
     target_lab = rgb_to_lab_np(target_rgb)
-    if not samples:
-        return target, None
     rgb = np.concatenate([s[0] for s in samples])[None]
     weight = np.concatenate([s[1] for s in samples])[None]
     try:
@@ -254,7 +300,8 @@ def shared_mapping(jobs: list[Job], target: list[str], args, failed: dict, kept:
         raise SystemExit(f"cannot take a palette from the inputs: {error}") from None
     # the targets as the user wrote them (no round trip through LAB)
     chosen = [int(np.argmin(((target_lab - row) ** 2).sum(1))) for row in paired]
-    return [target[i] for i in chosen], [to_hex(rgb) for rgb in lab_to_rgb_np(source)]
+    source = [to_hex(rgb) for rgb in lab_to_rgb_np(source)]
+    return [target[i] for i in chosen], source, shared_reference
 
 
 # --- the run ------------------------------------------------------------------------------
@@ -284,7 +331,8 @@ def cancelled_on_interrupt(futures):
         raise
 
 
-def recolor_one(job: Job, header: dict, sender: Sender, args, kept: Kept) -> tuple[int, float]:
+def recolor_one(job: Job, header: dict, sender: Sender, args, kept: Kept,
+                reference=None) -> tuple[int, float]:  # fmt: skip
     """Read, recolour, write one input, as the single-image command does: (its pixel count,
     the engine's CPU seconds for it as the reply says). FileFailure, naming the file and the
     reason, if any step fails."""
@@ -294,7 +342,7 @@ def recolor_one(job: Job, header: dict, sender: Sender, args, kept: Kept) -> tup
     try:
         check_output(job.output, picture)
         request = dict(layer_header("recolor", job.source, picture), **header)
-        reply, frames = sender.request(request, picture.pixels)
+        reply, frames = sender.request(request, picture.pixels, reference)
         if not reply.get("ok"):
             error = reply.get("error", {})
             raise SystemExit(f"{job.source}: error ({error.get('code')}): {error.get('message')}")
@@ -324,18 +372,25 @@ def run_batch(args, paths: list[Path], target: list[str], source: list[str] | No
     sender = Sender(args, load_model=args.method == "palettenet")
     load_s = time.perf_counter() - loading
     started, cpu_started = time.perf_counter(), time.process_time()
-    mapping_s, kept = 0.0, Kept()
-    if source is None and len(jobs) > 1:  # one image: the engine pairs it as usual
+    mapping_s, kept, reference = 0.0, Kept(), None
+    with_reference = args.method == "palettenet"  # chang2015 maps by the pairs alone
+    if len(jobs) > 1 and (source is None or with_reference):  # one image: as the engine does
         began = time.perf_counter()
-        target, source = shared_mapping(jobs, target, args, failed, kept)
+        given = source
+        target, source, reference = shared_mapping(
+            jobs, target, args, failed, kept, source, with_reference
+        )
         mapping_s = time.perf_counter() - began
-        if source is not None:
+        if source is not None and given is None:
             pairs = ", ".join(f"{s} -> {t}" for s, t in zip(source, target))
             read = sum(job.source not in failed for job in jobs)
             print(f"one mapping for all {read} inputs: {pairs}", file=sys.stderr)
     header = {"op": "recolor", "method": args.method, "palette": target}
     if source is not None:
         header["source_palette"] = source
+    if reference is not None:
+        header["reference"] = {"width": reference.shape[1], "height": reference.shape[0],
+                               "pixel_format": "RGBA8"}  # fmt: skip
     todo = [job for job in jobs if job.source not in failed]
     pixels, done, engine_cpu, skipped = 0, 0, 0.0, 0
     gone = threading.Event()  # set by the first DaemonGone: workers start no more images
@@ -344,7 +399,7 @@ def run_batch(args, paths: list[Path], target: list[str], source: list[str] | No
         if gone.is_set():
             raise NotAttempted
         try:
-            return recolor_one(job, header, sender, args, kept)
+            return recolor_one(job, header, sender, args, kept, reference)
         except DaemonGone:
             gone.set()  # here, in the worker: it takes the next image at once
             raise
@@ -374,7 +429,7 @@ def run_batch(args, paths: list[Path], target: list[str], source: list[str] | No
                  f"count {engine_cpu:.1f} s CPU")  # fmt: skip
     else:
         where = f"in process, after {load_s:.1f} s loading the engine once"
-    first = f", of which {mapping_s:.1f} s finding the shared palette" if mapping_s else ""
+    first = f", of which {mapping_s:.1f} s finding the shared mapping" if mapping_s else ""
     print(f"recoloured {done} of {done + len(failed)} images ({pixels / 1e6:.1f} MP) in "
           f"{wall:.1f} s{first}: {done / wall:.2f} images/s, {pixels / 1e6 / wall:.2f} MP/s; "
           f"CPU {cpu:.1f} s / wall {wall:.1f} s = {cpu / wall:.2f} of {os.cpu_count()} cores "
