@@ -466,6 +466,26 @@ def test_png_is_fast_by_default_and_smallest_on_request(tmp_path, dtype):
     assert sizes[True] < sizes[False]
 
 
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
+def test_the_default_png_opens_in_other_tools_with_its_profile(tmp_path, dtype):
+    """The fast PNG (backend.cli.pngwrite) of a wide-gamut picture with alpha: OpenCV gives
+    the same samples, Pillow the same profile (and the same 8-bit samples)."""
+    import cv2
+
+    from backend.cli.imagefile import write_image
+
+    rgba = np.dstack([patches(dtype), np.linspace(0, np.iinfo(dtype).max, 40 * 60).reshape(
+        40, 60).astype(dtype)])  # fmt: skip
+    picture = read_image(save(tmp_path / "in.png", rgba, profile=WIDE))
+    write_image(tmp_path / "out.png", picture)
+    opencv = cv2.imread(str(tmp_path / "out.png"), cv2.IMREAD_UNCHANGED)
+    np.testing.assert_array_equal(cv2.cvtColor(opencv, cv2.COLOR_BGRA2RGBA), rgba)
+    with Image.open(tmp_path / "out.png") as image:
+        assert image.info["icc_profile"] == WIDE
+        if dtype == np.uint8:
+            np.testing.assert_array_equal(np.asarray(image), rgba)
+
+
 @pytest.mark.parametrize("late", [False, True])
 def test_png_orientation_is_found_before_or_after_the_pixels(tmp_path, late):
     """EXIF may follow the image data in a PNG: it is still found (and only then is the
