@@ -412,3 +412,216 @@ def gimp_module():
         progress=progress,
         displays_flush=main_thread_only(lambda: None),
     )
+
+
+class GLib:
+    """GLib's main loop as the dialog's preview uses it: idle_add (callable from any
+    thread) queues a callback, and pump() runs the queued ones on the calling thread (the
+    test's main thread), as GTK's main loop would while the dialog is open."""
+
+    PRIORITY_DEFAULT = 0
+
+    def __init__(self):
+        import queue
+
+        self.queue = queue.Queue()
+
+    def idle_add(self, callback, *args, priority=None):
+        self.queue.put((callback, args))
+        return 1
+
+    def pump(self, until=lambda: False, timeout_s: float = 30.0) -> bool:
+        """Run callbacks as they come until until() holds (True) or timeout_s (False)."""
+        import queue
+        import time
+
+        deadline = time.monotonic() + timeout_s
+        while not until():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            try:
+                callback, args = self.queue.get(timeout=min(remaining, 0.05))
+            except queue.Empty:
+                continue
+            while callback(*args):  # a callback returning True asks to run again
+                pass
+        return True
+
+    @staticmethod
+    def markup_escape_text(text, length=-1):
+        import html
+
+        return html.escape(text, quote=False)
+
+
+# --- the dialog: GimpUi and Gtk as gimp_plugin.show_dialog uses them ------------------------
+class ParamSpec:
+    def __init__(self, name):
+        self.name = name
+
+
+class Config:
+    """A procedure's config: properties, and GObject's notify signal on every set."""
+
+    def __init__(self, values):
+        self.values = values
+        self.handlers = {}
+        self._ids = itertools.count(1)
+
+    def get_property(self, name):
+        return self.values[name]
+
+    def set_property(self, name, value):
+        self.values[name] = value
+        for handler in list(self.handlers.values()):
+            handler(self, ParamSpec(name))
+
+    def connect(self, signal, handler):
+        assert signal == "notify"
+        number = next(self._ids)
+        self.handlers[number] = handler
+        return number
+
+    def disconnect(self, number):
+        del self.handlers[number]
+
+
+@gimp_class
+class Widget:
+    """Any GTK widget the dialog makes: children, signals, a toggle's state, a label's
+    markup, what a preview area drew. GTK is not thread-safe either: main thread only."""
+
+    def __init__(self, *args, **kwargs):
+        self.children, self.handlers = [], {}
+        self.active, self.markup, self.drawn = False, "", []
+
+    @classmethod
+    def new_with_mnemonic(cls, label):
+        return cls()
+
+    def __getattr__(self, name):  # the many setters (set_size_request, show_all, ...)
+        if name.startswith("set_") or name in ("show_all", "show"):
+            return lambda *args, **kwargs: None
+        raise AttributeError(name)
+
+    def pack_start(self, child, *args):
+        self.children.append(child)
+
+    def get_children(self):
+        return list(self.children)
+
+    def remove(self, child):
+        self.children.remove(child)
+
+    def connect(self, signal, handler):
+        self.handlers.setdefault(signal, []).append(handler)
+
+    def emit(self, signal):
+        for handler in self.handlers.get(signal, []):
+            handler(self)
+
+    def get_active(self):
+        return self.active
+
+    def set_active(self, active):
+        self.active = active
+        self.emit("toggled")
+
+    def set_markup(self, markup):
+        self.markup = markup
+
+    def draw(self, x, y, width, height, image_type, data, rowstride):
+        assert image_type == "RGBA_IMAGE" and rowstride == width * 4
+        self.drawn.append((width, height, bytes(data)))
+
+
+@gimp_class
+class ColorButton(Widget):
+    """GimpColorButton as GIMP 3.0.4 behaves (seen in the real GIMP): with set_update on it
+    follows its colour dialog's drag, emitting color-changed, and set_color emits
+    color-changed even for the colour it already has."""
+
+    def __init__(self, color):
+        super().__init__()
+        self.color, self.update = color, False
+
+    def set_update(self, continuous):
+        self.update = continuous
+
+    def get_color(self):
+        return self.color
+
+    def set_color(self, color):
+        self.color = color
+        self.emit("color-changed")
+
+    def drag_to(self, hex_color):
+        """The artist drags in this button's colour dialog."""
+        if self.update:
+            self.set_color(Color.new(hex_color))
+
+
+@gimp_class
+class LabelColor(Widget):
+    """The dialog's widget for a colour argument: a label and a ColorButton. Like GIMP's,
+    it shows the config's colour (a set config sets the button) but, once the button
+    follows a drag, never writes the button's colour back into the config."""
+
+    def __init__(self, config, name):
+        super().__init__()
+        self.button = ColorButton(config.get_property(name))
+        config.connect("notify", lambda config, spec: self._notify(config, spec, name))
+
+    def _notify(self, config, spec, name):
+        if spec.name == name:
+            self.button.set_color(config.get_property(name))
+
+    def get_color_widget(self):
+        return self.button
+
+
+def gimpui_module():
+    """GimpUi with a ProcedureDialog whose run() calls the test's `on_run(dialog)` (or
+    accepts at once); `dialogs` lists every dialog made."""
+
+    @gimp_class
+    class ProcedureDialog:
+        on_run = None
+
+        def __init__(self, procedure=None, config=None, title=""):
+            self.config, self.title = config, title
+            self.widgets, self.filled = {}, []
+            self.content = Widget()
+            self.destroyed = False
+            module.dialogs.append(self)
+
+        def fill(self, names):
+            self.filled += names
+            for name in names:
+                widget = LabelColor(self.config, name) if name.startswith("color-") else Widget()
+                self.widgets[name] = widget
+                self.content.pack_start(widget)
+
+        def get_widget(self, name, widget_type):
+            return self.widgets[name]
+
+        def get_content_area(self):
+            return self.content
+
+        def run(self):
+            return True if module.on_run is None else module.on_run(self)
+
+        def destroy(self):
+            self.destroyed = True
+
+    module = types.SimpleNamespace(init=lambda name: None, ProcedureDialog=ProcedureDialog,
+                                   PreviewArea=Widget, LabelColor=LabelColor, dialogs=[],
+                                   on_run=None)  # fmt: skip
+    return module
+
+
+def gtk_module():
+    orientation = types.SimpleNamespace(VERTICAL="vertical", HORIZONTAL="horizontal")
+    return types.SimpleNamespace(Box=Widget, Label=Widget, CheckButton=Widget,
+                                 Orientation=orientation)  # fmt: skip

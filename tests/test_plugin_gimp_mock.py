@@ -4,13 +4,29 @@ selection as a mask, greyscale and indexed images, GIMP palettes, errors as the 
 text, and every libgimp call on the main thread (the mock refuses others, as the real GIMP
 crashed on them). tests/test_plugin_gimp_real.py checks the same in the real GIMP 3."""
 
+import threading
+
 import numpy as np
 import pytest
-from gimp_mock import Color, Gegl, GroupLayer, Image, Palette, WrongThreadError, gimp_module
+from gimp_mock import (
+    Color,
+    Config,
+    Gegl,
+    GLib,
+    GroupLayer,
+    Image,
+    Palette,
+    WrongThreadError,
+    gimp_module,
+    gimpui_module,
+    gtk_module,
+)
 from servers import daemon_answer
 
+from plugin.recolor_with_palette import gimp_api
 from plugin.recolor_with_palette.autostart import Launcher
-from plugin.recolor_with_palette.client import Client, Connection
+from plugin.recolor_with_palette.client import CancelToken, Client, Connection
+from plugin.recolor_with_palette.controller import JobContext
 from plugin.recolor_with_palette.errors import MESSAGES, EditorError, RecolorError
 from plugin.recolor_with_palette.gimp_api import (
     GimpEditor,
@@ -23,6 +39,12 @@ from plugin.recolor_with_palette.gimp_api import (
     target_layers,
     with_progress,
 )
+from plugin.recolor_with_palette.gimp_preview import (
+    DialogPreview,
+    GLibRunner,
+    PreviewTarget,
+)
+from plugin.recolor_with_palette.latest_only import LatestOnly
 
 PALETTE = ["#0b1d51", "#725ac1", "#8d86c9", "#cac4ce", "#f7ece1", "#e0b1cb"]
 
@@ -200,17 +222,6 @@ class Recorder:
         return status, getattr(error, "message", None)
 
 
-class Config:
-    def __init__(self, values):
-        self.values = values
-
-    def get_property(self, name):
-        return self.values[name]
-
-    def set_property(self, name, value):
-        self.values[name] = value
-
-
 @pytest.fixture
 def gimp_plugin(monkeypatch, gimp):
     """plugin.recolor_with_palette.gimp_plugin imported against fake gi modules."""
@@ -231,12 +242,17 @@ def gimp_plugin(monkeypatch, gimp):
         Choice=types.SimpleNamespace(new=Recorder),
         main=lambda *args: None,
     )
+    glib = GLib()
+    glib.Error = _GLibError
     repository = types.SimpleNamespace(
         Gimp=fake_gimp,
-        GimpUi=Recorder(),
+        GimpUi=gimpui_module(),
         Gegl=types.SimpleNamespace(**vars(Gegl), init=lambda argv: None),
-        GLib=types.SimpleNamespace(Error=_GLibError),
-        GObject=types.SimpleNamespace(ParamFlags=types.SimpleNamespace(READWRITE="rw")),
+        GLib=glib,
+        GObject=types.SimpleNamespace(
+            ParamFlags=types.SimpleNamespace(READWRITE="rw"), TYPE_NONE="none"
+        ),  # fmt: skip
+        Gtk=gtk_module(),
     )
     gi = types.SimpleNamespace(require_version=lambda *args: None, repository=repository)
     monkeypatch.setitem(sys.modules, "gi", gi)
@@ -439,8 +455,8 @@ def test_the_dialog_shows_the_colours_of_all_selected_layers(gimp_plugin, daemon
     editor = GimpEditor(module.Gimp, Gegl)
     shown = {editor.color_hex(config.values[f"color-{i}"]) for i in (1, 2)}
     assert shown == {"#cc3333", "#3366cc"}  # one from each layer
-    ((_, dialog),) = [call for call in module.GimpUi.keywords if call[0] == "ProcedureDialog"]
-    assert dialog["title"] == "Recolor with Palette: 2 layers alike"
+    (dialog,) = module.GimpUi.dialogs
+    assert dialog.title == "Recolor with Palette: 2 layers alike"
     assert len(image.layers) == 4  # the dialog's colours (its own, unchanged): two results
 
 
@@ -539,3 +555,260 @@ def test_one_mapping_with_a_repeated_target_colour_or_fewer_layer_colours(gimp, 
                                                           results[1].name, "First"]  # fmt: skip
         assert colour_at(results[0], 0, 0) == colour_at(results[1], 0, 0)  # red alike
         assert colour_at(results[0], 0, 0) != (204, 51, 51)
+
+
+# --- the dialog's live preview (issue 18 part 1) ------------------------------------------
+class PreviewView:
+    """What DialogPreview shows, recorded (only ever from the main thread: checked)."""
+
+    def __init__(self):
+        self.original, self.previews, self.states = None, [], []
+
+    def show_original(self, pixels):
+        self.original = pixels
+
+    def show_preview(self, pixels):
+        assert threading.current_thread() is threading.main_thread()
+        self.previews.append(pixels)
+
+    def show_state(self, text, kind):
+        assert threading.current_thread() is threading.main_thread()
+        self.states.append((kind, text))
+
+
+class ManualRunner:
+    """A runner whose jobs end when the test says (finish), in the test's thread."""
+
+    def __init__(self):
+        self.jobs = []
+
+    def start(self, work, done, report):
+        token = CancelToken()
+        self.jobs.append((work, done, token))
+        return token
+
+    def finish(self, index):
+        work, done, token = self.jobs[index]
+        done(work(JobContext(token, lambda text: None)), None)
+
+
+def test_latest_only_keeps_one_job_on_its_way_and_only_the_newest_waiting():
+    runner = ManualRunner()
+    latest = LatestOnly(runner)
+    shown = []
+    for number in range(1, 6):  # five palettes while the first is on its way
+        latest.submit(lambda job, n=number: n,
+                      lambda result, _error, newer: shown.append((result, newer)))  # fmt: skip
+    assert len(runner.jobs) == 1 and latest.busy
+    runner.finish(0)
+    assert shown == [(1, True)]  # shown, a step behind: a newer one was waiting
+    assert len(runner.jobs) == 2  # and only the newest was started: 2, 3 and 4 never
+    runner.finish(1)
+    assert shown == [(1, True), (5, False)] and not latest.busy and latest.started == 2
+
+    latest.submit(lambda job: "a", lambda *outcome: shown.append(outcome))
+    latest.submit(lambda job: "b", lambda *outcome: shown.append(outcome))
+    latest.cancel()  # the dialog closes: the waiting one is dropped, the running one told
+    assert runner.jobs[2][2].cancelled
+    runner.finish(2)
+    assert len(runner.jobs) == 3  # "b" never started
+
+
+def preview_image():
+    """A 300 x 200 layer of gradients and flat areas, with a feathered-like selection."""
+    image = Image(300, 200)
+    photo = image.add_layer("Photo", picture(200, 300))
+    image.select(20, 10, 200, 150)
+    image.selection_values[10:160, 20:60] = 0.5  # partly selected pixels
+    return image, photo
+
+
+def test_the_preview_is_what_apply_adds_at_preview_size(gimp, client):
+    """chang2015 recolours each pixel by its colour alone, so the preview (the selected
+    region sampled, the selection as its mask, the dialog's pairs) must equal Apply's new
+    layer sampled at the same pixels, exactly."""
+    image, photo = preview_image()
+    editor = GimpEditor(gimp, Gegl)
+    source = layer_palette(editor, client, [photo], 4)
+    target = ["#1b2a49", "#c2571a", "#f2d0a4", "#5c946e"][: len(source)]
+    glib, view = GLib(), PreviewView()
+    read = lambda: PreviewTarget(target, source, "chang2015")  # noqa: E731
+    preview = DialogPreview(editor, client, image, [photo], read, GLibRunner(glib), view, side=64)
+    assert (view.original.width, view.original.height) == (50, 38)  # 200 x 150, every 4th
+    preview.changed()
+    assert glib.pump(lambda: view.previews)
+    layer = recolor_layer(editor, client, image, photo, target, "chang2015", source)
+    added = np.frombuffer(layer.buffer.writes[-1][1], np.uint8).reshape(150, 200, 4)
+    assert view.previews[-1].data == added[::4, ::4].tobytes()
+    kind, text = view.states[-1]
+    assert kind == "info" and text.startswith("Preview: “Photo” within the selection, "
+                                              "200 × 150 px shown at 50 × 38 (")  # fmt: skip
+
+
+def test_several_layers_preview_the_first_with_the_shared_pairs(gimp, client):
+    """Several layers and a GIMP palette (no source colours): the preview pairs it with the
+    colours of all the layers, as Apply does, and shows the first layer's result."""
+    image = Image(30, 20)
+    first = image.add_layer("Red and blue", blocks(RED, BLUE))
+    second = image.add_layer("Red, dark, blue", blocks(RED, DARK, BLUE))
+    editor = GimpEditor(gimp, Gegl)
+    glib, view = GLib(), PreviewView()
+    read = lambda: PreviewTarget(TARGET, None, "chang2015", "Bears")  # noqa: E731
+    preview = DialogPreview(editor, client, image, [second, first], read, GLibRunner(glib), view)
+    preview.changed()
+    assert glib.pump(lambda: view.previews)
+    results = recolor_layers(editor, client, image, [second, first], TARGET, "chang2015",
+                             palette_name="Bears")  # fmt: skip
+    assert view.previews[-1].data == results[0].buffer.writes[-1][1]  # small: not sampled
+    assert "(1 of 2 layers, recoloured alike)" in view.states[-1][1]
+
+
+class GatedClient(Client):
+    """A real client whose recolour requests wait until the test opens the gate: the
+    first preview stays on its way while the test drags."""
+
+    def __init__(self, address):
+        super().__init__(Connection(address))
+        self.gate, self.sent = threading.Event(), []
+
+    def recolor(self, pixels, palette, *args, **kwargs):
+        self.sent.append(list(palette))
+        assert self.gate.wait(30)
+        return super().recolor(pixels, palette, *args, **kwargs)
+
+
+def test_a_drag_sends_only_the_newest_palette_and_the_dialog_never_waits(gimp, daemon):
+    """Twenty colours while the first preview is on its way: each change is taken at once
+    (the main loop never waits for the daemon), none is queued, and when the answer comes
+    only the newest palette is sent; its answer is the daemon's for that palette."""
+    image, photo = preview_image()
+    editor = GimpEditor(gimp, Gegl)
+    client = GatedClient(daemon.address)
+    target = ["#1b2a49", "#c2571a", "#f2d0a4"]
+    glib, view = GLib(), PreviewView()
+    read = lambda: PreviewTarget(list(target), None, "palettenet")  # noqa: E731
+    preview = DialogPreview(editor, client, image, [photo], read, GLibRunner(glib), view, side=64)
+    preview.changed()
+    assert glib.pump(lambda: client.sent)  # the first request waits at the gate
+    for step in range(20):  # the drag: every change handled while that request waits
+        target[1] = f"#{200 - step * 5:02x}5{step % 10}1a"
+        preview.changed()
+        assert glib.pump(lambda: not preview._scheduled, timeout_s=5)
+        assert view.states[-1] == ("busy", "Updating the preview…")
+    assert len(client.sent) == 1 and preview.latest.busy
+    client.gate.set()
+    assert glib.pump(lambda: len(view.previews) == 2 and not preview.latest.busy)
+    assert client.sent == [["#1b2a49", "#c2571a", "#f2d0a4"], target]  # 19 never sent
+    assert len(preview.latencies) == 21  # every change shown, by one of the two answers
+    plain = Client(Connection(daemon.address))
+    source = preview.source
+    expected = plain.recolor(source.pixels, target, "palettenet", source.mask,
+                             max_side=50)  # fmt: skip
+    assert view.previews[-1].data == expected.data
+    assert view.states[-1][0] == "info"
+
+
+def test_preview_errors_are_said_in_the_dialog_and_nothing_is_sent(gimp, client):
+    image, photo = preview_image()
+    editor = GimpEditor(gimp, Gegl)
+    glib, view = GLib(), PreviewView()
+    wanted = {"target": PreviewTarget(["#102030", "#12345g"], None, "chang2015")}
+
+    def read():
+        if isinstance(wanted["target"], Exception):
+            raise wanted["target"]
+        return wanted["target"]
+
+    preview = DialogPreview(editor, client, image, [photo], read, GLibRunner(glib), view)
+    preview.changed()
+    assert glib.pump(lambda: view.states)
+    assert view.states[-1] == ("error", "The target palette is not valid: '#12345g' is not a "
+                                        "colour like #1b2a3c.")  # fmt: skip
+    wanted["target"] = EditorError("Choose a GIMP palette, or use the colour buttons.")
+    preview.changed()
+    assert glib.pump(lambda: len(view.states) == 2)
+    assert view.states[-1] == ("error", "Choose a GIMP palette, or use the colour buttons.")
+    assert preview.latest.started == 0 and view.previews == []
+
+    wanted["target"] = PreviewTarget(["#102030", "#f0e0d0"], None, "magic")  # the daemon refuses
+    preview.changed()
+    assert glib.pump(lambda: len(view.states) == 4)  # "Updating…", then what went wrong
+    assert view.states[-1][1].startswith("No preview: " + MESSAGES["bad_request"])
+    stopped = DialogPreview(editor, Client(Connection("tcp://127.0.0.1:9", timeout_s=2)), image,
+                            [photo], read, GLibRunner(glib), view)  # fmt: skip
+    wanted["target"] = PreviewTarget(["#102030", "#f0e0d0"], None, "chang2015")
+    stopped.changed()
+    assert glib.pump(lambda: len(view.states) == 6)
+    assert view.states[-1][1].startswith("No preview: " + MESSAGES["timeout"])  # no daemon
+
+
+def test_closing_the_dialog_drops_the_preview_on_its_way(gimp, daemon):
+    image, photo = preview_image()
+    client = GatedClient(daemon.address)
+    glib, view = GLib(), PreviewView()
+    runner = GLibRunner(glib)
+    read = lambda: PreviewTarget(["#102030", "#f0e0d0"], None, "chang2015")  # noqa: E731
+    preview = DialogPreview(GimpEditor(gimp, Gegl), client, image, [photo], read, runner, view)
+    preview.changed()
+    assert glib.pump(lambda: client.sent)
+    preview.close()
+    runner.close()
+    preview.changed()  # a late notify from the dialog being destroyed
+    client.gate.set()
+    glib.pump(timeout_s=1.0)
+    assert view.previews == [] and view.states == [("busy", "Updating the preview…")]
+    assert len(client.sent) == 1
+
+
+def test_preview_source_reads_in_bands_what_one_read_gives(gimp, monkeypatch):
+    image, photo = preview_image()
+    editor = GimpEditor(gimp, Gegl)
+    whole = editor.preview_source(image, photo, 64)
+    monkeypatch.setattr(gimp_api, "SAMPLE_BAND_BYTES", 3000)  # a few rows a band
+    banded = editor.preview_source(image, photo, 64)
+    assert banded.pixels == whole.pixels and banded.mask == whole.mask
+    values = np.frombuffer(photo.buffer.get(Gegl.Rectangle(20, 10, 200, 150), 1.0, "R'G'B'A u8",
+                                            None), np.uint8).reshape(150, 200, 4)  # fmt: skip
+    assert whole.pixels.data == values[::4, ::4].tobytes()
+    assert whole.mask == bytes([128] * 10 + [255] * 40) * 38  # the selection, sampled alike
+
+
+def test_the_dialog_drives_the_preview_and_ok_uses_the_dragged_colour(gimp_plugin, daemon):
+    """The procedure's dialog (GimpUi faked as GIMP 3.0.4 behaves): a colour button follows
+    its colour dialog's drag into the config (GIMP's own binding does not, and setting the
+    config re-emits the button's signal: this must not loop), each change updates the
+    preview beside the settings, and OK recolours with the dragged colour."""
+    module, procedure = gimp_plugin
+    image = Image(40, 30)
+    photo = image.add_layer("Photo", picture())
+    config = Config({"server": daemon.address, "palette": "", "colors": 3,
+                     "method": "chang2015", "target": "colors"})  # fmt: skip
+    glib = module.GLib
+    seen = {}
+
+    def artist(dialog):
+        panel = dialog.content.children[0].children[1]  # beside the settings
+        area, compare, state = panel.children
+        assert glib.pump(lambda: len(area.drawn) == 2 and "Preview:" in state.markup)
+        button = dialog.get_widget("color-2", "none").get_color_widget()
+        for colour in ("#40a040", "#30b050", "#20c060"):
+            button.drag_to(colour)
+        assert glib.pump(lambda: "Updating the preview" in state.markup)
+        assert glib.pump(lambda: "Preview:" in state.markup)
+        assert len(area.drawn) == 3  # the three colours of the drag in one preview
+        seen["drawn"], seen["compare"] = area.drawn[-1], compare
+        compare.set_active(True)  # "Show original": the layer as it is
+        seen["original"] = area.drawn[-1]
+        return True
+
+    module.GimpUi.on_run = artist
+    status, message = module.run(procedure, "interactive", image, [photo], config, None)
+    assert (status, message) == ("success", None)
+    editor = GimpEditor(module.Gimp, Gegl)
+    assert editor.color_hex(config.values["color-2"]) == "#20c060"  # the config followed
+    assert "#20c060" in image.layers[0].name.split()  # and OK recoloured with it
+    assert seen["drawn"] != seen["original"]
+    assert seen["original"][2] == editor.thumbnail(photo, 384).data
+    (dialog,) = module.GimpUi.dialogs
+    assert dialog.destroyed
+    assert len(config.handlers) == 3  # the colour widgets' own: the preview let go of it

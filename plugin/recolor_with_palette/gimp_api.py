@@ -37,9 +37,10 @@ from dataclasses import dataclass
 from .autostart import Launcher
 from .client import Client
 from .controller import dark_to_light
+from .controller import shared_pairs as paired_by_rank
 from .errors import EditorError, RecolorError
-from .palettes import normalize_hex, rgb_to_hex
-from .pixels import Pixels, downsample_rgba8, srgb_encode
+from .palettes import fit_palette, layer_name, normalize_hex, rgb_to_hex
+from .pixels import Pixels, srgb_encode
 
 # GIMP precision "<depth>-<curve>" -> the babl format read and written (the image's own
 # storage format) and its palettenet/1 pixel format.
@@ -55,6 +56,12 @@ DEPTHS = {
 }
 THUMBNAIL_SIDE = 256
 MIN_THUMBNAIL_SIDE = 16  # a small layer among large ones still shows its colours
+SAMPLE_BAND_BYTES = 16 << 20  # a thumbnail reads the layer in bands of about this size
+
+
+def sampling_step(width: int, height: int, side: int) -> int:
+    """n such that every n-th pixel of every n-th row has a long side of at most `side`."""
+    return max(1, -(-max(width, height) // side))  # ceiling division
 
 
 @dataclass
@@ -68,6 +75,15 @@ class Region:
     local_x: int  # the same rectangle within the drawable's own buffer
     local_y: int
     selection: bool  # whether a selection limits it (then a mask goes with the request)
+
+
+@dataclass
+class PreviewSource:
+    """A drawable's Region sampled small: what the dialog's preview recolours."""
+
+    pixels: Pixels  # RGBA8 (sRGB), long side at most the preview's
+    mask: bytes | None  # the selection at the same pixels, one byte each; None: no selection
+    region: Region  # what Apply reads, full size
 
 
 class GimpEditor:
@@ -134,9 +150,45 @@ class GimpEditor:
     def thumbnail(self, drawable, side: int = THUMBNAIL_SIDE) -> Pixels:
         """The whole drawable, 8-bit sRGB, long side at most `side`."""
         width, height = drawable.get_width(), drawable.get_height()
-        rectangle = self.Gegl.Rectangle.new(0, 0, width, height)
-        data = drawable.get_buffer().get(rectangle, 1.0, "R'G'B'A u8", self.Gegl.AbyssPolicy.CLAMP)
-        return downsample_rgba8(bytes(data), width, height, side)
+        step = sampling_step(width, height, side)
+        data, size = self._sampled(drawable.get_buffer(), (0, 0, width, height), step,
+                                   "R'G'B'A u8")  # fmt: skip
+        return Pixels(*size, "RGBA8", data)
+
+    def preview_source(self, image, drawable, side: int) -> PreviewSource:
+        """What Apply would recolour of `drawable` (the region within the selection, and the
+        selection over it), sampled to a long side of at most `side`, as the artist sees it
+        (8-bit sRGB): the dialog's preview is made of it. EditorError as region()."""
+        region = self.region(image, drawable)
+        step = sampling_step(region.width, region.height, side)
+        local = (region.local_x, region.local_y, region.width, region.height)
+        data, size = self._sampled(drawable.get_buffer(), local, step, "R'G'B'A u8")
+        mask = None
+        if region.selection:
+            where = (region.x, region.y, region.width, region.height)
+            mask, _ = self._sampled(image.get_selection().get_buffer(), where, step, "Y u8",
+                                    self.Gegl.AbyssPolicy.NONE)  # fmt: skip
+        return PreviewSource(Pixels(*size, "RGBA8", data), mask, region)
+
+    def _sampled(self, buffer, rectangle, step: int, babl_format: str, abyss=None):
+        """(bytes, (width, height)): every step-th pixel of every step-th row of the
+        rectangle (x, y, width, height) of a buffer, in babl_format (4 bytes a pixel, or 1
+        for "Y u8"), read in bands so a large layer is never held whole. Nearest-neighbour,
+        as downsample_rgba8: colours stay exact."""
+        x, y, width, height = rectangle
+        pixel_bytes = 1 if babl_format.startswith("Y ") else 4
+        band = max(1, SAMPLE_BAND_BYTES // (width * pixel_bytes * step)) * step
+        abyss = self.Gegl.AbyssPolicy.CLAMP if abyss is None else abyss
+        rows = []
+        for top in range(0, height, band):
+            rows_here = min(band, height - top)
+            part = self.Gegl.Rectangle.new(x, y + top, width, rows_here)
+            pixels = memoryview(bytes(buffer.get(part, 1.0, babl_format, abyss)))
+            if pixel_bytes == 4:
+                pixels = pixels.cast("I")  # one item per pixel, the bytes untouched
+            rows += [pixels[row * width : (row + 1) * width : step].tobytes()
+                     for row in range(0, rows_here, step)]  # fmt: skip
+        return b"".join(rows), (len(range(0, width, step)), len(rows))
 
     # --- the result -------------------------------------------------------------------------
     def add_layer_above(self, image, drawable, region: Region, name: str, babl_format: str,
@@ -279,22 +331,34 @@ def ready_client(address: str, launcher: Launcher, timeout_s: float = 300.0) -> 
 
 def layer_palette(editor: GimpEditor, client: Client, layers: list, k: int, progress=None):
     """The layers' own k colours, all of them together ("#rrggbb", dark to light as the
-    daemon sorts them; fewer when they have fewer). Each layer counts by its size: its
-    thumbnail's long side is in proportion to its own (at least MIN_THUMBNAIL_SIDE)."""
+    daemon sorts them; fewer when they have fewer)."""
+    thumbnail = palette_thumbnail(editor, layers)
+    what = "the layer's palette" if len(layers) == 1 else f"the palette of {len(layers)} layers"
+
+    def request():
+        return thumbnail_palette(client, thumbnail, k)
+
+    return progress(f"Reading {what}…", request) if progress else request()
+
+
+def palette_thumbnail(editor: GimpEditor, layers: list) -> Pixels:
+    """What the layers' palette is read from (libgimp calls: the main thread): their
+    thumbnails one below the other, each layer counting by its size (its thumbnail's long
+    side in proportion to its own, at least MIN_THUMBNAIL_SIDE). EditorError for a layer
+    with no visible pixels."""
     for layer in layers:
         editor.check_visible(layer)
     longest = max(max(layer.get_width(), layer.get_height()) for layer in layers)
     thumbnails = []
-    for layer in layers:  # libgimp calls: here, on the main thread
+    for layer in layers:
         side = THUMBNAIL_SIDE * max(layer.get_width(), layer.get_height()) // longest
         thumbnails.append(editor.thumbnail(layer, max(MIN_THUMBNAIL_SIDE, side)))
-    thumbnail = stacked(thumbnails)
-    what = "the layer's palette" if len(layers) == 1 else f"the palette of {len(layers)} layers"
+    return stacked(thumbnails)
 
-    def request():
-        return client.palette(thumbnail, k)
 
-    colors, _weights = progress(f"Reading {what}…", request) if progress else request()
+def thumbnail_palette(client: Client, thumbnail: Pixels, k: int, cancel=None) -> list[str]:
+    """The daemon's k colours of a palette_thumbnail (network only: any thread)."""
+    colors, _weights = client.palette(thumbnail, k, cancel)
     return [normalize_hex(color) for color in colors]
 
 
@@ -316,22 +380,25 @@ def stacked(thumbnails: list) -> Pixels:
 
 def shared_pairs(editor: GimpEditor, client: Client, layers: list, palette: list, progress=None):
     """(source, target) of equal length for a palette given without the colours it replaces,
-    recolouring several layers: the layers' colours together (dark to light), each paired
-    with a target colour by lightness rank, the daemon's own rule for one layer. With fewer
-    layer colours than target colours, the targets at evenly spaced ranks (the darkest and
-    the lightest kept). The same pairs then go with every layer: one mapping."""
+    recolouring several layers (see pairs_for). The same pairs then go with every layer:
+    one mapping."""
+    thumbnail = palette_thumbnail(editor, layers)
 
-    def order():
-        return dark_to_light(client, palette, None)  # each colour once
+    def pair():
+        return pairs_for(client, thumbnail, palette)
 
-    target = progress("Pairing the palette…", order) if progress else order()
-    source = layer_palette(editor, client, layers, len(target), progress)
-    if len(source) < len(target):
-        last = len(target) - 1
-        ranks = [round(i * last / (len(source) - 1)) if len(source) > 1 else 0
-                 for i in range(len(source))]  # fmt: skip
-        target = [target[rank] for rank in ranks]
-    return source, target
+    return progress("Pairing the palette…", pair) if progress else pair()
+
+
+def pairs_for(client: Client, thumbnail: Pixels, palette: list, cancel=None) -> tuple:
+    """(source, target) of equal length (network only: any thread): the colours of the
+    layers' palette_thumbnail (dark to light), each paired with a target colour by
+    lightness rank, the daemon's own rule for one layer. With fewer layer colours than
+    target colours, the targets at evenly spaced ranks (the darkest and the lightest kept),
+    the rule the Krita docker uses too (controller.shared_pairs)."""
+    target = dark_to_light(client, palette, cancel)  # each colour once
+    source = thumbnail_palette(client, thumbnail, len(target), cancel)
+    return paired_by_rank(source, target)
 
 
 def gimp_palette_colors(editor: GimpEditor, palette) -> list[str]:
@@ -358,15 +425,7 @@ def recolor_layers(editor: GimpEditor, client: Client, image, layers: list, pale
     as `palette`, pairs colour i with colour i for every layer). The new layers, in the
     order of `layers`. Every layer is checked before any request, and nothing is added
     unless every one was recoloured: an EditorError or RecolorError names the layer."""
-    from .palettes import fit_palette, layer_name
-
-    try:
-        palette = fit_palette(palette)
-    except ValueError as error:
-        raise EditorError(f"The target palette is not valid: {shortened(str(error))}.") from None
-    name = layer_name(palette_name, palette)
-    if source_palette is not None and len(source_palette) != len(palette):
-        source_palette = None  # no correspondence: paired by lightness rank
+    palette, source_palette, name = recolor_arguments(palette, source_palette, palette_name)
     babl_format, wire_format = editor.formats(image)
     regions = []
     for layer in layers:  # every check before the first request
@@ -399,6 +458,20 @@ def recolor_layers(editor: GimpEditor, client: Client, image, layers: list, pale
     for layer in layers:
         editor.check_still_there(image, layer)
     return editor.add_layers_above(image, results, name, babl_format)
+
+
+def recolor_arguments(palette, source_palette=None, palette_name=None) -> tuple:
+    """(palette, source_palette, the new layer's name) as Apply and the dialog's preview
+    send them: the palette checked and fitted (EditorError saying what is wrong), the
+    source palette kept only when it pairs colour i with colour i (else None: the daemon
+    pairs by lightness rank, or shared_pairs for several layers)."""
+    try:
+        palette = fit_palette(palette)
+    except ValueError as error:
+        raise EditorError(f"The target palette is not valid: {shortened(str(error))}.") from None
+    if source_palette is not None and len(source_palette) != len(palette):
+        source_palette = None  # no correspondence: paired by lightness rank
+    return palette, source_palette, layer_name(palette_name, palette)
 
 
 def shortened(text: str, limit: int = 200) -> str:
