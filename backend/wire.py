@@ -17,6 +17,12 @@ DEFAULT_PALETTE_COLORS = 6  # `palette` op's k when the request gives none
 # all get one colour mapping) is reduced to the working size anyway: a small one is enough.
 MAX_REFERENCE_PIXELS = 1 << 22  # 4 megapixels
 
+# Clients on the daemon's machine may hand over pixels in files of this folder instead of
+# frames (the header's shared_memory, docs/PROTOCOL.md), named like this and nothing else:
+# the prefix, the client's process id, 32 random hex digits.
+SHARED_MEMORY_FOLDER = "/dev/shm"
+SHARED_MEMORY_NAME = r"palettenet-[0-9]{1,10}-[0-9a-f]{32}"
+
 ERROR_CODES = (
     "bad_request",  # not valid JSON, a missing or mistyped field, an unknown op or option
     "bad_palette",  # a palette entry that is not a colour, or the wrong number of them

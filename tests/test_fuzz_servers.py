@@ -1,7 +1,8 @@
 """End-to-end fuzzing of a running daemon and a running broker (issue #12).
 
 A few thousand malformed messages (random bytes, deeply nested JSON, wrong field types, too
-many frames, frames of the wrong size, oversized headers and messages), garbage on raw TCP
+many frames, frames of the wrong size, oversized headers and messages, shared memory files
+that are missing, symlinks, FIFOs, of the wrong size or mode), garbage on raw TCP
 connections (random bytes, broken ZMTP greetings, absurd frame sizes, idle ones left open),
 and for the broker, forged worker messages on its backend. Then: every message got exactly
 one reply, none `internal`, the processes are alive, and a correct recolour still gives the
@@ -12,10 +13,14 @@ closing note (cases, deaths, lost replies, peak memory, client call times).
 """
 
 import json
+import os
 import random
+import secrets
 import socket
 import time
 from collections import Counter
+from contextlib import contextmanager
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import numpy as np
@@ -25,7 +30,7 @@ import zmq
 from backend.service.client import Client
 from backend.service.engine import Engine
 from backend.service.protocol import decode_reply, encode_request
-from backend.wire import ERROR_CODES, PROTOCOL
+from backend.wire import ERROR_CODES, PROTOCOL, SHARED_MEMORY_FOLDER
 from tests.conftest import small_photo
 from tests.servers import Server, as_pixels, photo_pixels, random_weights, recolor_header
 
@@ -45,8 +50,34 @@ def dumps(header) -> bytes:
     return json.dumps(header, allow_nan=True).encode()
 
 
-def malformed_messages(rng: random.Random, count: int) -> list[list[bytes]]:
-    """`count` messages (lists of frames) of many kinds, mostly wrong, some valid."""
+@contextmanager
+def shared_memory_files():
+    """Files of /dev/shm a hostile client could name for GOOD's 4 x 2 RGBA8 layer (32 bytes):
+    two good ones, one of the wrong size, one open to others, an unallocated one, a symlink
+    to a good one, a FIFO, and a name with no file. Yields their names; removes them."""
+    folder = Path(SHARED_MEMORY_FOLDER)
+    if not folder.is_dir():
+        yield []
+        return
+    names = [f"palettenet-{os.getpid()}-{secrets.token_hex(16)}" for _ in range(8)]
+    paths = [folder / name for name in names]
+    for path, (size, mode) in zip(paths, [(32, 0o600), (32, 0o600), (31, 0o600), (32, 0o644)]):
+        path.write_bytes(bytes(range(size)))
+        os.chmod(path, mode)
+    os.close(os.open(paths[4], os.O_CREAT | os.O_WRONLY, 0o600))
+    os.truncate(paths[4], 32)  # a hole: no page allocated
+    paths[5].symlink_to(paths[0])
+    os.mkfifo(paths[6], 0o600)
+    try:
+        yield names
+    finally:
+        for path in paths:
+            path.unlink(missing_ok=True)
+
+
+def malformed_messages(rng: random.Random, count: int, segments=()) -> list[list[bytes]]:
+    """`count` messages (lists of frames) of many kinds, mostly wrong, some valid; segments:
+    names of files in /dev/shm (shared_memory_files) to name in some of them."""
 
     def random_bytes():
         return [rng.randbytes(rng.randint(0, 200)) for _ in range(rng.randint(1, 3))]
@@ -94,6 +125,15 @@ def malformed_messages(rng: random.Random, count: int) -> list[list[bytes]]:
         frames = [dumps(header), bytes([200]) * 32]
         return frames + [bytes(16)] * rng.randint(0, 2)
 
+    def with_shared_memory():  # files good and bad, names good and bad, frames or not
+        choices = [*segments, "../../etc/passwd", "/dev/shm/x", "palettenet-1-x", 5, None, ""]
+        roles = rng.sample(["pixels", "mask", "reply", "other"], rng.randint(0, 4))
+        names = {role: rng.choice(choices) for role in roles}
+        header = dict(GOOD, op=rng.choice(["recolor", "palette", "ping"]), shared_memory=names)
+        if rng.random() < 0.2:
+            header["shared_memory"] = rng.choice(VALUES)
+        return [dumps(header)] + [bytes(32)] * rng.randint(0, 2)
+
     def valid():
         kind = rng.choice(["ping", "info", "recolor", "palette"])
         if kind in ("ping", "info"):
@@ -105,6 +145,8 @@ def malformed_messages(rng: random.Random, count: int) -> list[list[bytes]]:
 
     makers = [random_bytes, nested, wrong_types, many_frames, wrong_sizes, oversized_header,
               not_a_header, empty_mask_palettenet, with_reference, valid]  # fmt: skip
+    if segments:
+        makers.append(with_shared_memory)
     return [rng.choice(makers)() for _ in range(count)]
 
 
@@ -214,11 +256,12 @@ def fuzz(address: str, seed: int, count: int = MESSAGES, max_frame: int = 0) -> 
     raw = open_raw_connections(address, rng, RAW_CONNECTIONS)
     fuzzer = Fuzzer(address)
     try:
-        messages = malformed_messages(rng, count)
-        for start in range(0, len(messages), 100):
-            fuzzer.batch(messages[start : start + 100])
-            if fuzzer.lost:  # a dead server: no need to wait for the rest
-                return fuzzer.stats
+        with shared_memory_files() as segments:
+            messages = malformed_messages(rng, count, segments)
+            for start in range(0, len(messages), 100):
+                fuzzer.batch(messages[start : start + 100])
+                if fuzzer.lost:  # a dead server: no need to wait for the rest
+                    return fuzzer.stats
         fuzzer.batch(huge_messages())
         if max_frame:
             fuzzer.oversized_frame(max_frame + 1)

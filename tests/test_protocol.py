@@ -11,6 +11,9 @@ from backend.service.fairqueue import FairQueue
 from backend.service.protocol import ProtocolError, encode_request, parse_request
 from backend.wire import PROTOCOL, bytes_per_pixel
 
+SEGMENT = "palettenet-42-" + "a" * 32  # well-formed shared memory file names
+OTHER = "palettenet-42-" + "b" * 32
+
 
 @settings(max_examples=300, deadline=None)
 @given(
@@ -18,14 +21,17 @@ from backend.wire import PROTOCOL, bytes_per_pixel
         st.binary(max_size=80),
         st.dictionaries(
             st.sampled_from(["protocol", "op", "id", "width", "height", "pixel_format",
-                             "palette", "method", "source_palette", "options", "reference"]),
+                             "palette", "method", "source_palette", "options", "reference",
+                             "shared_memory"]),
             st.one_of(st.none(), st.integers(-5, 2**40), st.floats(), st.text(max_size=10),
                       st.lists(st.text(max_size=8), max_size=13), st.dictionaries(
                           st.sampled_from(["k", "max_side", "x", "width", "height"]),
                           st.integers(-3, 20)),
                       st.fixed_dictionaries({"width": st.integers(-1, 40), "height":
                           st.integers(-1, 3), "pixel_format": st.sampled_from(
-                              ["RGBA8", "RGB8", "x"])})),
+                              ["RGBA8", "RGB8", "x"])}),
+                      st.dictionaries(st.sampled_from(["pixels", "mask", "reply", "x"]),
+                          st.sampled_from([SEGMENT, OTHER, "../x", 3]))),
         ).map(lambda h: json.dumps(h).encode()),
     ),
     payload=st.lists(st.binary(max_size=40), max_size=4),
@@ -36,7 +42,9 @@ def test_any_frames_give_a_request_or_a_protocol_error(header, payload):
     except ProtocolError as error:
         assert error.message
         return
-    if request.op in ("recolor", "palette"):
+    if request.shared_memory is not None:  # the daemon checks the files' sizes
+        assert request.pixels is None and set(request.shared_memory) <= {"pixels", "mask", "reply"}
+    elif request.op in ("recolor", "palette"):
         per_pixel = bytes_per_pixel(request.pixel_format)
         assert len(request.pixels) == request.width * request.height * per_pixel
     if request.reference is not None:
@@ -88,3 +96,42 @@ def test_queue_limits_and_batches_of_one_kind():
     batch = queue.take(0, max_batch=3, key=lambda job: job[0])
     assert batch == [("net", 1), ("net", 4), ("net", 2)]  # a, then c, then a again; not b
     assert queue.take(0, max_batch=3, key=lambda job: job[0]) == [("chang", 1)]
+
+
+def shared(names: dict, **more) -> dict:
+    return {"op": "recolor", "id": "s", "width": 3, "height": 2, "pixel_format": "RGBA8",
+            "palette": ["#fff"], "shared_memory": names, **more}  # fmt: skip
+
+
+def test_shared_memory_names_are_checked_before_anything_is_opened():
+    request = parse_request(encode_request(shared({"pixels": SEGMENT})))
+    assert request.shared_memory == {"pixels": SEGMENT} and request.pixels is None
+    assert request.segment_sizes() == {"pixels": 24, "mask": 6, "reply": 24}
+    refused = [
+        ({"pixels": "/etc/passwd"}, {}, [], "not a name"),
+        ({"pixels": "../" + SEGMENT}, {}, [], "not a name"),
+        ({"pixels": SEGMENT + "/x"}, {}, [], "not a name"),
+        ({"pixels": "palettenet-1-" + "A" * 32}, {}, [], "not a name"),
+        ({"pixels": 7}, {}, [], "not a name"),
+        ({"mask": SEGMENT}, {}, [], "pixels is missing"),
+        ({"pixels": SEGMENT, "reply": SEGMENT}, {}, [], "of its own"),
+        ({"pixels": SEGMENT, "input": OTHER}, {}, [], "unknown role"),
+        ({"pixels": SEGMENT, "reply": OTHER}, {"options": {"max_side": 64}}, [], "full-size"),
+        ([SEGMENT], {}, [], "JSON object"),
+        ({"pixels": SEGMENT}, {}, [bytes(24)], "no frame but the reference"),
+    ]
+    for names, more, payload, reason in refused:
+        with pytest.raises(ProtocolError) as caught:
+            parse_request(encode_request(shared(names, **more)) + payload)
+        assert caught.value.field == "shared_memory" and reason in caught.value.message
+        assert caught.value.reply().header["error"]["field"] == "shared_memory"
+        assert caught.value.request_id == "s"  # echoed in the reply
+
+
+def test_a_reference_frame_comes_alone_after_a_shared_memory_header():
+    header = shared({"pixels": SEGMENT, "reply": OTHER},
+                    reference={"width": 1, "height": 1, "pixel_format": "RGBA8"})  # fmt: skip
+    request = parse_request(encode_request(header, reference=bytes(4)))
+    assert bytes(request.reference.pixels) == bytes(4) and request.pixels is None
+    with pytest.raises(ProtocolError, match="no reference frame"):
+        parse_request(encode_request(header))

@@ -52,12 +52,15 @@ from backend.service.security import (
     ServerKeys,
     bind,
     check_bind,
+    is_local,
     receive_bounded,
     server_socket,
 )
+from backend.service.shared_memory import MappedSegments
 from backend.wire import DEFAULT_ADDRESS
 
 POLL_MS = 100  # how often the loops look at the stop flag when there is nothing to do
+PURGE_S = 1.0  # how often the mappings of clients' shared memory files are looked over
 SEND_TIMEOUT_MS = 1000  # towards a broker (DEALER): a send waits at most this, then drops
 TICKET = struct.Struct(">Q")  # identifies a job between the main thread and the workers
 
@@ -101,6 +104,8 @@ class Daemon:
         self._workers_exit = threading.Event()
         self._workers: list[threading.Thread] = []
         self._authenticator = None
+        self.segments: MappedSegments | None = None  # clients' files: only if local
+        self.no_segments = "the daemon has not started"  # why segments is None
 
     # --- life cycle -----------------------------------------------------------------------
     def start(self) -> str:
@@ -121,6 +126,7 @@ class Daemon:
                 settings.server_keys.apply(self.front)
                 self._authenticator = settings.server_keys.authenticator(self.context)
             self.endpoint = bind(self.front, settings.bind)
+        self._open_segments()
         self.results = self.context.socket(zmq.PULL)
         self.results.linger = 0
         self._results_address = f"inproc://results-{id(self)}"
@@ -130,6 +136,20 @@ class Daemon:
             thread.start()
             self._workers.append(thread)
         return self.endpoint
+
+    def _open_segments(self) -> None:
+        """Take pixels through clients' shared memory files where only clients on this
+        machine can reach the daemon: a remote client cannot name files here, and a broker's
+        worker may be on another machine than the client."""
+        if self.settings.connect is not None:
+            self.no_segments = "this daemon is a broker's worker"
+        elif not is_local(self.endpoint):
+            self.no_segments = f"this daemon listens on {self.endpoint}, open to other machines"
+        else:
+            try:
+                self.segments = MappedSegments()
+            except OSError as error:
+                self.no_segments = f"this machine's shared memory folder cannot be used: {error}"
 
     def _socket(self, kind, address: str) -> zmq.Socket:
         settings = self.settings
@@ -145,7 +165,7 @@ class Daemon:
         poller = zmq.Poller()
         poller.register(self.front, zmq.POLLIN)
         poller.register(self.results, zmq.POLLIN)
-        stopping, next_heartbeat = False, 0.0
+        stopping, next_heartbeat, next_purge = False, 0.0, 0.0
         try:
             while True:
                 if self._stop.is_set() and not stopping:
@@ -159,6 +179,9 @@ class Daemon:
                     if time.monotonic() >= next_heartbeat:
                         self._announce()
                         next_heartbeat = time.monotonic() + self.settings.heartbeat_s
+                if self.segments is not None and time.monotonic() >= next_purge:
+                    self.segments.purge()
+                    next_purge = time.monotonic() + PURGE_S
                 events = dict(poller.poll(POLL_MS))
                 if self.results in events:
                     self._deliver()
@@ -175,6 +198,8 @@ class Daemon:
         self.front.close()  # lingers until the last replies are sent (settings.linger_ms)
         if self._authenticator is not None:
             self._authenticator.stop()
+        if self.segments is not None:
+            self.segments.close()
         self.context.term()
 
     # --- the main thread ------------------------------------------------------------------
@@ -195,6 +220,7 @@ class Daemon:
             "workers": settings.workers,
             "waiting": len(self.queue),
             "running": len(self.pending) - len(self.queue),
+            "shared_memory": self.segments is not None,
         }
 
     def _announce(self) -> None:
@@ -248,6 +274,8 @@ class Daemon:
     def _answer(self, route: list, body: list, stopping: bool) -> None:
         try:
             request = parse_request(body, self.settings.max_pixels)
+            if request.shared_memory is not None and not stopping:
+                self._attach(request)
         except ProtocolError as error:
             self._reply(route, error.reply())
             return
@@ -257,6 +285,19 @@ class Daemon:
             self._reply(route, error_reply(request.id, "busy", "the daemon is stopping"))
         else:
             self._queue(route, request)
+
+    def _attach(self, request: Request) -> None:
+        """Map the files a request names (shared_memory.py checks each); ProtocolError with
+        field shared_memory (the client sends frames instead) if this daemon takes none or
+        refuses one. Opening and mapping touch no pixel: cheap enough for this thread."""
+        try:
+            if self.segments is None:
+                message = f"shared memory: {self.no_segments}; send the pixels as frames"
+                raise ProtocolError("bad_request", message, field="shared_memory")
+            self.segments.attach(request, request.segment_sizes())
+        except ProtocolError as error:
+            error.request_id = request.id
+            raise
 
     def _queue(self, route: list, request: Request) -> None:
         ticket = next(self._tickets)
@@ -295,15 +336,21 @@ class Daemon:
         try:
             while not (self._workers_exit.is_set() and len(self.queue) == 0):
                 jobs = self.queue.take(POLL_MS / 1000, self.settings.max_batch, key)
-                if not jobs:
-                    continue
-                started = time.perf_counter()
-                for job, reply in zip(jobs, self._run(jobs)):
-                    if "timing_ms" in reply.header:
-                        reply.header["timing_ms"]["queue"] = _milliseconds(started - job.received)
-                    results.send_multipart([TICKET.pack(job.ticket), *reply.encode()], copy=False)
+                if jobs:
+                    self._answer_jobs(jobs, results)
         finally:
             results.close()
+
+    def _answer_jobs(self, jobs: list[Job], results: zmq.Socket) -> None:
+        """Run jobs and push their replies to the main thread. A function of its own so that
+        nothing of them outlives it (a client's shared memory mapping is let go of once its
+        last request is answered)."""
+        started = time.perf_counter()
+        for job, reply in zip(jobs, self._run(jobs)):
+            if "timing_ms" in reply.header:
+                reply.header["timing_ms"]["queue"] = _milliseconds(started - job.received)
+            results.send_multipart([TICKET.pack(job.ticket), *reply.encode()], copy=False)
+        jobs.clear()
 
     def _run(self, jobs: list[Job]) -> list[Reply]:
         try:

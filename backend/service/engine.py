@@ -157,11 +157,15 @@ class Engine:
 
     # --- requests -------------------------------------------------------------------------
     def handle(self, frames: list, max_pixels: int) -> list:
-        """Request frames -> reply frames: the whole round trip, for in-process callers."""
+        """Request frames -> reply frames: the whole round trip, for in-process callers.
+        Pixels come as frames here: shared memory is between a client and a daemon."""
         try:
             request = parse_request(frames, max_pixels)
+            if request.shared_memory is not None:
+                message = "shared memory: only a daemon maps files; send the pixels as frames"
+                raise ProtocolError("bad_request", message, request.id, "shared_memory")
         except ProtocolError as error:
-            return error_reply(request_id(frames), error.code, error.message).encode()
+            return error_reply(request_id(frames), error.code, error.message, error.field).encode()
         if request.op in ("ping", "info"):
             return ok_reply(request.id, **self.info()).encode()
         return self.run([request])[0].encode()
@@ -243,6 +247,20 @@ class Engine:
                 layer = shrink_layer(layer, size)
         return layer
 
+    @staticmethod
+    def _output(request: Request, layer: Layer) -> np.ndarray:
+        """Where the recoloured layer is written: the client's reply file when it named one
+        (shared memory: no copy, no reply frame), else a new array."""
+        if request.reply is None:
+            return np.empty(layer.pixels.shape, layer.pixels.dtype)
+        return np.frombuffer(request.reply, layer.pixels.dtype).reshape(layer.pixels.shape)
+
+    def _copy(self, request: Request, layer: Layer) -> np.ndarray:
+        """The layer as it came, as a reply (what an edit that changes nothing gives)."""
+        out = self._output(request, layer)
+        np.copyto(out, layer.pixels)
+        return out
+
     def _recolored(self, request: Request, layer: Layer, out: np.ndarray, timing: Timing) -> Reply:
         reply = ok_reply(
             request.id,
@@ -252,13 +270,16 @@ class Engine:
             method=request.method,
             **timing.reported(),
         )
-        reply.frames = [memoryview(np.ascontiguousarray(out)).cast("B")]
+        if request.reply is None:
+            reply.frames = [memoryview(np.ascontiguousarray(out)).cast("B")]
+        else:  # written in the client's reply file: the header says so, no frame follows
+            reply.header["shared_memory"] = {"reply": request.shared_memory["reply"]}
         return reply
 
     def _unchanged(self, request: Request) -> Reply:
         """The layer as it came: what an edit that maps every colour to itself gives."""
         layer, timing = self._layer(request)
-        return self._recolored(request, layer, layer.pixels.copy(), timing)
+        return self._recolored(request, layer, self._copy(request, layer), timing)
 
     def _palette(self, request: Request) -> Reply:
         layer, timing = self._layer(request)
@@ -273,18 +294,18 @@ class Engine:
     def _chang2015(self, request: Request) -> Reply:
         layer, timing = self._layer(request)
         if not self.palettes.anything_counts(layer):  # nothing visible and selected
-            return self._recolored(request, layer, layer.pixels.copy(), timing)
+            return self._recolored(request, layer, self._copy(request, layer), timing)
         target, source = _lab_palettes(request)
         if source is None:
             with timing.stage("palette"):
                 paired_with = layer if request.reference is None else _layer_of(request.reference)
                 if not self.palettes.anything_counts(paired_with):  # a transparent reference
-                    return self._recolored(request, layer, layer.pixels.copy(), timing)
+                    return self._recolored(request, layer, self._copy(request, layer), timing)
                 target, source, _ = self.palettes.pair(target, paired_with)
         with timing.stage("lattice"):
             lattice = build_lattice(source, target)
         with timing.stage("apply"):
-            out = np.empty(layer.pixels.shape, layer.pixels.dtype)
+            out = self._output(request, layer)
             # The lattice maps colours alone: a large 8-bit layer maps each distinct colour
             # once; other layers are mapped pixel by pixel.
             if not layer.map_colours(out, lambda rgb: apply_lattice(rgb, lattice)):
@@ -307,7 +328,7 @@ class Engine:
         with timing.stage("mapping"):
             colour_map = self.shared_maps.get(self, request)
         with timing.stage("finish"):
-            out = np.empty(layer.pixels.shape, layer.pixels.dtype)
+            out = self._output(request, layer)
             if colour_map is None:  # nothing visible in the reference: nothing to map by
                 out[...] = layer.pixels
             else:
@@ -370,10 +391,10 @@ class Engine:
                 if item.error is not None:
                     raise item.error
                 if item.working is None:  # nothing visible: the layer as it came
-                    out = item.layer.pixels.copy()
+                    out = self._copy(item.request, item.layer)
                 else:
                     with item.timing.stage("finish"):
-                        out = np.empty(item.layer.pixels.shape, item.layer.pixels.dtype)
+                        out = self._output(item.request, item.layer)
                         finish(item.layer, item.working, item.output, out)
                 yield item.index, self._recolored(item.request, item.layer, out, item.timing)
             except Exception as error:
@@ -386,7 +407,12 @@ class Engine:
         item = items[0]
         if item.encoded is None:
             item.encoded = encode(self.model, [item.working.rgb], self.half)
-            self.previews.put(item.preview_key, _Preview(item.layer, item.working, item.encoded))
+            layer = item.layer
+            if item.request.shared_memory is not None:
+                # may be a view of the client's file, which it writes again for its next one
+                mask = None if layer.mask is None else layer.mask.copy()
+                layer = Layer(layer.pixels.copy(), layer.format, mask)
+            self.previews.put(item.preview_key, _Preview(layer, item.working, item.encoded))
         return item.encoded
 
 

@@ -30,6 +30,7 @@ from backend.wire import (
     OPS,
     PIXEL_FORMATS,
     PROTOCOL,
+    SHARED_MEMORY_NAME,
     bytes_per_pixel,
 )
 
@@ -45,21 +46,26 @@ READY, BYE = b"READY", b"BYE"
 DEFAULT_MAX_PIXELS = 1 << 27  # 134 megapixels: a 100-megapixel canvas with room to spare
 LARGEST_PIXEL = max(bytes_per_pixel(name) for name in PIXEL_FORMATS)
 _HEX = re.compile(r"#?([0-9a-fA-F]{3}|[0-9a-fA-F]{6})")
+_SEGMENT_NAME = re.compile(SHARED_MEMORY_NAME)
+SEGMENT_ROLES = ("pixels", "mask", "reply")  # the shared_memory field's keys
 
 
 class ProtocolError(Exception):
     """A request that gets an error reply; `code` is one of ERROR_CODES, `request_id` the
-    request's id when its header could be read (to echo in the reply)."""
+    request's id when its header could be read (to echo in the reply), `field` the header
+    field at fault where the reply says so (only "shared_memory": the same request with
+    frames instead may succeed)."""
 
-    def __init__(self, code: str, message: str, request_id: str | None = None):
+    def __init__(self, code: str, message: str, request_id: str | None = None, field=None):
         assert code in ERROR_CODES, code
         super().__init__(message)
         self.code = code
         self.message = message
         self.request_id = request_id
+        self.field = field
 
     def reply(self) -> "Reply":
-        return error_reply(self.request_id, self.code, self.message)
+        return error_reply(self.request_id, self.code, self.message, self.field)
 
 
 def max_message_bytes(max_pixels: int) -> int:
@@ -89,8 +95,11 @@ def ok_reply(request_id, **fields) -> Reply:
     return Reply({"ok": True, "id": request_id, **fields})
 
 
-def error_reply(request_id, code: str, message: str) -> Reply:
-    return Reply({"ok": False, "id": request_id, "error": {"code": code, "message": message}})
+def error_reply(request_id, code: str, message: str, field: str | None = None) -> Reply:
+    error = {"code": code, "message": message}
+    if field is not None:
+        error["field"] = field
+    return Reply({"ok": False, "id": request_id, "error": error})
 
 
 def cut_short_reply(body: list, max_bytes: int) -> Reply:
@@ -138,6 +147,16 @@ class Request:
     max_side: int | None = None
     k: int = DEFAULT_PALETTE_COLORS
     reference: "Reference | None" = None  # the image every piece of a job is mapped by
+    # Files of the client holding pixels, mask and reply ({role: name}, see shared_memory.py;
+    # None: frames). The daemon maps them: pixels and mask then hold their buffers, and
+    # reply a writable buffer the result is written into instead of a reply frame.
+    shared_memory: dict | None = None
+    reply: object = None
+
+    def segment_sizes(self) -> dict:
+        """The bytes each shared_memory file must have: {role: bytes}."""
+        pixels = self.width * self.height * bytes_per_pixel(self.pixel_format)
+        return {"pixels": pixels, "mask": self.width * self.height, "reply": pixels}
 
 
 @dataclass
@@ -303,11 +322,13 @@ def _parse_fields(header: dict, request_id_, payload: list, max_pixels: int) -> 
         if payload:
             raise ProtocolError("bad_request", f"{op} takes no frames after the header")
         return request
+    if header.get("shared_memory") is not None:
+        request.shared_memory = _parse_shared_memory(header["shared_memory"], op, options)
     reference_pixels = None
     if header.get("reference") is not None:
         if op != "recolor":
             raise ProtocolError("bad_request", f"{op} takes no reference image")
-        if len(payload) < 2:
+        if len(payload) < (1 if request.shared_memory is not None else 2):
             message = "reference is given but there is no reference frame after the pixels"
             raise ProtocolError("bad_request", message)
         *payload, reference_pixels = payload
@@ -366,6 +387,14 @@ def _parse_layer(request: Request, header: dict, payload: list, max_pixels: int)
             f"daemon takes: at most {max_pixels}"
         )
         raise ProtocolError("too_large", message)
+    if request.shared_memory is not None:
+        if payload:
+            message = (
+                "shared memory: the pixels and the mask are in the named files, so no frame "
+                f"but the reference may follow the header; got {len(payload)} more"
+            )
+            raise ProtocolError("bad_request", message, field="shared_memory")
+        return
     if not payload:
         raise ProtocolError("bad_request", f"{request.op} needs a pixel frame after the header")
     if len(payload) > 2:
@@ -383,6 +412,30 @@ def _parse_layer(request: Request, header: dict, payload: list, max_pixels: int)
     if len(payload) == 2:
         _expect_bytes(payload[1], count, "mask frame", f"{size}, one per pixel")
         request.mask = payload[1]
+
+
+def _parse_shared_memory(fields, op: str, options: dict) -> dict:
+    """header["shared_memory"]: {"pixels": NAME, "mask": NAME, "reply": NAME}, pixels
+    required, names distinct and of the form SHARED_MEMORY_NAME. Only the names are checked
+    here (the broker forwards them); the daemon opens the files (shared_memory.py)."""
+
+    def refused(message):
+        return ProtocolError("bad_request", f"shared memory: {message}", field="shared_memory")
+
+    if not isinstance(fields, dict):
+        raise refused(f"shared_memory must be a JSON object, got {_shown(fields)}")
+    for role, name in fields.items():
+        if role not in SEGMENT_ROLES:
+            raise refused(f"unknown role {_shown(role)}; known: {', '.join(SEGMENT_ROLES)}")
+        if not isinstance(name, str) or _SEGMENT_NAME.fullmatch(name) is None:
+            raise refused(f"{role} {_shown(name)} is not a name of the form {SHARED_MEMORY_NAME}")
+    if "pixels" not in fields:
+        raise refused("pixels is missing: the layer's pixels must be in a named file too")
+    if len(set(fields.values())) != len(fields):
+        raise refused("each role needs a file of its own")
+    if "reply" in fields and (op != "recolor" or "max_side" in options):
+        raise refused("a reply file is for a full-size recolor (a preview's size is the daemon's)")
+    return dict(fields)
 
 
 def _parse_reference(fields, frame, max_pixels: int) -> Reference:
