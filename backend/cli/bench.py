@@ -2,8 +2,9 @@
 
 For each size (megapixels) a photo (scikit-image's astronaut, resized to 3:2) is sent as
 RGBA8 and recoloured with palettenet and with chang2015, in this process (the Engine, as the
-CLI runs it) and through a daemon on loopback (a `palettenet serve` subprocess, as the
-plug-ins use it). Printed per size and method:
+CLI runs it) and through a daemon on loopback (a `palettenet serve` subprocess, asked by
+backend.service.client as `--server` does: layers of 1 MiB or more through shared memory
+files, docs/PROTOCOL.md; the plug-ins send frames). Printed per size and method:
 
     seconds per recolour in process (in a worker thread, like the daemon's) and through
     the daemon (best of --repeat),
