@@ -201,18 +201,18 @@ class ClientSegments:
     def prepare(self, pixels, mask, reply_size: int | None) -> dict:
         """Files holding copies of pixels (and mask, if not None), and an allocated reply
         file of reply_size bytes (None: none); returns the header's shared_memory field.
-        OSError if a file cannot be made (/dev/shm full, say)."""
+        A role this request does not use keeps its file for a later one. OSError if a file
+        cannot be made (/dev/shm full, say)."""
+        names = {}
         for role, content in (("pixels", pixels), ("mask", mask)):
-            if content is None:
-                self.forget(role)
-                continue
-            data = np.frombuffer(memoryview(content).cast("B"), np.uint8)
-            np.copyto(self._segment(role, data.size).array, data)
-        if reply_size is None:
-            self.forget("reply")
-        else:
-            self._segment("reply", reply_size)
-        return {role: segment.name for role, segment in self.segments.items()}
+            if content is not None:
+                data = np.frombuffer(memoryview(content).cast("B"), np.uint8)
+                segment = self._segment(role, data.size)
+                np.copyto(segment.array, data)
+                names[role] = segment.name
+        if reply_size is not None:
+            names["reply"] = self._segment("reply", reply_size).name
+        return names
 
     def _segment(self, role: str, size: int) -> _Segment:
         """This role's file if it has `size` bytes and no reply array handed out over it is
