@@ -74,8 +74,9 @@ class MappedSegments:
 
     def attach(self, request, sizes: dict) -> None:
         """Map the request's named files: request.pixels and request.mask become read-only
-        buffers, request.reply a writable one. sizes: name role -> bytes it must have.
-        ProtocolError (field shared_memory) if any file is refused; nothing is kept then."""
+        buffers, request.reply a writable one. sizes: role -> bytes its file must have.
+        ProtocolError (field shared_memory) if any file is refused (files mapped before it
+        stay kept: they passed every check)."""
         names = request.shared_memory
         seen = set()
         for role in ("pixels", "mask", "reply"):
