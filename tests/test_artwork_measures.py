@@ -198,6 +198,25 @@ def test_swatch_miss_reports_the_worst_swatch_off_its_target():
     assert swatch_miss(pairs(layer, wrong), source, target) == pytest.approx(expected)
 
 
+def test_swatch_miss_counts_the_pixels_of_the_swatchs_own_8_bit_colour_only():
+    """A grey ramp whose middle level is the swatch: the swatch's pixels land on the target,
+    the neighbouring levels (0.3 to 0.5 dE away) are moved apart by the edit. Only the
+    swatch's own colour counts, also when the swatch is given as an unrounded mean."""
+    levels = np.arange(120, 137, dtype=np.uint8)  # one grey level per column
+    layer = np.repeat(np.repeat(levels[None, :, None], 4, axis=0), 3, axis=2)
+    target = (180, 40, 60)
+    output = np.zeros_like(layer)
+    output[:, :, 0] = np.clip(180 + 12 * (levels.astype(int) - 128), 0, 255)[None]
+    output[:, :, 1:] = (40, 60)
+    assert tuple(output[0, 8]) == target and levels[8] == 128
+    swatch = lab_of((128, 128, 128))
+    for level in (127, 129):  # a ball of 0.5 dE took these in: a miss of 2.6 dE
+        assert deltaE_ciede2000(swatch, lab_of((level,) * 3)) < 0.5
+    assert swatch_miss(pairs(layer, output), swatch[None], lab_of(target)[None]) == 0
+    mean = lab_of((128.4, 128.4, 128.4))  # a palette's mean colour: rounds to the level 128
+    assert swatch_miss(pairs(layer, output), mean[None], lab_of(target)[None]) == 0
+
+
 # --- lightness ----------------------------------------------------------------------------
 def grey_ramp(lightness_of):
     """Input: 101 grey columns of L* 0..100 (8 rows); output: L* mapped by lightness_of."""

@@ -290,3 +290,59 @@ def test_a_smooth_gradient_through_the_palette_colours_gets_no_bands(seed):
     lattice = recolor_chang2015(image, source, target)
     exact = recolor_chang2015_direct(image, source, target)
     assert largest_step(lattice) <= 1.5 * largest_step(exact)
+
+
+def test_a_saturated_ramp_sent_to_the_opposite_hue_has_no_jump():
+    """Reds (200..255, 0, 0), their swatch #ff0000 sent to green #009a00: the transfer
+    brought reds that its lightness curve pushed out of the gamut back to no room at all,
+    so (250, 0, 0) stayed orange while (255, 0, 0) turned green, a jump of 60 dE between
+    neighbours. Every neighbour step is now within a few dE and the ramp ends green."""
+    source = hex_lab(["#4d2600", "#2e3436", "#ff0000", "#ffaa00", "#ffd500", "#eeeeec"])
+    target = hex_lab(["#003b00", "#383139", "#009a00", "#00db46", "#00f88c", "#eceeee"])
+    reds = np.zeros((1, 56, 3), np.uint8)
+    reds[0, :, 0] = np.arange(200, 256)
+    for out in (
+        recolor_chang2015(reds, source, target),
+        recolor_chang2015_direct(reds, source, target),
+    ):
+        lab = rgb_to_lab_np(np.round(out[0] * 255) / 255)
+        assert deltaE_ciede2000(lab[1:], lab[:-1]).max() < 6
+        assert deltaE_ciede2000(lab[-1], target[2]) < 1
+
+
+def test_swatches_land_on_targets_whose_lightness_order_is_flipped():
+    """Dark blue -> light yellow and light pink -> dark green: a monotone lightness curve
+    cannot send both (it averaged them, 10 to 30 dE off); the lattice is pinned to the
+    targets themselves, so each fill lands within 1 dE."""
+    source = hex_lab(["#1c284b", "#ffbbff", "#808080"])
+    target = hex_lab(["#f4d42b", "#14654f", "#808080"])
+    image = np.repeat(np.round(lab_to_rgb_np(source) * 255).astype(np.uint8)[None], 4, 0)
+    out = rgb_to_lab_np(recolor_chang2015(image, source, target)[0].astype(np.float64))
+    assert deltaE_ciede2000(out, target, channel_axis=-1).max() < 1
+
+
+def test_rbf_weights_stay_smooth_far_from_every_palette_colour():
+    """A palette of close oranges and colours far from all of them (blues): the weights do
+    not underflow to a hard switch between nearest colours; they change little between
+    neighbouring colours and still sum to one."""
+    source = hex_lab(["#f66151", "#f68353", "#f7a757", "#f7c559", "#f7d75b", "#f8e45c"])
+    blues = np.zeros((1, 256, 3))
+    blues[0, :, 2] = np.linspace(0.3, 1, 256)
+    blues[0, :, 1] = np.linspace(0.6, 0.1, 256)
+    weights = rbf_weights(rgb_to_lab_np(blues)[0], source)
+    assert np.allclose(weights.sum(1), 1) and (weights >= 0).all()
+    assert np.abs(np.diff(weights, axis=0)).max() < 0.05
+
+
+def test_one_swatch_edit_leaves_the_colours_of_the_other_swatches_nearly_as_they_were():
+    """The red of a six-colour palette turned teal: colours a quarter of the way from each
+    other swatch towards the red (mostly that swatch's colour) keep it within 2 dE on
+    average (the paper's RBF width moved them 3.8 dE, up to 6.9)."""
+    source = hex_lab(["#1d3557", "#457b9d", "#a8dadc", "#f1faee", "#e63946", "#f4a261"])
+    target = source.copy()
+    target[4] = hex_lab(["#2a9d8f"])[0]
+    mixes = source[[0, 1, 2, 3, 5]] * 0.75 + source[4] * 0.25
+    rgb = np.round(lab_to_rgb_np(mixes) * 255).astype(np.uint8)[None]
+    out = recolor_chang2015(rgb, source, target)[0]
+    moved = deltaE_ciede2000(rgb_to_lab_np(rgb[0] / 255), rgb_to_lab_np(out))
+    assert moved.mean() < 2 and moved.max() < 5, moved

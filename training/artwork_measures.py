@@ -22,9 +22,9 @@ of them, so every colour conversion and CIEDE2000 runs on those, not on every pi
     palette adherence  median dE from the output pixels to the nearest target colour
     untouched          mean dE input -> output of the pixels whose nearest source     <= 1.0
                        swatch the edit left as it was
-    swatch miss        for the pixels equal to a source swatch (within 0.5 dE), the   <= 1.0
-                       median dE of their output from that swatch's target; the
-                       largest over the swatches
+    swatch miss        for the pixels equal to a source swatch (its 8-bit colour),   <= 1.0
+                       the median dE of their output from that swatch's target;
+                       the largest over the swatches
     gradient steps     in each smooth-gradient region of the input, the largest       <= 1.5
                        adjacent-pixel dE of the output over that of the input; the
                        largest over the regions
@@ -40,14 +40,13 @@ import numpy as np
 from scipy import ndimage
 from skimage.color import deltaE_ciede2000
 
-from backend.core.color import rgb_to_lab_np
+from backend.core.color import lab_to_rgb_np, rgb_to_lab_np, to_uint8
 
 FILL_MIN_PIXELS = 100  # an input colour on at least this many opaque pixels is a flat fill
 FILL_SPREAD = 1.0  # dE: a fill whose output spreads further than this is broken
 FILL_PERCENTILE = 95
 INK_LIGHTNESS, INK_CHROMA = 25.0, 6.0  # input L* and C* below these: ink (outlines, text)
 UNCHANGED_SWATCH = 0.5  # dE: a target this close to its source swatch is an unchanged swatch
-SWATCH_MATCH = 0.5  # dE: a pixel this close to a source swatch is its colour (8-bit rounding)
 SMOOTH_STEP = 2.0  # dE: neighbours in a smooth gradient differ by at most this much
 GRADIENT_MIN_PIXELS = 256  # a gradient region has at least this many pixels
 GRADIENT_MIN_COLOURS = 8  # and at least this many distinct colours (a flat fill has one)
@@ -254,17 +253,21 @@ def untouched(visible_pairs: ColourPairs, source_lab, target_lab) -> float:
 
 
 def swatch_miss(visible_pairs: ColourPairs, source_lab, target_lab) -> float:
-    """For each source swatch, the pixels whose input colour is that swatch (within
-    SWATCH_MATCH = 0.5 dE: the same colour up to 8-bit rounding), the median CIEDE2000 of
-    their output from the swatch's target; the largest over the swatches that have such
-    pixels (NaN if none has). 0 when every layer
-    colour equal to a swatch lands exactly on its target."""
+    """For each source swatch, the pixels whose input colour is that swatch (the same 8-bit
+    sRGB colour as the swatch rounded to 8 bits: what "a layer colour equal to a source
+    swatch" means for an 8-bit layer), the median CIEDE2000 of their output from the
+    swatch's target; the largest over the swatches that have such pixels (NaN if none
+    has). 0 when every layer colour equal to a swatch lands exactly on its target.
+
+    Not a distance ball: a ball of 0.5 dE around a swatch that sits inside a smooth
+    gradient takes in neighbouring levels of it, which an edit of that swatch must move
+    apart (the steeper the edit, the further), so it measured the edit's steepness."""
     pairs = visible_pairs
     source_lab, target_lab = np.asarray(source_lab), np.asarray(target_lab)
-    distance = pairs.source_distances(source_lab)
+    swatch_codes = colour_codes(to_uint8(lab_to_rgb_np(source_lab)))
     worst = float("nan")
-    for i in range(len(source_lab)):
-        rows = distance[:, i] <= SWATCH_MATCH
+    for i, code in enumerate(swatch_codes):
+        rows = pairs.source == code
         if rows.any():
             miss = deltaE_ciede2000(pairs.output_lab[rows], target_lab[i][None, :])
             worst = np.nanmax([worst, weighted_quantile(miss, pairs.count[rows], 0.5)])
