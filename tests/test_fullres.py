@@ -144,3 +144,61 @@ def test_flat_art_maps_each_colour_once_with_the_same_result(monkeypatch):
     for index in range(4):
         fill = outputs[0][(fills == index) & visible]
         assert len(np.unique(fill, axis=0)) == 1
+
+
+@pytest.mark.parametrize("pixel_format", ["RGBA8", "BGRA8", "RGB8"])
+def test_the_compiled_local_transfer_gives_the_step_by_step_result(pixel_format):
+    """affine_u8 (one compiled pass) against Layer.recolor_into with the same transform
+    (NumPy and OpenCV, step by step): within one 8-bit level everywhere, the exact fill
+    colours and fully transparent pixels identical, alpha kept."""
+    from backend.core import affine_u8
+    from backend.core.colormap import FillKeeper
+    from backend.core.recolor import predict, prepare
+
+    torch.manual_seed(0)
+    model = PaletteNet().eval()
+    rng = np.random.default_rng(3)
+    rgb = np.round(two_colour_photo(300, 700) * 255).astype(np.uint8)
+    rgb[:60, :200] = (250, 250, 250)  # a clipped white: an exact fill colour
+    channels = 3 if pixel_format == "RGB8" else 4
+    pixels = np.empty((300, 700, channels), np.uint8)
+    order = FORMATS[pixel_format].rgb
+    for channel, position in enumerate(order):
+        pixels[..., position] = rgb[..., channel]
+    if channels == 4:
+        pixels[..., 3] = rng.integers(0, 256, (300, 700))
+        pixels[100:120, :, 3] = 0
+    layer = Layer(pixels, FORMATS[pixel_format])
+    palette = rgb_to_lab_np(parse_palette("#0b1d51,#725ac1,#f7ece1,#e0b1cb"))
+    working = prepare(layer, 128)  # the network at 128: the maps are interpolated 5 x
+    (result,) = predict(model, [working.rgb], [palette])
+    cropped = layer.crop(*working.box)
+    field = AffineField(fit_local_affine(working.rgb, result - working.rgb, working.weight),
+                        cropped.height, cropped.width)  # fmt: skip
+    keeper = FillKeeper(field, working.rgb, result, working.weight, cropped.codes8)
+    assert keeper.exact.slots is not None  # the white is kept as one colour
+    assert affine_u8.applies(cropped)
+    compiled, step_by_step = np.full_like(pixels, 7), np.full_like(pixels, 9)
+    affine_u8.recolor_into(cropped, compiled, field, keeper.exact)
+    cropped.recolor_into(step_by_step, keeper)
+    difference = np.abs(compiled.astype(int) - step_by_step)
+    assert difference.max() <= 1 and (difference > 0).mean() < 1e-3
+    white = np.all(rgb == 250, axis=-1)
+    np.testing.assert_array_equal(compiled[white], step_by_step[white])
+    if channels == 4:
+        np.testing.assert_array_equal(compiled[..., 3], pixels[..., 3])
+        hidden = pixels[..., 3] == 0
+        np.testing.assert_array_equal(compiled[hidden], pixels[hidden])
+    assert not np.array_equal(compiled[..., order], pixels[..., order])  # recoloured
+
+
+def test_a_masked_or_deep_layer_keeps_the_step_by_step_path():
+    from backend.core import affine_u8
+
+    pixels = np.zeros((4, 4, 4), np.uint8)
+    assert not affine_u8.applies(Layer(pixels, FORMATS["RGBA8"], np.zeros((4, 4), np.uint8)))
+    assert not affine_u8.applies(Layer(pixels.astype(np.uint16), FORMATS["RGBA16"]))
+    assert not affine_u8.applies(Layer(pixels, FORMATS["RGBA8_LINEAR"]))
+    with pytest.raises(ValueError):
+        affine_u8.recolor_into(Layer(pixels.astype(np.uint16), FORMATS["RGBA16"]), None, None,
+                               None)  # fmt: skip

@@ -18,9 +18,11 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from backend.core import affine_u8
 from backend.core.color import lab_to_net, lab_to_rgb, net_to_lab, rgb_to_lab, to_uint8
 from backend.core.colormap import (
     ColourMap,
+    FillKeeper,
     full_resolution_transform,
     pin_swatches,
     transfer_lightness,
@@ -192,8 +194,17 @@ def finish(layer: Layer, working: Working, result: np.ndarray, out: np.ndarray) 
     copy_outside(layer.pixels, out, working.box)
     target = out[top:bottom, left:right]
     # A mapping of colours alone (flat art) maps each distinct colour once where it can.
-    if not (isinstance(transform, ColourMap) and cropped.map_colours(target, transform)):
-        cropped.recolor_into(target, transform)
+    if isinstance(transform, ColourMap) and cropped.map_colours(target, transform):
+        return
+    # The local transfer on an 8-bit layer: one compiled pass (the same result, a third of
+    # the time).
+    local_transfer = isinstance(transform, FillKeeper) and isinstance(
+        transform.transform, AffineField
+    )
+    if local_transfer and affine_u8.applies(cropped):
+        affine_u8.recolor_into(cropped, target, transform.transform, transform.exact)
+        return
+    cropped.recolor_into(target, transform)
 
 
 def shared_colour_map(
