@@ -1,14 +1,18 @@
-"""Run inside Krita by tests/test_plugin_krita_real.py (animation test), with a window on
-an X display (Krita's animation import needs one; kritarunner offscreen crashes there):
+"""Run inside Krita by tests/test_plugin_krita_real.py (animation tests), with a window on
+an X display:
 
+    DISPLAY=:N kritarunner -s krita_animation_job -f make_kra CONFIG.json
     DISPLAY=:N kritarunner -s krita_animation_job -f main CONFIG.json
 
-Opens a window, imports the test's frame PNGs as an animated paint layer (Krita's
-Document.importAnimation, one keyframe per file), makes it the active layer and lets the
-installed plug-in's own code (KritaEditor, Controller, QtRunner) recolour it with each
-method in CONFIG["methods"]: Apply, then the frames of the new layer are saved, then ONE
-Edit > Undo (Krita's own action) and the layers and frames are saved again. The test
-compares the files. The outcome is in result.json (kritarunner always exits 0).
+make_kra imports the test's frame PNGs as one animated paint layer "Walk" (Krita's
+Document.importAnimation, one keyframe per file) and saves it as a .kra file: Krita 5.1.5's
+import crashes now and then by itself, so the tests import in a Krita of their own (retried)
+and open the file in the Krita under test. main opens that file in a window, makes "Walk"
+the active layer and lets the installed plug-in's own code (KritaEditor, Controller,
+QtRunner) recolour it with each method in CONFIG["methods"]: Apply, then the frames of the
+new layer are saved, then ONE Edit > Undo (Krita's own action) and the layers and frames are
+saved again. The test compares the files. The outcomes are in CONFIG["kra"] + ".json" and
+result.json (kritarunner always exits 0).
 """
 
 import json
@@ -99,17 +103,11 @@ def main(args):
         import krita
 
         app = krita.Krita.instance()
-        width, height = config["size"]
-        document = app.createDocument(width, height, "walk", "RGBA", "U8",
-                                      "sRGB-elle-V2-srgbtrc.icc", 72.0)  # fmt: skip
+        document = app.openDocument(config["kra"])
         window = app.openWindow()
         window.addView(document)
         settle(document)
-        if not document.importAnimation(config["frames"], 0, config["step"]):
-            raise RuntimeError("Krita could not import the frames")
-        settle(document)
-        layer = next(n for n in document.rootNode().childNodes() if n.animated())
-        layer.setName("Walk")
+        layer = document.nodeByName("Walk")
         document.setActiveNode(layer)
         settle(document)
         for method in config["methods"]:
@@ -117,4 +115,36 @@ def main(args):
     except Exception:
         error = traceback.format_exc()
     (out / "result.json").write_text(json.dumps({"records": records, "error": error}))
+    os._exit(0)
+
+
+def make_kra(args):
+    """The frames CONFIG["frames"] (PNG files of CONFIG["size"]) as one animated paint layer
+    "Walk", a keyframe every CONFIG["step"] frames from 0, saved as CONFIG["kra"]; what
+    happened in CONFIG["kra"] + ".json" ({"error": None, "keyframes": [...]})."""
+    config = json.loads(Path(args[0]).read_text())
+    outcome = {"error": None}
+    try:
+        import krita
+
+        app = krita.Krita.instance()
+        app.setBatchmode(True)  # no dialogs
+        width, height = config["size"]
+        document = app.createDocument(width, height, "walk", "RGBA", "U8",
+                                      "sRGB-elle-V2-srgbtrc.icc", 72.0)  # fmt: skip
+        window = app.openWindow()  # the import needs a window
+        window.addView(document)
+        settle(document)
+        if not document.importAnimation(config["frames"], 0, config["step"]):
+            raise RuntimeError("Krita could not import the frames")
+        settle(document)
+        layer = next(n for n in document.rootNode().childNodes() if n.animated())
+        layer.setName("Walk")
+        outcome["keyframes"] = [t for t in range(100) if layer.hasKeyframeAtTime(t)]
+        if not document.saveAs(config["kra"]):
+            raise RuntimeError(f"Krita could not save {config['kra']}")
+        settle(document)
+    except Exception:
+        outcome["error"] = traceback.format_exc()
+    Path(config["kra"] + ".json").write_text(json.dumps(outcome))
     os._exit(0)

@@ -221,6 +221,39 @@ def test_headless_krita_recolours_real_layers_into_new_layers(daemon, krita_home
         assert np.percentile(difference, 99) <= 2 and difference.mean() <= 1, case
 
 
+def krita_outcome(run: subprocess.CompletedProcess) -> str:
+    """How Krita ended, in words, with the tail of what it printed: for failure messages."""
+    code = run.returncode
+    if code == 124:
+        how = "killed by `timeout` (it ran past the test's limit)"
+    elif code > 128 or code < 0:
+        number = code - 128 if code > 128 else -code
+        try:
+            how = f"died of {signal.Signals(number).name}"
+        except ValueError:
+            how = f"died of signal {number}"
+    else:
+        how = f"exited with {code}"
+    return (f"Krita {how}.\n--- stdout ---\n{run.stdout[-3000:]}\n--- stderr ---\n"
+            f"{run.stderr[-6000:]}")  # fmt: skip
+
+
+def driver_result(result_file: Path, run: subprocess.CompletedProcess) -> dict:
+    """A GUI driver's record, complete: it says "done" at its last step. Where it is missing,
+    names a failure or stops early (Krita crashed, quit or was killed), the failure says
+    the driver's last step, how Krita ended and its stderr, never a bare KeyError."""
+    (result_file.parent / "krita-stderr.txt").write_text(run.stderr)  # whole, for a look
+    assert result_file.exists(), f"the driver wrote nothing:\n{krita_outcome(run)}"
+    result = json.loads(result_file.read_text())
+    assert "error" not in result, f"the driver failed: {result['error']}\n{krita_outcome(run)}"
+    steps = result.get("steps", [])
+    assert result.get("done"), (
+        f"the driver stopped after step {steps[-1] if steps else None!r} of {steps}: "
+        f"{krita_outcome(run)}"
+    )
+    return result
+
+
 # --- the full GUI ---------------------------------------------------------------------------
 def free_port() -> int:
     with socket.socket() as probe:
@@ -276,14 +309,12 @@ def test_krita_gui_action_opens_the_docker_and_apply_adds_one_undoable_layer(
             capture_output=True, text=True, timeout=330,
         )  # fmt: skip
         output = f"exit {run.returncode}\n{run.stdout[-3000:]}\n{run.stderr[-3000:]}"
-        assert result_file.exists(), f"the driver wrote nothing:\n{output}"
-        result = json.loads(result_file.read_text())
+        result = driver_result(result_file, run)
     finally:
         started = json.loads(result_file.read_text()) if result_file.exists() else {}
         pids = [*started.get("started_daemons", {}).values(), *started.get("restarted_pids", [])]
         stop_daemons_serving(address, pids)
     print(json.dumps(result, indent=1))
-    assert "error" not in result, f"{result['error']}\n{output}"
     assert "Recolor with Palette…" in result["scripts_menu"]  # Tools > Scripts
     # The menu item the CMYK and greyscale message names is there, under that name.
     assert CONVERT_IMAGE.split(" > ")[1].split(" (")[0] in result["image_menu"]
@@ -370,6 +401,43 @@ def test_krita_gui_action_opens_the_docker_and_apply_adds_one_undoable_layer(
         window.save(images / "krita-window.jpg", quality=85)
 
 
+# Krita 5.1.5's Document.importAnimation segfaults now and then by itself: a worker thread of
+# its import document calls KisNodeFacade::root() on an image that is being replaced (gdb).
+# Krita's window importing 3 frames again and again with no plug-in loaded: 6 crashes in 26
+# imports (6 runs, each crashed after 0 to 12 good ones); it crashed the GUI test 2 times in
+# 16. The tests therefore import once in a Krita of their own, tried again when it dies of
+# that (kritarunner: 1 crash in 10 here), and the Krita under test opens the saved .kra.
+IMPORT_TRIES = 5
+
+
+def animation_kra(env: dict, display: str, frames: list, step: int, size, path: Path) -> Path:
+    """`frames` (PNG files of `size`) as one animated paint layer "Walk" with a keyframe
+    every `step` frames, saved by Krita as `path` (.kra)."""
+    config = path.with_suffix(".json")
+    config.write_text(json.dumps({"frames": frames, "step": step, "size": list(size),
+                                  "kra": str(path)}))  # fmt: skip
+    outcome_file = Path(f"{path}.json")
+    runs = []
+    for _ in range(IMPORT_TRIES):
+        outcome_file.unlink(missing_ok=True)
+        run = subprocess.run(
+            ["timeout", "-k", "10", "300", "kritarunner", "-s", "krita_animation_job", "-f",
+             "make_kra", str(config)],
+            env=krita_env(env, DISPLAY=display, PYTHONPATH=str(TESTS)),
+            capture_output=True, text=True, timeout=330,
+        )  # fmt: skip
+        if outcome_file.exists():
+            outcome = json.loads(outcome_file.read_text())
+            assert outcome["error"] is None, outcome["error"]
+            if runs:
+                print(f"Krita's importAnimation crashed {len(runs)} time(s) before this import")
+            return path
+        runs.append(krita_outcome(run))
+        if run.returncode not in (-signal.SIGSEGV, 128 + signal.SIGSEGV):
+            break  # only the crash of Krita's import is tried again
+    pytest.fail("Krita did not save the imported frames:\n" + "\n".join(runs))
+
+
 # --- an animation's frames, alike and in one undo step (issue 18) --------------------------
 def colour_results(original: np.ndarray, result: np.ndarray):
     """{source colour code: mean result RGB} over the opaque pixels of one frame."""
@@ -396,7 +464,8 @@ def test_krita_recolours_every_frame_of_an_animation_alike_in_one_undo_step(
         crop = photo[20 + 3 * index : 20 + 3 * index + height, 30 + 7 * index :][:, :width]
         frames.append(str(tmp_path / f"frame{time_}.png"))
         Image.fromarray(np.ascontiguousarray(crop)).save(frames[-1])
-    config = {"out": str(tmp_path), "address": daemon.address, "frames": frames, "step": 2,
+    kra = animation_kra(env, xvfb, frames, 2, (width, height), tmp_path / "walk.kra")
+    config = {"out": str(tmp_path), "address": daemon.address, "kra": str(kra),
               "times": times, "size": [width, height], "playhead": 2,
               "edits": [[0, "#2a0a4a"], [3, "#ff8800"]], "methods": ["chang2015", "palettenet"],
               "pykrita": str(home / ".local/share/krita/pykrita")}  # fmt: skip
@@ -494,8 +563,9 @@ def test_krita_gui_live_preview_palette_files_group_and_animation(
         frames.append(str(tmp_path / f"frame{index}.png"))
         crop = small[20 + 3 * index : 84 + 3 * index, 30 + 7 * index : 126 + 7 * index]
         Image.fromarray(np.ascontiguousarray(crop)).resize((288, 192)).save(frames[-1])
-    config = {"out": str(tmp_path), "image": str(tmp_path / "photo.png"), "frames": frames,
-              "frame_size": [288, 192], "single_changes": 10}  # fmt: skip
+    kra = animation_kra(env, xvfb, frames, 2, (288, 192), tmp_path / "walk.kra")
+    config = {"out": str(tmp_path), "image": str(tmp_path / "photo.png"), "animation": str(kra),
+              "single_changes": 10}  # fmt: skip
     (tmp_path / "config.json").write_text(json.dumps(config))
     result_file = tmp_path / "demo-result.json"
     run = subprocess.run(
@@ -503,12 +573,11 @@ def test_krita_gui_live_preview_palette_files_group_and_animation(
         env=krita_env(env, DISPLAY=xvfb, RECOLOR_DEMO_TEST=str(tmp_path / "config.json")),
         capture_output=True, text=True, timeout=430,
     )  # fmt: skip
-    output = f"exit {run.returncode}\n{run.stdout[-3000:]}\n{run.stderr[-3000:]}"
-    assert result_file.exists(), f"the driver wrote nothing:\n{output}"
-    result = json.loads(result_file.read_text())
-    summary = {k: v for k, v in result.items() if k != "requests"}
-    print(json.dumps(summary, indent=1)[:4000])
-    assert "error" not in result, f"{result['error']}\n{output}"
+    if result_file.exists():
+        summary = {k: v for k, v in json.loads(result_file.read_text()).items()
+                   if k != "requests"}  # fmt: skip
+        print(json.dumps(summary, indent=1)[:4000])
+    result = driver_result(result_file, run)
     # 1. Live preview: single changes each shown; the latency as the docker sees it.
     for method, latencies in result["single_latency_s"].items():
         assert len(latencies) == 10  # every change was shown
