@@ -495,6 +495,7 @@ class Widget:
     def __init__(self, *args, **kwargs):
         self.children, self.handlers = [], {}
         self.active, self.markup, self.drawn = False, "", []
+        self.focused = False
 
     @classmethod
     def new_with_mnemonic(cls, label):
@@ -504,6 +505,9 @@ class Widget:
         if name.startswith("set_") or name in ("show_all", "show"):
             return lambda *args, **kwargs: None
         raise AttributeError(name)
+
+    def grab_focus(self):
+        self.focused = True
 
     def pack_start(self, child, *args):
         self.children.append(child)
@@ -592,8 +596,8 @@ def gimpui_module():
         def __init__(self, procedure=None, config=None, title=""):
             self.config, self.title = config, title
             self.widgets, self.filled = {}, []
-            self.content = Widget()
-            self.destroyed = False
+            self.content, self.ok = Widget(), Widget()
+            self.destroyed, self.mapped = False, []
             module.dialogs.append(self)
 
         def fill(self, names):
@@ -609,7 +613,17 @@ def gimpui_module():
         def get_content_area(self):
             return self.content
 
+        def get_widget_for_response(self, response):
+            assert response == "ok"
+            return self.ok
+
+        def connect_after(self, signal, handler):
+            assert signal == "map"
+            self.mapped.append(handler)
+
         def run(self):
+            for handler in self.mapped:  # the dialog is shown
+                handler(self)
             return True if module.on_run is None else module.on_run(self)
 
         def destroy(self):
@@ -624,4 +638,5 @@ def gimpui_module():
 def gtk_module():
     orientation = types.SimpleNamespace(VERTICAL="vertical", HORIZONTAL="horizontal")
     return types.SimpleNamespace(Box=Widget, Label=Widget, CheckButton=Widget,
-                                 Orientation=orientation)  # fmt: skip
+                                 Orientation=orientation,
+                                 ResponseType=types.SimpleNamespace(OK="ok"))  # fmt: skip

@@ -810,5 +810,6 @@ def test_the_dialog_drives_the_preview_and_ok_uses_the_dragged_colour(gimp_plugi
     assert seen["drawn"] != seen["original"]
     assert seen["original"][2] == editor.thumbnail(photo, 384).data
     (dialog,) = module.GimpUi.dialogs
+    assert dialog.ok.focused  # Return presses OK, as without the preview
     assert dialog.destroyed
     assert len(config.handlers) == 3  # the colour widgets' own: the preview let go of it

@@ -129,6 +129,11 @@ def show_dialog(procedure, config, count: int, layers: int = 1, make_preview=Non
     if make_preview is not None:
         panel = PreviewPanel()
         beside_settings(dialog, panel.widget)
+        # Return presses OK, as without the preview (GTK would otherwise give the focus to
+        # the method's combo box, where Return opens it; seen in the real GIMP 3.0.4)
+        ok = dialog.get_widget_for_response(Gtk.ResponseType.OK)
+        if ok is not None:
+            dialog.connect_after("map", lambda _dialog: ok.grab_focus())
         try:
             preview = make_preview(panel)
         except EditorError as error:  # e.g. the selection misses the layer: OK says it too
@@ -200,7 +205,7 @@ class PreviewPanel:
         self.widget = Gtk.Box(orientation=Gtk.Orientation.VERTICAL, spacing=6)
         self.area = GimpUi.PreviewArea()
         self.area.set_size_request(side, side)
-        self.compare = Gtk.CheckButton.new_with_mnemonic("Show _original")
+        self.compare = Gtk.CheckButton.new_with_mnemonic("Show ori_ginal")
         self.compare.connect("toggled", lambda _button: self._draw())
         self.state = Gtk.Label(label="", xalign=0.0)
         self.state.set_line_wrap(True)

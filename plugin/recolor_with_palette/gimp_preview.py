@@ -170,7 +170,7 @@ class DialogPreview:
                 return
             result, round_trip = outcome
             self.view.show_preview(result)
-            self._served(asked, round_trip, superseded, result)
+            self._served(asked, round_trip, superseded, result, target.method)
             if not superseded:
                 self.view.show_state(self._ready_text(round_trip), "info")
 
@@ -183,7 +183,8 @@ class DialogPreview:
             self._pairs[key] = pairs_for(self.client, self.thumbnail, palette, cancel)
         return self._pairs[key]
 
-    def _served(self, asked: float, round_trip: float, superseded: bool, result) -> None:
+    def _served(self, asked: float, round_trip: float, superseded: bool, result,
+                method: str) -> None:  # fmt: skip
         """Every change made before the request `asked` is now shown: its latency."""
         now = self.clock()
         served = [change for change in self._changes if change <= asked]
@@ -194,7 +195,7 @@ class DialogPreview:
         if self.log_path:  # PALETTENET_PREVIEW_LOG: measurements in the real GIMP
             record = {"latencies_ms": [round(s * 1000, 1) for s in latencies],
                       "round_trip_ms": round(round_trip * 1000, 1), "superseded": superseded,
-                      "size": [result.width, result.height]}  # fmt: skip
+                      "size": [result.width, result.height], "method": method}  # fmt: skip
             with open(self.log_path, "a") as log:
                 log.write(json.dumps(record) + "\n")
             with open(f"{self.log_path}.rgba", "wb") as shown:  # the pixels, as shown
