@@ -813,3 +813,19 @@ def test_the_dialog_drives_the_preview_and_ok_uses_the_dragged_colour(gimp_plugi
     assert dialog.ok.focused  # Return presses OK, as without the preview
     assert dialog.destroyed
     assert len(config.handlers) == 3  # the colour widgets' own: the preview let go of it
+
+
+def test_buttons_beyond_the_layers_colours_are_not_targets(gimp_plugin, daemon):
+    """Six colours asked, a layer with two: the dialog shows two buttons, and OK recolours
+    to those two (the four buttons it did not show, still grey, used to be targets too)."""
+    module, procedure = gimp_plugin
+    image = Image(30, 20)
+    photo = image.add_layer("Two colours", blocks(RED, BLUE))
+    grey = Color.new("#808080")
+    config = Config({"server": daemon.address, "palette": "", "colors": 6, "method": "chang2015",
+                     "target": "colors", **{f"color-{i}": grey for i in range(1, 13)}})  # fmt: skip
+    status, _ = module.run(procedure, "interactive", image, [photo], config, None)
+    assert status == "success"
+    (dialog,) = module.GimpUi.dialogs
+    assert dialog.filled[3:] == ["color-1", "color-2"]
+    assert sorted(image.layers[0].name.removeprefix("Recolor: ").split()) == ["#3366cc", "#cc3333"]
