@@ -443,6 +443,24 @@ def test_several_layers_are_recoloured_alike_in_one_undo_group(gimp_plugin, daem
     assert colour_at(alone, 0, 0) != colour_at(first_result, 0, 0)
 
 
+def test_several_layers_are_alike_with_palettenet_too(gimp_plugin, daemon):
+    """With PaletteNet, which looks at each layer's surroundings, the layers' thumbnail goes
+    with every layer as the reference image: one mapping, so a colour both share comes out
+    the same in both."""
+    module, procedure = gimp_plugin
+    image = Image(30, 20)
+    first = image.add_layer("Red and blue", blocks(RED, BLUE))
+    second = image.add_layer("Red, dark, blue", blocks(RED, DARK, BLUE))
+    config = Config({"server": daemon.address, "palette": ",".join(TARGET), "colors": 3,
+                     "method": "palettenet", "target": "colors"})  # fmt: skip
+    status, message = module.run(procedure, "non", image, [second, first], config, None)
+    assert (status, message) == ("success", None)
+    second_result, first_result = image.layers[0], image.layers[2]
+    assert colour_at(first_result, 0, 0) == colour_at(second_result, 0, 0)  # red
+    assert colour_at(first_result, 29, 0) == colour_at(second_result, 29, 0)  # blue
+    assert colour_at(first_result, 0, 0) != (204, 51, 51)  # recoloured, not copied
+
+
 def test_the_dialog_shows_the_colours_of_all_selected_layers(gimp_plugin, daemon):
     module, procedure = gimp_plugin
     image = Image(30, 20)

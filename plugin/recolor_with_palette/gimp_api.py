@@ -40,7 +40,7 @@ from .controller import dark_to_light
 from .controller import shared_pairs as paired_by_rank
 from .errors import EditorError, RecolorError
 from .palettes import fit_palette, layer_name, normalize_hex, rgb_to_hex
-from .pixels import Pixels, srgb_encode
+from .pixels import Pixels, srgb_encode, tile_parts, within_reference_limit
 
 # GIMP precision "<depth>-<curve>" -> the babl format read and written (the image's own
 # storage format) and its palettenet/1 pixel format.
@@ -342,10 +342,11 @@ def layer_palette(editor: GimpEditor, client: Client, layers: list, k: int, prog
 
 
 def palette_thumbnail(editor: GimpEditor, layers: list) -> Pixels:
-    """What the layers' palette is read from (libgimp calls: the main thread): their
-    thumbnails one below the other, each layer counting by its size (its thumbnail's long
-    side in proportion to its own, at least MIN_THUMBNAIL_SIDE). EditorError for a layer
-    with no visible pixels."""
+    """What the layers' palette is read from (libgimp calls: the main thread), and for
+    several layers the reference image their one colour mapping is found on: their
+    thumbnails in a grid (pixels.tile_parts), each layer counting by its size (its
+    thumbnail's long side in proportion to its own, at least MIN_THUMBNAIL_SIDE), within
+    the protocol's reference limit. EditorError for a layer with no visible pixels."""
     for layer in layers:
         editor.check_visible(layer)
     longest = max(max(layer.get_width(), layer.get_height()) for layer in layers)
@@ -353,41 +354,13 @@ def palette_thumbnail(editor: GimpEditor, layers: list) -> Pixels:
     for layer in layers:
         side = THUMBNAIL_SIDE * max(layer.get_width(), layer.get_height()) // longest
         thumbnails.append(editor.thumbnail(layer, max(MIN_THUMBNAIL_SIDE, side)))
-    return stacked(thumbnails)
+    return within_reference_limit(tile_parts(thumbnails))
 
 
 def thumbnail_palette(client: Client, thumbnail: Pixels, k: int, cancel=None) -> list[str]:
     """The daemon's k colours of a palette_thumbnail (network only: any thread)."""
     colors, _weights = client.palette(thumbnail, k, cancel)
     return [normalize_hex(color) for color in colors]
-
-
-def stacked(thumbnails: list) -> Pixels:
-    """4-byte-per-pixel images one below the other, as one (transparent where narrower:
-    the daemon's palette counts a pixel by its alpha, so the padding counts for nothing)."""
-    if len(thumbnails) == 1:
-        return thumbnails[0]
-    width = max(thumbnail.width for thumbnail in thumbnails)
-    rows = []
-    for thumbnail in thumbnails:
-        row_bytes, padding = thumbnail.width * 4, bytes(4 * (width - thumbnail.width))
-        data = bytes(thumbnail.data)
-        rows += [data[y * row_bytes : (y + 1) * row_bytes] + padding
-                 for y in range(thumbnail.height)]  # fmt: skip
-    height = sum(thumbnail.height for thumbnail in thumbnails)
-    return Pixels(width, height, thumbnails[0].pixel_format, b"".join(rows))
-
-
-def shared_pairs(editor: GimpEditor, client: Client, layers: list, palette: list, progress=None):
-    """(source, target) of equal length for a palette given without the colours it replaces,
-    recolouring several layers (see pairs_for). The same pairs then go with every layer:
-    one mapping."""
-    thumbnail = palette_thumbnail(editor, layers)
-
-    def pair():
-        return pairs_for(client, thumbnail, palette)
-
-    return progress("Pairing the palette…", pair) if progress else pair()
 
 
 def pairs_for(client: Client, thumbnail: Pixels, palette: list, cancel=None) -> tuple:
@@ -421,8 +394,10 @@ def recolor_layer(editor: GimpEditor, client: Client, image, drawable, palette, 
 def recolor_layers(editor: GimpEditor, client: Client, image, layers: list, palette,
                    method: str, source_palette=None, progress=None, palette_name=None):  # fmt: skip
     """Recolour each layer (within the selection) into a new layer above it, all in one undo
-    group, with one mapping (see shared_pairs; `source_palette`, when it has as many colours
-    as `palette`, pairs colour i with colour i for every layer). The new layers, in the
+    group, with one mapping: the layers' palette_thumbnail goes with every layer as the
+    reference image the daemon finds the mapping on, and without a `source_palette` that
+    pairs colour i with colour i, the palette is paired with its colours (pairs_for). The
+    new layers, in the
     order of `layers`. Every layer is checked before any request, and nothing is added
     unless every one was recoloured: an EditorError or RecolorError names the layer."""
     palette, source_palette, name = recolor_arguments(palette, source_palette, palette_name)
@@ -431,8 +406,15 @@ def recolor_layers(editor: GimpEditor, client: Client, image, layers: list, pale
     for layer in layers:  # every check before the first request
         regions.append(editor.region(image, layer))
         editor.check_visible(layer)
-    if source_palette is None and len(layers) > 1:
-        source_palette, palette = shared_pairs(editor, client, layers, palette, progress)
+    reference = None
+    if len(layers) > 1:
+        reference = palette_thumbnail(editor, layers)
+        if source_palette is None:
+
+            def pair():
+                return pairs_for(client, reference, palette)
+
+            source_palette, palette = progress("Pairing the palette…", pair) if progress else pair()
     results = []
     for number, (layer, region) in enumerate(zip(layers, regions), 1):
         data = editor.read(layer, region, babl_format)
@@ -440,7 +422,8 @@ def recolor_layers(editor: GimpEditor, client: Client, image, layers: list, pale
         pixels = Pixels(region.width, region.height, wire_format, data)
 
         def request(pixels=pixels, mask=mask):  # this layer's, bound now
-            return client.recolor(pixels, palette, method, mask, source_palette)
+            return client.recolor(pixels, palette, method, mask, source_palette,
+                                  reference=reference)  # fmt: skip
 
         text = "Recolouring…"
         if len(layers) > 1:
@@ -464,7 +447,7 @@ def recolor_arguments(palette, source_palette=None, palette_name=None) -> tuple:
     """(palette, source_palette, the new layer's name) as Apply and the dialog's preview
     send them: the palette checked and fitted (EditorError saying what is wrong), the
     source palette kept only when it pairs colour i with colour i (else None: the daemon
-    pairs by lightness rank, or shared_pairs for several layers)."""
+    pairs by lightness rank, or pairs_for for several layers)."""
     try:
         palette = fit_palette(palette)
     except ValueError as error:

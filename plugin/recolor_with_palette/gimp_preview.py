@@ -106,7 +106,7 @@ class DialogPreview:
         self.layer = layers[0]
         self.source = editor.preview_source(image, self.layer, side)  # EditorError: no preview
         # Several layers and a target without its source colours: Apply pairs the palette
-        # with the colours of all the layers (gimp_api.shared_pairs); the preview the same.
+        # with the colours of all the layers, mapped on their thumbnail (gimp_api.recolor_layers).
         self.thumbnail = palette_thumbnail(editor, layers) if len(layers) > 1 else None
         self.count = len(layers)
         self._pairs = {}  # palette -> the shared pairs, asked of the daemon once
@@ -157,7 +157,8 @@ class DialogPreview:
                 pairs = self._shared_pairs(palette, job.cancel)
             started = self.clock()
             result = self.client.recolor(pixels, pairs[1], target.method, mask, pairs[0],
-                                         max_side=side, cancel=job.cancel)  # fmt: skip
+                                         max_side=side, cancel=job.cancel,
+                                         reference=self.thumbnail)  # fmt: skip
             return result, self.clock() - started
 
         def done(outcome, error, superseded):
