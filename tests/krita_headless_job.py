@@ -152,6 +152,17 @@ def run_case(krita, name, document, layer, config, out: Path, designer_index=1, 
     return record
 
 
+def ellipse_mask(width: int, height: int) -> bytes:
+    """A selection's bytes (255 inside) of the ellipse touching all sides of width x height."""
+    rows = []
+    for row in range(height):
+        dy = (row + 0.5 - height / 2) / (height / 2)
+        half = round(width / 2 * max(0.0, 1 - dy * dy) ** 0.5)
+        rows.append(bytes(width // 2 - half) + b"\xff" * (2 * half)
+                    + bytes(width - width // 2 - half))  # fmt: skip
+    return b"".join(rows)
+
+
 def time_reads(krita, app) -> dict:
     from recolor_with_palette.krita_api import KritaEditor
 
@@ -168,15 +179,25 @@ def time_reads(krita, app) -> dict:
     editor = KritaEditor(types.SimpleNamespace(Krita=types.SimpleNamespace(
         instance=lambda: headless), ManagedColor=krita.ManagedColor))  # fmt: skip
     record = {"case": "48mp-reads"}
-    for name, read in (("content_key", editor.content_key),
-                       ("thumbnail", lambda: editor.thumbnail(256)),
-                       ("preview_source", lambda: editor.preview_source(256))):  # fmt: skip
+
+    def timed(name, read):
         times = []
         for _ in range(5):
             started = time.perf_counter()
             read()
             times.append((time.perf_counter() - started) * 1000)
         record[f"{name}_ms"] = [round(min(times), 1), round(max(times), 1)]
+
+    for name, read in (("content_key", editor.content_key),
+                       ("region_key", lambda: editor.region_key(256)),
+                       ("thumbnail", lambda: editor.thumbnail(256)),
+                       ("preview_source", lambda: editor.preview_source(256))):  # fmt: skip
+        timed(name, read)
+    # An ellipse selection over the whole canvas: the poll's region key samples its shape.
+    selection = krita.Selection()
+    selection.setPixelData(ellipse_mask(width, height), 0, 0, width, height)
+    document.setSelection(selection)
+    timed("region_key_selection", lambda: editor.region_key(256))
     document.setModified(False)
     document.close()
     return record

@@ -597,6 +597,52 @@ def test_a_new_selection_or_layer_refreshes_the_preview(daemon, tmp_path):
     assert setup.view.preview.data == whole.data  # back: the same preview as before
 
 
+@pytest.mark.parametrize("size", [(400, 300), (3000, 2000)])
+def test_a_selection_reshaped_within_the_same_bounds_refreshes_the_preview(
+    daemon, tmp_path, monkeypatch, size
+):
+    """Issue 15: a rectangle selection made an ellipse (and then notched) with the same
+    bounds went unnoticed; the preview kept the rectangle's recolour, unlike Apply's."""
+    width, height = size
+    document = Document(width, height)
+    gradient_layer(document)
+    setup = chang_setup(Setup(daemon, tmp_path, document))
+    left, top, w, h = width // 4, height // 5, width // 2, height * 2 // 5
+    selection = Selection(document, left, top, w, h)
+    document.setSelection(selection)
+    setup.open()
+    setup.controller.load_palette(designer_palettes()[2])
+    setup.runner.run()
+    rectangle = setup.view.preview.data
+    # The same selection reshaped in place (as a selection tool does): an ellipse that
+    # touches all four sides, so its bounds stay the rectangle's.
+    y, x = np.mgrid[0:h, 0:w]
+    inside = ((x + 0.5 - w / 2) / (w / 2)) ** 2 + ((y + 0.5 - h / 2) / (h / 2)) ** 2 <= 1
+    selection.mask[top : top + h, left : left + w] = np.where(inside, 255, 0)
+    setup.controller.check_layer()  # the docker's poll
+    assert setup.view.preview_state == "Preview out of date: updating…"
+    setup.runner.run()
+    ellipse = setup.view.preview
+    assert ellipse.data != rectangle
+    # A notch one preview pixel wide in the middle of the ellipse: noticed too.
+    side = max(1, -(-max(w, h) // 256))
+    selection.mask[top + h // 2 : top + h // 2 + side, left + w // 3 : left + w // 3 + side] = 0
+    setup.controller.check_layer()
+    setup.runner.run()
+    assert setup.view.preview.data != ellipse.data
+    setup.controller.check_layer()  # nothing changed since: nothing read again
+    assert not setup.runner.jobs
+    # And it is what Apply adds, at the preview's pixels.
+    shown = np.frombuffer(setup.view.preview.data, np.uint8).reshape(
+        setup.view.preview.height, setup.view.preview.width, 4)  # fmt: skip
+    setup.controller.apply()
+    setup.runner.run()
+    added = document.root.children[-1].pixels[top : top + h, left : left + w]
+    columns = ((np.arange(shown.shape[1]) + 0.5) * w / shown.shape[1]).astype(int)
+    rows = ((np.arange(shown.shape[0]) + 0.5) * h / shown.shape[0]).astype(int)
+    assert np.array_equal(shown, added[rows][:, columns])
+
+
 def test_a_one_colour_fill_shows_one_swatch_and_an_empty_start_is_no_error(daemon, tmp_path):
     document = Document(50, 40)
     document.add_layer("Fill").fill(np.array([30, 60, 200, 255]))

@@ -111,8 +111,10 @@ def test_headless_krita_recolours_real_layers_into_new_layers(daemon, krita_home
     assert result["error"] is None, result["error"]
     cases = {record["case"]: record for record in result["records"]}
     reads = cases["48mp-reads"]  # a number to read, not a timed assertion (shared machines)
-    print(f"docker reads on an 8000 x 6000 8-bit layer, min/max of 5 (ms): fingerprint at "
-          f"each 0.7 s poll {reads['content_key_ms']}, palette sample {reads['thumbnail_ms']}, "
+    print(f"docker reads on an 8000 x 6000 8-bit layer, min/max of 5 (ms): at each 0.7 s "
+          f"poll the fingerprint {reads['content_key_ms']} and the region key "
+          f"{reads['region_key_ms']} (with an ellipse selection over the canvas: "
+          f"{reads['region_key_selection_ms']}); palette sample {reads['thumbnail_ms']}, "
           f"preview sample {reads['preview_source_ms']}")  # fmt: skip
     print(json.dumps(result["records"], indent=1)[:4000])
 
@@ -340,15 +342,32 @@ def test_krita_gui_action_opens_the_docker_and_apply_adds_one_undoable_layer(
     distance = np.abs(second[:, None, :].astype(int) - layer_colours[None]).sum(-1).min(1)
     assert np.median(distance) > 30, "the preview shows the layer's own colours"
     # A selection: the preview is the selected rectangle, and its pixels are the applied ones.
+    # The selection was reshaped with the same bounds (its corners cut off) before Apply:
+    # the preview followed (missed when only the bounds were compared), within a few polls.
     assert result["selection_preview_state"] == (
         "Preview: the selection, 150 × 100 px, as Apply will add it"
     )
     assert result["selection_preview_size"] == [150, 100]
+    assert result["reshaped_bounds"] == [40, 30, 150, 100]
+    assert result["seconds_to_notice_reshape"] < 10
+    print(
+        f"a selection reshaped within its bounds: the preview followed in "
+        f"{result['seconds_to_notice_reshape']} s"
+    )
     assert result["selection_status"].startswith("Added layer")
     shown = (tmp_path / "selection-preview.bin").read_bytes()
     added = (tmp_path / "selection-applied.bin").read_bytes()
     assert shown == added, np.abs(np.frombuffer(shown, np.uint8).astype(int)
                                   - np.frombuffer(added, np.uint8)).max()  # fmt: skip
+    # ... and the cut corners are the photo's own pixels there, not the rectangle's recolour.
+    rectangle = np.frombuffer((tmp_path / "rectangle-preview.bin").read_bytes(), np.uint8)
+    shown = np.frombuffer(shown, np.uint8).reshape(100, 150, 4)
+    rectangle = rectangle.reshape(100, 150, 4)
+    photo_rgb = np.asarray(Image.open(tmp_path / "photo.png"))[30:130, 40:190, :3]
+    corner = (slice(0, 20), slice(0, 30))  # cut off
+    assert np.array_equal(shown[corner][..., 2::-1], photo_rgb[corner])
+    assert np.abs(rectangle[corner][..., 2::-1].astype(int) - photo_rgb[corner]).mean() > 5
+    assert np.array_equal(shown[40:60, 60:90], rectangle[40:60, 60:90])  # inside: alike
     # An 800 x 800 canvas (not whole 64-px tiles) and its layer moved half off it: the
     # swatches are the visible half's six colours (not the off-canvas magenta), and the
     # preview (the classical method) is the applied layer at the preview's pixels (was:

@@ -106,7 +106,7 @@ class PreviewSource:
     pixels: Pixels  # BGRA8, as the artist sees the layer (Krita converts it for display)
     mask: bytes | None  # the selection at the preview's size; None without a selection
     region: tuple  # (x, y, width, height) on the canvas, as Apply reads it
-    key: object  # the editor's region_key() when it was read
+    key: object  # the editor's region_key(max_side) when it was read
 
 
 @dataclass
@@ -135,7 +135,7 @@ class Controller:
         self.layer: LayerInfo | None = None
         self.thumbnail: Pixels | None = None  # the whole layer, small: its palette's source
         self.source: PreviewSource | None = None  # what the preview is made of
-        self._region_key = None  # the editor's region_key() the source was read for
+        self._region_key = None  # the editor's region_key(...) the source was read for
         self._content_key = None  # the editor's content_key() the palette was read for
         self._unreadable = None  # (layer key, content key) of a layer refresh_layer refused
         # Swatch i of the layer's palette becomes swatch i of the target whenever both have
@@ -174,7 +174,7 @@ class Controller:
             self.refresh_layer()
         elif self.editor.content_key() != self._content_key:
             self.refresh_layer(painted=True)  # painted on: new swatches, a new preview
-        elif self.editor.region_key() != self._region_key:
+        elif self.editor.region_key(THUMBNAIL_SIDE) != self._region_key:
             self._read_preview_source()
 
     def refresh_layer(self, painted: bool = False) -> None:
@@ -200,14 +200,15 @@ class Controller:
 
     def _read_preview_source(self) -> None:
         """The region Apply would recolour now, small; the preview is then out of date."""
-        self._region_key = self.editor.region_key()
         try:
             self.source = self.editor.preview_source(THUMBNAIL_SIDE)
         except EditorError as error:
             self.source = None
+            self._region_key = self.editor.region_key(THUMBNAIL_SIDE)
             self.view.show_preview(None)
             self.view.show_preview_state(f"No preview: {error}")
             return
+        self._region_key = self.source.key
         self.view.show_preview(self.source.pixels)
         self._preview_changed()
 

@@ -201,12 +201,33 @@ class Driver:
                  self.selection_previewed, 60, "the selection's preview")  # fmt: skip
 
     def selection_previewed(self):
-        size = self.save_preview("selection-preview.bin")
+        self.save_preview("rectangle-preview.bin")
         out = Path(CONFIG["out"])
         self.docker().grab().save(str(out / "docker-selection.png"))
         self.window.qwindow().grab().save(str(out / "window-selection.png"))
+        # The selection reshaped with the same bounds (its four corners cut off): the
+        # preview must follow.
+        x, y, width, height = SELECTION
+        reshaped = Selection()
+        reshaped.select(x, y, width, height, 255)
+        for left, top in ((x, y), (x + width - 30, y), (x, y + height - 20),
+                          (x + width - 30, y + height - 20)):  # fmt: skip
+            reshaped.select(left, top, 30, 20, 0)
+        self.document.setSelection(reshaped)
+        self.reshaped_at = time.monotonic()
+        before, controller = self.widget.preview.source.cacheKey(), self.widget.controller
+        bounds = [reshaped.x(), reshaped.y(), reshaped.width(), reshaped.height()]
+        step("selection reshaped", reshaped_bounds=bounds)
+        wait_for(lambda: self.widget.preview.source.cacheKey() != before
+                 and self.preview_state().startswith("Preview: the selection")
+                 and controller._preview_job is None, self.reshaped_previewed, 30,
+                 "the preview of the reshaped selection")  # fmt: skip
+
+    def reshaped_previewed(self):
+        size = self.save_preview("selection-preview.bin")
         step("selection previewed", selection_preview_size=size,
-             selection_preview_state=self.preview_state())  # fmt: skip
+             selection_preview_state=self.preview_state(),
+             seconds_to_notice_reshape=round(time.monotonic() - self.reshaped_at, 2))  # fmt: skip
         self.widget.apply_button.click()
         wait_for(lambda: self.widget.status.text().startswith("Added layer") or self.error_shown(),
                  self.selection_applied, 120, "the selection's new layer")  # fmt: skip
