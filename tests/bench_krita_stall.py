@@ -9,9 +9,12 @@ by install.py into a temporary HOME, against a daemon started from this checkout
 chang2015 by default: no weights needed; the daemon's time does not stall Krita). The
 measuring side is tests/krita_gui_driver/recolor_stall_bench (a 10 ms QTimer on the GUI
 thread). Goal (issue 15): no stall over 0.5 s at 48 MP. For scale, the same session also
-times Krita's own Layer > Duplicate Layer of the same layer. Stalls depend on the machine's
-load: compare numbers from one run. Needs Krita, Xvfb and a few GB of memory (a 48 MP 16-bit
-layer is 384 MB in Krita, and the plug-in and daemon hold copies).
+times Krita's own Layer > Duplicate Layer of the same layer and Layer > New > Paint Layer.
+--variant compares other ways of adding the result layer (added empty then filled, added
+hidden then shown, with or without refreshProjection); each line says whether the canvas
+showed the result. Stalls depend on the machine's load: compare numbers from one run.
+Needs Krita, Xvfb and a few GB of memory (a 48 MP 16-bit layer is 384 MB in Krita, and the
+plug-in and daemon hold copies).
 """
 
 import argparse
@@ -74,6 +77,10 @@ def main() -> int:
                         "Rec2020-elle-V4-g10.icc (the plug-in converts it through Krita); "
                         "default: Krita's own for the depth")  # fmt: skip
     parser.add_argument("--timeout", type=float, default=1800, help="seconds for all cases")
+    parser.add_argument("--variant", default="plugin", help="how the result layer is added: "
+                        "plugin (the plug-in's code), or one of the bench driver's other ways "
+                        "(recolor_stall_bench.VARIANTS: detached, attached, attached-norefresh, "
+                        "hidden, hidden-refresh), to compare them")  # fmt: skip
     args = parser.parse_args()
     if shutil.which("krita") is None or shutil.which("Xvfb") is None:
         print("needs Krita and Xvfb (apt-get install krita python3-pyqt5 xvfb)")
@@ -93,7 +100,8 @@ def main() -> int:
             install(home, env, daemon.address, args.method)
             result_file = Path(folder) / "result.json"
             config = Path(folder) / "config.json"
-            config.write_text(json.dumps({"result": str(result_file), "cases": cases}))
+            config.write_text(json.dumps({"result": str(result_file), "cases": cases,
+                                          "variant": args.variant}))  # fmt: skip
             run = subprocess.run(
                 ["timeout", "-k", "10", str(args.timeout), "krita", "--nosplash"],
                 env=krita_env(env, DISPLAY=display, RECOLOR_STALL_BENCH=str(config)),
@@ -104,13 +112,22 @@ def main() -> int:
             xvfb.terminate()
             daemon.stop()
     profile = f", {args.profile}" if args.profile else ""
-    print(f"Krita GUI stalls during Apply ({args.method}), canvas {width} x {height} "
-          f"({width * height / 1e6:.1f} MP){profile}:")  # fmt: skip
+    print(f"Krita GUI stalls during Apply ({args.method}, {args.variant}), canvas {width} x "
+          f"{height} ({width * height / 1e6:.1f} MP){profile}:")  # fmt: skip
     for case in result.get("cases", []):
-        print(f"  {case['depth']:>4}: longest stall {case['longest_stall_s']:.3f} s; "
-              f"Apply took {case['apply_s']:.1f} s; {case['status']}")  # fmt: skip
+        print(
+            f"  {case['depth']:>4}: longest stall {case['longest_stall_s']:.3f} s; "
+            f"Apply took {case['apply_s']:.1f} s; {case['status']}; the canvas "
+            f"{'shows' if case['canvas_shows_result'] else 'does NOT show'} the result"
+        )
+        if case["calls_over_20ms"]:
+            print(
+                "        libkis calls over 20 ms: "
+                + ", ".join(f"{what} {seconds:.3f} s" for what, seconds in case["calls_over_20ms"])
+            )
         print(f"        Krita's own Layer > Duplicate Layer of it, same session: longest stall "
-              f"{case['krita_duplicate_layer_stall_s']:.3f} s")  # fmt: skip
+              f"{case['krita_duplicate_layer_stall_s']:.3f} s; Layer > New > Paint Layer "
+              f"(empty): {case['krita_new_layer_stall_s']:.3f} s")  # fmt: skip
         for gap, status in case["stalls_over_100ms"]:
             print(f"        {gap:.3f} s  (status then: {status})")
     if "error" in result or not result.get("done"):

@@ -9,6 +9,9 @@ Krita's own projection update), a 10 ms QTimer on the GUI thread notes every gap
 its ticks: the longest gap is the longest time the GUI could not react (its Python callback
 needs the GIL too, so a worker thread holding it counts as well). Every gap over 100 ms is
 kept with the docker's status line at that moment, which says which step it fell in.
+Whether the canvas then shows the result is checked against a screenshot after Krita redraws
+the whole image. For scale, Krita's own Duplicate Layer and New Paint Layer are timed too.
+CONFIG["variant"] swaps in another way of adding the result layer (VARIANTS), to compare.
 """
 
 import array
@@ -27,6 +30,68 @@ CONFIG = json.loads(Path(os.environ["RECOLOR_STALL_BENCH"]).read_text())
 RESULT = Path(CONFIG["result"])
 TICK_MS = 10
 record = {"cases": []}
+CALLS = []  # [what, seconds] of each libkis call a variant's write makes, in order
+
+
+def timed(what, call, *args):
+    started = time.monotonic()
+    value = call(*args)
+    CALLS.append([what, round(time.monotonic() - started, 3)])
+    return value
+
+
+# Other ways of adding the result layer, to measure against the plug-in's own
+# (KritaEditor._write_bands: fill the new layer in bands while it is not in the image, then
+# addChildNode, the one undo step). Each is a drop-in for _write_bands.
+def write_detached(editor, pixels, name, raw):
+    """The plug-in's way, each libkis call timed."""
+    document, node = pixels.layer.handle
+    layer = document.createNode(name, "paintlayer")
+    yield from fill(editor, layer, pixels, raw)
+    timed("addChildNode (filled)", node.parentNode().addChildNode, layer, node)
+
+
+def write_attached(editor, pixels, name, raw, refresh=True):
+    """Added empty (the undo step), filled in bands while in the image, then one refresh."""
+    document, node = pixels.layer.handle
+    layer = document.createNode(name, "paintlayer")
+    timed("addChildNode (empty)", node.parentNode().addChildNode, layer, node)
+    yield
+    yield from fill(editor, layer, pixels, raw)
+    if refresh:
+        timed("refreshProjection", document.refreshProjection)
+
+
+def write_hidden(editor, pixels, name, raw, refresh=False):
+    """Filled while not in the image and hidden, added hidden, then shown."""
+    document, node = pixels.layer.handle
+    layer = document.createNode(name, "paintlayer")
+    layer.setVisible(False)
+    yield from fill(editor, layer, pixels, raw)
+    timed("addChildNode (hidden)", node.parentNode().addChildNode, layer, node)
+    yield
+    timed("setVisible(True)", layer.setVisible, True)
+    if refresh:
+        yield
+        timed("refreshProjection", document.refreshProjection)
+
+
+def fill(editor, layer, pixels, raw):
+    started = time.monotonic()
+    for _ in editor._fill_bands(layer, pixels, raw):
+        CALLS.append(["setPixelData band", round(time.monotonic() - started, 3)])
+        yield
+        started = time.monotonic()
+
+
+VARIANTS = {
+    "plugin": None,
+    "detached": write_detached,
+    "attached": write_attached,
+    "attached-norefresh": lambda *a: write_attached(*a, refresh=False),
+    "hidden": write_hidden,
+    "hidden-refresh": lambda *a: write_hidden(*a, refresh=True),
+}
 # Six colours (R, G, B as 0..1), painted as horizontal bands with a gentle gradient.
 COLOURS = [(0.10, 0.16, 0.35), (0.85, 0.55, 0.30), (0.30, 0.60, 0.25),
            (0.95, 0.90, 0.80), (0.55, 0.20, 0.20), (0.40, 0.70, 0.90)]  # fmt: skip
@@ -149,7 +214,25 @@ class Bench:
             ready = lambda: self.widget.controller._preview_job is None  # noqa: E731
         QTimer.singleShot(1000, lambda: wait_for(ready, self.apply, 300, "the preview"))
 
+    def canvas(self):
+        """The canvas as shown on the screen, to tell whether the result is visible."""
+        from PyQt5.QtWidgets import QApplication
+
+        widget = self.window.qwindow().centralWidget()
+        corner = widget.mapToGlobal(widget.rect().topLeft())
+        shot = QApplication.primaryScreen().grabWindow(0, corner.x(), corner.y(),
+                                                       widget.width(), widget.height())  # fmt: skip
+        image = shot.toImage()
+        return image.constBits().asstring(image.sizeInBytes())
+
     def apply(self):
+        variant = VARIANTS[CONFIG.get("variant", "plugin")]
+        if variant is not None:
+            from recolor_with_palette.krita_api import KritaEditor
+
+            KritaEditor._write_bands = variant
+        CALLS.clear()
+        self.canvas_before = self.canvas()
         self.monitor = Monitor(self.status)
         self.monitor.start()
         self.pressed = time.monotonic()
@@ -167,6 +250,18 @@ class Bench:
         self.monitor.stop()
         self.case["longest_stall_s"] = round(self.monitor.longest, 3)
         self.case["stalls_over_100ms"] = self.monitor.gaps
+        self.case["variant"] = CONFIG.get("variant", "plugin")
+        self.case["calls_over_20ms"] = [call for call in CALLS if call[1] > 0.02]
+        # Whether the canvas shows the result: as it is now, and as it is once Krita
+        # redraws the whole image (refreshProjection) are the same, and not as before.
+        self.canvas_after = self.canvas()
+        self.document.refreshProjection()
+        QTimer.singleShot(1500, self.compare_canvas)
+
+    def compare_canvas(self):
+        redrawn = self.canvas()
+        self.case["canvas_shows_result"] = (self.canvas_after == redrawn
+                                            and redrawn != self.canvas_before)  # fmt: skip
         # The floor under the same load: Krita's own Layer > Duplicate Layer of the same
         # layer (one libkis-free action that also adds a full-size layer).
         self.document.setActiveNode(self.document.rootNode().childNodes()[0])
@@ -184,6 +279,18 @@ class Bench:
     def duplicated(self):
         self.monitor.stop()
         self.case["krita_duplicate_layer_stall_s"] = round(self.monitor.longest, 3)
+        # And Krita's own Layer > New > Paint Layer: an empty layer added.
+        self.layers = len(self.document.rootNode().childNodes())
+        self.monitor = Monitor(self.status)
+        self.monitor.start()
+        Krita.instance().action("add_new_paint_layer").trigger()
+        wait_for(lambda: len(self.document.rootNode().childNodes()) > self.layers,
+                 lambda: QTimer.singleShot(1000, self.new_layer_added), 120,
+                 "New Paint Layer")  # fmt: skip
+
+    def new_layer_added(self):
+        self.monitor.stop()
+        self.case["krita_new_layer_stall_s"] = round(self.monitor.longest, 3)
         record["cases"].append(self.case)
         save()
         self.document.setModified(False)
