@@ -3,9 +3,10 @@
 Self-contained: install.py copies this folder and nothing else. Shared by both editors:
 client.py (palettenet/1 over transport.py, which uses pyzmq or the built-in ZeroMQ client
 zmtp.py), wire.py (the protocol's constants), autostart.py, pixels.py, palettes.py,
-settings.py, errors.py, controller.py. Krita's part (krita_api.py,
-krita_plugin.py, widgets.py) is loaded only inside Krita; GIMP's (gimp_api.py,
-gimp_plugin.py) only by the GIMP entry script. Needs the standard library and the editor's
+palettefile.py, settings.py, errors.py, controller.py, latest_only.py (a live preview's
+one request in flight). Krita's part (krita_api.py, krita_plugin.py, widgets.py, qt.py,
+qt_runner.py) is loaded only inside Krita; GIMP's (gimp_api.py, gimp_plugin.py,
+gimp_preview.py) only by the GIMP entry script. Needs the standard library and the editor's
 Qt (Krita) or GObject introspection (GIMP); pyzmq only where the editor's Python loads it.
 """
 
