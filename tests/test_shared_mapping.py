@@ -161,3 +161,32 @@ def test_a_reference_pixel_that_is_not_a_number_is_named(engine):
     reply, _ = decode_reply(engine.handle(encode_request(header, pixels, None, reference), 64))
     assert reply["error"]["code"] == "bad_request"
     assert "reference pixel at x=0, y=1" in reply["error"]["message"]
+
+
+def test_previews_with_a_reference_encode_it_once_and_follow_each_palette(engine, monkeypatch):
+    """A swatch dragged while several frames are shown: each new palette costs the decoder
+    and the mapping's fit, not the encoder (the reference's encoding is kept)."""
+    import backend.service.engine as engine_module
+
+    encodings = []
+    encode = engine_module.encode
+    monkeypatch.setattr(engine_module, "encode", lambda *a: encodings.append(1) or encode(*a))
+    frames = frames_of_a_pan()
+    reference = stacked(frames)
+    engine.shared_maps.cache.clear()
+    results = []
+    for target in (PALETTE, PALETTE[:5] + ["#ff00aa"], PALETTE[:5] + ["#00ffee"]):
+        options = {"options": {"max_side": 48}}
+        results.append(recolored_preview(engine, frames[0], reference, target, options))
+    assert len(encodings) == 1
+    assert results[0].shape == (32, 48, 4)
+    assert not np.array_equal(results[0], results[1])  # each palette shown
+
+
+def recolored_preview(engine, pixels, reference, palette, more):
+    header = header_for(pixels, "palettenet", reference, **more)
+    header["palette"] = palette
+    reply, payload = decode_reply(engine.handle(encode_request(header, pixels, None, reference),
+                                                1 << 24))  # fmt: skip
+    assert reply["ok"], reply
+    return np.frombuffer(payload[0], np.uint8).reshape(reply["height"], reply["width"], 4)

@@ -208,21 +208,23 @@ def finish(layer: Layer, working: Working, result: np.ndarray, out: np.ndarray) 
 
 
 def shared_colour_map(
-    model: PaletteNet, reference: Layer, palette_lab, source_lab=None, half=False
-) -> ColourMap | None:
-    """One colour mapping for many pieces: the network's result on `reference` (an image of
-    all the pieces, e.g. side by side, reduced) as a global colour mapping (colormap.
-    ColourMap: one colour gives one colour, wherever and in whichever piece it is). palette_lab
-    (n, 3) LAB and source_lab as for `predict` (None: paired with the reference's own
-    colours). None when no pixel of the reference is visible.
+    model: PaletteNet,
+    working: Working,
+    palette_lab,
+    source_lab=None,
+    half=False,
+    encoded: EncodedImage | None = None,
+) -> ColourMap:
+    """One colour mapping for many pieces: the network's result on `working` (prepare() of
+    a reference image of all the pieces, e.g. side by side) as a global colour mapping
+    (colormap.ColourMap: one colour gives one colour, wherever and in whichever piece it
+    is). palette_lab (n, 3) LAB, source_lab and `encoded` (the working image's encoding,
+    if kept) as for `predict`.
 
     The price of one mapping for all: the network's local variation (a colour recoloured
     differently in the sky and in the sea of one photo) is averaged into the mapping, so a
     single photo is better recoloured on its own (finish)."""
-    working = prepare(reference)
-    if working is None:
-        return None
-    (result,) = predict(model, [working.rgb], [palette_lab], half, [source_lab])
+    (result,) = predict(model, [working.rgb], [palette_lab], half, [source_lab], encoded)
     return ColourMap(working.rgb, result, working.weight)
 
 

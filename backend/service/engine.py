@@ -420,7 +420,12 @@ class SharedMaps:
     """The colour mappings of the reference images seen lately (recolor.shared_colour_map),
     so that the pieces of one job (sent one by one, each with the same reference and
     palettes) cost one network run in all. Keyed by a digest of the reference's pixels and
-    everything else the mapping depends on: a hit changes no result."""
+    everything else the mapping depends on: a hit changes no result.
+
+    A preview with a reference (a swatch dragged while several layers or frames are shown)
+    runs the network at PREVIEW_WORKING_SIDE, and the reference's working image and encoding
+    are kept in the engine's PreviewCache, so a new palette costs only the decoder and the
+    fit of the mapping, as for a single layer's preview."""
 
     def __init__(self, size: int = 8):
         self.cache = cachetools.LRUCache(size)
@@ -429,23 +434,47 @@ class SharedMaps:
     def get(self, engine: "Engine", request: Request):
         """The request's shared ColourMap, None when no pixel of its reference is visible."""
         reference = request.reference
+        side = WORKING_SIDE if request.max_side is None else PREVIEW_WORKING_SIDE
         digest = hashlib.blake2b(reference.pixels, digest_size=16)
+        digest.update(f"{reference.width}x{reference.height} {reference.pixel_format}".encode())
+        image_key = (b"reference", digest.digest(), side)
         target, source = _lab_palettes(request)
         for part in (target, source):
             digest.update(b"-" if part is None else np.ascontiguousarray(part).data)
-        key = (digest.digest(), reference.width, reference.height, reference.pixel_format)
+        key = (digest.digest(), side)
         with self.lock:
             if key in self.cache:
                 return self.cache[key]
         layer = _layer_of(reference)
+        if not engine.palettes.anything_counts(layer):
+            return None  # nothing visible: nothing to map by
         if source is None:  # paired with the reference's palette, as the editors show it
-            if not engine.palettes.anything_counts(layer):
-                return None
             target, source, _ = engine.palettes.pair(target, layer)
-        found = shared_colour_map(engine.model, layer, target, source, engine.half)
+        kept = engine.previews.get(image_key)
+        if kept is None:
+            working = prepare(layer, side)
+            if working is None:
+                return None
+            kept = _ReferenceEncoding(working, encode(engine.model, [working.rgb], engine.half))
+            engine.previews.put(image_key, kept)
+        found = shared_colour_map(
+            engine.model, kept.working, target, source, engine.half, kept.encoded
+        )
         with self.lock:
             self.cache[key] = found
         return found
+
+
+@dataclass(frozen=True)
+class _ReferenceEncoding:
+    """A reference image's working image and encoding (PreviewCache entries)."""
+
+    working: Working
+    encoded: EncodedImage
+
+    @property
+    def nbytes(self) -> int:
+        return self.encoded.nbytes + self.working.rgb.nbytes + self.working.weight.nbytes
 
 
 class LayerPalettes:
