@@ -457,3 +457,32 @@ def test_palettes_every_image_would_refuse_are_one_error_before_any_work(tmp_pat
                                    "--source-palette", "#c81e1e,#1e28c8", "-o", out)  # fmt: skip
     one_line_error(status, stderr, "source_palette has 2 colours and palette 3")
     assert not list(out.iterdir())
+
+
+def test_the_reference_fits_max_pixels_and_small_images_count_as_much_as_large(tmp_path):
+    """Four pictures under a low --max-pixels: the reference grid is made to fit it (QA saw
+    every file fail); and a 16-pixel sprite among photos fills its cell of the grid."""
+    from types import SimpleNamespace
+
+    from backend.cli.batch import Job, Kept, shared_mapping
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for index in range(4):
+        Image.fromarray(small_photo("coffee", 400)[:, index:]).save(folder / f"p{index}.png")
+    sprite = np.zeros((16, 16, 3), np.uint8)
+    sprite[4:12, 4:12] = (250, 20, 20)
+    Image.fromarray(sprite).save(folder / "sprite.png")
+    jobs = [Job(path, tmp_path / path.name) for path in sorted(folder.iterdir())]
+    args = SimpleNamespace(max_pixels=200_000, jobs=1)
+    _, _, reference = shared_mapping(jobs, TARGET, args, {}, Kept(), None, True)
+    assert reference.shape[0] * reference.shape[1] <= 200_000
+    cell = reference.shape[1] // 3  # five inputs: a 3 x 2 grid
+    sprite_cell = reference[cell : 2 * cell, cell : 2 * cell]  # the fifth
+    assert (sprite_cell[..., 3] == 255).mean() > 0.9  # enlarged to its cell
+    assert (np.all(sprite_cell[..., :3] == (250, 20, 20), axis=-1)).mean() > 0.2
+    out = tmp_path / "out"
+    out.mkdir()
+    status, _, stderr = palettenet("recolor", folder, "-p", ",".join(TARGET), "-o", out,
+                                   "--max-pixels", "200000", "--method", "palettenet")  # fmt: skip
+    assert status == 0, stderr

@@ -42,6 +42,8 @@ from pathlib import Path
 
 import numpy as np
 
+from backend.wire import MAX_REFERENCE_PIXELS
+
 SAMPLE_PIXELS = 2_000_000  # pixels sampled over all inputs for the shared palette
 REFERENCE_SIDE = 2048  # the reference grid's long side at most (4 MP: the protocol's limit)
 KEEP_BYTES = 512 << 20  # decoded inputs kept from the first pass for the second, at most
@@ -213,11 +215,18 @@ def sample(picture, pixels: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def tile(picture, side: int) -> np.ndarray:
-    """A picture as RGBA8 at most `side` pixels long: every n-th pixel of every n-th row
-    (the nearest pixel keeps flat art's colours exact, as the editors' thumbnails do)."""
+    """A picture as RGBA8 of long side about `side`: every n-th pixel of every n-th row, or
+    each pixel repeated n times (the nearest pixel keeps flat art's colours exact, as the
+    editors' thumbnails do). Small pictures are enlarged so that each input covers about
+    the same share of the reference: a 32-pixel sprite among photos must not count for
+    next to nothing in the mapping."""
     from backend.cli.imagefile import to_8_bit
 
     pixels = picture.pixels
+    longest = max(pixels.shape[:2])
+    if longest < side:
+        factor = side // longest
+        pixels = np.repeat(np.repeat(pixels, factor, axis=0), factor, axis=1)
     step = max(1, -(-max(pixels.shape[:2]) // side))
     thinned = pixels[::step, ::step]
     rgba = np.empty(thinned.shape[:2] + (4,), np.uint8)
@@ -258,7 +267,9 @@ def shared_mapping(jobs: list[Job], target: list[str], args, failed: dict, kept:
     except ProtocolError as error:
         raise SystemExit(f"error ({error.code}): {error.message}") from None
     per_image = max(1, SAMPLE_PIXELS // max(1, len(jobs)))
-    side = max(1, min(512, REFERENCE_SIDE // int(np.ceil(np.sqrt(len(jobs))))))
+    # the grid within the protocol's reference limit and this run's --max-pixels
+    longest = min(REFERENCE_SIDE, int(np.sqrt(min(MAX_REFERENCE_PIXELS, args.max_pixels))))
+    side = max(1, min(512, longest // int(np.ceil(np.sqrt(len(jobs))))))
     samples, tiles = [], []
 
     def sampled(job: Job):
