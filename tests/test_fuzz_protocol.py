@@ -143,7 +143,7 @@ def test_wrong_types_get_their_documented_codes():
 def test_too_many_frames_are_refused_before_the_header_is_parsed():
     with pytest.raises(ProtocolError) as caught:
         parse_request([json.dumps(GOOD).encode()] + [b""] * 10_000)
-    assert caught.value.code == "bad_request" and "at most 3 frames" in caught.value.message
+    assert caught.value.code == "bad_request" and "at most 4 frames" in caught.value.message
     assert caught.value.request_id == "x"
 
 
