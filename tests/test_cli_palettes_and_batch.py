@@ -486,3 +486,34 @@ def test_the_reference_fits_max_pixels_and_small_images_count_as_much_as_large(t
     status, _, stderr = palettenet("recolor", folder, "-p", ",".join(TARGET), "-o", out,
                                    "--max-pixels", "200000", "--method", "palettenet")  # fmt: skip
     assert status == 0, stderr
+
+
+@pytest.mark.parametrize("method", ["palettenet", "chang2015"])
+def test_a_saved_reference_makes_a_later_run_match(tmp_path, weights, method):
+    """--save-reference, then --reference: recolouring some of the frames again, or one
+    frame alone, gives exactly the first run's pixels (QA: a palettenet set could not be
+    redone to match)."""
+    folder, first, again, alone = (tmp_path / name for name in ("in", "a", "b", "c"))
+    for path in (folder, first, again, alone):
+        path.mkdir()
+    photo = small_photo("coffee", 96)
+    for index in range(4):
+        Image.fromarray(np.ascontiguousarray(photo[:48, 8 * index : 8 * index + 64])).save(
+            folder / f"f{index}.png")  # fmt: skip
+    saved = tmp_path / "ref.png"
+    common = ["-p", ",".join(TARGET), "--weights", weights, "--method", method]
+    status, _, stderr = palettenet("recolor", folder, "-o", first, "--save-reference", saved,
+                                   *common)  # fmt: skip
+    assert status == 0 and saved.exists(), stderr
+    status, _, stderr = palettenet("recolor", folder / "f1.png", folder / "f3.png", "-o", again,
+                                   "--reference", saved, *common)  # fmt: skip
+    assert status == 0, stderr
+    status, _, stderr = palettenet("recolor", folder / "f2.png", "-o", alone / "f2.png",
+                                   "--reference", saved, *common)  # fmt: skip
+    assert status == 0, stderr
+    for name in ("f1.png", "f3.png"):
+        assert np.array_equal(pixels(again / name), pixels(first / name)), name
+    assert np.array_equal(pixels(alone / "f2.png"), pixels(first / "f2.png"))
+    status, _, stderr = palettenet("recolor", folder / "f2.png", "-o", alone / "x.png",
+                                   "--save-reference", saved, *common)  # fmt: skip
+    one_line_error(status, stderr, "--save-reference needs several inputs")

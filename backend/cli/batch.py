@@ -238,6 +238,21 @@ def tile(picture, side: int) -> np.ndarray:
     return rgba
 
 
+def reference_from_file(path: Path, max_pixels: int) -> np.ndarray:
+    """--reference IMAGE as the reference image: RGBA8, every n-th pixel of every n-th row
+    where it is larger than the protocol's limit and max_pixels allow. SystemExit, in one
+    line, for a file that cannot be read."""
+    from backend.cli.main import read_picture
+
+    picture = read_picture(path, max_pixels)
+    height, width = picture.pixels.shape[:2]
+    limit = min(MAX_REFERENCE_PIXELS, max_pixels)
+    step = 1
+    while -(-height // step) * -(-width // step) > limit:
+        step += 1
+    return np.ascontiguousarray(tile(picture, -(-max(height, width) // step)))
+
+
 def grid(tiles: list[np.ndarray]) -> np.ndarray:
     """RGBA8 tiles in a square grid, each at the top-left of its cell, the rest transparent."""
     columns = int(np.ceil(np.sqrt(len(tiles))))
@@ -256,16 +271,12 @@ def shared_mapping(jobs: list[Job], target: list[str], args, failed: dict, kept:
     """(target, source, reference): `target` paired with the palette of all inputs
     together (hex lists, entry by entry; as given where `source` is given), and where
     `reference` is asked for, a grid of all inputs (RGBA8, at most REFERENCE_SIDE long)
-    to send with each as the reference image (else None). Inputs that cannot be read are
-    put in `failed` (and reported); those read are offered to `kept`."""
+    to send with each as the reference image (else None); the pairs are then found on that
+    grid (pair_on_reference), so that a later run given it as --reference pairs alike.
+    Inputs that cannot be read are put in `failed` (and reported); those read are offered
+    to `kept`."""
     from tqdm import tqdm
 
-    from backend.service.protocol import ProtocolError, parse_palette
-
-    try:
-        target_rgb = parse_palette(target)
-    except ProtocolError as error:
-        raise SystemExit(f"error ({error.code}): {error.message}") from None
     per_image = max(1, SAMPLE_PIXELS // max(1, len(jobs)))
     # the grid within the protocol's reference limit and this run's --max-pixels
     longest = min(REFERENCE_SIDE, int(np.sqrt(min(MAX_REFERENCE_PIXELS, args.max_pixels))))
@@ -276,7 +287,7 @@ def shared_mapping(jobs: list[Job], target: list[str], args, failed: dict, kept:
         picture = read(job.source, args.max_pixels)
         kept.offer(job.source, picture)
         return (
-            sample(picture, per_image) if source is None else None,
+            sample(picture, per_image) if source is None and not reference else None,
             tile(picture, side) if reference else None,
         )
 
@@ -285,8 +296,7 @@ def shared_mapping(jobs: list[Job], target: list[str], args, failed: dict, kept:
         futures = [pool.submit(sampled, job) for job in jobs]
         with cancelled_on_interrupt(futures):
             if source is None:  # loaded while the inputs are read (it loads torch: seconds)
-                from backend.core.color import lab_to_rgb_np, rgb_to_lab_np
-                from backend.core.palette import PaletteError, pair_with_image, to_hex
+                import backend.core.palette  # noqa: F401
 
             for job, future in zip(jobs, futures):
                 try:
@@ -299,20 +309,57 @@ def shared_mapping(jobs: list[Job], target: list[str], args, failed: dict, kept:
                 bar.update()
     if not tiles:
         return target, source, None
-    shared_reference = grid(tiles) if reference else None
+    if not reference:
+        if source is not None:
+            return target, source, None
+        rgb = np.concatenate([s[0] for s in samples])[None]
+        weight = np.concatenate([s[1] for s in samples])[None]
+        return (*paired(target, rgb, weight, "the inputs"), None)
+    shared_reference = grid(tiles)
     if source is not None:
         return target, source, shared_reference
-    target_lab = rgb_to_lab_np(target_rgb)
-    rgb = np.concatenate([s[0] for s in samples])[None]
-    weight = np.concatenate([s[1] for s in samples])[None]
+    return (*pair_on_reference(target, shared_reference), shared_reference)
+
+
+def pair_on_reference(target: list[str], reference: np.ndarray) -> tuple[list, list]:
+    """(target, source) hex lists, entry by entry: `target` paired with the palette of a
+    reference image (RGBA8, its pixels counted by alpha)."""
+    rgb = np.ascontiguousarray(reference[..., :3]).reshape(1, -1, 3)
+    weight = (reference[..., 3].reshape(1, -1) / np.float32(255)).astype(np.float32)
+    return paired(target, rgb, weight, "the reference image")
+
+
+def paired(target: list[str], rgb: np.ndarray, weight: np.ndarray, what: str):
+    """(target, source) hex lists: `target` paired by lightness with the palette of the
+    uint8 RGB pixels (1, n, 3), counted by weight (1, n), as the daemon pairs one image
+    (backend.core.palette.pair_with_image); the targets as the user wrote them."""
+    from backend.core.color import lab_to_rgb_np, rgb_to_lab_np
+    from backend.core.palette import PaletteError, pair_with_image, to_hex
+    from backend.service.protocol import ProtocolError, parse_palette
+
     try:
-        paired, source = pair_with_image(target_lab, rgb, weight)
+        target_lab = rgb_to_lab_np(parse_palette(target))
+    except ProtocolError as error:
+        raise SystemExit(f"error ({error.code}): {error.message}") from None
+    try:
+        chosen_lab, source = pair_with_image(target_lab, rgb, weight)
     except PaletteError as error:
-        raise SystemExit(f"cannot take a palette from the inputs: {error}") from None
+        raise SystemExit(f"cannot take a palette from {what}: {error}") from None
     # the targets as the user wrote them (no round trip through LAB)
-    chosen = [int(np.argmin(((target_lab - row) ** 2).sum(1))) for row in paired]
-    source = [to_hex(rgb) for rgb in lab_to_rgb_np(source)]
-    return [target[i] for i in chosen], source, shared_reference
+    chosen = [int(np.argmin(((target_lab - row) ** 2).sum(1))) for row in chosen_lab]
+    return [target[i] for i in chosen], [to_hex(colour) for colour in lab_to_rgb_np(source)]
+
+
+def save_reference(path: Path, reference: np.ndarray) -> None:
+    """Write the reference grid as a PNG for a later --reference; SystemExit if it cannot."""
+    from PIL import Image
+
+    try:
+        Image.fromarray(reference, "RGBA").save(path, format="PNG")
+    except (OSError, ValueError) as error:
+        raise SystemExit(f"cannot write the reference image {path}: {error}") from None
+    print(f"reference image saved as {path} (give it as --reference to match this run)",
+          file=sys.stderr)  # fmt: skip
 
 
 # --- the run ------------------------------------------------------------------------------
@@ -385,12 +432,21 @@ def run_batch(args, paths: list[Path], target: list[str], source: list[str] | No
     started, cpu_started = time.perf_counter(), time.process_time()
     mapping_s, kept, reference = 0.0, Kept(), None
     with_reference = args.method == "palettenet"  # chang2015 maps by the pairs alone
-    if len(jobs) > 1 and (source is None or with_reference):  # one image: as the engine does
+    if args.reference is not None:  # the user's: paired on it and mapped by it
+        reference = reference_from_file(args.reference, args.max_pixels)
+        if source is None:
+            target, source = pair_on_reference(target, reference)
+    elif args.save_reference is not None or (
+        len(jobs) > 1 and (source is None or with_reference)
+    ):  # one image: as the engine does
         began = time.perf_counter()
         given = source
         target, source, reference = shared_mapping(
-            jobs, target, args, failed, kept, source, with_reference
-        )
+            jobs, target, args, failed, kept, source,
+            with_reference or args.save_reference is not None,
+        )  # fmt: skip
+        if args.save_reference is not None and reference is not None:
+            save_reference(args.save_reference, reference)
         mapping_s = time.perf_counter() - began
         if source is not None and given is None:
             pairs = ", ".join(f"{s} -> {t}" for s, t in zip(source, target))
@@ -400,8 +456,9 @@ def run_batch(args, paths: list[Path], target: list[str], source: list[str] | No
     if source is not None:
         header["source_palette"] = source
     if reference is not None:
-        header["reference"] = {"width": reference.shape[1], "height": reference.shape[0],
-                               "pixel_format": "RGBA8"}  # fmt: skip
+        from backend.cli.main import reference_header
+
+        header["reference"] = reference_header(reference)
     todo = [job for job in jobs if job.source not in failed]
     pixels, done, engine_cpu, skipped = 0, 0, 0.0, 0
     gone = threading.Event()  # set by the first DaemonGone: workers start no more images

@@ -56,21 +56,24 @@ def server_keys(args) -> ServerKeys | None:
     return ServerKeys(args.curve_secret, args.curve_clients, workers)
 
 
-def call(args, header: dict, pixels=None, mask=None, load_model=True) -> tuple[dict, list]:
-    """One palettenet/1 request, through the daemon at args.server or in this process."""
+def call(args, header: dict, pixels=None, mask=None, load_model=True,
+         reference=None) -> tuple[dict, list]:  # fmt: skip
+    """One palettenet/1 request, through the daemon at args.server or in this process.
+    reference: the reference image's pixels (header["reference"] describes them)."""
     if args.server:
         from backend.service.client import AddressError, Client
 
         try:
             with Client(args.server, args.timeout, client_keys(args)) as client:
-                return client.request(header, pixels, mask)
+                return client.request(header, pixels, mask, reference)
         except (TimeoutError, AddressError, SecurityError) as error:
             raise SystemExit(str(error)) from None
     from backend.service.engine import Engine
 
     engine = Engine(args.weights or DEFAULT_WEIGHTS, args.device, load_model=load_model)
     max_pixels = getattr(args, "max_pixels", DEFAULT_MAX_PIXELS)
-    return decode_reply(engine.handle(encode_request(header, pixels, mask), max_pixels))
+    frames = encode_request(header, pixels, mask, reference)
+    return decode_reply(engine.handle(frames, max_pixels))
 
 
 def checked(reply: dict) -> dict:
@@ -186,7 +189,10 @@ def cmd_recolor(args):
     source = None
     if args.source_palette:
         source = palette_argument(args.source_palette, "--source-palette", args.max_pixels)
-    if len(args.input) > 1 or args.input[0].is_dir():  # many in one go: backend/cli/batch.py
+    many = len(args.input) > 1 or args.input[0].is_dir()
+    if args.save_reference is not None and not many:
+        raise SystemExit("--save-reference needs several inputs (their reference image)")
+    if many:  # many in one go: backend/cli/batch.py
         from backend.cli.batch import run_batch
 
         return run_batch(args, args.input, target, source)
@@ -199,10 +205,23 @@ def cmd_recolor(args):
     if source is not None:
         header["source_palette"] = source
     mask = read_mask(args.mask, picture, args.max_pixels)
-    reply, frames = call(args, header, picture.pixels, mask, load_model=args.method == "palettenet")
+    reference = None
+    if args.reference is not None:
+        from backend.cli.batch import pair_on_reference, reference_from_file
+
+        reference = reference_from_file(args.reference, args.max_pixels)
+        header["reference"] = reference_header(reference)
+        if source is None:  # paired on the reference, as a batch given it pairs
+            header["palette"], header["source_palette"] = pair_on_reference(target, reference)
+    reply, frames = call(args, header, picture.pixels, mask, args.method == "palettenet", reference)
     checked(reply)
     write_result(args.output, picture, frames[0], args.png_compression == "small")
     print(f"wrote {args.output}")
+
+
+def reference_header(reference: np.ndarray) -> dict:
+    """header["reference"] for an RGBA8 reference image (H, W, 4)."""
+    return {"width": reference.shape[1], "height": reference.shape[0], "pixel_format": "RGBA8"}
 
 
 def write_result(path: Path, picture, frame, small_png: bool = False) -> None:
@@ -510,6 +529,15 @@ def main(argv=None):
                          help="several inputs: images recoloured at once (default: up to 2, "
                          "the cores)")  # fmt: skip
     recolor.add_argument("--mask", type=Path, help="grey image: white recolours, black keeps")
+    recolor.add_argument("--reference", type=Path, metavar="IMAGE",
+                         help="find the one colour mapping on this image (e.g. one saved with "
+                         "--save-reference, or a sheet of the whole set) instead of on the "
+                         "inputs: a re-run, or frames added later, match the first "
+                         "run")  # fmt: skip
+    recolor.add_argument("--save-reference", type=Path, metavar="FILE.png",
+                         help="several inputs: save the reference image the mapping is found "
+                         "on (a grid of all inputs), to give later runs as "
+                         "--reference")  # fmt: skip
     add_engine_options(recolor)
     add_limit_option(recolor)
     recolor.set_defaults(run=cmd_recolor)
