@@ -211,3 +211,68 @@ def test_exact_colours_hit_exactly_the_pixels_whose_rounded_colour_is_listed():
     twice = ExactColours([listed[0], listed[0]], outputs[:2])(out.copy(), rgb)
     assert np.array_equal(twice[codes == listed[0]][0], outputs[0])
     assert np.array_equal(ExactColours(np.zeros(0, int), np.zeros((0, 3)))(out.copy(), rgb), out)
+
+
+def test_fills_stand_out_from_their_edges_and_gradient_levels_do_not():
+    from backend.core.colormap import colour_codes, stands_out
+
+    fill = colour_codes(np.array([[100, 100, 100]]))[0]
+    edges = colour_codes(np.array([[100, 100, 101], [99, 100, 100], [102, 102, 102]]))
+    ramp = colour_codes(np.stack([np.arange(50, 70), np.full(20, 9), np.full(20, 9)], 1))
+    far = colour_codes(np.array([[100, 100, 110]]))[0]  # 10 levels away: not an edge
+    codes = np.concatenate([[fill, far], edges, ramp])
+    counts = np.concatenate([[500.0, 900], [200, 200, 90], np.full(20, 300.0)])
+    order = np.argsort(codes)
+    found = stands_out(codes[order], counts[order], np.ones(len(codes), bool))
+    found = dict(zip(codes[order], found))
+    assert found[fill] and found[far]  # 500 against 490 around it
+    assert not any(found[c] for c in ramp[1:-1])  # each level: 300 against 1800 around
+    counts[0] = 480  # now outnumbered by its edges
+    order = np.argsort(codes)
+    assert not dict(zip(codes[order], stands_out(codes[order], counts[order], order >= 0)))[fill]
+
+
+def test_a_gradient_through_a_fills_colour_has_no_step_at_the_fill():
+    """A large fill (130, 80, 80) that the network sent 60 levels redder, and a ramp of reds
+    100..160 beside it that it left alone. The fill keeps its own output exactly; the ramp's
+    levels next to the fill's colour follow it gradually (the smooth table alone had them
+    40 levels from the fill's output: a band wherever the ramp touches the fill's colour)."""
+    ramp = np.arange(100, 161)
+    source = np.zeros((61, 40, 3), np.float32)
+    source[:, :20] = np.stack([ramp, np.full(61, 80), np.full(61, 80)], 1)[:, None] / 255
+    source[:, 20:] = np.array([130, 80, 80]) / 255  # the fill: 1220 of 2440 pixels
+    result = source.copy()
+    result[:, 20:, 0] = 190 / 255
+    mapping = ColourMap(source, result, np.ones((61, 40)))
+    out = np.round(mapping(source[:, :1].reshape(1, 61, 3))[0] * 255)
+    assert out[30, 0] == 190  # the fill's own colour, exactly
+    steps = np.abs(np.diff(out[:, 0]))
+    assert steps.max() <= 4, steps
+
+
+def test_follow_swatches_brings_the_networks_output_to_the_palette():
+    """Three fills with anti-aliased edges; the palette moves the red and leaves the blue
+    and the cream. The (simulated) network output tints everything a little green and sends
+    the red only half way: after follow_swatches each fill is on its target (the unchanged
+    ones on themselves, within 1 dE), and the edges between blue and cream stay between."""
+    from skimage.color import deltaE_ciede2000
+
+    from backend.core.color import rgb_to_lab_np
+    from backend.core.colormap import follow_swatches
+
+    fills = np.array([[200, 40, 40], [30, 60, 200], [240, 230, 200]], np.uint8)
+    row = np.concatenate([np.repeat(fills[:1], 40, 0), np.repeat(fills[1:2], 40, 0),
+                          np.linspace(fills[1], fills[2], 8)[1:-1].round().astype(np.uint8),
+                          np.repeat(fills[2:], 40, 0)])  # fmt: skip
+    source8 = np.ascontiguousarray(np.broadcast_to(row, (30, *row.shape)))
+    source_lab = rgb_to_lab_np(fills / 255)
+    target_lab = source_lab.copy()
+    target_lab[0] = rgb_to_lab_np(np.array([40, 160, 60]) / 255)  # red -> green
+    tinted = source8 / 255 + np.array([-0.03, 0.04, -0.03])
+    result = np.clip(tinted, 0, 1).astype(np.float32)
+    result[:, :40] = (0.47, 0.38, 0.2)  # the red, half way to the green
+    follow_swatches(source8, result, source_lab, target_lab)
+    landed = rgb_to_lab_np(result[0, [20, 60, -20]].astype(np.float64))
+    assert deltaE_ciede2000(landed, target_lab).max() < 1
+    edges = result[0, 80:86]  # blue -> cream edge: still between the two, in order
+    assert np.all(np.diff(edges.sum(1)) > 0)

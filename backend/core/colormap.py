@@ -10,10 +10,13 @@ Two parts (in the spirit of the image-adaptive 3D LUTs of Zeng et al. 2020, here
 one network output instead of predicted):
 
 1. Exact colours. Each colour the working image holds exactly, on at least
-   EXACT_MIN_PIXELS working pixels and EXACT_MIN_SHARE of them (a fill, an ink, a
-   pixel-art colour; not one of a gradient's many colours), gets the median of
-   the network's output over those pixels: a robust average, so the few pixels the network
-   got wrong (another fill's colour bleeding in near an edge) do not count.
+   EXACT_MIN_PIXELS working pixels and EXACT_MIN_SHARE of them, and standing out from the
+   colours within a few levels of it (a fill, an ink, a pixel-art colour; not one of a
+   gradient's many colours: stands_out), gets the median of the network's output over
+   those pixels: a robust average, so the few pixels the network got wrong (another
+   fill's colour bleeding in near an edge) do not count. The colours around a fill lead up
+   to its output smoothly (continue_fills), so a gradient that touches a fill's colour
+   has no step there.
 2. Everything in between (anti-aliased edges, gradients, colours the reduction blended away)
    goes through a smooth 3D lookup table: a LUT_SIZE^3 RGB lattice holding the change of
    colour, fitted by least squares to the network's (input, output) pairs with a
@@ -35,15 +38,26 @@ import scipy.sparse as sparse
 import scipy.sparse.linalg as sparse_linalg
 import torch
 
-from backend.core.chang2015 import apply_lattice, transfer_luminance
-from backend.core.color import lab_to_rgb_np, to_uint8
-from backend.core.palette import distinct_colours, distinct_pairs, is_flat_art_counted
+from backend.core.chang2015 import apply_lattice, rbf_weights, transfer_luminance
+from backend.core.color import lab_to_rgb_np, rgb_to_lab_np, to_uint8
+from backend.core.palette import (
+    CRISP_ART_SHARE,
+    crisp_share,
+    distinct_colours,
+    distinct_pairs,
+    is_flat_art_counted,
+    stands_out,
+)
 
 LUT_SIZE = 17  # points per RGB axis: cells of 16/255 (the network's colour detail is coarser)
 SMOOTHNESS = 1e-3  # weight of the smoothness penalty against one working pixel's error
 EXACT_MIN_PIXELS = 16  # working pixels a colour needs to get its own exact output
 EXACT_MIN_SHARE = 0.001  # and the share of the visible working pixels (a fill, not one of
 # the thousands of colours of a gradient, which the smooth table keeps smooth)
+FINE_LUT_SIZE = 65  # points per RGB axis of the table fills are continued in: 4 levels apart
+FILL_REACH = 0.6  # a fill's difference from the smooth table is spread over this x its size
+FILL_MIN_REACH = 8 / 255  # and at least over this RGB distance (Gaussian sigma)
+SWATCH_REACH = 3.0  # LAB units: the colours whose output says where a swatch went
 
 
 def colour_codes(rgb8: np.ndarray) -> np.ndarray:
@@ -118,6 +132,42 @@ def fit_lut(source_rgb, output_rgb, weight, size=LUT_SIZE, smoothness=SMOOTHNESS
     return (grid + lattice_change).reshape(size, size, size, 3).astype(np.float32)
 
 
+def continue_fills(lut: np.ndarray, fills_rgb: np.ndarray, outputs: np.ndarray) -> np.ndarray:
+    """The smooth table `lut` (n, n, n, 3) carried to a FINE_LUT_SIZE^3 table that also
+    leads up to the fills' exact outputs: fills_rgb (m, 3) in 0..1, the colours that get
+    their own output (ExactColours), outputs (m, 3) those outputs. Returns float32
+    (FINE_LUT_SIZE,) * 3 + (3,).
+
+    The smooth table cannot follow every fill (its cells are 16 levels wide, and the
+    network may send two fills of one cell far apart), so a fill's exact output can be 20 dE
+    from what the table gives the colours one level from it: in a gradient that touches
+    the fill, a step. Each fill's difference (its output minus the table's) is added
+    around it with a Gaussian of its colour distance, wide enough for the difference to be
+    spread over many levels (FILL_REACH times the difference, at least FILL_MIN_REACH):
+    where several fills reach, their differences are averaged by weight; far from every
+    fill the table is as it was."""
+    size = FINE_LUT_SIZE
+    levels = np.linspace(0.0, 1.0, size)
+    grid = np.stack(np.meshgrid(levels, levels, levels, indexing="ij"), axis=-1)
+    fine = apply_lattice(grid.reshape(-1, 3), lut).reshape(size, size, size, 3)
+    if len(fills_rgb) == 0:
+        return fine
+    difference = np.asarray(outputs, np.float64) - apply_lattice(np.asarray(fills_rgb), lut)
+    reach = np.maximum(FILL_MIN_REACH, FILL_REACH * np.linalg.norm(difference, axis=1))
+    pulled = np.zeros((size, size, size, 3))
+    weight = np.zeros((size, size, size))
+    for colour, change, width in zip(fills_rgb, difference, reach):
+        low = np.clip(np.floor((colour - 3 * width) * (size - 1)), 0, size - 1).astype(int)
+        high = np.clip(np.ceil((colour + 3 * width) * (size - 1)), 0, size - 1).astype(int) + 1
+        box = tuple(slice(a, b) for a, b in zip(low, high))
+        distance2 = ((grid[box] - colour) ** 2).sum(-1)
+        bump = np.exp(-distance2 / (2 * width**2))
+        pulled[box] += bump[..., None] * change
+        weight[box] += bump
+    fine += pulled / np.maximum(weight, 1.0)[..., None]
+    return fine.astype(np.float32)
+
+
 def colour_medians(source_rgb8, output_rgb, weight):
     """The network's output per working colour: source_rgb8 (N, 3) uint8, output_rgb (N, 3)
     float, weight (N,) (pixels with weight <= 0.5 are left out: mostly transparent working
@@ -153,8 +203,14 @@ class ColourMap:
         weight = np.asarray(weight, dtype=np.float64).reshape(-1)
         codes, count, medians = colour_medians(to_uint8(source), result, weight)
         colours = np.stack([(codes >> 16) & 255, (codes >> 8) & 255, codes & 255], axis=1) / 255
-        self.lut = fit_lut(colours, medians, count)
-        fill = (count >= EXACT_MIN_PIXELS) & (count >= EXACT_MIN_SHARE * count.sum())
+        large = (count >= EXACT_MIN_PIXELS) & (count >= EXACT_MIN_SHARE * count.sum())
+        fill = stands_out(codes, count, large)
+        # The fills' outputs are exact and continued to their neighbours (continue_fills);
+        # in the smooth table a fill counts no more than the commonest other colour, so it
+        # does not bend the table into a bump one cell wide around itself.
+        cap = count[~fill].max() if (~fill).any() else count.max()
+        smooth = fit_lut(colours, medians, np.minimum(count, cap))
+        self.lut = continue_fills(smooth, colours[fill], medians[fill])
         self.exact = ExactColours(codes[fill], medians[fill])
 
     def __call__(self, rows: np.ndarray, top: int = 0) -> np.ndarray:
@@ -234,6 +290,10 @@ class FillKeeper:
         counted = np.ravel(weight) > 0.5  # the pixels colour_medians counts
         every_code = colour_codes(source8)
         colours, count = np.unique(every_code[counted], return_counts=True)
+        # Every large colour, also one that does not stand out from its neighbours (a noisy
+        # fill of a comic, whose shades outnumber it): the local transform would spread it
+        # over its neighbourhood's outputs; so a gradient's large level can step off its
+        # neighbours here, which ColourMap (flat art) avoids.
         fills = colours[(count >= EXACT_MIN_PIXELS) & (count >= EXACT_MIN_SHARE * count.sum())]
         # Medians of the fills' own pixels only (a photo has few): the same medians as over
         # all colours, for a fraction of the sorting.
@@ -259,10 +319,44 @@ def transfer_lightness(lightness: torch.Tensor, source_lab, target_lab) -> torch
     return torch.from_numpy(curve).to(lightness.device, lightness.dtype)
 
 
+def follow_swatches(source8: np.ndarray, result_rgb: np.ndarray, source_lab, target_lab):
+    """Move the network's output, in place, so that each source swatch's colour goes where
+    the palette says: result_rgb (h, w, 3) float RGB, the output for source8 (h, w, 3)
+    uint8; source_lab, target_lab (k, 3) LAB, one target per distinct swatch.
+
+    Where the network sent each swatch is read from its output for the colours within
+    SWATCH_REACH of the swatch (a Gaussian of the LAB distance, by pixels); the difference
+    to the target is the swatch's residual. Every colour then moves by the residuals of
+    the swatches near it, weighted as chang2015 weights the swatches' moves (rbf_weights:
+    1 at a swatch, falling off between swatches, a partition of unity). A swatch the
+    palette leaves as it was pulls its colours back to where they were (the network moved
+    them 1 to 12 dE on the artwork benchmark's hue-shift edits of grey swatches), and a
+    swatch the network sent short of its target brings its colours along; the network's
+    variation between and within colours is kept."""
+    codes = colour_codes(source8).ravel()
+    unique, inverse, count = np.unique(codes, return_inverse=True, return_counts=True)
+    inverse = inverse.ravel()
+    rgb = np.stack([(unique >> 16) & 255, (unique >> 8) & 255, unique & 255], axis=1) / 255
+    lab_in = rgb_to_lab_np(rgb)
+    lab_out = rgb_to_lab_np(np.clip(result_rgb.reshape(-1, 3), 0, 1).astype(np.float64))
+    mean_out = np.stack([np.bincount(inverse, lab_out[:, c]) for c in range(3)], 1) / count[:, None]
+    distance2 = ((lab_in[:, None] - source_lab[None]) ** 2).sum(-1)
+    near = count[:, None] * np.exp(-distance2 / (2 * SWATCH_REACH**2))  # (colours, k)
+    seen = near.sum(0)
+    landed = (near.T @ mean_out) / np.maximum(seen, 1e-12)[:, None]
+    residual = np.where((seen >= 1)[:, None], target_lab - landed, 0.0)
+    moved = lab_out + (rbf_weights(lab_in, source_lab) @ residual)[inverse]
+    result_rgb[...] = lab_to_rgb_np(moved).reshape(result_rgb.shape)
+    return result_rgb
+
+
 def pin_swatches(source_rgb: np.ndarray, result_rgb: np.ndarray, source_lab, target_lab):
-    """On flat art (is_flat_art), the pixels of a fill colour (EXACT_MIN_SHARE of the image)
-    that is exactly a source swatch (8-bit sRGB) take that swatch's target colour, in place
-    in result_rgb (h, w, 3) float; source_rgb (h, w, 3) float 0..1.
+    """On flat art (is_flat_art): the network's output moved so that the swatches' colours
+    go where the palette says (follow_swatches; on crisp drawn art only, palette.crisp_share:
+    on photos with flat areas it made the photo tasks worse), then the pixels of a fill colour
+    (EXACT_MIN_SHARE of the image) that is exactly a source swatch (8-bit sRGB) take that
+    swatch's target colour exactly; in place in result_rgb (h, w, 3) float; source_rgb
+    (h, w, 3) float 0..1.
 
     The swatches an artist sees are the layer's own fill colours (palette.extract_palette),
     so "this swatch becomes that colour" means every pixel of it, exactly, as with
@@ -274,15 +368,15 @@ def pin_swatches(source_rgb: np.ndarray, result_rgb: np.ndarray, source_lab, tar
     if not is_flat_art(source8):
         return result_rgb
     keep, chosen = distinct_pairs(source_lab, target_lab)
-    swatches = colour_codes(to_uint8(lab_to_rgb_np(np.asarray(source_lab)[keep])))
-    targets = np.clip(lab_to_rgb_np(np.asarray(target_lab)[chosen]), 0, 1).astype(np.float32)
-    pixels = source8.reshape(-1, 3).astype(np.int16)
-    fill = np.zeros(len(swatches), bool)
-    for index, colour in enumerate(to_uint8(lab_to_rgb_np(np.asarray(source_lab)[keep]))):
-        offset = np.abs(pixels - colour.astype(np.int16)).max(axis=1)
-        own, near = np.count_nonzero(offset == 0), np.count_nonzero((offset > 0) & (offset <= 3))
-        # a fill, not one step of a gradient (whose neighbouring shades outnumber it)
-        fill[index] = own >= EXACT_MIN_SHARE * len(pixels) and own >= near
+    source_lab, target_lab = np.asarray(source_lab)[keep], np.asarray(target_lab)[chosen]
+    colours, count = np.unique(colour_codes(source8), return_counts=True)
+    if crisp_share(colours, count) >= CRISP_ART_SHARE:  # drawn art, not a photo's flat sky
+        follow_swatches(source8, result_rgb, source_lab, target_lab)
+    swatches = colour_codes(to_uint8(lab_to_rgb_np(source_lab)))
+    targets = np.clip(lab_to_rgb_np(target_lab), 0, 1).astype(np.float32)
+    # a fill, not one step of a gradient (whose neighbouring shades outnumber it)
+    fills = colours[stands_out(colours, count, count >= EXACT_MIN_SHARE * count.sum())]
+    fill = np.isin(swatches, fills)
     return ExactColours(swatches[fill], targets[fill])(result_rgb, source_rgb)
 
 

@@ -111,6 +111,8 @@ SNAP_DOMINANCE = 2.0  # on flat art: a fill colour on twice the pixels of any ot
 FILL_COLOUR_SHARE = 0.00025  # a colour on this share of the counted pixels is a fill colour
 FILL_MIN_PIXELS = 16  # (and on at least this many, or on FLAT_ART_SHARE of a tiny layer)
 FLAT_ART_SHARE = 0.5  # a layer whose fill colours cover this share of it is flat art
+NEIGHBOUR_LEVELS = 3  # a fill outnumbers the colours within this many 8-bit levels (stands_out)
+CRISP_ART_SHARE = 0.2  # flat art whose standing-out fills cover this share is crisp (not a photo)
 
 
 def fill_colours(counts: np.ndarray) -> np.ndarray:
@@ -123,6 +125,61 @@ def fill_colours(counts: np.ndarray) -> np.ndarray:
     total = counts.sum()
     least = min(max(FILL_MIN_PIXELS, FILL_COLOUR_SHARE * total), FLAT_ART_SHARE * total)
     return (counts >= least) & (counts > 0)
+
+
+def stands_out(codes: np.ndarray, counts: np.ndarray, chosen: np.ndarray) -> np.ndarray:
+    """Which of the colours `chosen` (a bool mask over codes) stand out from the colours
+    around them: their own pixels at least as many as those of all other colours within
+    NEIGHBOUR_LEVELS 8-bit levels in every channel. codes: sorted distinct 0xRRGGBB codes
+    (n,), counts: pixels of each (n,). Returns bool (n,), False where not chosen.
+
+    A flat fill stands out from its anti-aliased edges; a level of a smooth gradient does
+    not (its neighbouring levels cover as much), and giving it its own exact output would
+    step it off the neighbouring levels that go through the smooth table."""
+    codes, counts = np.asarray(codes, np.int64), np.asarray(counts, np.float64)
+    result = np.zeros(len(codes), bool)
+    candidates = np.flatnonzero(chosen)
+    if len(candidates) == 0:
+        return result
+    cumulative = np.concatenate([[0.0], np.cumsum(counts)])
+    red, green, blue = (
+        (codes[candidates] >> 16) & 255,
+        (codes[candidates] >> 8) & 255,
+        codes[candidates] & 255,
+    )
+    around = np.zeros(len(candidates))
+    reach = NEIGHBOUR_LEVELS
+    for dr in range(-reach, reach + 1):
+        for dg in range(-reach, reach + 1):
+            r, g = red + dr, green + dg
+            inside = (r >= 0) & (r <= 255) & (g >= 0) & (g <= 255)
+            base = (r << 16) | (g << 8)
+            low = np.searchsorted(codes, base + np.maximum(blue - reach, 0), "left")
+            high = np.searchsorted(codes, base + np.minimum(blue + reach, 255), "right")
+            around += np.where(inside, cumulative[high] - cumulative[low], 0.0)
+    own = counts[candidates]
+    result[candidates] = own >= around - own
+    return result
+
+
+def colour_codes_of(rgb8: np.ndarray) -> np.ndarray:
+    """uint8 RGB (n, 3) -> int64 0xRRGGBB codes (n,), sorted as distinct_colours gives them."""
+    rgb = np.asarray(rgb8, dtype=np.int64)
+    return (rgb[:, 0] << 16) | (rgb[:, 1] << 8) | rgb[:, 2]
+
+
+def crisp_share(codes: np.ndarray, counts: np.ndarray) -> float:
+    """The share of a layer's pixels in fill colours (fill_colours) that stand out from the
+    colours around them (stands_out): codes, counts as stands_out takes them. Drawn flat
+    art (fills with anti-aliased edges, pixel art) has much of it; a photo with large flat
+    areas (sky, a studio background) is flat art by is_flat_art_counted but has almost none
+    (its flat areas are noisy or shaded: 22 of the 24 flat photos of the photo training
+    split under 0.05, against 52 of 71 flat training artworks at CRISP_ART_SHARE or more)."""
+    counts = np.asarray(counts, dtype=np.float64)
+    total = counts.sum()
+    if total <= 0:
+        return 0.0
+    return float(counts[stands_out(codes, counts, fill_colours(counts))].sum() / total)
 
 
 def is_flat_art_counted(counts: np.ndarray) -> bool:
@@ -170,7 +227,9 @@ def _snap_to_fills(centres, colours, counts):
     every fill (black line art's ink asked for two colours came out #222222). A user editing
     that swatch expects the fill itself to move. So on flat art (is_flat_art_counted) a
     cluster is represented by its most common exact colour when that is a fill colour
-    (fill_colours) on SNAP_DOMINANCE times the weight of any other colour of the cluster:
+    (fill_colours) standing out from the colours around it (stands_out: not a level of a
+    photo's shaded sky) and on SNAP_DOMINANCE times the weight of any other colour of the
+    cluster:
     the ink, not the mean of the ink and its grey edges; one colour asked of pixel art with
     a dominant colour is that colour. A smooth gradient's levels are each about as common
     as their neighbours, so a cluster inside one stays its mean (two clusters of one
@@ -180,7 +239,7 @@ def _snap_to_fills(centres, colours, counts):
     if len(colours) > SNAP_MAX_COLOURS:
         return centres
     flat = is_flat_art_counted(counts)
-    fill = fill_colours(counts)
+    fill = stands_out(colour_codes_of(colours), counts, fill_colours(counts)) if flat else None
     lab = rgb_to_lab_np(colours / 255)
     label = np.argmin(((lab[:, None] - centres[None]) ** 2).sum(-1), axis=1)
     snapped = centres.copy()
