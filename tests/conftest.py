@@ -5,10 +5,23 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 from skimage import data, transform
 
 SAMPLE_PHOTOS = ("astronaut", "coffee", "chelsea", "rocket", "retina", "immunohistochemistry")
+TORCH_THREADS = torch.get_num_threads()  # as a daemon started by a test has them
+
+
+@pytest.fixture(autouse=True)
+def torch_threads_as_at_start():
+    """Every test starts with torch's default thread count. The training tests run
+    `train --threads 1` in this process, and a convolution summed over another number of
+    threads rounds a little differently: an in-process result then differed from a
+    daemon's by one level in one pixel (seen in CI)."""
+    if torch.get_num_threads() != TORCH_THREADS:
+        torch.set_num_threads(TORCH_THREADS)
+    yield
 
 
 def small_photo(name: str, long_side: int = 128) -> np.ndarray:
