@@ -8,9 +8,11 @@ bar and a throughput summary.
   --source-palette the source palette is taken from ALL inputs together (an evenly strided
   sample of each input's pixels, each input counted alike, alpha-weighted as the daemon
   counts a layer) and paired with -p by lightness as the daemon pairs a single image
-  (backend.core.palette.pair_with_image). With palettenet every input is also sent with
-  one reference image (a grid of all inputs, small: see docs/PROTOCOL.md), on which the
-  daemon finds one colour mapping for all. So a sprite sheet's frames or an icon set stay
+  (backend.core.palette.pair_with_image). With palettenet (or --save-reference) every
+  input is also sent with one reference image (a grid of all inputs, small: see
+  docs/PROTOCOL.md), on which the daemon finds one colour mapping for all; the pairs are
+  then found on that grid instead of the samples, so a later run given it as --reference
+  pairs alike. So a sprite sheet's frames or an icon set stay
   alike, with either method: one colour of the set gives one colour in every result. That
   takes a first pass over the inputs: the decoded images are kept for the second up to
   KEEP_BYTES, beyond it they are read again; the summary says how long the first pass
