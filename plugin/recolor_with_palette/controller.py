@@ -158,7 +158,11 @@ class Controller:
     def check_layer(self) -> None:
         """Call when the active layer, the document or the selection may have changed (a
         document switch, a poll): reads the palette of a newly active layer, a new preview
-        source for a new selection, and does nothing when nothing changed."""
+        source for a new selection, and does nothing when nothing changed. Waits while
+        Apply runs: Apply itself moves the playhead over an animation's frames and adds a
+        layer, and reading every keyframe at each move would slow the Apply it watches."""
+        if self._apply_job is not None:
+            return
         try:
             layer = self.editor.active_layer()
         except EditorError as error:
