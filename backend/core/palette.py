@@ -203,16 +203,12 @@ def distinct_colours(rgb8: np.ndarray, weight=None):
     pixels = rgb8.reshape(-1, 3)
     stride = max(1, -(-len(pixels) // HISTOGRAM_SAMPLE))
     pixels = pixels[::stride]
-    red, green, blue = (pixels[:, c].astype(np.uint32) for c in range(3))
     sampled_weight = None if weight is None else weight.reshape(-1)[::stride]
-    codes = (red << 16) | (green << 8) | blue
-    ordered = np.sort(codes)  # sorting the codes alone is fast (no argsort, as np.unique)
-    first = np.concatenate([[True], ordered[1:] != ordered[:-1]])
-    keys = ordered[first]
-    if sampled_weight is None:  # each colour's pixels are one run of the sorted codes
-        counts = np.diff(np.append(np.flatnonzero(first), len(ordered)))
-    else:  # weights added in the pixels' order, as always: the same sums to the last bit
-        counts = np.bincount(np.searchsorted(keys, codes), sampled_weight, len(keys))
+    # Counted on all cores without sorting; weights added in the pixels' order, as always.
+    # (Imported here: colorcount uses pixels, which imports this module.)
+    from backend.core.colorcount import count_colours
+
+    keys, counts = count_colours(pixels, sampled_weight)
     seen = counts > 0
     keys, counts = keys[seen], counts[seen].astype(np.float64)
     rgb = np.stack([(keys >> 16) & 255, (keys >> 8) & 255, keys & 255], axis=1).astype(np.uint8)
