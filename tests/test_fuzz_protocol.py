@@ -21,7 +21,7 @@ from backend.service.protocol import (
 from backend.wire import ERROR_CODES, PROTOCOL
 
 FIELDS = ["protocol", "op", "id", "width", "height", "pixel_format", "palette", "method",
-          "source_palette", "options"]  # fmt: skip
+          "source_palette", "options", "icc_profile"]  # fmt: skip
 GOOD = {"protocol": PROTOCOL, "op": "recolor", "id": "x", "width": 4, "height": 2,
         "pixel_format": "RGBA8", "palette": ["#102030", "#ffeedd"]}  # fmt: skip
 
@@ -180,3 +180,60 @@ def test_sizes_too_large_to_print_are_too_large_not_internal():
         parse_request(encode_request(header, bytes(32)))
     assert caught.value.code == "too_large" and caught.value.request_id == "x"
     assert "digits" in caught.value.message and len(caught.value.message) < 300
+
+
+def _profile():
+    import imagecodecs
+
+    prophoto = (0.7347, 0.2653, 0.1596, 0.8404, 0.0366, 0.0001)
+    d50 = (0.3457, 0.3585)
+    return imagecodecs.cms_profile("rgb", whitepoint=d50, primaries=prophoto, gamma=1.8)
+
+
+@st.composite
+def icc_profiles(draw) -> str:
+    """A real RGB profile with bytes overwritten, cut short or grown; or any base64."""
+    import base64
+
+    profile = bytearray(_profile())
+    kind = draw(st.sampled_from(["flips", "cut", "grown", "random"]))
+    if kind == "flips":  # the 'acsp' signature and colour space kept, so LittleCMS parses it
+        for _ in range(draw(st.integers(1, 12))):
+            position = draw(st.integers(0, len(profile) - 1))
+            if not (16 <= position < 20 or 36 <= position < 40):
+                profile[position] = draw(st.integers(0, 255))
+    elif kind == "cut":
+        profile = profile[: draw(st.integers(132, len(profile)))]
+    elif kind == "grown":
+        profile += draw(st.binary(max_size=64))
+    else:
+        profile = bytearray(draw(st.binary(max_size=300)))
+    return base64.b64encode(bytes(profile)).decode()
+
+
+@pytest.fixture(scope="module")
+def plain_engine(tmp_path_factory):
+    from backend.service.engine import Engine
+
+    return Engine(tmp_path_factory.mktemp("none") / "none.pt", "cpu", load_model=False)
+
+
+@settings(max_examples=300, deadline=None)
+@given(profile=icc_profiles(), pixel_format=st.sampled_from(["BGRA8", "BGRA16", "RGBAF32"]))
+def test_any_icc_profile_gives_a_result_or_a_clear_error(plain_engine, profile, pixel_format):
+    """A request's icc_profile mangled every way: parsed, then converted by LittleCMS in the
+    engine. The answer is a result in the request's format or bad_request naming
+    icc_profile, never internal, and the engine answers the next request."""
+    header = {"op": "recolor", "width": 3, "height": 2, "pixel_format": pixel_format,
+              "palette": ["#102030", "#ffeedd"], "method": "chang2015",
+              "icc_profile": profile}  # fmt: skip
+    size = {"BGRA8": 4, "BGRA16": 8, "RGBAF32": 16}[pixel_format]
+    pixels = np.full(6 * size, 60, np.uint8) if size != 16 else np.full(24, 0.3, np.float32)
+    reply = json.loads(bytes(plain_engine.handle(encode_request(header, pixels), 100)[0]))
+    if reply["ok"]:
+        assert reply["pixel_format"] == pixel_format and reply["icc_profile"] is True
+    else:
+        assert reply["error"]["code"] == "bad_request", reply
+        assert reply["error"].get("field") == "icc_profile", reply
+    good = {**header, "icc_profile": None}
+    assert json.loads(bytes(plain_engine.handle(encode_request(good, pixels), 100)[0]))["ok"]

@@ -18,10 +18,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import cachetools
+import imagecodecs
 import numpy as np
 import torch
 
 from backend import __version__
+from backend.core import icc
 from backend.core.chang2015 import apply_lattice, build_lattice
 from backend.core.color import delta_e76, lab_to_rgb_np, rgb_to_lab, rgb_to_lab_np
 from backend.core.colormap import is_flat_art_counted
@@ -141,6 +143,8 @@ class Engine:
             "methods": [m for m in METHODS if m != "palettenet" or self.model is not None],
             "pixel_formats": list(FORMATS),
             "working_side": WORKING_SIDE,
+            # requests may carry an icc_profile, converted by this LittleCMS
+            "icc_profiles": imagecodecs.cms_version(),
         }
 
     def _half_agrees(self) -> bool:
@@ -204,7 +208,7 @@ class Engine:
 
     def _failure(self, request: Request, error: Exception) -> Reply:
         if isinstance(error, ProtocolError):
-            return error_reply(request.id, error.code, error.message)
+            return error_reply(request.id, error.code, error.message, error.field)
         if isinstance(error, MemoryError):
             message = f"out of memory for {request.width} x {request.height} pixels"
             return error_reply(request.id, "internal", message)
@@ -226,6 +230,8 @@ class Engine:
         layer = Layer.from_buffer(
             request.pixels, request.width, request.height, pixel_format, request.mask
         )
+        if request.icc_profile is not None:
+            layer = _in_linear_srgb(layer, request.icc_profile)
         pairs_with_layer = (
             request.method == "palettenet"
             and request.source_palette is None
@@ -250,8 +256,9 @@ class Engine:
     @staticmethod
     def _output(request: Request, layer: Layer) -> np.ndarray:
         """Where the recoloured layer is written: the client's reply file when it named one
-        (shared memory: no copy, no reply frame), else a new array."""
-        if request.reply is None:
+        (shared memory: no copy, no reply frame), else a new array. A layer converted from
+        its ICC profile is recoloured into a new array and converted back into the file."""
+        if request.reply is None or request.icc_profile is not None:
             return np.empty(layer.pixels.shape, layer.pixels.dtype)
         return np.frombuffer(request.reply, layer.pixels.dtype).reshape(layer.pixels.shape)
 
@@ -262,12 +269,18 @@ class Engine:
         return out
 
     def _recolored(self, request: Request, layer: Layer, out: np.ndarray, timing: Timing) -> Reply:
+        extra = {}
+        if request.icc_profile is not None:
+            with timing.stage("icc_out"):
+                out = _in_own_profile(request, layer, out)
+            extra["icc_profile"] = True  # the pixels were converted with it, both ways
         reply = ok_reply(
             request.id,
             width=layer.width,
             height=layer.height,
-            pixel_format=layer.format.name,
+            pixel_format=request.pixel_format,
             method=request.method,
+            **extra,
             **timing.reported(),
         )
         if request.reply is None:
@@ -339,7 +352,7 @@ class Engine:
         self._require_model()
         # A preview sent again with another palette (a swatch being dragged) reuses the
         # working image and the encoder's features: only the decoder runs.
-        key = layer_key(request, "palettenet") if request.max_side is not None else None
+        key = _preview_key(request) if request.max_side is not None else None
         cached = self.previews.get(key)
         if cached is not None:
             layer, working, timing = cached.layer, cached.working, Timing()
@@ -538,6 +551,44 @@ def _check_finite(layer: Layer, what: str) -> None:
     if bad is not None:
         message = f"{what} at x={bad[0]}, y={bad[1]} holds NaN or an infinite value"
         raise ProtocolError("bad_request", message)
+
+
+def _in_linear_srgb(layer: Layer, profile: bytes) -> Layer:
+    """A layer in an ICC profile's colours as a new RGBAF32_LINEAR layer (icc.py), the mask
+    kept. ProtocolError (bad_request) for NaN or infinity, or a profile LittleCMS refuses."""
+    _check_finite(layer, "pixel")
+    try:
+        converted = icc.to_linear_srgb(layer.pixels, layer.format, profile)
+    except icc.ProfileError as error:
+        raise ProtocolError("bad_request", f"icc_profile: {error}", field="icc_profile") from None
+    return Layer(converted, icc.LINEAR_SRGB, layer.mask)
+
+
+def _in_own_profile(request: Request, layer: Layer, out: np.ndarray) -> np.ndarray:
+    """The recoloured RGBAF32_LINEAR `out` of a request with an icc_profile, converted back
+    to the request's profile and pixel format (into its reply file, if it named one). At
+    full size, pixels that came out as they went in (unselected, transparent, unchanged)
+    get the request's own bytes back, bit for bit, whatever the conversions' rounding."""
+    pixel_format = FORMATS[request.pixel_format]
+    shape = (layer.height, layer.width, pixel_format.channels)
+    if request.reply is not None:
+        encoded = np.frombuffer(request.reply, pixel_format.dtype).reshape(shape)
+    else:
+        encoded = np.empty(shape, pixel_format.dtype)
+    icc.from_linear_srgb(out, pixel_format, request.icc_profile, encoded)
+    if (layer.height, layer.width) == (request.height, request.width):
+        original = Layer.from_buffer(request.pixels, request.width, request.height, pixel_format)
+        kept = (out == layer.pixels).all(axis=-1)
+        np.copyto(encoded, original.pixels, where=kept[..., None])
+    return encoded
+
+
+def _preview_key(request: Request) -> bytes | None:
+    """The PreviewCache key of a preview request: layer_key, with its ICC profile."""
+    key = layer_key(request, "palettenet")
+    if key is None or request.icc_profile is None:
+        return key
+    return hashlib.blake2b(key + request.icc_profile, digest_size=20).digest()
 
 
 def _layer_of(reference: Reference) -> Layer:

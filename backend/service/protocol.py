@@ -15,6 +15,8 @@ imports this to route messages, never loads torch. Colours stay sRGB here; the e
 them into LAB.
 """
 
+import base64
+import binascii
 import json
 import re
 from dataclasses import dataclass, field
@@ -24,6 +26,7 @@ import numpy as np
 from backend.wire import (
     DEFAULT_PALETTE_COLORS,
     ERROR_CODES,
+    MAX_ICC_PROFILE_BYTES,
     MAX_PALETTE_COLORS,
     MAX_REFERENCE_PIXELS,
     METHODS,
@@ -48,13 +51,15 @@ LARGEST_PIXEL = max(bytes_per_pixel(name) for name in PIXEL_FORMATS)
 _HEX = re.compile(r"#?([0-9a-fA-F]{3}|[0-9a-fA-F]{6})")
 _SEGMENT_NAME = re.compile(SHARED_MEMORY_NAME)
 SEGMENT_ROLES = ("pixels", "mask", "reply")  # the shared_memory field's keys
+# An ICC profile's fixed header and tag count: anything shorter is no profile.
+ICC_HEADER_BYTES = 132
 
 
 class ProtocolError(Exception):
     """A request that gets an error reply; `code` is one of ERROR_CODES, `request_id` the
     request's id when its header could be read (to echo in the reply), `field` the header
-    field at fault where the reply says so (only "shared_memory": the same request with
-    frames instead may succeed)."""
+    field at fault where the reply says so ("shared_memory": the same request with frames
+    instead may succeed; "icc_profile": the same pixels converted by the client may)."""
 
     def __init__(self, code: str, message: str, request_id: str | None = None, field=None):
         assert code in ERROR_CODES, code
@@ -152,6 +157,9 @@ class Request:
     # reply a writable buffer the result is written into instead of a reply frame.
     shared_memory: dict | None = None
     reply: object = None
+    # The ICC profile of the pixels' colours (an RGB space other than sRGB), None: sRGB, or
+    # linear sRGB for the _LINEAR formats. The engine converts with it (backend.core.icc).
+    icc_profile: bytes | None = None
 
     def segment_sizes(self) -> dict:
         """The bytes each shared_memory file must have: {role: bytes}."""
@@ -333,6 +341,8 @@ def _parse_fields(header: dict, request_id_, payload: list, max_pixels: int) -> 
             raise ProtocolError("bad_request", message)
         *payload, reference_pixels = payload
     _parse_layer(request, header, payload, max_pixels)
+    if header.get("icc_profile") is not None:
+        request.icc_profile = _parse_icc_profile(header["icc_profile"], request.pixel_format)
     if op == "palette":
         if "k" in options:
             request.k = _integer(options, "k", 1, MAX_PALETTE_COLORS, prefix="options.")
@@ -436,6 +446,36 @@ def _parse_shared_memory(fields, op: str, options: dict) -> dict:
     if "reply" in fields and (op != "recolor" or "max_side" in options):
         raise refused("a reply file is for a full-size recolor (a preview's size is the daemon's)")
     return dict(fields)
+
+
+def _parse_icc_profile(text, pixel_format: str) -> bytes:
+    """header["icc_profile"]: an RGB ICC profile, base64, at most MAX_ICC_PROFILE_BYTES
+    decoded, for a format that is not _LINEAR (the profile says the tone curve). Checked
+    here from the text and the profile's fixed header only (length first, then base64, then
+    the signature and colour space); whether LittleCMS can use it is for the engine."""
+
+    def refused(message):
+        return ProtocolError("bad_request", f"icc_profile: {message}", field="icc_profile")
+
+    if not isinstance(text, str):
+        raise refused(f"must be a base64 string, got {_shown(text)}")
+    if len(text) > 4 * -(-MAX_ICC_PROFILE_BYTES // 3):
+        raise refused(f"{len(text)} base64 characters; a profile has at most "
+                      f"{MAX_ICC_PROFILE_BYTES} bytes")  # fmt: skip
+    try:
+        profile = base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError) as error:
+        raise refused(f"not base64: {error}") from None
+    if len(profile) < ICC_HEADER_BYTES or profile[36:40] != b"acsp":
+        raise refused(f"{len(profile)} bytes that are not an ICC profile (no 'acsp' signature)")
+    space = profile[16:20].decode("latin-1").strip()
+    if space != "RGB":
+        raise refused(f"a profile of colour space {space!r}; the pixels are RGB")
+    if PIXEL_FORMATS[pixel_format][2]:
+        raise refused(f"{pixel_format} is linear sRGB by definition; send the pixels in "
+                      f"{pixel_format.removesuffix('_LINEAR')} with the profile, which says "
+                      "the tone curve")  # fmt: skip
+    return profile
 
 
 def _parse_reference(fields, frame, max_pixels: int) -> Reference:

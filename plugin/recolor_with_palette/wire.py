@@ -15,6 +15,10 @@ DEFAULT_PALETTE_COLORS = 6  # `palette` op's k when the request gives none
 # A recolor request's reference image (the pieces of one job side by side, so that they
 # all get one colour mapping) is reduced to the working size anyway: a small one is enough.
 MAX_REFERENCE_PIXELS = 1 << 22  # 4 megapixels
+# A layer in an RGB space other than sRGB may carry its ICC profile (the header's
+# icc_profile, base64): the daemon converts with it (LittleCMS). Small enough that the
+# header stays within its 64 KiB; a matrix-shaper profile takes 0.5-4 KB.
+MAX_ICC_PROFILE_BYTES = 32 * 1024
 
 # Clients on the daemon's machine may hand over pixels in files of this folder instead of
 # frames (the header's shared_memory, docs/PROTOCOL.md), named like this and nothing else:
