@@ -5,6 +5,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from backend.core import fullres
 from backend.core.color import delta_e76, rgb_to_lab, rgb_to_lab_np
 from backend.core.fullres import (
     AffineField,
@@ -41,6 +42,19 @@ def test_area_averaging_is_exact_for_any_ratio():
             expected = np.stack([_area_rows(brute, height, i) for i in range(height)])
             reduced = area_resize(lambda top, bottom: values[top:bottom], 3, 10, (height, size))
             np.testing.assert_allclose(reduced, expected, atol=1e-6)
+
+
+@pytest.mark.parametrize("size", [(1, 1), (3, 7), (40, 33), (161, 90)])
+@pytest.mark.parametrize("radius", [1, 2, 3])
+def test_the_compiled_colour_fit_gives_the_planes_fit(size, radius):
+    rng = np.random.default_rng(radius)
+    guide = rng.random((*size, 3)).astype(np.float32)
+    change = (0.3 * guide[..., ::-1] - 0.1 + 0.02 * rng.random((*size, 3))).astype(np.float32)
+    weight = (rng.random(size) * (rng.random(size) > 0.3)).astype(np.float32)  # some hidden
+    compiled = fit_local_affine(guide, change, weight, radius)  # G = C = 3: compiled
+    planes = fullres._fit_planes(guide, change, weight, radius, fullres.EPSILON)
+    assert compiled.shape == planes.shape == (*size, 4, 3)
+    np.testing.assert_allclose(compiled, planes, rtol=1e-5, atol=1e-6)
 
 
 def _area_rows(values, height, index):

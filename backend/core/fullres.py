@@ -19,7 +19,10 @@ halos and no blocks, whatever the scale factor. The cost per full-resolution pix
 bilinear lookup of 12 numbers and a 3 x 3 product, independent of the network.
 """
 
+import os
+
 import cv2
+import numba
 import numpy as np
 
 from backend.core.pixels import Layer, on_all_cores
@@ -100,7 +103,19 @@ def fit_local_affine(guide, change, weight, radius=RADIUS, epsilon=EPSILON) -> n
     (0 for transparent ones, which must not steer the fit). In every window the least-squares
     map change ~ [guide, 1] @ M is found, slopes damped by `epsilon` (in guide units
     squared); each pixel then gets the mean of the maps of the windows that hold it.
-    Returns float32 (h, w, G + 1, C). float64 inside (OpenCV's box filter for the sums)."""
+    Returns float32 (h, w, G + 1, C). float64 inside.
+
+    Colour guides and changes (G = C = 3, what the recolouring fits) take one compiled
+    pass on all cores (_fit_rgb_band); other shapes whole planes in NumPy and OpenCV's box
+    filter. Both give the same maps up to float64 rounding (test)."""
+    if np.shape(guide)[-1] == np.shape(change)[-1] == 3:
+        return _fit_rgb(guide, change, weight, radius, epsilon)
+    return _fit_planes(guide, change, weight, radius, epsilon)
+
+
+def _fit_planes(guide, change, weight, radius: int, epsilon: float) -> np.ndarray:
+    """fit_local_affine for any number of channels, as whole planes: OpenCV's box filter
+    for the window sums, the products and the solve in NumPy."""
     x = np.asarray(guide, np.float64)
     y = np.asarray(change, np.float64)
     w = np.asarray(weight, np.float64)[..., None]
@@ -126,6 +141,107 @@ def fit_local_affine(guide, change, weight, radius=RADIUS, epsilon=EPSILON) -> n
     count = _window_sums(np.ones((height, width, 1)), radius)
     smooth = _window_sums(maps.reshape(height, width, -1), radius) / count
     return smooth.reshape(maps.shape).astype(np.float32)
+
+
+def _fit_rgb(guide, change, weight, radius: int, epsilon: float) -> np.ndarray:
+    """fit_local_affine for colour guides and changes (h, w, 3) each: bands of rows on
+    every core, each band computing the window sums it needs (2 * radius rows beyond it)."""
+    x = np.ascontiguousarray(guide, np.float64)
+    y = np.ascontiguousarray(change, np.float64)
+    w = np.ascontiguousarray(weight, np.float64)
+    height, width = x.shape[:2]
+    maps = np.empty((height, width, 4, 3), np.float32)
+    rows = -(-height // (os.cpu_count() or 1))  # one band per core
+
+    def band(top, bottom):
+        _fit_rgb_band(x, y, w, radius, epsilon, top, bottom, maps)
+
+    on_all_cores(band, height, width, rows * width)
+    return maps
+
+
+_PRODUCTS = 22  # per pixel: w, then w times x (3), y (3), x x^T (6 distinct), x y^T (9)
+
+
+@numba.njit(nogil=True, cache=True)
+def _fit_rgb_band(x, y, w, radius, epsilon, top, bottom, out):
+    """Rows top..bottom of fit_local_affine(x, y, w) into out (h, w, 4, 3): the weighted
+    window sums of the products (separable: along rows, then down columns), each window's
+    least-squares map (the adjugate solve of _solve), then the mean of the maps of the
+    windows holding each pixel."""
+    height, width = x.shape[0], x.shape[1]
+    first_map, last_map = max(top - radius, 0), min(bottom + radius, height)
+    first_row, last_row = max(first_map - radius, 0), min(last_map + radius, height)
+    along = np.zeros((last_row - first_row, width, _PRODUCTS))  # summed along the row
+    products = np.empty((width, _PRODUCTS))
+    for i in range(first_row, last_row):
+        for j in range(width):
+            p, weight = products[j], w[i, j]
+            x0, x1, x2 = x[i, j, 0], x[i, j, 1], x[i, j, 2]
+            y0, y1, y2 = y[i, j, 0], y[i, j, 1], y[i, j, 2]
+            p[0] = weight
+            p[1], p[2], p[3] = weight * x0, weight * x1, weight * x2
+            p[4], p[5], p[6] = weight * y0, weight * y1, weight * y2
+            p[7], p[8], p[9] = weight * (x0 * x0), weight * (x0 * x1), weight * (x0 * x2)
+            p[10], p[11], p[12] = weight * (x1 * x1), weight * (x1 * x2), weight * (x2 * x2)
+            p[13], p[14], p[15] = weight * (x0 * y0), weight * (x0 * y1), weight * (x0 * y2)
+            p[16], p[17], p[18] = weight * (x1 * y0), weight * (x1 * y1), weight * (x1 * y2)
+            p[19], p[20], p[21] = weight * (x2 * y0), weight * (x2 * y1), weight * (x2 * y2)
+        row = along[i - first_row]
+        for j in range(width):
+            for jj in range(max(j - radius, 0), min(j + radius + 1, width)):
+                for k in range(_PRODUCTS):
+                    row[j, k] += products[jj, k]
+    maps = np.zeros((last_map - first_map, width, 12))  # per window: slope (3 x 3), offset
+    sums = np.empty(_PRODUCTS)
+    for i in range(first_map, last_map):
+        for j in range(width):
+            sums[:] = 0.0
+            for ii in range(max(i - radius, 0), min(i + radius + 1, height)):
+                for k in range(_PRODUCTS):
+                    sums[k] += along[ii - first_row, j, k]
+            total = max(sums[0], 1e-12)
+            mx0, mx1, mx2 = sums[1] / total, sums[2] / total, sums[3] / total
+            my0, my1, my2 = sums[4] / total, sums[5] / total, sums[6] / total
+            # covariance of x (symmetric) with epsilon on the diagonal
+            a00 = sums[7] / total - mx0 * mx0 + epsilon
+            a01 = sums[8] / total - mx0 * mx1
+            a02 = sums[9] / total - mx0 * mx2
+            a11 = sums[10] / total - mx1 * mx1 + epsilon
+            a12 = sums[11] / total - mx1 * mx2
+            a22 = sums[12] / total - mx2 * mx2 + epsilon
+            # adjugate (symmetric too) and determinant
+            c00, c01, c02 = a11 * a22 - a12 * a12, a02 * a12 - a01 * a22, a01 * a12 - a02 * a11
+            c11, c12 = a00 * a22 - a02 * a02, a02 * a01 - a00 * a12
+            c22 = a00 * a11 - a01 * a01
+            determinant = a00 * c00 + a01 * c01 + a02 * c02
+            m = maps[i - first_map, j]
+            for c in range(3):
+                means_y = (my0, my1, my2)[c]
+                b0 = sums[13 + c] / total - mx0 * means_y  # cross-covariance of x and y_c
+                b1 = sums[16 + c] / total - mx1 * means_y
+                b2 = sums[19 + c] / total - mx2 * means_y
+                s0 = (c00 * b0 + c01 * b1 + c02 * b2) / determinant
+                s1 = (c01 * b0 + c11 * b1 + c12 * b2) / determinant
+                s2 = (c02 * b0 + c12 * b1 + c22 * b2) / determinant
+                m[c], m[3 + c], m[6 + c] = s0, s1, s2
+                m[9 + c] = means_y - (mx0 * s0 + mx1 * s1 + mx2 * s2)
+    # each pixel: the mean of the maps of the windows holding it
+    along_maps = np.zeros((last_map - first_map, width, 12))
+    for i in range(last_map - first_map):
+        for j in range(width):
+            for jj in range(max(j - radius, 0), min(j + radius + 1, width)):
+                for k in range(12):
+                    along_maps[i, j, k] += maps[i, jj, k]
+    for i in range(top, bottom):
+        rows = min(i + radius + 1, height) - max(i - radius, 0)
+        for j in range(width):
+            count = rows * (min(j + radius + 1, width) - max(j - radius, 0))
+            for k in range(12):
+                total = 0.0
+                for ii in range(max(i - radius, 0), min(i + radius + 1, height)):
+                    total += along_maps[ii - first_map, j, k]
+                out[i, j, k // 3, k % 3] = total / count
 
 
 def _solve(matrices: np.ndarray, right: np.ndarray) -> np.ndarray:
