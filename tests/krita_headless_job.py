@@ -123,6 +123,9 @@ def run_case(krita, name, document, layer, config, out: Path, designer_index=1, 
     pump(lambda: view.layer_palette or any(k == "error" for k, _ in view.statuses), 120)
     record = {"case": name, "layer_palette": view.layer_palette, "depth": layer.colorDepth(),
               "profile": layer.colorProfile(), "region": region}  # fmt: skip
+    rgb = layer.colorModel() == "RGBA"
+    if rgb and editor._tone(layer.colorProfile()) == "other":  # sent with its ICC profile
+        record["icc_profile_bytes"] = len(editor.icc_profile(layer.colorProfile()) or b"")
     if view.layer_palette and edit is not None:
         controller.set_target_color(*edit)
     elif view.layer_palette:

@@ -10,11 +10,15 @@ Modelled from Krita 5.1, checked with kritarunner (tests/test_plugin_krita_real.
 - Node.thumbnail(w, h) is the layer's stored extent (tiles of 64 px, beyond the canvas too)
   fitted into w x h, an 8-bit display-converted ARGB32 image (format 5): seen in Krita
   5.1.5; ManagedColor.colorForCanvas(canvas) gives a QColor.
+- Profiles other than sRGB (KritaApp.icc_profiles: name -> ICC bytes): createDocument in one
+  and Document.setColorSpace convert with LittleCMS, as Krita does; exportImage to PNG with
+  forceSRGB off embeds the document's profile in an iCCP chunk.
 """
 
 import itertools
 import types
 
+import imagecodecs
 import numpy as np
 
 CHANNEL_DTYPE = {"U8": "=u1", "U16": "=u2", "F16": "=f2", "F32": "=f4"}
@@ -297,7 +301,9 @@ class Selection:
 
 
 class Document:
-    def __init__(self, width, height, depth="U8", profile=None):
+    def __init__(self, width, height, depth="U8", profile=None, app=None):
+        self.app = app  # the KritaApp that made it (createDocument): its profiles
+        self.closed = False
         self.width_px, self.height_px = width, height
         self.depth = depth
         self.profile = profile or (
@@ -385,6 +391,62 @@ class Document:
 
     def layers(self):
         return [child.name() for child in self.root.children]
+
+    # scratch documents (createDocument): conversion and export
+    def setBatchmode(self, value):  # noqa: N802
+        self.batch = value
+
+    def setModified(self, value):  # noqa: N802
+        self.modified = value
+
+    def close(self):
+        self.closed = True
+        return True
+
+    def setColorSpace(self, model, depth, profile):  # noqa: N802
+        """Every layer converted by LittleCMS (relative colorimetric), as Image > Convert
+        Image Color Space does."""
+        profiles = self.app.known_profiles()
+        if model != "RGBA" or profile not in profiles:
+            return False
+        for node in self.root.children:
+            node._pixels = convert(node._pixels, self.depth, profiles[self.profile], depth,
+                                   profiles[profile])  # fmt: skip
+            node._depth, node._profile = depth, profile
+        self.depth, self.profile = depth, profile
+        return True
+
+    def exportImage(self, path, info):  # noqa: N802
+        """A PNG of the document (8-bit), with its profile as iCCP unless forceSRGB."""
+        from PIL import Image
+
+        if not self.app.exports or info.properties.get("forceSRGB", True):
+            return False
+        Image.new("RGBA", (self.width_px, self.height_px)).save(
+            path, icc_profile=self.app.known_profiles()[self.profile]
+        )
+        self.app.exported.append(self.profile)
+        return True
+
+
+def convert(pixels, depth, profile, new_depth, new_profile):
+    """Pixels in Krita's layout for `depth` (B, G, R, A for integers, R, G, B, A for floats)
+    from one profile to another by LittleCMS."""
+    layout = "bgra" if depth in ("U8", "U16") else "rgba"
+    new_layout = "bgra" if new_depth in ("U8", "U16") else "rgba"
+    return imagecodecs.cms_transform(
+        np.ascontiguousarray(pixels), profile, new_profile, colorspace=layout,
+        outcolorspace=new_layout, outdtype=CHANNEL_DTYPE[new_depth], intent=1,
+        flags=int(imagecodecs.CMS.FLAGS.COPY_ALPHA),
+    )  # fmt: skip
+
+
+class InfoObject:
+    def __init__(self):
+        self.properties = {}
+
+    def setProperty(self, key, value):  # noqa: N802
+        self.properties[key] = value
 
 
 class QColor:
@@ -484,6 +546,11 @@ class Palette:
 
 class KritaApp:
     def __init__(self):
+        self.icc_profiles = {}  # name -> ICC bytes: profiles beyond sRGB and linear sRGB
+        self.exports = True  # exportImage works (False: as if it failed)
+        self.exported = []  # the profiles of documents exported
+        self.created = []  # documents made by createDocument (scratch documents)
+        self.app_data = None  # getAppDataLocation()
         self.document = None
         self.window = Window(View())
         self.palettes = {}  # name -> list of hex (None: an empty slot)
@@ -497,6 +564,29 @@ class KritaApp:
 
     def activeWindow(self):  # noqa: N802
         return self.window
+
+    def known_profiles(self) -> dict:
+        """name -> ICC bytes of every profile this Krita converts with."""
+        from backend.core.icc import linear_srgb_profile
+
+        builtin = {"sRGB-elle-V2-srgbtrc.icc": imagecodecs.cms_profile("srgb"),
+                   "sRGB-elle-V2-g10.icc": linear_srgb_profile()}  # fmt: skip
+        return {**builtin, **self.icc_profiles}
+
+    def createDocument(self, width, height, name, model, depth, profile, resolution):  # noqa: N802
+        if profile not in self.known_profiles():
+            return None
+        document = Document(width, height, depth, profile, app=self)
+        document.add_layer("Background")
+        self.created.append(document)
+        return document
+
+    def getAppDataLocation(self):  # noqa: N802
+        return self.app_data
+
+    def profiles(self, model, depth):
+        """The names of the profiles a document of this model may have (RGB ones here)."""
+        return sorted(self.known_profiles()) if model == "RGBA" else []
 
     def resources(self, kind):
         assert kind == "palette"
@@ -515,4 +605,5 @@ def krita_module(app: KritaApp):
         Krita=types.SimpleNamespace(instance=lambda: app),
         Palette=Palette,
         ManagedColor=ManagedColor,
+        InfoObject=InfoObject,
     )

@@ -1016,3 +1016,126 @@ def test_painting_on_the_layer_refreshes_the_swatches_and_the_preview(daemon, tm
     said = len(setup.view.statuses)
     setup.controller.check_layer()
     assert len(setup.view.statuses) == said and not setup.runner.jobs
+
+
+# --- wide-gamut documents: the layer as stored, with its ICC profile --------------------------
+def wide_gamut_setup(daemon, tmp_path, monkeypatch, depth, where="file"):
+    """A document in a ProPhoto-like profile (made by LittleCMS) that this mock Krita knows
+    by its description; the profile's file lies in the user's color/icc folder (`where`
+    "file"), or only Krita's PNG export gives it ("export"), or neither ("none")."""
+    import imagecodecs
+
+    from plugin.recolor_with_palette.krita_api import icc_description
+
+    prophoto = (0.7347, 0.2653, 0.1596, 0.8404, 0.0366, 0.0001)
+    profile = imagecodecs.cms_profile("rgb", whitepoint=(0.3457, 0.3585), primaries=prophoto,
+                                      gamma=1.8)  # fmt: skip
+    name = icc_description(profile)
+    data_home = tmp_path / "data"
+    monkeypatch.setenv("XDG_DATA_HOME", str(data_home))
+    monkeypatch.setenv("XDG_DATA_DIRS", str(tmp_path / "no-system-profiles"))
+    monkeypatch.setenv("HOME", str(tmp_path))
+    if where == "file":
+        (data_home / "color/icc").mkdir(parents=True)
+        (data_home / "color/icc/prophoto-like.icc").write_bytes(profile)
+    document = Document(40, 24, depth=depth, profile=name)
+    layer = gradient_layer(document)
+    setup = Setup(daemon, tmp_path, document)
+    setup.app.icc_profiles = {name: profile}
+    setup.app.exports = where == "export"
+    document.app = setup.app
+    return setup, layer, profile
+
+
+@pytest.mark.parametrize("depth", ["U8", "U16", "F32"])
+def test_a_wide_gamut_layer_goes_as_stored_with_its_icc_profile(daemon, tmp_path, monkeypatch,
+                                                                depth):  # fmt: skip
+    """No conversion in Krita for the layer (only the small palette and preview samples):
+    its own bytes and profile go to the daemon, and its answer is written back as it is."""
+    import base64
+
+    setup, layer, profile = wide_gamut_setup(daemon, tmp_path, monkeypatch, depth)
+    sent = spy_on_requests(monkeypatch)
+    setup.open()
+    assert len(setup.view.layer_palette) == 6, setup.view.statuses
+    setup.controller.set_target_color(2, "#ff8800")
+    setup.runner.run()
+    samples = len(setup.app.created)  # Krita converted the palette's and preview's samples
+    setup.controller.apply()
+    setup.runner.run()
+    assert setup.view.status[1].startswith("Added layer"), setup.view.statuses
+    assert len(setup.app.created) == samples  # none for the layer itself
+
+    header = json.loads(applied(sent)[0])
+    assert header["pixel_format"] == {"U8": "BGRA8", "U16": "BGRA16", "F32": "RGBAF32"}[depth]
+    assert base64.b64decode(header["icc_profile"]) == profile
+    assert applied(sent)[1] == layer.pixels.tobytes()
+    answer = daemon_answer_with(daemon, header, layer.pixels.tobytes())
+    result = setup.document.root.children[-1]
+    assert result.pixels.tobytes() == answer
+    assert np.array_equal(result.pixels[..., 3], layer.pixels[..., 3])
+    assert not np.array_equal(result.pixels, layer.pixels)
+
+
+def daemon_answer_with(daemon, header, data) -> bytes:
+    """The daemon's answer to the same request header and pixels."""
+    from backend.service.client import Client
+
+    header = {k: v for k, v in header.items() if k not in ("protocol", "id")}
+    with Client(daemon.address, timeout_s=120) as client:
+        reply, frames = client.request(header, data)
+    assert reply["ok"] and reply["icc_profile"] is True, reply
+    return bytes(frames[0])
+
+
+def test_the_profile_comes_from_a_png_export_where_no_file_has_it(daemon, tmp_path, monkeypatch):
+    setup, layer, profile = wide_gamut_setup(daemon, tmp_path, monkeypatch, "U16", "export")
+    name = layer.colorProfile()
+    assert setup.editor.icc_profile(name) == profile
+    assert setup.app.exported == [name]
+    assert setup.app.created[-1].closed  # the scratch document is closed again
+    assert setup.editor.icc_profile(name) == profile and setup.app.exported == [name]  # once
+
+
+def test_without_the_profile_krita_converts_the_layer_as_before(daemon, tmp_path, monkeypatch):
+    """Neither a file nor the export gives the profile: Krita converts the layer to linear
+    sRGB half floats and back (slow, on the GUI thread, but right)."""
+    setup, layer, _ = wide_gamut_setup(daemon, tmp_path, monkeypatch, "U16", "none")
+    sent = spy_on_requests(monkeypatch)
+    setup.open()
+    setup.controller.set_target_color(2, "#ff8800")
+    setup.runner.run()
+    setup.controller.apply()
+    setup.runner.run()
+    assert setup.view.status[1].startswith("Added layer"), setup.view.statuses
+    header = json.loads(applied(sent)[0])
+    assert header["pixel_format"] == "RGBAF16_LINEAR" and "icc_profile" not in header
+    result = setup.document.root.children[-1]
+    assert result.pixels.dtype == layer.pixels.dtype
+    assert np.array_equal(result.pixels[..., 3], layer.pixels[..., 3])
+
+
+def test_a_profile_file_is_found_by_its_description_not_its_name(tmp_path, monkeypatch):
+    import imagecodecs
+
+    from plugin.recolor_with_palette.krita_api import icc_description, png_icc_profile
+
+    rec2020 = (0.708, 0.292, 0.170, 0.797, 0.131, 0.046)
+    profile = imagecodecs.cms_profile("rgb", whitepoint=(0.3127, 0.329), primaries=rec2020,
+                                      gamma=2.2)  # fmt: skip
+    assert icc_description(profile) and icc_description(b"not a profile" * 20) is None
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    monkeypatch.setenv("XDG_DATA_DIRS", str(tmp_path / "none"))
+    folder = tmp_path / "data/color/icc/nested"
+    folder.mkdir(parents=True)
+    (folder / "any name.ICM").write_bytes(profile)
+    (folder / "broken.icc").write_bytes(b"\0" * 50)
+    app = KritaApp()
+    app.exports = False
+    editor = KritaEditor(krita_module(app))
+    assert editor.icc_profile(icc_description(profile)) == profile
+    assert editor.icc_profile("Nothing by this name") is None
+    from PIL import Image
+
+    Image.new("RGB", (1, 1)).save(tmp_path / "p.png", icc_profile=profile)
+    assert png_icc_profile((tmp_path / "p.png").read_bytes()) == profile

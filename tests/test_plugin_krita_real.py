@@ -17,6 +17,7 @@ daemon. Skipped, with the reason printed, where Krita is not installed.
    starts it again), the image closed during a job, and Krita quit during one.
 """
 
+import base64
 import json
 import os
 import shutil
@@ -209,6 +210,15 @@ def test_headless_krita_recolours_real_layers_into_new_layers(daemon, krita_home
         record = cases[case]
         assert record["statuses"][-1][1].startswith("Added layer"), record["statuses"]
         assert record["document_profile"].startswith(profile)
+        # Sent as Krita stores it with its ICC profile (found by the plug-in among Krita's
+        # profile files), converted by the daemon: the new layer holds the daemon's answer.
+        icc = Path("/usr/share/color/icc/krita", record["profile"]).read_bytes()
+        assert record["icc_profile_bytes"] == len(icc)
+        x0, y0, w, h = record["region"]
+        before = (tmp_path / f"{case}-before.bin").read_bytes()
+        pixel_format = {"U8": "BGRA8", "U16": "BGRA16"}[record["depth"]]
+        expected = daemon_answer_in_profile(daemon, pixel_format, w, h, before, icc, record)
+        assert (tmp_path / f"{case}-result.bin").read_bytes() == expected, case
         assert record["layer_palette"][WIDE_GAMUT_SWATCH] != "#ff8800"
         difference = deltaE_ciede2000(rgb2lab(srgb_result), rgb2lab(srgb_image(case, "result")))
         floor = deltaE_ciede2000(rgb2lab(srgb_image("wide-srgb", "original")),
@@ -221,6 +231,19 @@ def test_headless_krita_recolours_real_layers_into_new_layers(daemon, krita_home
             f"Apply {record['apply_s']} s (sRGB document: {reference['apply_s']} s)"
         )
         assert np.percentile(difference, 99) <= 2 and difference.mean() <= 1, case
+
+
+def daemon_answer_in_profile(daemon, pixel_format, width, height, data, icc, record) -> bytes:
+    """The daemon's recolour of a layer sent with its ICC profile, as the plug-in sends it."""
+    from backend.service.client import Client
+
+    header = {"op": "recolor", "width": width, "height": height, "pixel_format": pixel_format,
+              "palette": record["target"], "source_palette": record["source"],
+              "method": "palettenet", "icc_profile": base64.b64encode(icc).decode()}  # fmt: skip
+    with Client(daemon.address, timeout_s=120) as client:
+        reply, frames = client.request(header, data)
+    assert reply["ok"] and reply["icc_profile"] is True, reply
+    return bytes(frames[0])
 
 
 def krita_outcome(run: subprocess.CompletedProcess) -> str:

@@ -24,6 +24,7 @@ second) with a reply or a RecolorError:
 
 from __future__ import annotations
 
+import base64
 import itertools
 import json
 import math
@@ -152,12 +153,17 @@ class Client:
         max_side: int | None = None,
         cancel: CancelToken | None = None,
         reference: Pixels | None = None,
+        icc_profile: bytes | None = None,
     ) -> Pixels:
         """The recoloured pixels: same format; the same size unless max_side shrinks them.
         reference: an image of all the pieces of one job (e.g. their thumbnails side by
         side, at most wire.MAX_REFERENCE_PIXELS): every piece sent with the same reference
-        and palettes gets one colour mapping, so one colour gives one result in each."""
+        and palettes gets one colour mapping, so one colour gives one result in each.
+        icc_profile: the ICC profile the pixels' colours are in (a wide gamut): the daemon
+        converts with it, and the result comes back in the same profile."""
         header = {**_layer_header("recolor", pixels), "palette": list(palette), "method": method}
+        if icc_profile is not None:
+            header["icc_profile"] = base64.b64encode(icc_profile).decode("ascii")
         if source_palette is not None:
             header["source_palette"] = list(source_palette)
         if max_side is not None:
@@ -168,6 +174,9 @@ class Client:
             del header["reference"]["op"]
             extra = [reference.data]
         reply, frames = self.request(header, pixels.data, mask, cancel=cancel, extra=extra)
+        if icc_profile is not None and reply.get("icc_profile") is not True:
+            raise BadReplyError("the backend ignored the layer's colour profile: it is older "
+                                "than the plug-in; install both from one version")  # fmt: skip
         width, height = reply.get("width"), reply.get("height")
         if not (_is_size(width) and _is_size(height)) or len(frames) != 1:
             raise BadReplyError(f"recolor reply without a size and its pixels: {_short(reply)}")

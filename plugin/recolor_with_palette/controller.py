@@ -91,6 +91,9 @@ class LayerPixels:
     mask: bytes | None = None  # one byte per pixel: 0 keep, 255 recolour
     depth: str = ""  # "" : the layer's own depth and tone curve
     linear: bool = False
+    # The ICC profile `raw`'s colours are in (a wide gamut, sent as stored: the daemon
+    # converts); None: sRGB, or linear sRGB where `linear` says so.
+    icc_profile: bytes | None = None
 
     def __post_init__(self):
         if not self.depth:
@@ -485,7 +488,8 @@ class Controller:
             pixels = Pixels(layer.width, layer.height, pixel_format, wire)
             client = self._ready_client(job)
             job.report(f"Recolouring “{layer.layer.name}” ({layer.width} × {layer.height})…")
-            result = client.recolor(pixels, mask=layer.mask, cancel=job.cancel, **request)
+            result = client.recolor(pixels, mask=layer.mask, cancel=job.cancel,
+                                    icc_profile=layer.icc_profile, **request)  # fmt: skip
             job.cancel.check()
             raw = result.data if LITTLE_ENDIAN else wire_to_layer(result.data, layer.depth)
             return layer, raw
@@ -563,7 +567,8 @@ class Controller:
                 pixels = Pixels(layer.width, layer.height, *self._to_wire(layer))
                 client = self._ready_client(job)
                 job.report(f"Recolouring {label}…")
-                result = client.recolor(pixels, mask=layer.mask, cancel=job.cancel, **request)
+                result = client.recolor(pixels, mask=layer.mask, cancel=job.cancel,
+                                        icc_profile=layer.icc_profile, **request)  # fmt: skip
                 job.cancel.check()
                 return result.data if LITTLE_ENDIAN else wire_to_layer(result.data, layer.depth)
 

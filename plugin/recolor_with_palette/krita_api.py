@@ -16,12 +16,19 @@ and Apply's single undo step):
 - setPixelData on a node not yet in the image makes no undo step and addChildNode makes
   exactly one, so "create, fill, then add" is one undo step that leaves the original alone.
 - ManagedColor.colorForCanvas(canvas) gives the colour as the artist sees it (a QColor).
+- libkis names a layer's profile but does not hand out its bytes. Krita loads profiles from
+  the color/icc folders of the data directories (its own elle-*.icc among them) and its
+  profiles folder, under their description; and Document.exportImage to PNG with forceSRGB
+  off embeds the document's profile, byte for byte, in an iCCP chunk.
 """
 
 from __future__ import annotations
 
 import mmap
+import os
 import struct
+import sys
+import tempfile
 import zlib
 
 from .controller import LayerInfo, LayerPixels, ManyPlan, PreviewSource
@@ -37,6 +44,7 @@ from .pixels import (
     tile_parts,
     wire_format,
 )
+from .wire import MAX_ICC_PROFILE_BYTES
 
 LAYER_TYPES = ("paintlayer", "grouplayer", "filelayer", "vectorlayer", "filllayer", "clonelayer")
 SETTINGS_GROUP = "RecolorWithPalette"
@@ -55,6 +63,10 @@ LINEAR_SRGB = "sRGB-elle-V2-g10.icc"
 PROBE_COLORS = ((1, 0, 0, 1), (0, 1, 0, 1), (0, 0, 1, 1), (0.8, 0.3, 0.1, 1), (0.5, 0.5, 0.5, 1),
                 (0.1, 0.6, 0.9, 1))  # fmt: skip
 PROBE_TOLERANCE = 0.003  # under 1/255: different builds of one space agree that well
+# A layer in another RGB space goes to the daemon as Krita stores it, with its ICC profile
+# (the daemon converts with LittleCMS); Krita's own conversion (CONVERT_BAND_PIXELS) is the
+# fallback where the profile's bytes cannot be found. Profile files are looked for here.
+PROFILE_EXTENSIONS = (".icc", ".icm")
 # Big layers are read and written in bands, one libkis call each, the event loop running in
 # between: a call of this many bytes takes some tens of milliseconds.
 BAND_BYTES = 4 * 2**20
@@ -83,6 +95,8 @@ class KritaEditor:
         self.module = krita_module
         self.krita = krita_module.Krita.instance()
         self._tones: dict[str, str] = {}  # profile name -> _tone()
+        self._profiles: dict[str, bytes | None] = {}  # profile name -> icc_profile()
+        self._profile_files: dict[str, str] | None = None  # description -> path
 
     # --- the active layer -------------------------------------------------------------------
     def _document(self):
@@ -150,6 +164,75 @@ class KritaEditor:
         except Exception:  # a profile ManagedColor cannot take: converted like any other
             return False
         return all(abs(a - b) <= PROBE_TOLERANCE for a, b in zip(converted, color))
+
+    def icc_profile(self, name: str) -> bytes | None:
+        """The bytes of the RGB ICC profile Krita calls `name` (at most
+        MAX_ICC_PROFILE_BYTES), None where neither way finds them: a profile file in
+        Krita's folders whose description is `name`, else the iCCP chunk of a 1 x 1
+        document in that profile exported to a temporary PNG. Found once per name."""
+        if name not in self._profiles:
+            found = None
+            path = self._profile_file_index().get(name)
+            if path is not None:
+                found = usable_profile(read_file(path))
+            if found is None:
+                found = usable_profile(self._exported_profile(name))
+            self._profiles[name] = found
+        return self._profiles[name]
+
+    def _profile_file_index(self) -> dict[str, str]:
+        """{description: path} of the profile files in Krita's folders (first found wins,
+        in profile_folders' order)."""
+        if self._profile_files is None:
+            self._profile_files = {}
+            try:
+                app_data = self.krita.getAppDataLocation()
+            except Exception:  # an older libkis, or a mock without it
+                app_data = None
+            for folder in profile_folders(app_data):
+                for root, _dirs, files in os.walk(folder):
+                    for file_name in sorted(files):
+                        if file_name.lower().endswith(PROFILE_EXTENSIONS):
+                            path = os.path.join(root, file_name)
+                            description = icc_description(read_file(path, 1 << 20))
+                            if description:
+                                self._profile_files.setdefault(description, path)
+        return self._profile_files
+
+    def _exported_profile(self, name: str) -> bytes | None:
+        """The profile Krita embeds in a PNG of a 1 x 1 document in it (batch mode: no
+        dialog), None where that fails."""
+        folder = tempfile.mkdtemp(prefix="recolor-profile-")
+        path = os.path.join(folder, "profile.png")
+        document = None
+        try:
+            if name not in self.krita.profiles("RGBA", "U16"):
+                return None  # not an RGB profile: Krita 5.1 aborts on a document in one
+            document = self.krita.createDocument(1, 1, "Recolor with Palette profile", "RGBA",
+                                                 "U16", name, 72.0)  # fmt: skip
+            if document is None or document.colorProfile() != name:
+                return None
+            document.setBatchmode(True)
+            info = self.module.InfoObject()
+            info.setProperty("forceSRGB", False)  # keep the document's own profile
+            info.setProperty("saveSRGBProfile", False)
+            if not document.exportImage(path, info):
+                return None
+            return png_icc_profile(read_file(path))
+        except Exception:  # any failure here means: use Krita's conversion instead
+            return None
+        finally:
+            if document is not None:
+                try:
+                    document.setModified(False)
+                    document.close()
+                except Exception:
+                    pass
+            for remove, leftover in ((os.remove, path), (os.rmdir, folder)):
+                try:
+                    remove(leftover)
+                except OSError:
+                    pass  # never written, or already gone
 
     def active_layer(self) -> LayerInfo:
         """The active layer; where Apply recolours several pieces (selected layers, a
@@ -299,7 +382,10 @@ class KritaEditor:
         """read_pixels(x, y, width, height): the bytes (default: the layer as seen)."""
         read_pixels = read_pixels or node.projectionPixelData
         x, y, width, height = region
-        convert = self._tone(info.profile) == "other"
+        icc_profile = None
+        if self._tone(info.profile) == "other":  # a wide gamut: the daemon converts it
+            icc_profile = self.icc_profile(info.profile)
+        convert = self._tone(info.profile) == "other" and icc_profile is None
         depth = working_depth(info.depth) if convert else info.depth
         size, out_size = BYTES_PER_PIXEL[info.depth], BYTES_PER_PIXEL[depth]
         # Anonymous memory: zero pages the system hands out as the bands fill them (a
@@ -323,12 +409,14 @@ class KritaEditor:
                 mask[top * width : (top + rows) * width] = lines
             yield
         mask = bytes(mask) if mask is not None else None
-        return LayerPixels(info, x, y, width, height, raw, mask, depth, info.linear or convert)
+        return LayerPixels(info, x, y, width, height, raw, mask, depth, info.linear or convert,
+                           icc_profile=icc_profile)  # fmt: skip
 
     def _convert(self, data: bytes, width: int, height: int, source, target) -> bytes:
         """Pixels converted by Krita (LittleCMS) from (depth, profile) to (depth, profile),
         through a scratch document that is never shown and is closed at once: the image's
-        own undo history does not see it."""
+        own undo history does not see it. 1-3 MP/s on the GUI thread: for samples, and for
+        layers whose profile's bytes icc_profile cannot find."""
         document = self.krita.createDocument(width, height, "Recolor with Palette conversion",
                                              "RGBA", source[0], source[1], 72.0)  # fmt: skip
         try:
@@ -433,7 +521,8 @@ class KritaEditor:
         """Every keyframe of `node` over the canvas, sampled (sample_rows), in a grid
         (tile_parts), in the layer's own pixel format for the daemon."""
         info = self._info(document, node)
-        if self._tone(info.profile) == "other":
+        wide = self._tone(info.profile) == "other"
+        if wide and self.icc_profile(info.profile) is None:
             raise EditorError(_WIDE_MANY)
         region = (0, 0, document.width(), document.height())  # every frame's extent
         size = BYTES_PER_PIXEL[info.depth]
@@ -441,6 +530,11 @@ class KritaEditor:
         for time in times:
             read = partial_at(node.pixelDataAtTime, time)
             columns, rows, sample = sample_rows(read, region, FRAME_SAMPLE_SIDE, size)
+            if wide:  # as the artist sees it, in sRGB: a sample is small for Krita's conversion
+                sample = self._convert(sample, columns, rows, (info.depth, info.profile),
+                                       ("U8", SRGB))  # fmt: skip
+                samples.append(Pixels(columns, rows, "BGRA8", sample))
+                continue
             pixel_format = wire_format(info.depth, info.linear)
             if not LITTLE_ENDIAN:
                 pixel_format, sample = layer_to_wire(sample, info.depth, info.linear)
@@ -534,7 +628,7 @@ class KritaEditor:
 
     def _plan_frames(self, document, node, times) -> ManyPlan:
         info = self._info(document, node)
-        if self._tone(info.profile) == "other":
+        if self._tone(info.profile) == "other" and self.icc_profile(info.profile) is None:
             raise EditorError(_WIDE_MANY)
         self._check_same_color_space(document, node)
         # The whole canvas (within the selection): node.bounds() is the extent of the frame
@@ -666,9 +760,98 @@ class KritaEditor:
 
 
 _WIDE_MANY = (
-    "Recolouring several frames of a layer in a wide-gamut space is not supported yet: "
-    "convert the image to sRGB, or recolour one frame at a time."
+    "Recolouring several frames of a layer in this colour profile is not supported (its ICC "
+    "profile could not be read): convert the image to sRGB, or recolour one frame at a time."
 )
+
+
+def profile_folders(app_data: str | None) -> list[str]:
+    """The folders Krita loads ICC profiles from, as far as a plug-in can tell, most
+    specific first: the user's (XDG data home's color/icc, ~/.color/icc, Krita's own
+    resource folder's profiles and color/icc), then the system's (XDG data dirs), then
+    those of Krita's bundle (an AppImage's, or next to Krita's executable on Windows and
+    macOS). Only folders that exist."""
+    home = os.path.expanduser("~")
+    data_home = os.environ.get("XDG_DATA_HOME") or os.path.join(home, ".local", "share")
+    data_dirs = (os.environ.get("XDG_DATA_DIRS") or "/usr/local/share:/usr/share").split(":")
+    folders = [os.path.join(data_home, "color", "icc"), os.path.join(home, ".color", "icc")]
+    if app_data:
+        folders += [os.path.join(app_data, "profiles"), os.path.join(app_data, "color", "icc")]
+    folders += [os.path.join(folder, "color", "icc") for folder in data_dirs if folder]
+    if os.environ.get("APPDIR"):
+        folders.append(os.path.join(os.environ["APPDIR"], "usr", "share", "color", "icc"))
+    bundle = os.path.dirname(os.path.dirname(os.path.abspath(sys.executable or "")))
+    folders.append(os.path.join(bundle, "share", "color", "icc"))
+    unique = []
+    for folder in folders:
+        if os.path.isdir(folder) and folder not in unique:
+            unique.append(folder)
+    return unique
+
+
+def read_file(path: str, limit: int = -1) -> bytes:
+    """A file's bytes (at most `limit`), b"" where it cannot be read."""
+    try:
+        with open(path, "rb") as file:
+            return file.read(limit)
+    except OSError:
+        return b""
+
+
+def icc_description(profile: bytes) -> str | None:
+    """The description ('desc' tag) of an ICC profile, the name Krita shows for it: v2's
+    textDescriptionType (ASCII) or v4's multiLocalizedUnicodeType (its first record,
+    UTF-16BE). None for anything else."""
+    try:
+        if profile[36:40] != b"acsp":
+            return None
+        (count,) = struct.unpack_from(">I", profile, 128)
+        for index in range(min(count, 256)):
+            signature, offset, size = struct.unpack_from(">4sII", profile, 132 + 12 * index)
+            if signature != b"desc":
+                continue
+            tag = profile[offset : offset + size]
+            if tag[:4] == b"desc":
+                (length,) = struct.unpack_from(">I", tag, 8)
+                return tag[12 : 12 + length].split(b"\0")[0].decode("latin-1") or None
+            if tag[:4] == b"mluc":
+                records, _ = struct.unpack_from(">II", tag, 8)
+                if records:
+                    length, start = struct.unpack_from(">II", tag, 20)
+                    return tag[start : start + length].decode("utf-16-be").rstrip("\0") or None
+            return None
+    except (struct.error, UnicodeDecodeError):
+        return None
+    return None
+
+
+def usable_profile(profile: bytes | None) -> bytes | None:
+    """The profile if the daemon takes it (an RGB ICC profile of at most
+    MAX_ICC_PROFILE_BYTES), else None."""
+    if not profile or len(profile) > MAX_ICC_PROFILE_BYTES:
+        return None
+    if profile[36:40] != b"acsp" or profile[16:20] != b"RGB ":
+        return None
+    return profile
+
+
+def png_icc_profile(png: bytes) -> bytes | None:
+    """The ICC profile in a PNG's iCCP chunk (zlib-compressed after its name), None
+    without one."""
+    position = 8
+    while position + 8 <= len(png):
+        length, kind = struct.unpack_from(">I4s", png, position)
+        if kind == b"iCCP":
+            body = png[position + 8 : position + 8 + length]
+            _name, _, rest = body.partition(b"\0")
+            try:
+                return zlib.decompress(rest[1:])  # rest[0]: the compression method, 0
+            except zlib.error:
+                return None
+        if kind == b"IDAT":
+            return None  # iCCP comes before the image data
+        position += 12 + length
+    return None
 
 
 def paint_layers(node) -> list:
