@@ -57,6 +57,30 @@ def test_the_compiled_colour_fit_gives_the_planes_fit(size, radius):
     np.testing.assert_allclose(compiled, planes, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize("pixel_format", ["RGBA8", "BGRA8", "RGB8"])
+@pytest.mark.parametrize("size,reduced", [((7, 13), (3, 5)), ((333, 501), (112, 160)),
+                                          ((40, 40), (40, 40)), ((40, 40), (1, 1))])  # fmt: skip
+def test_bytes_summed_whole_give_the_float_area_average(pixel_format, size, reduced):
+    rng = np.random.default_rng(size[0])
+    fmt = FORMATS[pixel_format]
+    pixels = rng.integers(0, 256, (*size, fmt.channels), dtype=np.uint8)
+    if fmt.alpha is not None:
+        pixels[rng.random(size) < 0.3, fmt.alpha] = 0  # hidden: their colour must not count
+    layer = Layer(pixels, fmt)
+
+    def weighted(top, bottom):  # the float path: colours times visibility, visibility
+        rows, visible = layer.rgb1(top, bottom), layer.visibility(top, bottom)
+        return rows if visible is None else rows * visible[..., None]
+
+    colour, share = fullres.visible_resize(layer, reduced)  # from the bytes
+    expected_colour, expected_share = weighted_resize(weighted, *size, reduced)
+    np.testing.assert_allclose(colour, expected_colour, atol=1e-6)
+    np.testing.assert_allclose(share, expected_share, atol=1e-6)
+    if fmt.alpha is not None:  # another colour under alpha 0 changes nothing
+        pixels[pixels[..., fmt.alpha] == 0, fmt.rgb[0]] ^= 255
+        np.testing.assert_array_equal(fullres.visible_resize(layer, reduced)[0], colour)
+
+
 def _area_rows(values, height, index):
     """Row `index` of `values` (n, ...) area-averaged to `height` rows, by brute force."""
     n = len(values)

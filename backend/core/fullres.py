@@ -80,12 +80,120 @@ def weighted_resize(read_weighted, height, width, size):
 
     Returns (colour float32 (h, w, C), weight float32 (h, w))."""
     summed = area_resize(read_weighted, height, width, size)
-    colour, weight = summed[..., :-1], summed[..., -1]
+    return _divided_by_weight(summed[..., :-1], summed[..., -1])
+
+
+def visible_resize(layer: Layer, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """The layer's colours area-averaged to `size` (h, w) over its visible pixels (alpha >
+    0; a transparent pixel's colour is never seen), and the visible share of each output
+    pixel: weighted_resize of rgb() weighted by visibility(). Returns (RGB float32 (h, w,
+    3) in 0..1, share float32 (h, w) in 0..1); output pixels with nothing visible take the
+    mean colour.
+
+    8-bit sRGB layers (RGBA8, BGRA8, RGB8) are summed straight from their bytes in whole
+    numbers (_visible_sums: exact, on all cores, no float copy of the layer); others go
+    through weighted_resize. The two agree to float32 rounding (test)."""
+    if layer.format.name not in _BYTE_FORMATS:
+
+        def weighted(top, bottom):  # R, G, B times visibility, then visibility
+            rows = layer.rgb1(top, bottom)
+            visible = layer.visibility(top, bottom)
+            return rows if visible is None else np.multiply(rows, visible[..., None], out=rows)
+
+        return weighted_resize(weighted, layer.height, layer.width, size)
+    out_h, out_w = size
+    if out_h > layer.height or out_w > layer.width:
+        raise ValueError(f"area averaging reduces: {layer.width} x {layer.height} cannot "
+                         f"become {size}")  # fmt: skip
+    fmt = layer.format
+    order = np.array([*fmt.rgb, -1 if fmt.alpha is None else fmt.alpha])
+    rows, columns = _area_taps(layer.height, out_h), _area_taps(layer.width, out_w)
+    sums = np.empty((out_h, out_w, 4), np.int64)  # R, G, B (0..255) and visible pixels
+    parts = -(-out_h // (os.cpu_count() or 1))  # output rows per core
+
+    def band(top, bottom):
+        _visible_sums(layer.pixels, order, *rows, *columns, top, bottom, sums)
+
+    on_all_cores(band, out_h, out_w, parts * out_w)
+    # Each output pixel's weights add up to height * width (see _area_taps).
+    visible = sums[..., 3]
+    colour = sums[..., :3] / (255.0 * np.maximum(visible, 1))[..., None]
+    colour[visible == 0] = 0
+    share = visible / float(layer.height * layer.width)
+    return _divided_by_weight(colour.astype(np.float32), share.astype(np.float32), True)
+
+
+def _divided_by_weight(colour, weight, divided=False):
+    """(colour, weight) of weighted_resize from summed colour times weight and the weight
+    (or, `divided`, colour already divided where the weight is positive)."""
     empty = weight <= 1e-12
-    colour = colour / np.where(empty, 1, weight)[..., None]
+    if not divided:
+        colour = colour / np.where(empty, 1, weight)[..., None]
     if empty.any() and not empty.all():
         colour[empty] = np.average(colour[~empty], axis=0, weights=weight[~empty])
     return colour, weight
+
+
+_BYTE_FORMATS = ("RGBA8", "BGRA8", "RGB8")  # 8-bit sRGB: a colour value is byte / 255
+
+
+def _area_taps(full: int, reduced: int):
+    """Area averaging of `full` pixels to `reduced` as whole numbers: output j covers input
+    [j * full / reduced, (j + 1) * full / reduced), so input pixel k lies in output
+    first[k] with weight share[k] and in first[k] + 1 with weight reduced - share[k] (0
+    unless it straddles the border), in units of 1 / reduced of a pixel. Each output's
+    weights add up to `full`. Returns (first int64 (full,), share int64 (full,))."""
+    k = np.arange(full, dtype=np.int64)
+    first = k * reduced // full
+    straddles = (k + 1) * reduced > (first + 1) * full
+    share = np.where(straddles, (first + 1) * full - k * reduced, reduced)
+    return first, share
+
+
+@numba.njit(nogil=True, cache=True)
+def _visible_sums(pixels, order, row_first, row_share, column_first, column_share, top,
+                  bottom, sums):  # fmt: skip
+    """Output rows top..bottom of sums (h, w, 4) int64: per output pixel the area-weighted
+    sums (weights from _area_taps, rows times columns) of R, G and B of the visible pixels
+    (alpha > 0; order = positions of R, G, B, alpha or -1) and of their count."""
+    height, width = pixels.shape[0], pixels.shape[1]
+    out_w = sums.shape[1]
+    reduced_rows, reduced_columns = sums.shape[0], out_w
+    red, green, blue, alpha = order[0], order[1], order[2], order[3]
+    sums[top:bottom] = 0
+    line = np.empty((out_w + 1, 4), np.int64)  # one input row summed across (+1: spill)
+    first_row = 0
+    while first_row < height and row_first[first_row] + 1 < top:
+        first_row += 1
+    for y in range(first_row, height):
+        upper, upper_share = row_first[y], row_share[y]
+        if upper >= bottom:
+            break
+        line[:] = 0
+        for x in range(width):
+            if alpha >= 0 and pixels[y, x, alpha] == 0:
+                continue
+            left, share = column_first[x], column_share[x]
+            r, g, b = (
+                np.int64(pixels[y, x, red]),
+                np.int64(pixels[y, x, green]),
+                np.int64(pixels[y, x, blue]),
+            )
+            line[left, 0] += share * r
+            line[left, 1] += share * g
+            line[left, 2] += share * b
+            line[left, 3] += share
+            rest = reduced_columns - share
+            if rest:
+                line[left + 1, 0] += rest * r
+                line[left + 1, 1] += rest * g
+                line[left + 1, 2] += rest * b
+                line[left + 1, 3] += rest
+        for target, weight in ((upper, upper_share), (upper + 1, reduced_rows - upper_share)):
+            if weight and top <= target < bottom:
+                for j in range(out_w):
+                    for c in range(4):
+                        sums[target, j, c] += weight * line[j, c]
 
 
 # --- the colour transform -----------------------------------------------------------------

@@ -27,7 +27,7 @@ from backend.core.colormap import (
     pin_swatches,
     transfer_lightness,
 )
-from backend.core.fullres import WORKING_SIDE, AffineField, fit_local_affine, weighted_resize
+from backend.core.fullres import WORKING_SIDE, AffineField, fit_local_affine, visible_resize
 from backend.core.fullres import working_size as reduced_size
 from backend.core.model import EncodedImage, PaletteNet
 from backend.core.palette import pair_with_image, to_model_palette
@@ -115,14 +115,7 @@ def prepare(layer: Layer, side: int = WORKING_SIDE) -> Working | None:
     if box is None:
         return None
     cropped = layer.crop(*box)
-    size = reduced_size(cropped.height, cropped.width, side)
-
-    def weighted(top, bottom):  # R, G, B times visibility, then visibility
-        rows = cropped.rgb1(top, bottom)
-        visible = cropped.visibility(top, bottom)
-        return rows if visible is None else np.multiply(rows, visible[..., None], out=rows)
-
-    rgb, weight = weighted_resize(weighted, cropped.height, cropped.width, size)
+    rgb, weight = visible_resize(cropped, reduced_size(cropped.height, cropped.width, side))
     return Working(box, rgb, weight)
 
 
