@@ -235,3 +235,22 @@ def test_a_profile_littlecms_cannot_read_is_a_clear_error_and_the_daemon_goes_on
         reply, frames = client.request({**header, "icc_profile": profile_text(PROPHOTO)}, pixels)
         assert reply["ok"] and reply["icc_profile"] is True and len(frames[0]) == 64
         assert client.request({"op": "info"})[0]["icc_profiles"].startswith("lcms2")
+
+
+def test_through_shared_memory_the_result_lands_in_the_reply_file(daemon, engine):
+    """A layer big enough for the client's shared memory: the daemon recolours the
+    converted copy and writes the result, converted back, into the client's reply file."""
+    from backend.service.client import SHARED_MEMORY_MIN_BYTES
+
+    side = int((SHARED_MEMORY_MIN_BYTES / 8) ** 0.5) + 8
+    rgb = np.asarray(Image.fromarray(data.coffee()).resize((side, side)))
+    wide = wide_gamut_copy(rgb, PROPHOTO)
+    header = {"op": "recolor", "width": side, "height": side, "pixel_format": "BGRA16",
+              "palette": TARGET, "source_palette": PALETTE, "method": "chang2015",
+              "icc_profile": profile_text(PROPHOTO)}  # fmt: skip
+    with Client(daemon.address, timeout_s=120) as client:
+        reply, frames = client.request(header, wide)
+        assert client.no_shared_memory is None, client.no_shared_memory
+    assert reply["ok"] and reply["icc_profile"] is True and "shared_memory" in reply, reply
+    _, in_process = recolour(engine, wide, "BGRA16", PROPHOTO)
+    assert bytes(frames[0]) == in_process
