@@ -62,3 +62,19 @@ def test_nothing_and_bad_input():
         count_colours(np.zeros((4, 3), np.float32))
     with pytest.raises(ValueError, match="3 weights for 4 pixels"):
         count_colours(np.zeros((4, 3), np.uint8), np.ones(3))
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+def test_histogram_sums_are_bincounts_in_pixel_order(weighted):
+    rng = np.random.default_rng(7)
+    rgb = rng.integers(0, 256, (50_000, 3), dtype=np.uint8)
+    weight = (rng.random(len(rgb)) * (rng.random(len(rgb)) > 0.2)) if weighted else None
+    counts, sums = colorcount.histogram_sums(rgb, weight, 4)
+    index = (
+        ((rgb[:, 0] >> 4).astype(int) << 8) | ((rgb[:, 1] >> 4).astype(int) << 4) | (rgb[:, 2] >> 4)
+    )
+    counted = np.ones(len(rgb)) if weight is None else weight
+    assert counts.tobytes() == np.bincount(index, counted, 4096).tobytes()
+    for channel in range(3):
+        expected = np.bincount(index, rgb[:, channel] * counted, 4096)
+        assert sums[:, channel].tobytes() == expected.tobytes()

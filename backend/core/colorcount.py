@@ -157,3 +157,45 @@ def _close_gaps(bucket, found, codes, counts):
             codes[total], counts[total] = codes[i], counts[i]
             total += 1
     return total
+
+
+def histogram_sums(rgb: np.ndarray, weight: np.ndarray | None, bits: int):
+    """Pixels into 2^(3 * bits) bins by the top `bits` bits of each channel (red highest):
+    rgb uint8 (n, 3), weight (n,) or None (each pixel counts 1). Returns (float64 (bins,)
+    the weight in each bin, float64 (bins, 3) the sum of weight times R, G, B in 0..255).
+    Pixels of weight 0 or less are left out. The sums are np.bincount's (each pixel's
+    weight, and each channel times that weight, added in pixel order)."""
+    rgb = np.asarray(rgb)
+    if rgb.dtype != np.uint8 or rgb.ndim != 2 or rgb.shape[1] != 3:
+        raise ValueError(f"expected uint8 RGB (n, 3), got {rgb.dtype} {rgb.shape}")
+    if weight is None:
+        return _histogram_sums(rgb, np.zeros(1), False, bits)
+    weight = np.asarray(weight).reshape(-1)
+    if len(weight) != len(rgb):
+        raise ValueError(f"{len(weight)} weights for {len(rgb)} pixels")
+    return _histogram_sums(rgb, weight, True, bits)
+
+
+@numba.njit(nogil=True, cache=True)
+def _histogram_sums(rgb, weight, weighted, bits):
+    shift = 8 - bits
+    counts = np.zeros(1 << (3 * bits))
+    sums = np.zeros((1 << (3 * bits), 3))
+    for i in range(len(rgb)):
+        red, green, blue = rgb[i, 0], rgb[i, 1], rgb[i, 2]
+        index = ((np.int64(red >> shift) << (2 * bits)) | (np.int64(green >> shift) << bits)
+                 | np.int64(blue >> shift))  # fmt: skip
+        if weighted:
+            share = np.float64(weight[i])
+            if not share > 0:
+                continue
+            counts[index] += share
+            sums[index, 0] += np.float64(red) * share
+            sums[index, 1] += np.float64(green) * share
+            sums[index, 2] += np.float64(blue) * share
+        else:
+            counts[index] += 1.0
+            sums[index, 0] += np.float64(red)
+            sums[index, 1] += np.float64(green)
+            sums[index, 2] += np.float64(blue)
+    return counts, sums

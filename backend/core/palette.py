@@ -40,6 +40,8 @@ def colour_histogram(rgb8: np.ndarray, weight: np.ndarray | None = None, counted
     and extraction stays well under a second. counted: distinct_colours(rgb8, weight), if
     counted already.
     """
+    from backend.core.colorcount import histogram_sums  # (see distinct_colours)
+
     pixels = rgb8.reshape(-1, 3)
     stride = max(1, -(-len(pixels) // HISTOGRAM_SAMPLE))
     pixels = pixels[::stride]
@@ -48,23 +50,9 @@ def colour_histogram(rgb8: np.ndarray, weight: np.ndarray | None = None, counted
         # over the pixels (exact in float64), from far fewer rows.
         pixels, weight = counted
     elif weight is not None:
-        weight = weight.reshape(-1)[::stride]
-        seen = weight > 0
-        pixels, weight = pixels[seen], weight[seen].astype(np.float64)
-    shift = 8 - int(np.log2(HISTOGRAM_BINS))
-    bits = int(np.log2(HISTOGRAM_BINS))
-    quantised = pixels >> shift
-    index = (
-        (quantised[:, 0].astype(np.uint16) << (2 * bits))
-        | (quantised[:, 1].astype(np.uint16) << bits)
-        | quantised[:, 2]
-    )
-    nbins = HISTOGRAM_BINS**3
-    counts = np.bincount(index, weights=weight, minlength=nbins)
-    values = pixels if weight is None else pixels * weight[:, None]
-    sums = np.stack(
-        [np.bincount(index, weights=values[:, c], minlength=nbins) for c in range(3)], axis=1
-    )
+        weight = weight.reshape(-1)[::stride]  # pixels of weight 0 are left out
+    # One compiled pass over the pixels (each bin's sums added in pixel order)
+    counts, sums = histogram_sums(pixels, weight, int(np.log2(HISTOGRAM_BINS)))
     filled = counts > 0
     mean_rgb = sums[filled] / counts[filled, None] / 255
     return rgb_to_lab_np(mean_rgb), counts[filled].astype(np.float64)
