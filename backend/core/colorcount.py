@@ -10,7 +10,8 @@ red with few pixels is sorted instead of scanning the whole table.
 
 The answer is exactly np.unique's: the distinct codes ascending and how many pixels hold each,
 or with weights their sum, added in the pixels' order as np.bincount adds them (so the same
-float64 sums to the last bit).
+float64 sums to the last bit). histogram_sums does the same for palette.colour_histogram's
+coarse bins, in one pass.
 """
 
 import os
