@@ -366,18 +366,26 @@ def print_tables(rows, steps, files, cli) -> None:
     print("bytes. Targets (issue 16): palettenet <= 2.0, chang2015 <= 1.0, daemon / in process")
     print("<= 1.1, beyond model / layer <= 2.5.")
 
-    print("\n| MP | method | step | s | CPU / wall |")
-    print("|---:|---|---|---:|---:|")
+    print("\n| MP | method | step | s | CPU s | CPU / wall |")
+    print("|---:|---|---|---:|---:|---:|")
     for pixels, method, reply in steps:
         wall, cpu = reply["timing_ms"], reply.get("cpu_ms", {})
-        for step, milliseconds in wall.items():
-            if step == "total" or milliseconds <= 0:
+        timed = [(step, ms, cpu.get(step)) for step, ms in wall.items() if step != "total"]
+        if "network" in wall:  # what the network's ratio leaves to everything else
+            others = [(ms, cpu_ms) for step, ms, cpu_ms in timed if step != "network"]
+            cpu_sum = None if None in [c for _, c in others] else sum(c for _, c in others)
+            timed.append(("all but the network", sum(ms for ms, _ in others), cpu_sum))
+        for step, milliseconds, cpu_ms in timed:
+            if milliseconds <= 0:
                 continue
             cells = [_megapixels(pixels), method, step, f"{milliseconds / 1000:.3f}",
-                     _ratio(cpu.get(step), milliseconds)]  # fmt: skip
+                     "" if cpu_ms is None else f"{cpu_ms / 1000:.3f}",
+                     _ratio(cpu_ms, milliseconds)]  # fmt: skip
             print("| " + " | ".join(cells) + " |")
-    print("\nCPU / wall: process CPU time over wall time of the step (the best in-process run):")
-    print(f"{os.cpu_count()} means every core busy throughout.")
+    print("\nCPU: process CPU time of the step (every thread), CPU / wall: over its wall time")
+    print(f"(the best in-process run): {os.cpu_count()} means every core busy throughout.")
+    print("All but the network: the request's other steps together; palettenet's in process /")
+    print("network is about 1 + this over the network's time.")
 
     print("\n| MP | PNG write s | CPU / wall | PNG read s | CPU / wall | read + write / network "
           "| file MB |")  # fmt: skip
