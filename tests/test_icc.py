@@ -254,3 +254,18 @@ def test_through_shared_memory_the_result_lands_in_the_reply_file(daemon, engine
     assert reply["ok"] and reply["icc_profile"] is True and "shared_memory" in reply, reply
     _, in_process = recolour(engine, wide, "BGRA16", PROPHOTO)
     assert bytes(frames[0]) == in_process
+
+
+@pytest.mark.parametrize("gamma", [0.0, -2.0])
+@pytest.mark.parametrize("pixel_format", ["RGBAF32", "RGBAF16", "BGRA8"])
+def test_a_degenerate_tone_curve_is_refused_not_made_infinite(engine, gamma, pixel_format):
+    """QA: a profile whose tone curve has gamma 0 passed LittleCMS's checks, and a float
+    layer came back "ok" holding infinite values (RGBAF16) or 1e22 (RGBAF32)."""
+    profile = imagecodecs.cms_profile("rgb", whitepoint=D65, primaries=icc.SRGB_PRIMARIES,
+                                      gamma=gamma)  # fmt: skip
+    dtype = FORMATS[pixel_format].dtype
+    pixels = np.full((4, 4, 4), 128 if dtype == np.uint8 else 0.5, dtype)
+    reply, pixels_back = recolour(engine, pixels, pixel_format, profile)
+    assert reply["ok"] is False and reply["error"]["code"] == "bad_request", reply
+    assert reply["error"]["field"] == "icc_profile" and pixels_back is None
+    assert "does not carry sRGB colours" in reply["error"]["message"]

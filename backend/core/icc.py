@@ -44,22 +44,46 @@ def linear_srgb_profile() -> bytes:
     return imagecodecs.cms_profile("rgb", whitepoint=D65_WHITE, primaries=SRGB_PRIMARIES, gamma=1.0)
 
 
+# check_profile's probe: sRGB colours any usable RGB profile can hold (the corners, edges
+# and inside of the sRGB cube), sent into the profile and back.
+_PROBE_LEVELS = np.linspace(0, 1, 5, dtype=np.float32)
+# Where the probe may land in the profile's own encoding (nominally 0..1: scRGB and esRGB
+# stay within -0.1..1.1, wide gamuts within 0..1) and how close it must come back (PQ's
+# LUT profile: 0.003; a gamma-0 curve: 1.0).
+ENCODED_RANGE = (-2.0, 3.0)
+ROUND_TRIP_TOLERANCE = 0.01
+
+
 @functools.lru_cache(maxsize=16)
 def check_profile(profile: bytes) -> None:
-    """ProfileError unless LittleCMS reads `profile` and converts RGB pixels from it to
-    linear sRGB and back (a device-link, or a profile of another colour space, cannot).
+    """ProfileError unless LittleCMS reads `profile` and carries sRGB colours into it and
+    back: finite, within ENCODED_RANGE there, within ROUND_TRIP_TOLERANCE back. A
+    device-link or a profile of another colour space cannot be used at all; a degenerate
+    tone curve (gamma 0 or negative) or matrix sends colours to infinity or to one value.
     Remembered for the last 16 profiles: a layer's profile is checked once."""
     try:
         imagecodecs.cms_profile_validate(profile)
     except imagecodecs.CmsError:
         raise ProfileError("LittleCMS cannot read this ICC profile") from None
-    probe = np.array([[[0.2, 0.5, 0.8, 1.0]]], np.float32)
+    levels = np.meshgrid(_PROBE_LEVELS, _PROBE_LEVELS, _PROBE_LEVELS, _PROBE_LEVELS[-1:])
+    probe = np.stack(levels, -1).reshape(1, -1, 4)  # RGB and alpha 1
     try:
-        there = _transform(probe, "rgba", profile, linear_srgb_profile(), np.empty_like(probe))
-        _transform(there, "rgba", linear_srgb_profile(), profile, np.empty_like(probe))
+        there = _transform(probe, "rgba", linear_srgb_profile(), profile, np.empty_like(probe))
+        back = _transform(there, "rgba", profile, linear_srgb_profile(), np.empty_like(probe))
     except (imagecodecs.CmsError, ValueError) as error:
         raise ProfileError(f"LittleCMS cannot convert RGB pixels with this ICC profile "
                            f"({error})") from None  # fmt: skip
+    with np.errstate(invalid="ignore"):
+        usable = (
+            np.isfinite(there).all()
+            and np.isfinite(back).all()
+            and ENCODED_RANGE[0] <= there.min()
+            and there.max() <= ENCODED_RANGE[1]
+            and np.abs(back - probe).max() <= ROUND_TRIP_TOLERANCE
+        )
+    if not usable:
+        raise ProfileError("this ICC profile does not carry sRGB colours into its space and "
+                           "back (a degenerate tone curve or matrix)")  # fmt: skip
 
 
 def to_linear_srgb(pixels: np.ndarray, pixel_format: PixelFormat, profile: bytes) -> np.ndarray:

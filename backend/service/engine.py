@@ -558,10 +558,14 @@ def _in_linear_srgb(layer: Layer, profile: bytes) -> Layer:
     kept. ProtocolError (bad_request) for NaN or infinity, or a profile LittleCMS refuses."""
     _check_finite(layer, "pixel")
     try:
-        converted = icc.to_linear_srgb(layer.pixels, layer.format, profile)
+        converted = Layer(icc.to_linear_srgb(layer.pixels, layer.format, profile),
+                          icc.LINEAR_SRGB, layer.mask)  # fmt: skip
     except icc.ProfileError as error:
         raise ProtocolError("bad_request", f"icc_profile: {error}", field="icc_profile") from None
-    return Layer(converted, icc.LINEAR_SRGB, layer.mask)
+    # A profile that passed the probe may still send colours beyond it (a float layer's
+    # values far outside 0..1) to infinity.
+    _check_finite(converted, "pixel converted with the icc_profile")
+    return converted
 
 
 def _in_own_profile(request: Request, layer: Layer, out: np.ndarray) -> np.ndarray:
