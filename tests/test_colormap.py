@@ -276,3 +276,31 @@ def test_follow_swatches_brings_the_networks_output_to_the_palette():
     assert deltaE_ciede2000(landed, target_lab).max() < 1
     edges = result[0, 80:86]  # blue -> cream edge: still between the two, in order
     assert np.all(np.diff(edges.sum(1)) > 0)
+
+
+def test_a_one_swatch_edit_of_a_photo_leaves_the_other_swatches_colours_alone(model):
+    """A photo (not flat art) with one of its six swatches turned by a third of the hue
+    circle: the pixels nearest a swatch left alone keep their colour (mean under 1 dE; the
+    network alone moved them 3 dE) and the edited swatch's own colours land near its
+    target (median under 3 dE; the network alone: 6)."""
+    from skimage.color import deltaE_ciede2000
+
+    from backend.core.color import rgb_to_lab_np
+    from backend.core.palette import extract_palette
+    from training.variants import rotate_ab
+
+    rgb8 = data.chelsea()
+    pixels = np.concatenate([rgb8, np.full((*rgb8.shape[:2], 1), 255, np.uint8)], axis=-1)
+    source, _ = extract_palette(rgb8, 6)
+    edited = 2
+    target = source.copy()
+    target[edited] = rotate_ab(source[edited], 1 / 3, 1.0)
+    out = recolor_layer(model, Layer(pixels, FORMATS["RGBA8"]), target, source_lab=source)
+    lab_in = rgb_to_lab_np(rgb8 / 255)
+    lab_out = rgb_to_lab_np(out[..., :3] / 255)
+    assert not is_flat_art(rgb8)
+    nearest = np.argmin(((lab_in[..., None, :] - source) ** 2).sum(-1), axis=-1)
+    assert deltaE_ciede2000(lab_in, lab_out)[nearest != edited].mean() < 1.0
+    own = lab_out[np.linalg.norm(lab_in - source[edited], axis=-1) < 3]
+    landed = deltaE_ciede2000(own, np.broadcast_to(target[edited], own.shape))
+    assert np.median(landed) < 3
