@@ -231,9 +231,11 @@ def rbf_weights(lab, source_lab) -> np.ndarray:
     # it), so the weights there follow distance ratios and change smoothly; near the
     # palette colours it is sigma.
     width = np.maximum(sigma, RBF_FAR_SCALE * np.sqrt(nearest2))
-    phi = np.exp(-(pairwise**2)[None] / (2 * width[:, None, None] ** 2))
+    # One matrix per distinct width: most colours are near the palette and share sigma's.
+    widths, which = np.unique(width, return_inverse=True)
+    phi = np.exp(-(pairwise**2)[None] / (2 * widths[:, None, None] ** 2))
     # pinv, not inv: repeated palette colours (an image with few colours) make phi singular.
-    lam = np.linalg.pinv(phi, rcond=1e-10)
+    lam = np.linalg.pinv(phi, rcond=1e-10)[which.ravel()]
     relative = distance2 - nearest2[:, None]
     gauss = np.exp(-relative / (2 * width[:, None] ** 2))
     weights = np.clip(np.einsum("nij,nj->ni", lam, gauss), 0, None)
