@@ -7,7 +7,6 @@ import pytest
 from backend.core.color import lab_to_rgb_np, rgb_to_lab_np
 from backend.core.palette import (
     PaletteError,
-    crisp_share,
     distinct_colours,
     distinct_pairs,
     extract_palette,
@@ -310,15 +309,3 @@ def test_the_histogram_from_counted_colours_is_the_histogram_of_the_pixels():
     lab, counts = colour_histogram(rgb8)
     shared = colour_histogram(rgb8, counted=distinct_colours(rgb8))
     assert np.array_equal(lab, shared[0]) and np.array_equal(counts, shared[1])
-
-
-def test_crisp_share_tells_drawn_fills_from_a_photos_flat_sky():
-    """Drawn art: two fills with a few edge shades, nearly all of it in fills that stand
-    out. A photo's flat sky: large colours too (flat art by the counts), but each next to
-    shades as common as itself, so none stands out."""
-    codes = np.array([0x102030, 0x102031, 0x112030, 0xF0E0D0, 0xF0E0D1])
-    counts = np.array([5000.0, 40, 40, 4000, 30])
-    assert crisp_share(codes, counts) == pytest.approx(9000 / 9110)
-    sky = np.array([0x6090C0 + level for level in range(8)])  # eight blues, one level apart
-    sky_counts = np.full(8, 1000.0)
-    assert is_flat_art_counted(sky_counts) and crisp_share(sky, sky_counts) == 0

@@ -100,7 +100,6 @@ FILL_COLOUR_SHARE = 0.00025  # a colour on this share of the counted pixels is a
 FILL_MIN_PIXELS = 16  # (and on at least this many, or on FLAT_ART_SHARE of a tiny layer)
 FLAT_ART_SHARE = 0.5  # a layer whose fill colours cover this share of it is flat art
 NEIGHBOUR_LEVELS = 3  # a fill outnumbers the colours within this many 8-bit levels (stands_out)
-CRISP_ART_SHARE = 0.2  # flat art whose standing-out fills cover this share is crisp (not a photo)
 
 
 def fill_colours(counts: np.ndarray) -> np.ndarray:
@@ -154,20 +153,6 @@ def colour_codes_of(rgb8: np.ndarray) -> np.ndarray:
     """uint8 RGB (n, 3) -> int64 0xRRGGBB codes (n,), sorted as distinct_colours gives them."""
     rgb = np.asarray(rgb8, dtype=np.int64)
     return (rgb[:, 0] << 16) | (rgb[:, 1] << 8) | rgb[:, 2]
-
-
-def crisp_share(codes: np.ndarray, counts: np.ndarray) -> float:
-    """The share of a layer's pixels in fill colours (fill_colours) that stand out from the
-    colours around them (stands_out): codes, counts as stands_out takes them. Drawn flat
-    art (fills with anti-aliased edges, pixel art) has much of it; a photo with large flat
-    areas (sky, a studio background) is flat art by is_flat_art_counted but has almost none
-    (its flat areas are noisy or shaded: 22 of the 24 flat photos of the photo training
-    split under 0.05, against 52 of 71 flat training artworks at CRISP_ART_SHARE or more)."""
-    counts = np.asarray(counts, dtype=np.float64)
-    total = counts.sum()
-    if total <= 0:
-        return 0.0
-    return float(counts[stands_out(codes, counts, fill_colours(counts))].sum() / total)
 
 
 def is_flat_art_counted(counts: np.ndarray) -> bool:
