@@ -41,6 +41,7 @@ RAY_LENGTH = 400.0  # LAB units along ab: from any sRGB colour this leaves the g
 MAX_END_SLOPE = 3.0  # steepest lightness curve from black to the darkest swatch (and white)
 RBF_SIGMA_SCALE = 0.2  # RBF width as a share of the mean distance between palette colours
 RBF_FAR_SCALE = 0.5  # far from the palette: RBF width as a share of the distance to it
+RBF_WIDTH_STEP = 0.01  # far widths rounded to relative steps of this (rbf_weights)
 GAMUT_TOLERANCE = 1e-6  # linear RGB slack, so colours exactly on the boundary count as inside
 
 
@@ -231,7 +232,11 @@ def rbf_weights(lab, source_lab) -> np.ndarray:
     # it), so the weights there follow distance ratios and change smoothly; near the
     # palette colours it is sigma.
     width = np.maximum(sigma, RBF_FAR_SCALE * np.sqrt(nearest2))
-    # One matrix per distinct width: most colours are near the palette and share sigma's.
+    # One matrix per distinct width: most colours are near the palette and share sigma's,
+    # and the far ones' widths are rounded to steps of RBF_WIDTH_STEP (a photo's 24,000
+    # distinct widths become about 100 matrices; the weights move by < 0.01).
+    steps = np.round(np.log(width / sigma) / np.log1p(RBF_WIDTH_STEP))
+    width = sigma * np.exp(steps * np.log1p(RBF_WIDTH_STEP))
     widths, which = np.unique(width, return_inverse=True)
     phi = np.exp(-(pairwise**2)[None] / (2 * widths[:, None, None] ** 2))
     # pinv, not inv: repeated palette colours (an image with few colours) make phi singular.
