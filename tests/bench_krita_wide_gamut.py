@@ -64,11 +64,11 @@ def krita_times(home: Path, env: dict, config: dict, folder: Path, with_numpy: b
 
 
 def daemon_times(width: int, height: int, profile_name: str) -> list:
-    """LittleCMS both ways in the daemon (backend/core/icc.py) at each depth: seconds."""
+    """LittleCMS both ways in the daemon (backend/service/icc.py) at each depth: seconds."""
     import numpy as np
 
-    from backend.core import icc
     from backend.core.pixels import FORMATS
+    from backend.service import icc
 
     profile = Path("/usr/share/color/icc/krita", profile_name).read_bytes()
     rows = []

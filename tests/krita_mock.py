@@ -567,7 +567,7 @@ class KritaApp:
 
     def known_profiles(self) -> dict:
         """name -> ICC bytes of every profile this Krita converts with."""
-        from backend.core.icc import linear_srgb_profile
+        from backend.service.icc import linear_srgb_profile
 
         builtin = {"sRGB-elle-V2-srgbtrc.icc": imagecodecs.cms_profile("srgb"),
                    "sRGB-elle-V2-g10.icc": linear_srgb_profile()}  # fmt: skip

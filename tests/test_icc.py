@@ -1,4 +1,4 @@
-"""Layers in a wide-gamut ICC profile (backend/core/icc.py and a request's icc_profile):
+"""Layers in a wide-gamut ICC profile (backend/service/icc.py and a request's icc_profile):
 LittleCMS converts them to linear sRGB and back. Checked against Pillow's ImageCms (its
 LittleCMS, 8-bit) for 8-bit pixels; round trips at every depth keep the layer's values and
 colours outside sRGB; a wide-gamut copy of a picture recolours to what the sRGB picture
@@ -15,9 +15,9 @@ from PIL import Image, ImageCms
 from skimage import data
 from skimage.color import deltaE_ciede2000, rgb2lab
 
-from backend.core import icc
 from backend.core.color import linear_to_srgb_np
 from backend.core.pixels import FORMATS
+from backend.service import icc
 from backend.service.client import Client
 from backend.service.engine import Engine
 from backend.service.protocol import ProtocolError, encode_request, parse_request

@@ -23,7 +23,6 @@ import numpy as np
 import torch
 
 from backend import __version__
-from backend.core import icc
 from backend.core.chang2015 import apply_lattice, build_lattice
 from backend.core.color import delta_e76, lab_to_rgb_np, rgb_to_lab, rgb_to_lab_np
 from backend.core.colormap import is_flat_art_counted
@@ -41,6 +40,7 @@ from backend.core.recolor import (
     shared_colour_map,
 )
 from backend.core.weights import WeightsError, load_weights, read_metadata
+from backend.service import icc
 from backend.service.preview_cache import PreviewCache, layer_key
 from backend.service.protocol import (
     ProtocolError,

@@ -158,7 +158,7 @@ class Request:
     shared_memory: dict | None = None
     reply: object = None
     # The ICC profile of the pixels' colours (an RGB space other than sRGB), None: sRGB, or
-    # linear sRGB for the _LINEAR formats. The engine converts with it (backend.core.icc).
+    # linear sRGB for the _LINEAR formats. The engine converts with it (backend.service.icc).
     icc_profile: bytes | None = None
 
     def segment_sizes(self) -> dict:
