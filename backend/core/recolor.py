@@ -119,7 +119,6 @@ def prepare(layer: Layer, side: int = WORKING_SIDE) -> Working | None:
     return Working(box, rgb, weight)
 
 
-@torch.no_grad()
 def predict(
     model: PaletteNet,
     images: list[np.ndarray],
@@ -129,12 +128,24 @@ def predict(
     encoded: EncodedImage | None = None,
 ):
     """The network on working images of one size (float RGB (h, w, 3) each) and their
-    palettes (n_i, 3) LAB, as one batch -> recoloured float RGB, one per image.
+    palettes (n_i, 3) LAB, as one batch -> recoloured float RGB, one per image: the
+    network's outputs (network_outputs) with each layer colour that is a swatch sent to
+    its target (follow_pairs).
 
     `sources`: per image, the colours its palette's entries replace, or None. A source+target
     model without one takes the image's own palette (what the `palette` op gives) and pairs
     the colours by lightness rank; a target-only model does not use them. `encoded`: the
     images' encoding (`encode`), if made before."""
+    results, pairs = network_outputs(model, images, palettes, half, sources, encoded)
+    follow_pairs(images, results, pairs)
+    return results
+
+
+@torch.no_grad()
+def network_outputs(model, images, palettes, half=False, sources=None, encoded=None):
+    """predict's network call alone -> (results, pairs): the recoloured float RGB images
+    (lightness transferred as the palette says), and per image the (source, target) LAB
+    palettes it paired, (None, palette) for a target-only model."""
     device = next(model.parameters()).device
     sources = sources if sources is not None else [None] * len(images)
     targets, source_inputs, pairs = [], [], []
@@ -156,11 +167,16 @@ def predict(
     for index, (source, target) in enumerate(pairs):
         if source is not None:  # the network keeps L: the palette's lightness, as chang2015
             lab[index, ..., 0] = transfer_lightness(lab[index, ..., 0], source, target)
-    results = list(lab_to_rgb(lab).cpu().numpy())
+    return list(lab_to_rgb(lab).cpu().numpy()), pairs
+
+
+def follow_pairs(images, results, pairs) -> None:
+    """predict's step after the network, in place in `results`: a layer colour that is a
+    swatch lands on its target, and swatches left alone keep their colours
+    (colormap.pin_swatches)."""
     for image, result, (source, target) in zip(images, results, pairs):
-        if source is not None:  # a layer colour that is a swatch lands on its target
+        if source is not None:
             pin_swatches(image, result, source, target)
-    return results
 
 
 def finish(layer: Layer, working: Working, result: np.ndarray, out: np.ndarray) -> None:

@@ -35,6 +35,8 @@ from backend.core.recolor import (
     encode,
     finish,
     finish_mapped,
+    follow_pairs,
+    network_outputs,
     predict,
     prepare,
     shared_colour_map,
@@ -385,12 +387,16 @@ class Engine:
         for items in by_size.values():
             network = Timing()  # one call for the batch: each request reports its time
             try:
+                images = [item.working.rgb for item in items]
                 with network.stage("network"):
-                    images = [item.working.rgb for item in items]
                     palettes = [item.target for item in items]
                     sources = [item.source for item in items]
                     encoded = self._preview_encoding(items)
-                    outputs = predict(self.model, images, palettes, self.half, sources, encoded)
+                    outputs, pairs = network_outputs(
+                        self.model, images, palettes, self.half, sources, encoded
+                    )
+                with network.stage("swatches"):
+                    follow_pairs(images, outputs, pairs)
             except Exception as error:
                 for item in items:
                     item.error = error
