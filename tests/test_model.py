@@ -6,7 +6,7 @@ import torch
 
 from backend.core.color import rgb_to_lab_np
 from backend.core.model import ARCH_VERSION, Discriminator, PaletteNet
-from backend.core.recolor import recolor_rgb
+from backend.core.recolor import network_outputs, recolor_rgb
 from backend.core.weights import WeightsError, load_weights, read_metadata, save_weights
 from tests.conftest import small_photo
 
@@ -110,12 +110,14 @@ def test_an_untrained_palette_base_model_gives_the_soft_palette_transfer():
     target = source.copy()
     target[:, 1:] = np.roll(source[:, 1:], 1, axis=0)  # every colour takes another's hue
     model = PaletteNet("source+target", "palette").eval()
-    result = recolor_rgb(model, rgb, target, source)
+    # The network alone: recolor_rgb then sends the swatches to their targets (follow_pairs)
+    (result,), _ = network_outputs(model, [rgb], [target], sources=[source])
     expected = np.clip(
         lab_to_rgb_np(soft_palette_transfer(rgb_to_lab_np(rgb), source, target)), 0, 1
     )
     assert np.abs(result - expected).max() < 1e-4
-    identity = recolor_rgb(PaletteNet("source+target", "source").eval(), rgb, target, source)
+    identity_model = PaletteNet("source+target", "source").eval()
+    (identity,), _ = network_outputs(identity_model, [rgb], [target], sources=[source])
     assert np.abs(identity - rgb).max() < 1e-4  # the source base starts as "change nothing"
 
 
