@@ -183,7 +183,11 @@ class Client:
         if reply.get("pixel_format", pixels.pixel_format) != pixels.pixel_format:
             raise BadReplyError(f"sent {pixels.pixel_format}, got {_short(reply['pixel_format'])}")
         try:
-            result = Pixels(width, height, pixels.pixel_format, bytes(frames[0]))
+            # A full-size layer stays the buffer it was received into (the pure-Python
+            # transport's mmap): copying hundreds of MB into bytes would hold the GIL and
+            # freeze the editor's GUI thread. A preview is small: bytes, as Qt wants.
+            data = frames[0] if max_side is None else bytes(frames[0])
+            result = Pixels(width, height, pixels.pixel_format, data)
         except ValueError as error:  # not width x height pixels
             raise BadReplyError(f"recolor reply: {error}") from None
         if max_side is None and (width, height) != (pixels.width, pixels.height):

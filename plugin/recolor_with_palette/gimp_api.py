@@ -234,7 +234,7 @@ class GimpEditor:
         self._copy_mask(drawable, layer, region)
         buffer = layer.get_buffer()
         rectangle = self.Gegl.Rectangle.new(0, 0, region.width, region.height)
-        buffer.set(rectangle, babl_format, data)
+        buffer.set(rectangle, babl_format, bytes(data))  # PyGObject wants bytes, not an mmap
         buffer.flush()
         layer.update(0, 0, region.width, region.height)
         return layer

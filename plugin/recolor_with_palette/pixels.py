@@ -41,7 +41,7 @@ class Pixels:
     width: int
     height: int
     pixel_format: str
-    data: bytes
+    data: bytes  # or any bytes-like object (a reply's frame: bytes or an mmap)
 
     def __post_init__(self):
         expected = self.width * self.height * WIRE_BYTES_PER_PIXEL[self.pixel_format]
