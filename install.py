@@ -382,6 +382,18 @@ def default_kritarc() -> Path:
 
 
 # --- demo and main --------------------------------------------------------------------------
+def warm_up(python: Path):
+    """Compile the backend's compiled steps into their cache on disk now (Engine.warm_up:
+    about 10 s once), not during the artist's first Apply or preview."""
+    print("compiling the backend's fast paths (once, about 10 s)")
+    code = ("from backend import DEFAULT_WEIGHTS; from backend.service.engine import Engine; "
+            "Engine(DEFAULT_WEIGHTS).warm_up()")  # fmt: skip
+    try:
+        run(python, "-c", code)
+    except subprocess.CalledProcessError:  # a slower first request, not a broken install
+        print("warning: the warm-up failed; the first recolour will compile instead")
+
+
 def demo(python: Path):
     """The main job: the daemon on the plug-ins' address, the bundled photo recoloured through
     it to demo-recolored.png, then the daemon keeps serving (backend/demo.py)."""
@@ -423,6 +435,8 @@ def main():
             sys.exit(f"set-up failed: {error}")
     if args.test:
         sys.exit(subprocess.call([str(python), "-m", "pytest", *pytest_args], cwd=ROOT))
+    if not args.plugins_only:
+        warm_up(python)
     report.add(f"backend: {venv_command('palettenet')} (the plug-ins start it when needed)")
     install_plugins(args, report)
     print("\nsummary:\n  " + "\n  ".join(report.lines))
