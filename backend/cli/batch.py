@@ -418,6 +418,8 @@ def run_batch(args, paths: list[Path], target: list[str], source: list[str] | No
 
     if args.mask is not None:
         raise SystemExit("--mask needs a single input (a mask fits one image)")
+    if args.jobs is None:  # in process two at once cost 40 % more CPU for 13 % less (qa16)
+        args.jobs = 2 if args.server else 1
     files, problems = collect_inputs(paths)
     jobs = plan_jobs(files, args.output, args.overwrite)
     if not jobs and not problems:

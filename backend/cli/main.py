@@ -525,9 +525,10 @@ def main(argv=None):
                          "(a few %% smaller, many times slower)")  # fmt: skip
     recolor.add_argument("--overwrite", action="store_true",
                          help="several inputs: replace results that already exist")  # fmt: skip
-    recolor.add_argument("--jobs", type=positive(int, 64), default=min(2, os.cpu_count() or 1),
-                         help="several inputs: images recoloured at once (default: up to 2, "
-                         "the cores)")  # fmt: skip
+    recolor.add_argument("--jobs", type=positive(int, 64),
+                         help="several inputs: images recoloured at once (default: 1 in this "
+                         "process, whose every step already uses all cores; 2 with --server, "
+                         "reading and writing files while the daemon works)")  # fmt: skip
     recolor.add_argument("--mask", type=Path, help="grey image: white recolours, black keeps")
     recolor.add_argument("--reference", type=Path, metavar="IMAGE",
                          help="find the one colour mapping on this image (e.g. one saved with "
