@@ -47,3 +47,34 @@ def test_an_animated_wide_gamut_layer_is_recoloured_alike_with_its_profile(
     for time in FRAME_TIMES[1:]:
         assert np.array_equal(shifted[time][:, inside], shifted[0][:, inside])
     assert setup.document.currentTime() == 4
+
+
+def test_a_profile_the_daemon_refuses_falls_back_to_kritas_conversion(
+    daemon, tmp_path, monkeypatch
+):
+    """A profile Krita knows but the daemon's LittleCMS refuses (here a degenerate tone
+    curve, gamma 0): Apply does not end in an error; Krita converts the layer to linear
+    sRGB itself and the result is added, as for a profile whose bytes cannot be found
+    (qa-gamut F5)."""
+    import imagecodecs
+
+    setup, layer, _ = wide_gamut_setup(daemon, tmp_path, monkeypatch, "U16", "export")
+    degenerate = imagecodecs.cms_profile("rgb", whitepoint=(0.3127, 0.329),
+                                         primaries=(0.64, 0.33, 0.3, 0.6, 0.15, 0.06),
+                                         gamma=0.0)  # fmt: skip
+    name = layer.colorProfile()
+    setup.app.icc_profiles[name] = degenerate  # what Krita's export now gives for it
+    sent = spy_on_requests(monkeypatch)
+    setup.open()
+    setup.controller.set_target_color(0, "#ff8800")  # Krita shows it one colour
+    setup.runner.run()
+    setup.controller.apply()
+    setup.runner.run()
+    assert setup.view.status[1].startswith("Added layer"), setup.view.statuses
+    applies = [json.loads(f[0]) for f in sent if json.loads(f[0])["op"] == "recolor"
+               and "options" not in json.loads(f[0])]  # fmt: skip
+    assert [h.get("icc_profile") is not None for h in applies] == [True, False]
+    assert applies[1]["pixel_format"] == "RGBAF16_LINEAR"  # Krita's conversion
+    result = setup.document.root.children[-1]
+    assert result.pixels.dtype == layer.pixels.dtype
+    assert np.array_equal(result.pixels[..., 3], layer.pixels[..., 3])

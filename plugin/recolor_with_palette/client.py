@@ -358,7 +358,9 @@ def _decode(frames: list, request_id: str) -> tuple[dict, list]:
         message = error.get("message", "") if isinstance(error, dict) else error or ""
         if not isinstance(code, str) or not re.fullmatch(r"[a-z0-9_]{1,40}", code):
             code = "internal"
-        raise RecolorError(code, _short(message))
+        field = error.get("field") if isinstance(error, dict) else None
+        field = field if isinstance(field, str) and len(field) <= 40 else None
+        raise RecolorError(code, _short(message), field)
     if header.get("id") not in (None, request_id):
         raise BadReplyError(f"reply to {_short(header.get('id'))}, sent {request_id!r}")
     return header, list(frames[1:])

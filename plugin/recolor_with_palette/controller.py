@@ -497,10 +497,17 @@ class Controller:
         def read(layer, error):
             if error is not None:
                 return finished(None, error)
-            self._apply_job = self.runner.start(lambda job: work(layer, job), recoloured,
-                                                self._report)  # fmt: skip
+            done = partial(recoloured, layer)
+            self._apply_job = self.runner.start(lambda job: work(layer, job), done, self._report)
 
-        def recoloured(result, error):
+        def recoloured(sent, result, error):
+            if error is not None and refused_profile(error, sent):
+                # The daemon's LittleCMS cannot use the layer's profile: Krita converts the
+                # layer instead (slower, but the artist gets the result, not an error).
+                self.editor.refuse_icc_profile(sent.layer.profile)
+                self._apply_job = None
+                self.view.set_applying(False)
+                return self.apply()
             if error is not None:
                 return finished(None, error)
             layer, raw = result
@@ -658,6 +665,16 @@ class Controller:
             return
         # A bug of ours: say so in the docker, never as a traceback dialog over the canvas.
         self.view.show_status(f"Unexpected error: {type(error).__name__}: {error}", "error")
+
+
+def refused_profile(error: Exception, layer) -> bool:
+    """Whether `error` is the daemon refusing the ICC profile `layer` (LayerPixels) went
+    with."""
+    return (
+        isinstance(error, RecolorError)
+        and error.field == "icc_profile"
+        and layer.icc_profile is not None
+    )
 
 
 def significant(colors: list, shares: list) -> list:

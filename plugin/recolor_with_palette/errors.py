@@ -65,11 +65,13 @@ MESSAGES = {
 
 
 class RecolorError(Exception):
-    """A failure to show the artist: `code` says which kind, str() is the whole text."""
+    """A failure to show the artist: `code` says which kind, str() is the whole text;
+    `field`: the request field the daemon's error names, if any (e.g. "icc_profile")."""
 
-    def __init__(self, code: str, detail: str = ""):
+    def __init__(self, code: str, detail: str = "", field: str | None = None):
         self.code = code
         self.detail = detail
+        self.field = field
         super().__init__(user_message(code, detail))
 
 

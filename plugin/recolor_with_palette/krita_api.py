@@ -180,6 +180,12 @@ class KritaEditor:
             self._profiles[name] = found
         return self._profiles[name]
 
+    def refuse_icc_profile(self, name: str) -> None:
+        """The daemon cannot use the profile icc_profile(name) found (its LittleCMS refused
+        it): from now on the layer is converted by Krita instead, as for a profile whose
+        bytes are not found."""
+        self._profiles[name] = None
+
     def _profile_file_index(self) -> dict[str, str]:
         """{description: path} of the profile files in Krita's folders (first found wins,
         in profile_folders' order)."""
