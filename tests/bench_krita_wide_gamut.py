@@ -30,7 +30,7 @@ TESTS = Path(__file__).resolve().parent
 ROOT = TESTS.parent
 sys.path[:0] = [str(ROOT), str(TESTS)]
 
-from test_plugin_krita_real import krita_env  # noqa: E402
+from test_plugin_krita_real import install_into, krita_env  # noqa: E402
 
 
 def krita_times(home: Path, env: dict, config: dict, folder: Path, with_numpy: bool) -> dict:
@@ -103,12 +103,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="krita-wide-") as name:
         folder = Path(name)
         home = folder / "home"
-        env = {**os.environ, "HOME": str(home), "XDG_CONFIG_HOME": str(home / ".config"),
-               "XDG_DATA_HOME": str(home / ".local/share")}  # fmt: skip
-        subprocess.run([sys.executable, str(ROOT / "install.py"), "--plugins-only",
-                        "--krita-dir", str(home / ".local/share/krita"),
-                        "--gimp-dir", str(home / "gimp-plug-ins")],
-                       env=env, check=True, capture_output=True, timeout=300)  # fmt: skip
+        env = install_into(home)
         config = {"pykrita": str(home / ".local/share/krita/pykrita"), "width": width,
                   "height": height, "depths": args.depths.split(","),
                   "profile": args.profile, "ways": args.ways.split(",")}  # fmt: skip

@@ -906,7 +906,9 @@ def test_every_frame_of_an_animated_layer_is_recoloured_alike(daemon, tmp_path, 
     assert setup.view.status == added
 
 
-def test_cancel_while_frames_are_written_adds_nothing_and_puts_the_playhead_back(daemon, tmp_path):
+def three_frames_edited(daemon, tmp_path) -> "Setup":
+    """A 3-frame animated layer "Walk" on frame 1, its palette read and one swatch edited
+    (chang2015): ready for Apply."""
     document = Document(32, 24)
     walk = document.add_layer("Walk")
     walk.make_animated({t: np.full((24, 32, 4), (30 + 40 * t, 90, 160, 255), np.uint8)
@@ -916,6 +918,12 @@ def test_cancel_while_frames_are_written_adds_nothing_and_puts_the_playhead_back
     setup.open()
     setup.controller.set_target_color(0, "#ff0000")
     setup.runner.run()
+    return setup
+
+
+def test_cancel_while_frames_are_written_adds_nothing_and_puts_the_playhead_back(daemon, tmp_path):
+    setup = three_frames_edited(daemon, tmp_path)
+    document = setup.document
     setup.controller.apply()
     # Run the pieces until the first frame has been written into the copy (the playhead
     # moved to frame 0), then Cancel.

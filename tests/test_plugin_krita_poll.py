@@ -1,8 +1,6 @@
 """The Krita docker's poll while Apply runs (mock Krita, real daemon)."""
 
-import numpy as np
-from krita_mock import Document
-from test_plugin_krita_mock import Setup, chang_setup
+from test_plugin_krita_mock import three_frames_edited
 
 from plugin.recolor_with_palette.controller import JobContext
 
@@ -12,15 +10,8 @@ def test_the_poll_reads_no_frames_while_they_are_applied(daemon, tmp_path):
     only); the 0.7 s poll saw new content at each move and read every keyframe again and
     asked the daemon for their palette, slowing the Apply it was watching. It now waits
     for Apply to end, then follows the new layer quietly."""
-    document = Document(32, 24)
-    walk = document.add_layer("Walk")
-    walk.make_animated({t: np.full((24, 32, 4), (30 + 40 * t, 90, 160, 255), np.uint8)
-                        for t in (0, 1, 2)})  # fmt: skip
-    document.time = 1
-    setup = chang_setup(Setup(daemon, tmp_path, document))
-    setup.open()
-    setup.controller.set_target_color(0, "#ff0000")
-    setup.runner.run()
+    setup = three_frames_edited(daemon, tmp_path)
+    document = setup.document
     thumbnail, reads = setup.editor.thumbnail, []
     setup.editor.thumbnail = lambda side: reads.append(document.time) or thumbnail(side)
     setup.controller.apply()

@@ -57,16 +57,23 @@ def require_krita():
     pytest.skip(NO_KRITA)
 
 
-@pytest.fixture(scope="module")
-def krita_home(tmp_path_factory):
-    """A fresh HOME with the plug-in installed and enabled by install.py, as a user would."""
-    home = tmp_path_factory.mktemp("home")
+def install_into(home: Path) -> dict:
+    """The plug-ins installed by install.py into a fresh HOME, as a user would; the
+    environment (os.environ with that HOME and its XDG folders) to run Krita in."""
     env = {**os.environ, "HOME": str(home), "XDG_CONFIG_HOME": str(home / ".config"),
            "XDG_DATA_HOME": str(home / ".local/share")}  # fmt: skip
     subprocess.run([sys.executable, str(ROOT / "install.py"), "--plugins-only",
                     "--krita-dir", str(home / ".local/share/krita"),
                     "--gimp-dir", str(home / "gimp-plug-ins")],
                    env=env, check=True, capture_output=True, timeout=300)  # fmt: skip
+    return env
+
+
+@pytest.fixture(scope="module")
+def krita_home(tmp_path_factory):
+    """A fresh HOME with the plug-in installed and enabled by install.py, as a user would."""
+    home = tmp_path_factory.mktemp("home")
+    env = install_into(home)
     assert (home / ".local/share/krita/pykrita/recolor_with_palette/krita_plugin.py").exists()
     return home, env
 

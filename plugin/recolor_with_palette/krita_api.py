@@ -388,10 +388,9 @@ class KritaEditor:
         """read_pixels(x, y, width, height): the bytes (default: the layer as seen)."""
         read_pixels = read_pixels or node.projectionPixelData
         x, y, width, height = region
-        icc_profile = None
-        if self._tone(info.profile) == "other":  # a wide gamut: the daemon converts it
-            icc_profile = self.icc_profile(info.profile)
-        convert = self._tone(info.profile) == "other" and icc_profile is None
+        wide_gamut = self._tone(info.profile) == "other"
+        icc_profile = self.icc_profile(info.profile) if wide_gamut else None
+        convert = wide_gamut and icc_profile is None  # the daemon converts it, else Krita
         depth = working_depth(info.depth) if convert else info.depth
         size, out_size = BYTES_PER_PIXEL[info.depth], BYTES_PER_PIXEL[depth]
         # Anonymous memory: zero pages the system hands out as the bands fill them (a
