@@ -170,6 +170,32 @@ def test_palettenet_sends_each_swatch_colour_to_its_target(model):
         assert np.array_equal(out[60, 100 * i + 50, :3], colours[i])
 
 
+def test_a_swatch_the_working_image_never_sees_still_lands_on_its_target(model):
+    """Flat art larger than the working size whose colours sit in a one-pixel checker (a
+    dithered wallpaper, pixel-level texture): reduced, the two colours of each checker are
+    one mixed colour, so the network never sees either. A one-swatch edit still sends
+    every full-resolution pixel of the edited colour to its target, and leaves the other
+    checker colour and the plain fill where they were (before, both checker colours took
+    the mixed colour's output: the edited one 20 dE short of its target, the other moved)."""
+    from backend.core.color import rgb_to_lab_np
+
+    light, dark, fill = (224, 188, 159), (179, 149, 123), (40, 70, 150)
+    pixels = np.zeros((600, 1400, 4), np.uint8)
+    pixels[..., 3] = 255
+    checker = (np.indices((600, 1000)).sum(0) % 2).astype(bool)
+    pixels[:, :1000, :3] = np.where(checker[..., None], light, dark)
+    pixels[:, 1000:, :3] = fill
+    colours = np.array([dark, light, fill], np.uint8)
+    source = rgb_to_lab_np(colours / 255)
+    target = source.copy()
+    target[1] = rgb_to_lab_np(np.array([129, 208, 163]) / 255)  # the light beige: mint
+    out = recolor_layer(model, Layer(pixels, FORMATS["RGBA8"]), target, source_lab=source)
+    assert (out[:, :1000, :3][checker] == (129, 208, 163)).all()
+    kept = out[:, :1000, :3][~checker].astype(int)
+    assert np.abs(kept - dark).max() <= 2
+    assert (out[:, 1000:, :3] == fill).all()
+
+
 def _rounded_codes(rgb):
     """The rule ExactColours must follow: to_uint8, then 0xRRGGBB."""
     from backend.core.color import to_uint8

@@ -179,11 +179,14 @@ def follow_pairs(images, results, pairs) -> None:
             pin_swatches(image, result, source, target)
 
 
-def finish(layer: Layer, working: Working, result: np.ndarray, out: np.ndarray) -> None:
+def finish(layer: Layer, working: Working, result: np.ndarray, out: np.ndarray, pair=None):
     """Write the layer recoloured into `out` (an array shaped like the layer's pixels, whose
     contents are not read): the network's result on the working image carried to every
     pixel of the visible rectangle, mask, alpha and transparent pixels honoured, and the
-    pixels outside that rectangle copied as they are."""
+    pixels outside that rectangle copied as they are. `pair`: the (source, target) LAB
+    palettes the result was made for (network_outputs' pairs), so that on flat art every
+    full-resolution colour of a swatch lands on its target; None, or a None source: not
+    known."""
     cropped = layer.crop(*working.box)
     top, bottom, left, right = working.box
 
@@ -197,8 +200,9 @@ def finish(layer: Layer, working: Working, result: np.ndarray, out: np.ndarray) 
         )
 
     # Flat art: one global colour mapping; other layers the local transfer, fills kept flat.
+    swatches = None if pair is None or pair[0] is None else pair
     transform = full_resolution_transform(
-        cropped, working.rgb, result, working.weight, local, working.flat_art
+        cropped, working.rgb, result, working.weight, local, working.flat_art, swatches
     )
     copy_outside(layer.pixels, out, working.box)
     target = out[top:bottom, left:right]
@@ -233,8 +237,12 @@ def shared_colour_map(
     The price of one mapping for all: the network's local variation (a colour recoloured
     differently in the sky and in the sea of one photo) is averaged into the mapping, so a
     single photo is better recoloured on its own (finish)."""
-    (result,) = predict(model, [working.rgb], [palette_lab], half, [source_lab], encoded)
-    return ColourMap(working.rgb, result, working.weight)
+    results, pairs = network_outputs(
+        model, [working.rgb], [palette_lab], half, [source_lab], encoded
+    )
+    follow_pairs([working.rgb], results, pairs)
+    swatches = None if pairs[0][0] is None else pairs[0]
+    return ColourMap(working.rgb, results[0], working.weight, swatches)
 
 
 def finish_mapped(layer: Layer, colour_map: ColourMap, out: np.ndarray) -> None:
@@ -271,6 +279,7 @@ def recolor_layer(
     if working is None:
         return layer.pixels.copy()
     out = np.empty(layer.pixels.shape, layer.pixels.dtype)
-    (result,) = predict(model, [working.rgb], [palette_lab], half, [source_lab])
-    finish(layer, working, result, out)
+    results, pairs = network_outputs(model, [working.rgb], [palette_lab], half, [source_lab])
+    follow_pairs([working.rgb], results, pairs)
+    finish(layer, working, results[0], out, pairs[0])
     return out

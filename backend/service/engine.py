@@ -432,8 +432,8 @@ class Engine:
                 for item in items:
                     item.error = error
                 continue
-            for item, output in zip(items, outputs):
-                item.output = output
+            for item, output, pair in zip(items, outputs, pairs):
+                item.output, item.pair = output, pair
                 item.timing.wall.update(network.wall)
                 item.timing.cpu.update(network.cpu)
         for item in batch:
@@ -445,7 +445,7 @@ class Engine:
                 else:
                     with item.timing.stage("finish"):
                         out = self._output(item.request, item.layer)
-                        finish(item.layer, item.working, item.output, out)
+                        finish(item.layer, item.working, item.output, out, item.pair)
                 yield item.index, self._recolored(item.request, item.layer, out, item.timing)
             except Exception as error:
                 yield item.index, self._failure(item.request, error)
@@ -659,6 +659,7 @@ class _Started:
     target: np.ndarray  # the palette, LAB
     source: np.ndarray | None  # the colours it replaces, entry by entry (None: not used)
     output: np.ndarray | None = None
+    pair: tuple | None = None  # the (source, target) LAB palettes the output was made for
     error: Exception | None = None
     preview_key: bytes | None = None  # set for previews, whose encoding is kept
     encoded: EncodedImage | None = None
