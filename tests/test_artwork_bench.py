@@ -97,6 +97,31 @@ def test_every_layer_case_and_method_is_measured_and_printed_with_the_bars(chang
     assert any(line.lstrip().startswith(("pass", "FAIL")) for line in text.splitlines())
 
 
+def test_the_lab_rotation_reference_turns_hue_only_and_is_printed(artwork, tmp_path):
+    """The reference asked for by name: every colour turned 30 degrees in a* b*, lightness
+    and chroma kept (to 8-bit rounding), alpha kept; its row is printed with the others,
+    and a method nobody knows is one clear error."""
+    from backend.core.color import rgb_to_lab_np
+    from training.artwork_bench import lab_rotation
+
+    rgba = flat_layer()
+    rgba[4:44, 4:24, :3] = (170, 120, 100)  # colours whose turn stays inside sRGB
+    rgba[4:44, 24:45, :3] = (100, 130, 160)
+    turned = lab_rotation(rgba, 30.0)
+    before, after = rgb_to_lab_np(rgba[..., :3] / 255), rgb_to_lab_np(turned[..., :3] / 255)
+    assert np.array_equal(turned[..., 3], rgba[..., 3])
+    assert np.abs(after[..., 0] - before[..., 0]).max() < 1.0
+    hue = np.degrees(
+        np.arctan2(after[..., 2], after[..., 1]) - np.arctan2(before[..., 2], before[..., 1])
+    )
+    colourful = np.hypot(before[..., 1], before[..., 2]) > 20
+    assert np.allclose((hue[colourful] + 180) % 360 - 180, 30, atol=2)
+    text, rows = run_b4(artwork, tmp_path / "b4.csv", "--methods", "lab-rotation")
+    assert {row["method"] for row in rows} == {"lab-rotation"}
+    assert "  lab-rotation" in text and "B4 bars (issue 17), all files" in text
+    assert main(["evaluate", "--artwork", str(artwork), "--methods", "hue-turn"]) == 2
+
+
 def test_identity_keeps_fills_colours_and_the_untouched(chang_run):
     _, rows = chang_run
     for row in rows:

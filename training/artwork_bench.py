@@ -63,7 +63,9 @@ from training.evaluate import MIN_HUE_TURNS, photo_rng
 from training.variants import edit_palette, hue_shift, random_multi_edits, random_one_edit
 
 CASES = ("designer", "one-swatch", "multi-swatch", "hue-shift")
-B4_METHODS = ("identity", "chang2015", "palettenet")
+B4_METHODS = ("identity", "lab-rotation", "chang2015", "palettenet")
+# lab-rotation: a reference that cannot band, every colour's a* b* turned by this angle
+REFERENCE_TURN_DEGREES = 30.0
 LAYER_PALETTE_SIZE = 6  # what the plug-in asks the `palette` op for
 SYNTHETIC_KIND = "synthetic"
 FLAT_KINDS = ("flat", "lineart", "pixelart")  # colour growth <= 1.0 on these (and pixel art)
@@ -263,6 +265,22 @@ def measure(artwork: Artwork, edit: Edit, output_rgba, regions: GradientRegions)
     return numbers
 
 
+def lab_rotation(rgba: np.ndarray, degrees: float) -> np.ndarray:
+    """The reference for the gradient-steps measure: every colour of an RGBA8 layer (H, W,
+    4) with its CIELAB a* b* turned by `degrees` (lightness and chroma kept), in floating
+    point, then rounded to 8 bits once; alpha kept. A rigid turn of colour space cannot
+    band, so what gradient_steps gives it is the measure's floor for any hue change: the
+    8-bit rounding of the output and CIEDE2000's unevenness across hues."""
+    lab = rgb_to_lab_np(rgba[..., :3] / 255.0)
+    turn = np.deg2rad(degrees)
+    a, b = lab[..., 1].copy(), lab[..., 2].copy()
+    lab[..., 1] = a * np.cos(turn) - b * np.sin(turn)
+    lab[..., 2] = a * np.sin(turn) + b * np.cos(turn)
+    out = rgba.copy()
+    out[..., :3] = to_uint8(np.clip(lab_to_rgb_np(lab), 0, 1))
+    return out
+
+
 def layer_rows(artwork: Artwork, methods, recolourer: "Recolourer", designers, seed) -> list:
     """Every case of one layer with every method -> one dict per (case, method): file, kind,
     pixel_art, case, method, ms and the measures."""
@@ -274,6 +292,8 @@ def layer_rows(artwork: Artwork, methods, recolourer: "Recolourer", designers, s
             start = time.perf_counter()
             if method == "identity":
                 output = artwork.rgba.copy()
+            elif method == "lab-rotation":
+                output = lab_rotation(artwork.rgba, REFERENCE_TURN_DEGREES)
             else:
                 output = recolourer.recolor(artwork.rgba, method, edit.palette, edit.source)
             ms = 1000 * (time.perf_counter() - start)
@@ -431,9 +451,10 @@ def worst_cases(rows, key, count=WORST_SHOWN) -> list[tuple[str, str, float]]:
     return [(row["file"], row["case"], value) for row, value in scored[:count]]
 
 
-def format_b4(rows) -> str:
+def format_b4(rows, which="test split") -> str:
     """Per method, a table of the measures' means per kind (and over all artwork), then the
-    bars with pass/fail and the worst cases of each failing bar."""
+    bars with pass/fail and the worst cases of each failing bar; `which`: the layers'
+    split, for the bars' title."""
     lines = ["B4 artwork: layers at full size, recoloured as the plug-in asks (mean per case;"
              " fills broken: share of all flat fills)"]  # fmt: skip
     kinds = sorted({row["kind"] for row in rows}, key=lambda k: (k == PHOTO_KIND, k))
@@ -455,7 +476,7 @@ def format_b4(rows) -> str:
         for line in table:
             lines.append("  " + "  ".join(cell.rjust(width) for cell, width in zip(line, widths)))
     lines.append("")
-    lines.append("B4 bars (issue 17), test split")
+    lines.append(f"B4 bars (issue 17), {which}")
     for verdict in check_bars(rows):
         if verdict["passed"] is None:
             state, detail = "n/a ", "nothing to measure"

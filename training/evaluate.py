@@ -60,6 +60,7 @@ TASK_TITLES = {
     "B3": "B3 designer palettes: palette adherence (CIEDE2000, no ground truth)",
 }
 ALL_METHODS = ("identity", "rotation", "chang2015", "palettenet")
+B4_ONLY_METHODS = ("lab-rotation",)  # B4's reference: a rigid CIELAB hue turn (artwork_bench)
 INSIDE, OUTSIDE = 0.5, 0.05  # edit-mask levels for "inside" and "outside" the edited region
 MIN_HUE_TURNS = 1 / 18  # B1 shifts are at least 20 degrees either way: smaller ones are easy
 
@@ -405,7 +406,8 @@ def add_arguments(parser):
     parser.add_argument(
         "--methods",
         help=f"comma-separated, of {','.join(ALL_METHODS)} (default: all that "
-        "can run; palettenet only with --checkpoint)",
+        "can run; palettenet only with --checkpoint); B4 also lab-rotation, the reference "
+        "of the gradient-steps measure",
     )
     parser.add_argument(
         "--palettes",
@@ -460,10 +462,18 @@ def run(args):
         names = [name.strip() for name in args.methods.split(",") if name.strip()]
     else:
         names = [name for name in ALL_METHODS if name != "palettenet" or args.checkpoint]
+    unknown = [name for name in names if name not in ALL_METHODS + B4_ONLY_METHODS]
+    if unknown:
+        known = ", ".join(ALL_METHODS + B4_ONLY_METHODS)
+        raise TrainingError(f"unknown method(s) {', '.join(unknown)}; known: {known}")
+    if args.artwork:  # names only B4 knows are known; make_methods checks the others
+        names_b1_b3 = [name for name in names if name not in B4_ONLY_METHODS]
+    else:
+        names_b1_b3 = names
     paths = []
     if args.images is not None:
         paths = list_images(args.images, args.split_file, args.split, args.limit)
-        methods = make_methods(names, args.checkpoint, args.device)
+        methods = make_methods(names_b1_b3, args.checkpoint, args.device)
         palettes = load_designer_palettes(args.palettes)
         results = evaluate(paths, methods, args.size, palettes, args.seed, not args.quiet)
         rows = summarise(results)
@@ -500,10 +510,11 @@ def run_artwork(args, names):
 
     if args.artwork_split and len(args.artwork_split) != len(args.artwork):
         raise TrainingError("give one --artwork-split per --artwork folder, or none")
-    # identity (no change) only when asked for by name: it is the reference, at a cost
+    # the references (identity: no change; lab-rotation: a rigid hue turn, the floor of
+    # the gradient-steps measure) only when asked for by name
     methods = [name for name in names if name in B4_METHODS]
     if not args.methods:
-        methods = [name for name in methods if name != "identity"]
+        methods = [name for name in methods if name not in ("identity", "lab-rotation")]
     if "palettenet" in methods and args.checkpoint is None and not args.server:
         raise TrainingError("the palettenet method needs --checkpoint FILE")
     splits = args.artwork_split or [None] * len(args.artwork)
@@ -518,7 +529,7 @@ def run_artwork(args, names):
     which = f"{args.split} split" if args.artwork_split else "all files"
     print(f"B4: {len({r['file'] for r in rows})} layers from {folders} ({which}), "
           f"full size, {where}, seed {args.seed}")  # fmt: skip
-    print(format_b4(rows))
+    print(format_b4(rows, which))
     if args.b4_csv:
         write_b4_csv(rows, args.b4_csv)
         print(f"wrote {args.b4_csv}")
