@@ -50,7 +50,7 @@ from backend.core.palette import (
 )
 
 LUT_SIZE = 17  # points per RGB axis: cells of 16/255 (the network's colour detail is coarser)
-SMOOTHNESS = 1e-3  # weight of the smoothness penalty against one working pixel's error
+SMOOTHNESS = 1e-5  # weight of the smoothness penalty against one working pixel's error (validation)
 EXACT_MIN_PIXELS = 16  # working pixels a colour needs to get its own exact output
 EXACT_MIN_SHARE = 0.001  # and the share of the visible working pixels (a fill, not one of
 # the thousands of colours of a gradient, which the smooth table keeps smooth)
