@@ -238,6 +238,18 @@ def _lattice_lab(size: int) -> np.ndarray:
     return lab
 
 
+@functools.lru_cache(maxsize=2)
+def _lattice_weights(size: int, source_lab_bytes: bytes) -> np.ndarray:
+    """rbf_weights of the points of a size^3 lattice on a source palette (LAB float64, as
+    bytes: a cache key), float32 (size^3, k). Kept for the last two palettes: while a
+    swatch is dragged the source palette stays the same and only the targets move, and the
+    weights of 274,625 points are most of a live preview's colour-map time."""
+    source_lab = np.frombuffer(source_lab_bytes, np.float64).reshape(-1, 3)
+    weights = rbf_weights(_lattice_lab(size), source_lab).astype(np.float32)
+    weights.flags.writeable = False
+    return weights
+
+
 def follow_swatches_in_table(lut, fill_rgb, fill_outputs, source_lab, target_lab):
     """The swatches' colours sent where the palette says, in a ColourMap's table: `lut`
     (n, n, n, 3) RGB table, fill_rgb and fill_outputs (m, 3) the fills' colours and exact
@@ -262,14 +274,16 @@ def follow_swatches_in_table(lut, fill_rgb, fill_outputs, source_lab, target_lab
     landed = rgb_to_lab_np(np.clip(apply_lattice(swatch_rgb, lut), 0, 1).astype(np.float64))
     miss = target_lab - landed
 
-    def followed(colours_lab, outputs_rgb):
-        weights = rbf_weights(colours_lab, source_lab)
+    def followed(weights, outputs_rgb):
         lab = rgb_to_lab_np(np.clip(outputs_rgb, 0, 1).astype(np.float64)) + weights @ miss
         return lab_to_rgb_np(lab).astype(np.float32)
 
-    table = followed(_lattice_lab(lut.shape[0]), lut.reshape(-1, 3)).reshape(lut.shape)
+    weights = _lattice_weights(lut.shape[0], source_lab.tobytes())
+    table = followed(weights, lut.reshape(-1, 3)).reshape(lut.shape)
     fill_rgb = np.asarray(fill_rgb, np.float64).reshape(-1, 3)
-    outputs = followed(rgb_to_lab_np(fill_rgb), fill_outputs) if len(fill_rgb) else fill_outputs
+    if len(fill_rgb):
+        fill_outputs = followed(rbf_weights(rgb_to_lab_np(fill_rgb), source_lab), fill_outputs)
+    outputs = fill_outputs
     targets = np.clip(lab_to_rgb_np(target_lab), 0, 1).astype(np.float32)
     return table, outputs, colour_codes(to_uint8(swatch_rgb)), targets
 
