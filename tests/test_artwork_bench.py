@@ -122,6 +122,30 @@ def test_the_lab_rotation_reference_turns_hue_only_and_is_printed(artwork, tmp_p
     assert main(["evaluate", "--artwork", str(artwork), "--methods", "hue-turn"]) == 2
 
 
+@pytest.mark.parametrize(
+    "methods, with_artwork",
+    [("lab-rotation", False), ("rotation", True), (",,", True)],
+)
+def test_methods_that_run_nothing_are_one_clear_error(artwork, tmp_path, capsys, methods,
+                                                      with_artwork):  # fmt: skip
+    """qa17: lab-rotation without --artwork, B1-B3's rotation on B4 alone, and an empty
+    list ran nothing and exited 0 (or named lab-rotation unknown)."""
+    args = ["evaluate", "--methods", methods, "--images", str(artwork), "--quiet"]
+    if with_artwork:
+        args = ["evaluate", "--methods", methods, "--artwork", str(artwork), "--quiet"]
+    assert main(args) == 2
+    error = capsys.readouterr().err
+    assert error.startswith("training: ") and "Traceback" not in error
+
+
+def test_a_split_file_that_is_not_json_is_one_clear_error(artwork, tmp_path, capsys):
+    broken = tmp_path / "split.json"
+    broken.write_text("splits: test")
+    code = main(["evaluate", "--artwork", str(artwork), "--artwork-split", str(broken),
+                 "--methods", "identity", "--quiet"])  # fmt: skip
+    assert code == 2 and "not a readable split file" in capsys.readouterr().err
+
+
 def test_identity_keeps_fills_colours_and_the_untouched(chang_run):
     _, rows = chang_run
     for row in rows:

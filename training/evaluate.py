@@ -88,7 +88,10 @@ def list_images(directory, split_file=None, split="test", limit=None) -> list[Pa
     if split_file is None:
         paths = sorted(p for p in directory.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
     else:
-        record = json.loads(Path(split_file).read_text())
+        try:
+            record = json.loads(Path(split_file).read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+            raise TrainingError(f"{split_file}: not a readable split file ({error})") from None
         splits = record.get("splits", {}) if isinstance(record, dict) else {}
         if split not in splits:
             raise TrainingError(f"{split_file}: no split {split!r} (has: {', '.join(splits)})")
@@ -466,10 +469,14 @@ def run(args):
     if unknown:
         known = ", ".join(ALL_METHODS + B4_ONLY_METHODS)
         raise TrainingError(f"unknown method(s) {', '.join(unknown)}; known: {known}")
-    if args.artwork:  # names only B4 knows are known; make_methods checks the others
-        names_b1_b3 = [name for name in names if name not in B4_ONLY_METHODS]
-    else:
-        names_b1_b3 = names
+    if not names:
+        raise TrainingError("--methods names no method")
+    b4_only = [name for name in names if name in B4_ONLY_METHODS]
+    if b4_only and not args.artwork:
+        raise TrainingError(f"{b4_only[0]} is a reference of B4: it needs --artwork DIR")
+    names_b1_b3 = [name for name in names if name not in B4_ONLY_METHODS]
+    if args.images is not None and not names_b1_b3:
+        raise TrainingError(f"{', '.join(b4_only)} runs on B4 only: name a method for B1-B3")
     paths = []
     if args.images is not None:
         paths = list_images(args.images, args.split_file, args.split, args.limit)
@@ -515,6 +522,9 @@ def run_artwork(args, names):
     methods = [name for name in names if name in B4_METHODS]
     if not args.methods:
         methods = [name for name in methods if name not in ("identity", "lab-rotation")]
+    if not methods:
+        raise TrainingError(f"none of {', '.join(names)} runs on B4 (it knows "
+                            f"{', '.join(B4_METHODS)})")  # fmt: skip
     if "palettenet" in methods and args.checkpoint is None and not args.server:
         raise TrainingError("the palettenet method needs --checkpoint FILE")
     splits = args.artwork_split or [None] * len(args.artwork)

@@ -298,7 +298,7 @@ def artwork_sources(layers, palette) -> str:
     """The lines docs/images/SOURCES needs for artwork-kinds.png: each layer's file, Debian
     package (version), original path and licence, as SOURCES.tsv gives them."""
     lines = [
-        "artwork-kinds.png: both methods with the palette "
+        "artwork-kinds.png: each method with the palette "
         f"{','.join(palette)} given without source colours (paired with the layer by "
         "lightness), recoloured at full size; reductions and crops of",
     ]
@@ -318,7 +318,11 @@ def artwork_figure(args) -> None:
         parse_palette(palette, "--artwork-palette")
     except ProtocolError as error:
         raise TrainingError(str(error)) from None
-    names = [n for n in (args.artwork_files or "").split(",") if n]
+    names = list(
+        dict.fromkeys(n.strip() for n in (args.artwork_files or "").split(",") if n.strip())
+    )
+    if args.artwork_files is not None and not names:
+        raise TrainingError("--artwork-files names no file")
     layers = choose_artwork(args.artwork, args.artwork_split, names)
     recolourers = []
     try:
