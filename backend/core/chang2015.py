@@ -26,6 +26,8 @@ for moderate edits (hue turns up to about 20 degrees), but by 1 to 3 CIEDE2000 (
 CIE76) on average for the benchmark's large edits, where the clamped weights vary fastest.
 """
 
+import functools
+
 import numpy as np
 import torch
 
@@ -308,12 +310,21 @@ def _pin_palette(table: np.ndarray, size: int, points_rgb: np.ndarray, wanted_rg
     rows = np.arange(len(position))
     for index, weight in _corners(position, size):
         np.add.at(interpolation, (rows, index), weight)
-    levels = np.linspace(0.0, 1.0, size)
-    grid = np.stack(np.meshgrid(levels, levels, levels, indexing="ij"), axis=-1).reshape(-1, 3)
+    grid = lattice_points(size).reshape(-1, 3)
     bumps = np.exp(-((grid[:, None] - points[None]) ** 2).sum(-1) / (2 * PIN_WIDTH**2))
     residual = wanted_rgb - interpolation @ table
     # pinv: repeated palette colours give repeated rows; they are then met on average.
     table += bumps @ (np.linalg.pinv(interpolation @ bumps, rcond=1e-10) @ residual)
+
+
+@functools.cache
+def lattice_points(size: int) -> np.ndarray:
+    """The RGB colours (0..1) of the points of a size^3 lattice indexed [r, g, b], as
+    apply_lattice reads it: float64 (size, size, size, 3), read-only (made once per size)."""
+    levels = np.linspace(0.0, 1.0, size)
+    grid = np.stack(np.meshgrid(levels, levels, levels, indexing="ij"), axis=-1)
+    grid.flags.writeable = False
+    return grid
 
 
 def build_lattice(source_lab, target_lab, size: int = LATTICE_SIZE) -> np.ndarray:
@@ -326,8 +337,7 @@ def build_lattice(source_lab, target_lab, size: int = LATTICE_SIZE) -> np.ndarra
     there: targets whose lightness order differs from the sources' (the monotone curve
     averages them) or whose ab move the gamut cuts short."""
     source, target = _palettes(source_lab, target_lab)
-    levels = np.linspace(0.0, 1.0, size)
-    grid = np.stack(np.meshgrid(levels, levels, levels, indexing="ij"), axis=-1).reshape(-1, 3)
+    grid = lattice_points(size).reshape(-1, 3)
     table = lab_to_rgb_np(transfer_colours(rgb_to_lab_np(grid), source, target))
     # The palette colours as an 8-bit image holds them (a pixel equal to a swatch, clipped
     # and rounded), and their targets as it can show them (clipped to sRGB), moved by the

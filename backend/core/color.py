@@ -116,14 +116,23 @@ def net_to_lab(net: torch.Tensor) -> torch.Tensor:
 NORMALISATION = {"L": f"L/{L_SCALE}-1", "ab": f"ab/{AB_SCALE}", "white": "D65"}
 
 
+def _as_tensor(array) -> torch.Tensor:
+    """float64 tensor of an array; a read-only one (a cached lattice) is copied, as torch
+    cannot share memory it may not write."""
+    array = np.asarray(array)
+    if not array.flags.writeable:
+        array = array.copy()
+    return torch.as_tensor(array, dtype=torch.float64)
+
+
 def rgb_to_lab_np(rgb) -> np.ndarray:
     """rgb_to_lab on a numpy array (float64)."""
-    return rgb_to_lab(torch.as_tensor(np.asarray(rgb), dtype=torch.float64)).numpy()
+    return rgb_to_lab(_as_tensor(rgb)).numpy()
 
 
 def lab_to_rgb_np(lab) -> np.ndarray:
     """lab_to_rgb on a numpy array (float64)."""
-    return lab_to_rgb(torch.as_tensor(np.asarray(lab), dtype=torch.float64)).numpy()
+    return lab_to_rgb(_as_tensor(lab)).numpy()
 
 
 def lab_to_linear_np(lab: np.ndarray) -> np.ndarray:

@@ -40,7 +40,12 @@ import scipy.sparse as sparse
 import scipy.sparse.linalg as sparse_linalg
 import torch
 
-from backend.core.chang2015 import apply_lattice, rbf_weights, transfer_luminance
+from backend.core.chang2015 import (
+    apply_lattice,
+    lattice_points,
+    rbf_weights,
+    transfer_luminance,
+)
 from backend.core.color import lab_to_rgb_np, rgb_to_lab_np, to_uint8
 from backend.core.palette import (
     distinct_colours,
@@ -128,8 +133,7 @@ def fit_lut(source_rgb, output_rgb, weight, size=LUT_SIZE, smoothness=SMOOTHNESS
     solve = sparse_linalg.factorized(system)
     right = weighted.T @ change
     lattice_change = np.column_stack([solve(right[:, c]) for c in range(3)])
-    levels = np.linspace(0.0, 1.0, size)
-    grid = np.stack(np.meshgrid(levels, levels, levels, indexing="ij"), axis=-1).reshape(-1, 3)
+    grid = lattice_points(size).reshape(-1, 3)
     return (grid + lattice_change).reshape(size, size, size, 3).astype(np.float32)
 
 
@@ -148,8 +152,7 @@ def continue_fills(lut: np.ndarray, fills_rgb: np.ndarray, outputs: np.ndarray) 
     where several fills reach, their differences are averaged by weight; far from every
     fill the table is as it was."""
     size = FINE_LUT_SIZE
-    levels = np.linspace(0.0, 1.0, size)
-    grid = np.stack(np.meshgrid(levels, levels, levels, indexing="ij"), axis=-1)
+    grid = lattice_points(size)
     fine = apply_lattice(grid.reshape(-1, 3), lut).reshape(size, size, size, 3)
     if len(fills_rgb) == 0:
         return fine
@@ -196,7 +199,10 @@ class ColourMap:
     working image and the network's output for it), weight (h, w) the visible share of
     each working pixel. Calling it on full-resolution rows (rows, W, C >= 3, the first
     three channels sRGB-encoded RGB in 0..1) gives the new RGB rows (rows, W, 3) float32.
-    Pixels of one colour always get one colour, so no colour count can grow."""
+    Pixels of one colour always get one colour, so no colour count can grow.
+    `swatches`: the (source, target) LAB palettes the result was made for (the pairs of
+    recolor.network_outputs), so that every colour of a source swatch lands on its target
+    (follow_swatches_in_table); None, or a None source (a target-only model): not known."""
 
     def __init__(self, source, result, weight, swatches=None):
         source = np.asarray(source, dtype=np.float32).reshape(-1, 3)
@@ -213,7 +219,7 @@ class ColourMap:
         smooth = fit_lut(colours, medians, np.minimum(count, cap))
         self.lut = continue_fills(smooth, colours[fill], medians[fill])
         exact_codes, outputs = codes[fill], medians[fill]
-        if swatches is not None:
+        if swatches is not None and swatches[0] is not None:
             self.lut, outputs, swatch_codes, targets = follow_swatches_in_table(
                 self.lut, colours[fill], outputs, *swatches
             )
@@ -231,9 +237,7 @@ class ColourMap:
 @functools.cache
 def _lattice_lab(size: int) -> np.ndarray:
     """CIELAB of the points of a size^3 RGB lattice indexed [r, g, b], (size^3, 3)."""
-    levels = np.linspace(0.0, 1.0, size)
-    grid = np.stack(np.meshgrid(levels, levels, levels, indexing="ij"), axis=-1)
-    lab = rgb_to_lab_np(grid.reshape(-1, 3))
+    lab = rgb_to_lab_np(lattice_points(size).reshape(-1, 3))
     lab.flags.writeable = False
     return lab
 
@@ -283,9 +287,8 @@ def follow_swatches_in_table(lut, fill_rgb, fill_outputs, source_lab, target_lab
     fill_rgb = np.asarray(fill_rgb, np.float64).reshape(-1, 3)
     if len(fill_rgb):
         fill_outputs = followed(rbf_weights(rgb_to_lab_np(fill_rgb), source_lab), fill_outputs)
-    outputs = fill_outputs
     targets = np.clip(lab_to_rgb_np(target_lab), 0, 1).astype(np.float32)
-    return table, outputs, colour_codes(to_uint8(swatch_rgb)), targets
+    return table, fill_outputs, colour_codes(to_uint8(swatch_rgb)), targets
 
 
 # to_uint8's channels -> a 0xRRGGBB code by one product (exact: whole numbers below 2^24)
@@ -476,7 +479,7 @@ def full_resolution_transform(layer, source, result, weight, local, flat_art=Non
     local transform local() (backend.core.fullres: photos and painted art keep the network's
     local detail) with its large fills kept flat (FillKeeper). source, result, weight: the
     working image, the network's output for it and its visible share. flat_art: whether
-    `layer` is flat art, if known already (None: checked here)."""
+    `layer` is flat art, if known already (None: checked here). swatches: as ColourMap."""
     if flat_art is None:
         flat_art = is_flat_art(*layer.palette_sample())  # what is_flat_art counts, no more
     if flat_art:

@@ -136,9 +136,15 @@ def predict(
     model without one takes the image's own palette (what the `palette` op gives) and pairs
     the colours by lightness rank; a target-only model does not use them. `encoded`: the
     images' encoding (`encode`), if made before."""
+    return predict_with_pairs(model, images, palettes, half, sources, encoded)[0]
+
+
+def predict_with_pairs(model, images, palettes, half=False, sources=None, encoded=None):
+    """predict, and per image the (source, target) LAB palettes it paired (network_outputs):
+    what finish and ColourMap need to send every swatch colour to its target."""
     results, pairs = network_outputs(model, images, palettes, half, sources, encoded)
     follow_pairs(images, results, pairs)
-    return results
+    return results, pairs
 
 
 @torch.no_grad()
@@ -200,9 +206,8 @@ def finish(layer: Layer, working: Working, result: np.ndarray, out: np.ndarray, 
         )
 
     # Flat art: one global colour mapping; other layers the local transfer, fills kept flat.
-    swatches = None if pair is None or pair[0] is None else pair
     transform = full_resolution_transform(
-        cropped, working.rgb, result, working.weight, local, working.flat_art, swatches
+        cropped, working.rgb, result, working.weight, local, working.flat_art, pair
     )
     copy_outside(layer.pixels, out, working.box)
     target = out[top:bottom, left:right]
@@ -237,12 +242,10 @@ def shared_colour_map(
     The price of one mapping for all: the network's local variation (a colour recoloured
     differently in the sky and in the sea of one photo) is averaged into the mapping, so a
     single photo is better recoloured on its own (finish)."""
-    results, pairs = network_outputs(
+    (result,), (pair,) = predict_with_pairs(
         model, [working.rgb], [palette_lab], half, [source_lab], encoded
     )
-    follow_pairs([working.rgb], results, pairs)
-    swatches = None if pairs[0][0] is None else pairs[0]
-    return ColourMap(working.rgb, results[0], working.weight, swatches)
+    return ColourMap(working.rgb, result, working.weight, pair)
 
 
 def finish_mapped(layer: Layer, colour_map: ColourMap, out: np.ndarray) -> None:
@@ -279,7 +282,6 @@ def recolor_layer(
     if working is None:
         return layer.pixels.copy()
     out = np.empty(layer.pixels.shape, layer.pixels.dtype)
-    results, pairs = network_outputs(model, [working.rgb], [palette_lab], half, [source_lab])
-    follow_pairs([working.rgb], results, pairs)
-    finish(layer, working, results[0], out, pairs[0])
+    (result,), (pair,) = predict_with_pairs(model, [working.rgb], [palette_lab], half, [source_lab])
+    finish(layer, working, result, out, pair)
     return out
